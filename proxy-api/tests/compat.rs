@@ -1,0 +1,421 @@
+//! Wire compatibility with Linkerd2's proxy API.
+//!
+//! Each message is filled in with a non-default value in every field, encoded
+//! with the published `linkerd2-proxy-api` crate, decoded with ours, encoded
+//! again and decoded with theirs: any field that ours lacks, numbers
+//! differently or types differently makes the two ends disagree. The reverse
+//! trip (ours, theirs, ours) catches a field that theirs lacks.
+
+use linkerd2_proxy_api as theirs;
+use linkerd_proxy_api as ours;
+use prost::Message;
+use std::collections::HashMap;
+use std::fmt::Debug;
+
+/// Theirs -> ours -> theirs and ours -> theirs -> ours must both be lossless.
+fn assert_compatible<T, O>(theirs_msg: T)
+where
+    T: Message + Default + PartialEq + Debug,
+    O: Message + Default + PartialEq + Debug,
+{
+    let wire = theirs_msg.encode_to_vec();
+    assert!(!wire.is_empty(), "test message is empty: {theirs_msg:?}");
+    let ours_msg = O::decode(wire.as_slice()).expect("ours decodes theirs");
+    let back = T::decode(ours_msg.encode_to_vec().as_slice()).expect("theirs decodes ours");
+    assert_eq!(back, theirs_msg, "theirs -> ours -> theirs lost data");
+
+    let again = O::decode(back.encode_to_vec().as_slice()).expect("ours decodes theirs again");
+    assert_eq!(again, ours_msg, "ours -> theirs -> ours lost data");
+}
+
+fn labels(prefix: &str) -> HashMap<String, String> {
+    [("namespace", "emojivoto"), ("service", "web")]
+        .into_iter()
+        .map(|(k, v)| (format!("{prefix}{k}"), v.to_string()))
+        .collect()
+}
+
+fn v4() -> theirs::net::IpAddress {
+    theirs::net::IpAddress {
+        ip: Some(theirs::net::ip_address::Ip::Ipv4(0x0a01_0203)),
+    }
+}
+
+fn v6() -> theirs::net::IpAddress {
+    theirs::net::IpAddress {
+        ip: Some(theirs::net::ip_address::Ip::Ipv6(theirs::net::IPv6 {
+            first: 0x2001_0db8_0000_0001,
+            last: 0x0000_0000_0000_0002,
+        })),
+    }
+}
+
+fn tcp(ip: theirs::net::IpAddress, port: u32) -> theirs::net::TcpAddress {
+    theirs::net::TcpAddress { ip: Some(ip), port }
+}
+
+fn duration(secs: i64, nanos: i32) -> prost_types::Duration {
+    prost_types::Duration { seconds: secs, nanos }
+}
+
+fn resource() -> theirs::meta::Metadata {
+    theirs::meta::Metadata {
+        kind: Some(theirs::meta::metadata::Kind::Resource(
+            theirs::meta::Resource {
+                group: "core".into(),
+                kind: "Service".into(),
+                name: "web".into(),
+                namespace: "emojivoto".into(),
+                section: "http".into(),
+                port: 8080,
+            },
+        )),
+    }
+}
+
+fn weighted_addr() -> theirs::destination::WeightedAddr {
+    use theirs::destination::{http2_client_params as h2p, protocol_hint, tls_identity};
+    theirs::destination::WeightedAddr {
+        addr: Some(tcp(v4(), 8080)),
+        weight: 10_000,
+        metric_labels: labels("pod_"),
+        tls_identity: Some(theirs::destination::TlsIdentity {
+            strategy: Some(tls_identity::Strategy::DnsLikeIdentity(
+                tls_identity::DnsLikeIdentity {
+                    name: "default.emojivoto.serviceaccount.identity.linkerd.cluster.local"
+                        .into(),
+                },
+            )),
+            server_name: Some(tls_identity::DnsLikeIdentity {
+                name: "web.emojivoto".into(),
+            }),
+        }),
+        protocol_hint: Some(theirs::destination::ProtocolHint {
+            protocol: Some(protocol_hint::Protocol::H2(protocol_hint::H2 {})),
+            opaque_transport: Some(protocol_hint::OpaqueTransport { inbound_port: 4143 }),
+        }),
+        authority_override: Some(theirs::destination::AuthorityOverride {
+            authority_override: "web.emojivoto.svc.cluster.local:80".into(),
+        }),
+        http2: Some(theirs::destination::Http2ClientParams {
+            flow_control: Some(h2p::FlowControl {
+                initial_connection_window_size: 1 << 20,
+                initial_stream_window_size: 1 << 16,
+                adaptive_flow_control: true,
+            }),
+            keep_alive: Some(h2p::KeepAlive {
+                interval: Some(duration(10, 0)),
+                timeout: Some(duration(3, 5)),
+                while_idle: true,
+            }),
+            internals: Some(h2p::Internals {
+                max_concurrent_reset_streams: 7,
+                max_frame_size: 16_384,
+                max_send_buf_size: 1 << 18,
+            }),
+        }),
+        resource_ref: Some(resource()),
+    }
+}
+
+#[test]
+fn destination_get_destination() {
+    assert_compatible::<_, ours::destination::GetDestination>(
+        theirs::destination::GetDestination {
+            scheme: "k8s".into(),
+            path: "web.emojivoto.svc.cluster.local:80".into(),
+            context_token: r#"{"ns":"emojivoto"}"#.into(),
+        },
+    );
+}
+
+#[test]
+fn destination_updates() {
+    use theirs::destination::{AddrSet, NoEndpoints, Update, WeightedAddrSet, update};
+    let updates = [
+        update::Update::Add(WeightedAddrSet {
+            addrs: vec![weighted_addr(), weighted_addr()],
+            metric_labels: labels(""),
+        }),
+        update::Update::Remove(AddrSet {
+            addrs: vec![tcp(v4(), 80), tcp(v6(), 443)],
+        }),
+        update::Update::NoEndpoints(NoEndpoints { exists: true }),
+    ];
+    for u in updates {
+        assert_compatible::<_, ours::destination::Update>(Update { update: Some(u) });
+    }
+}
+
+#[test]
+fn destination_uri_identity_and_opaque_hint() {
+    use theirs::destination::{protocol_hint, tls_identity};
+    let mut addr = weighted_addr();
+    addr.tls_identity = Some(theirs::destination::TlsIdentity {
+        strategy: Some(tls_identity::Strategy::UriLikeIdentity(
+            tls_identity::UriLikeIdentity {
+                uri: "spiffe://cluster.local/ns/emojivoto/sa/web".into(),
+            },
+        )),
+        server_name: None,
+    });
+    addr.protocol_hint = Some(theirs::destination::ProtocolHint {
+        protocol: Some(protocol_hint::Protocol::Opaque(protocol_hint::Opaque {})),
+        opaque_transport: None,
+    });
+    assert_compatible::<_, ours::destination::WeightedAddr>(addr);
+}
+
+#[test]
+fn destination_profile() {
+    use theirs::destination::*;
+    let method = theirs::http_types::HttpMethod {
+        r#type: Some(theirs::http_types::http_method::Type::Registered(
+            theirs::http_types::http_method::Registered::Post.into(),
+        )),
+    };
+    let request_match = RequestMatch {
+        r#match: Some(request_match::Match::All(request_match::Seq {
+            matches: vec![
+                RequestMatch {
+                    r#match: Some(request_match::Match::Path(PathMatch {
+                        regex: "/api/.*".into(),
+                    })),
+                },
+                RequestMatch {
+                    r#match: Some(request_match::Match::Not(Box::new(RequestMatch {
+                        r#match: Some(request_match::Match::Method(method)),
+                    }))),
+                },
+                RequestMatch {
+                    r#match: Some(request_match::Match::Any(request_match::Seq {
+                        matches: vec![],
+                    })),
+                },
+            ],
+        })),
+    };
+    let response_match = ResponseMatch {
+        r#match: Some(response_match::Match::Any(response_match::Seq {
+            matches: vec![
+                ResponseMatch {
+                    r#match: Some(response_match::Match::Status(HttpStatusRange {
+                        min: 500,
+                        max: 599,
+                    })),
+                },
+                ResponseMatch {
+                    r#match: Some(response_match::Match::Not(Box::new(ResponseMatch {
+                        r#match: Some(response_match::Match::All(response_match::Seq {
+                            matches: vec![],
+                        })),
+                    }))),
+                },
+            ],
+        })),
+    };
+    assert_compatible::<_, ours::destination::DestinationProfile>(DestinationProfile {
+        fully_qualified_name: "web.emojivoto.svc.cluster.local".into(),
+        opaque_protocol: true,
+        routes: vec![Route {
+            condition: Some(request_match),
+            response_classes: vec![ResponseClass {
+                condition: Some(response_match),
+                is_failure: true,
+            }],
+            metrics_labels: labels("route_"),
+            is_retryable: true,
+            timeout: Some(duration(1, 500)),
+        }],
+        retry_budget: Some(RetryBudget {
+            retry_ratio: 0.2,
+            min_retries_per_second: 10,
+            ttl: Some(duration(10, 0)),
+        }),
+        dst_overrides: vec![WeightedDst {
+            authority: "web-v2.emojivoto.svc.cluster.local:80".into(),
+            weight: 500,
+            backend_ref: Some(theirs::meta::Metadata {
+                kind: Some(theirs::meta::metadata::Kind::Default("default".into())),
+            }),
+        }],
+        endpoint: Some(weighted_addr()),
+        parent_ref: Some(resource()),
+        profile_ref: Some(resource()),
+    });
+}
+
+#[test]
+fn identity_certify() {
+    assert_compatible::<_, ours::identity::CertifyRequest>(theirs::identity::CertifyRequest {
+        identity: "default.emojivoto.serviceaccount.identity.linkerd.cluster.local".into(),
+        token: b"eyJhbGciOi".to_vec(),
+        certificate_signing_request: vec![0x30, 0x82, 0x01, 0x0a],
+    });
+    assert_compatible::<_, ours::identity::CertifyResponse>(theirs::identity::CertifyResponse {
+        leaf_certificate: vec![0x30, 0x82, 1, 2],
+        intermediate_certificates: vec![vec![0x30, 1], vec![0x30, 2]],
+        valid_until: Some(prost_types::Timestamp {
+            seconds: 1_800_000_000,
+            nanos: 42,
+        }),
+    });
+}
+
+#[test]
+fn tap_observe_request() {
+    use theirs::tap::observe_request::{self, r#match, Match};
+    let leaf = |m: r#match::Match| Match { r#match: Some(m) };
+    let string_match = |prefix: bool| r#match::http::StringMatch {
+        r#match: Some(if prefix {
+            r#match::http::string_match::Match::Prefix("/api".into())
+        } else {
+            r#match::http::string_match::Match::Exact("web:8080".into())
+        }),
+    };
+    let http = |m: r#match::http::Match| leaf(r#match::Match::Http(r#match::Http { r#match: Some(m) }));
+    let all = vec![
+        leaf(r#match::Match::Source(r#match::Tcp {
+            r#match: Some(r#match::tcp::Match::Netmask(r#match::tcp::Netmask {
+                ip: Some(v6()),
+                mask: 64,
+            })),
+        })),
+        leaf(r#match::Match::Destination(r#match::Tcp {
+            r#match: Some(r#match::tcp::Match::Ports(r#match::tcp::PortRange {
+                min: 80,
+                max: 8080,
+            })),
+        })),
+        http(r#match::http::Match::Scheme(theirs::http_types::Scheme {
+            r#type: Some(theirs::http_types::scheme::Type::Unregistered("h2c".into())),
+        })),
+        http(r#match::http::Match::Method(theirs::http_types::HttpMethod {
+            r#type: Some(theirs::http_types::http_method::Type::Unregistered("PURGE".into())),
+        })),
+        http(r#match::http::Match::Authority(string_match(false))),
+        http(r#match::http::Match::Path(string_match(true))),
+        leaf(r#match::Match::DestinationLabel(r#match::Label {
+            key: "deployment".into(),
+            value: "web".into(),
+        })),
+        leaf(r#match::Match::RouteLabel(r#match::Label {
+            key: "route".into(),
+            value: "GET /".into(),
+        })),
+        leaf(r#match::Match::Not(Box::new(leaf(r#match::Match::Any(
+            r#match::Seq { matches: vec![] },
+        ))))),
+    ];
+    assert_compatible::<_, ours::tap::ObserveRequest>(theirs::tap::ObserveRequest {
+        limit: 100,
+        r#match: Some(leaf(r#match::Match::All(r#match::Seq { matches: all }))),
+        extract: Some(observe_request::Extract {
+            extract: Some(observe_request::extract::Extract::Http(
+                observe_request::extract::Http {
+                    extract: Some(observe_request::extract::http::Extract::Headers(
+                        observe_request::extract::http::Headers {},
+                    )),
+                },
+            )),
+        }),
+    });
+}
+
+#[test]
+fn tap_events() {
+    use theirs::tap::tap_event::{self, http};
+    let headers = || theirs::http_types::Headers {
+        headers: vec![theirs::http_types::headers::Header {
+            name: "content-type".into(),
+            value: b"application/grpc".to_vec(),
+        }],
+    };
+    let id = || http::StreamId { base: 3, stream: 7 };
+    let events = [
+        http::Event::RequestInit(http::RequestInit {
+            id: Some(id()),
+            method: Some(theirs::http_types::HttpMethod {
+                r#type: Some(theirs::http_types::http_method::Type::Registered(
+                    theirs::http_types::http_method::Registered::Head.into(),
+                )),
+            }),
+            scheme: Some(theirs::http_types::Scheme {
+                r#type: Some(theirs::http_types::scheme::Type::Registered(
+                    theirs::http_types::scheme::Registered::Https.into(),
+                )),
+            }),
+            authority: "web:8080".into(),
+            path: "/emojivoto.v1.EmojiService/ListAll".into(),
+            headers: Some(headers()),
+        }),
+        http::Event::ResponseInit(http::ResponseInit {
+            id: Some(id()),
+            since_request_init: Some(duration(0, 1_234_000)),
+            http_status: 200,
+            headers: Some(headers()),
+        }),
+        http::Event::ResponseEnd(http::ResponseEnd {
+            id: Some(id()),
+            since_request_init: Some(duration(0, 2_000_000)),
+            since_response_init: Some(duration(0, 56_000)),
+            response_bytes: 42,
+            eos: Some(theirs::tap::Eos {
+                end: Some(theirs::tap::eos::End::GrpcStatusCode(2)),
+            }),
+            trailers: Some(headers()),
+        }),
+        http::Event::ResponseEnd(http::ResponseEnd {
+            id: Some(id()),
+            since_request_init: None,
+            since_response_init: None,
+            response_bytes: 1,
+            eos: Some(theirs::tap::Eos {
+                end: Some(theirs::tap::eos::End::ResetErrorCode(8)),
+            }),
+            trailers: None,
+        }),
+    ];
+    for event in events {
+        assert_compatible::<_, ours::tap::TapEvent>(theirs::tap::TapEvent {
+            source: Some(tcp(v4(), 51_000)),
+            source_meta: Some(tap_event::EndpointMeta { labels: labels("") }),
+            route_meta: Some(tap_event::RouteMeta { labels: labels("route_") }),
+            destination: Some(tcp(v6(), 8080)),
+            destination_meta: Some(tap_event::EndpointMeta { labels: labels("dst_") }),
+            proxy_direction: tap_event::ProxyDirection::Outbound.into(),
+            event: Some(tap_event::Event::Http(tap_event::Http { event: Some(event) })),
+        });
+    }
+}
+
+/// gRPC routes requests by `/package.Service/Method`: the names must match too.
+#[test]
+fn service_and_method_names() {
+    assert_eq!(
+        ours::destination::destination_server::SERVICE_NAME,
+        theirs::destination::destination_server::SERVICE_NAME
+    );
+    assert_eq!(
+        ours::identity::identity_server::SERVICE_NAME,
+        theirs::identity::identity_server::SERVICE_NAME
+    );
+    assert_eq!(
+        ours::tap::tap_server::SERVICE_NAME,
+        theirs::tap::tap_server::SERVICE_NAME
+    );
+    let generated = [
+        include_str!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.destination.rs")),
+        include_str!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.identity.rs")),
+        include_str!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.tap.rs")),
+    ]
+    .concat();
+    for path in [
+        "/io.linkerd.proxy.destination.Destination/Get",
+        "/io.linkerd.proxy.destination.Destination/GetProfile",
+        "/io.linkerd.proxy.identity.Identity/Certify",
+        "/io.linkerd.proxy.tap.Tap/Observe",
+    ] {
+        assert!(generated.contains(&format!("\"{path}\"")), "no method {path}");
+    }
+}
