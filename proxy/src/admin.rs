@@ -1,0 +1,93 @@
+//! The admin server: metrics for Prometheus, probes for the kubelet, and a
+//! shutdown hook for whoever runs the pod.
+
+use crate::metrics;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub(crate) struct Admin {
+    registry: Registry,
+    /// Cancelled when the proxy starts draining: `/ready` then says no, so the
+    /// pod is taken out of rotation before its listeners close.
+    drain: CancellationToken,
+}
+
+impl Admin {
+    pub(crate) fn new(registry: Registry, drain: CancellationToken) -> Arc<Self> {
+        Arc::new(Self { registry, drain })
+    }
+
+    pub(crate) async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let admin = self.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, Infallible>(admin.handle(req, peer)) }
+                });
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), svc);
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "admin connection failed");
+                }
+            });
+        }
+    }
+
+    fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/metrics") => match metrics::encode(&self.registry) {
+                Ok(body) => text(StatusCode::OK, OPENMETRICS, body),
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "metrics encoding failed\n".into()),
+            },
+            (&Method::GET, "/live") => plain(StatusCode::OK, "live\n"),
+            (&Method::GET, "/ready") if self.drain.is_cancelled() => {
+                plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+            }
+            (&Method::GET, "/ready") => plain(StatusCode::OK, "ready\n"),
+            (&Method::POST, "/shutdown") if peer.ip().is_loopback() => {
+                tracing::info!("shutdown requested through the admin server");
+                self.drain.cancel();
+                plain(StatusCode::OK, "shutdown\n")
+            }
+            (&Method::POST, "/shutdown") => {
+                plain(StatusCode::FORBIDDEN, "shutdown is only accepted from localhost\n")
+            }
+            (_, "/metrics" | "/live" | "/ready" | "/shutdown") => {
+                plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+            }
+            _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    text(status, "text/plain; charset=utf-8", body.into())
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut rsp = Response::new(Full::new(Bytes::from(body)));
+    *rsp.status_mut() = status;
+    rsp.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    rsp
+}

@@ -1,0 +1,156 @@
+//! Binds the listeners and runs the proxy until it is told to stop.
+//!
+//! Every accepted connection goes through the same stack:
+//! original destination -> TCP metrics -> protocol detection -> HTTP/1, HTTP/2
+//! or opaque TCP forwarding to that destination.
+
+use crate::{
+    admin::Admin,
+    config::{Config, ListenerConfig, ServerConfig},
+    detect::{self, Protocol},
+    http::{self, Clients, Version},
+    metrics::{Direction, Metrics, Peer, Tls},
+    tcp,
+    transport::{Metered, OrigDst, Prefixed},
+};
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr} for the {what} server: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("cannot install the signal handler: {0}")]
+    Signal(io::Error),
+}
+
+/// One side of the proxy (inbound or outbound) and what its connections share.
+struct Side {
+    direction: Direction,
+    cfg: ListenerConfig,
+    orig_dst: OrigDst,
+    server: ServerConfig,
+    clients: Clients,
+    metrics: Arc<Metrics>,
+}
+
+pub async fn run(config: Config) -> Result<(), Error> {
+    let metrics = Metrics::new();
+    let drain = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let inbound = bind("inbound", config.inbound.addr).await?;
+    let outbound = bind("outbound", config.outbound.addr).await?;
+    let admin = bind("admin", config.admin_addr).await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(Error::Signal)?;
+
+    let admin_server = Admin::new(metrics.registry(), drain.clone());
+    tokio::spawn(admin_server.serve(admin));
+    for (direction, listener, cfg) in [
+        (Direction::Inbound, inbound, config.inbound),
+        (Direction::Outbound, outbound, config.outbound),
+    ] {
+        let side = Arc::new(Side {
+            direction,
+            orig_dst: cfg.orig_dst_override.map_or(OrigDst::Kernel, OrigDst::Fixed),
+            clients: Clients::new(direction, cfg.connect_timeout, metrics.clone()),
+            cfg,
+            server: config.server.clone(),
+            metrics: metrics.clone(),
+        });
+        tokio::spawn(accept(listener, side, drain.clone(), tracker.clone()));
+    }
+
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("received SIGTERM, draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT, draining"),
+        _ = drain.cancelled() => tracing::info!("draining"),
+    }
+    drain.cancel();
+    tracker.close();
+    let grace = config.shutdown_grace_period;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            connections = tracker.len(),
+            "grace period of {grace:?} ended with connections still open; closing them"
+        );
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Error> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { what, addr, source })?;
+    let local = listener.local_addr().map_err(|source| Error::Bind { what, addr, source })?;
+    tracing::info!("{what} listening on {local}");
+    Ok(listener)
+}
+
+async fn accept(listener: TcpListener, side: Arc<Side>, drain: CancellationToken, tracker: TaskTracker) {
+    loop {
+        let accepted = tokio::select! {
+            _ = drain.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, client)) => {
+                tracker.spawn(side.clone().serve(stream, client, drain.clone()));
+            }
+            Err(e) => {
+                // Usually EMFILE: back off instead of spinning on the error,
+                // and keep serving the connections already open.
+                tracing::warn!(error = %e, direction = side.direction.as_str(), "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+impl Side {
+    async fn serve(self: Arc<Self>, stream: TcpStream, client: SocketAddr, drain: CancellationToken) {
+        let _ = stream.set_nodelay(true);
+        let target = match self.orig_dst.lookup(&stream) {
+            Ok(target) => target,
+            Err(e) => {
+                tracing::info!(%client, error = %e, "connection has no original destination; closing");
+                return;
+            }
+        };
+        // A connection addressed to the proxy itself would loop forever.
+        if stream.local_addr().is_ok_and(|local| local == target) {
+            tracing::info!(%client, %target, "connection targets the proxy itself; closing");
+            return;
+        }
+        let direction = self.direction;
+        let stats = self.metrics.tcp(direction, Peer::Src, target, &Tls::Disabled);
+        let mut io = Metered::new(stream, stats);
+
+        let (result, protocol, prefix) = if self.cfg.skip_detect_ports.contains(target.port()) {
+            detect::skipped()
+        } else {
+            detect::detect(&mut io, self.cfg.detect_timeout).await
+        };
+        self.metrics.detected(direction, result);
+        tracing::debug!(%client, %target, ?protocol, "accepted");
+        let io = Prefixed::new(prefix.freeze(), io);
+
+        let version = match protocol {
+            Protocol::Http1 => Version::Http1,
+            Protocol::H2 => Version::H2,
+            Protocol::Opaque => {
+                if let Err(e) = tcp::forward(io, direction, target, self.cfg.connect_timeout, &self.metrics).await {
+                    tracing::debug!(%client, %target, error = %e, "TCP forwarding ended with an error");
+                }
+                return;
+            }
+        };
+        let proxy = http::Proxy::new(direction, version, target, &self.clients, self.metrics.clone());
+        http::serve(io, version, proxy, &self.server, drain).await;
+    }
+}

@@ -1,0 +1,321 @@
+//! Start-up configuration, read once from `LINKERD2_PROXY_*` variables.
+//!
+//! Everything is parsed into typed values before a single socket is bound, so a
+//! typo stops the proxy at once with a line naming the variable instead of
+//! surfacing as odd behaviour under traffic. Reading goes through [`Env`] so
+//! tests can supply a map rather than mutate the process environment.
+
+use std::{collections::HashMap, net::SocketAddr, ops::RangeInclusive, time::Duration};
+
+pub const ENV_LOG: &str = "LINKERD2_PROXY_LOG";
+pub const ENV_INBOUND_LISTEN_ADDR: &str = "LINKERD2_PROXY_INBOUND_LISTEN_ADDR";
+pub const ENV_OUTBOUND_LISTEN_ADDR: &str = "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR";
+pub const ENV_ADMIN_LISTEN_ADDR: &str = "LINKERD2_PROXY_ADMIN_LISTEN_ADDR";
+/// Development and test aid, as in linkerd2-proxy: use this address as every
+/// accepted connection's original destination instead of asking the kernel.
+pub const ENV_INBOUND_ORIG_DST_ADDR: &str = "LINKERD2_PROXY_INBOUND_ORIG_DST_ADDR";
+pub const ENV_OUTBOUND_ORIG_DST_ADDR: &str = "LINKERD2_PROXY_OUTBOUND_ORIG_DST_ADDR";
+pub const ENV_INBOUND_DETECT_TIMEOUT: &str = "LINKERD2_PROXY_INBOUND_DETECT_TIMEOUT";
+pub const ENV_OUTBOUND_DETECT_TIMEOUT: &str = "LINKERD2_PROXY_OUTBOUND_DETECT_TIMEOUT";
+pub const ENV_INBOUND_CONNECT_TIMEOUT: &str = "LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT";
+pub const ENV_OUTBOUND_CONNECT_TIMEOUT: &str = "LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT";
+pub const ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION: &str =
+    "LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION";
+pub const ENV_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION: &str =
+    "LINKERD2_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION";
+pub const ENV_SHUTDOWN_GRACE_PERIOD: &str = "LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD";
+pub const ENV_IDENTITY_DISABLED: &str = "LINKERD2_PROXY_IDENTITY_DISABLED";
+pub const ENV_HTTP1_HEADER_READ_TIMEOUT: &str = "LINKERD2_PROXY_HTTP1_HEADER_READ_TIMEOUT";
+pub const ENV_HTTP_MAX_HEADER_SIZE: &str = "LINKERD2_PROXY_HTTP_MAX_HEADER_SIZE";
+pub const ENV_HTTP2_MAX_CONCURRENT_STREAMS: &str = "LINKERD2_PROXY_HTTP2_MAX_CONCURRENT_STREAMS";
+pub const ENV_HTTP2_MAX_PENDING_ACCEPT_RESETS: &str =
+    "LINKERD2_PROXY_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS";
+pub const ENV_IDLE_TIMEOUT: &str = "LINKERD2_PROXY_IDLE_TIMEOUT";
+
+/// Server-speaks-first protocols (SMTP, MySQL, PostgreSQL, Redis, ...): a
+/// client on these ports waits for the server, so detection would only stall.
+const DEFAULT_PORTS_DISABLE_PROTOCOL_DETECTION: &str = "25,587,3306,4444,5432,6379,9300,11211";
+
+/// Where the proxy reads its settings from.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct SystemEnv;
+
+impl Env for SystemEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).cloned()
+    }
+}
+
+/// A variable that was set to something the proxy cannot use.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{name}={value:?} is invalid: expected {expected}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub log: String,
+    pub inbound: ListenerConfig,
+    pub outbound: ListenerConfig,
+    pub admin_addr: SocketAddr,
+    pub server: ServerConfig,
+    pub shutdown_grace_period: Duration,
+}
+
+/// One side of the proxy: where it listens and how it treats what it accepts.
+#[derive(Clone, Debug)]
+pub struct ListenerConfig {
+    pub addr: SocketAddr,
+    /// When set, every connection is taken to have been sent to this address.
+    pub orig_dst_override: Option<SocketAddr>,
+    pub detect_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub skip_detect_ports: PortSet,
+}
+
+/// Limits that protect the proxy's servers from misbehaving clients.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub h1_header_read_timeout: Duration,
+    pub max_header_size: usize,
+    pub h2_max_concurrent_streams: u32,
+    pub h2_max_pending_accept_reset_streams: usize,
+    /// How long a connection may carry no request and no bytes before it is
+    /// closed.
+    pub idle_timeout: Duration,
+}
+
+/// A set of TCP ports, written as `25,587,4000-4100`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortSet(Vec<RangeInclusive<u16>>);
+
+impl PortSet {
+    pub fn contains(&self, port: u16) -> bool {
+        self.0.iter().any(|r| r.contains(&port))
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        let mut ranges = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let range = match part.split_once('-') {
+                Some((lo, hi)) => {
+                    let (lo, hi) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+                    if lo > hi {
+                        return None;
+                    }
+                    lo..=hi
+                }
+                None => {
+                    let p = part.parse().ok()?;
+                    p..=p
+                }
+            };
+            ranges.push(range);
+        }
+        Some(Self(ranges))
+    }
+}
+
+impl Config {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let r = Reader(env);
+        if !r.parse(ENV_IDENTITY_DISABLED, "true or false", parse_bool)?.unwrap_or(false) {
+            // Identity and mTLS are not built yet; refusing to start is better
+            // than silently running unauthenticated where the operator asked
+            // for identity.
+            return Err(ConfigError {
+                name: ENV_IDENTITY_DISABLED,
+                value: env.get(ENV_IDENTITY_DISABLED).unwrap_or_default(),
+                expected: "true: this proxy does not support identity yet",
+            });
+        }
+        let skip_ports = |name| {
+            r.parse(name, "a comma-separated list of ports or ranges", PortSet::parse)
+                .map(|p| p.unwrap_or_else(|| PortSet::parse(DEFAULT_PORTS_DISABLE_PROTOCOL_DETECTION).unwrap()))
+        };
+        let inbound = ListenerConfig {
+            addr: r.addr(ENV_INBOUND_LISTEN_ADDR)?.unwrap_or(([0, 0, 0, 0], 4143).into()),
+            orig_dst_override: r.addr(ENV_INBOUND_ORIG_DST_ADDR)?,
+            detect_timeout: r.duration(ENV_INBOUND_DETECT_TIMEOUT)?.unwrap_or(Duration::from_secs(10)),
+            connect_timeout: r.duration(ENV_INBOUND_CONNECT_TIMEOUT)?.unwrap_or(Duration::from_secs(1)),
+            skip_detect_ports: skip_ports(ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION)?,
+        };
+        let outbound = ListenerConfig {
+            addr: r.addr(ENV_OUTBOUND_LISTEN_ADDR)?.unwrap_or(([127, 0, 0, 1], 4140).into()),
+            orig_dst_override: r.addr(ENV_OUTBOUND_ORIG_DST_ADDR)?,
+            detect_timeout: r.duration(ENV_OUTBOUND_DETECT_TIMEOUT)?.unwrap_or(Duration::from_secs(10)),
+            connect_timeout: r.duration(ENV_OUTBOUND_CONNECT_TIMEOUT)?.unwrap_or(Duration::from_secs(1)),
+            skip_detect_ports: skip_ports(ENV_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION)?,
+        };
+        let server = ServerConfig {
+            h1_header_read_timeout: r
+                .duration(ENV_HTTP1_HEADER_READ_TIMEOUT)?
+                .unwrap_or(Duration::from_secs(10)),
+            max_header_size: r
+                .parse(ENV_HTTP_MAX_HEADER_SIZE, "a size in bytes of at least 1024", |s| {
+                    s.parse().ok().filter(|n| *n >= 1024)
+                })?
+                .unwrap_or(64 * 1024),
+            h2_max_concurrent_streams: r
+                .parse(ENV_HTTP2_MAX_CONCURRENT_STREAMS, "a positive number", |s| {
+                    s.parse().ok().filter(|n| *n > 0)
+                })?
+                .unwrap_or(1000),
+            h2_max_pending_accept_reset_streams: r
+                .parse(ENV_HTTP2_MAX_PENDING_ACCEPT_RESETS, "a positive number", |s| {
+                    s.parse().ok().filter(|n| *n > 0)
+                })?
+                .unwrap_or(100),
+            idle_timeout: r.duration(ENV_IDLE_TIMEOUT)?.unwrap_or(Duration::from_secs(90)),
+        };
+        Ok(Self {
+            log: env.get(ENV_LOG).unwrap_or_else(|| "warn,linkerd=info".into()),
+            inbound,
+            outbound,
+            admin_addr: r.addr(ENV_ADMIN_LISTEN_ADDR)?.unwrap_or(([0, 0, 0, 0], 4191).into()),
+            server,
+            shutdown_grace_period: r
+                .duration(ENV_SHUTDOWN_GRACE_PERIOD)?
+                .unwrap_or(Duration::from_secs(120)),
+        })
+    }
+}
+
+struct Reader<'a>(&'a dyn Env);
+
+impl Reader<'_> {
+    fn parse<T>(
+        &self,
+        name: &'static str,
+        expected: &'static str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(value) = self.0.get(name) else {
+            return Ok(None);
+        };
+        match parse(value.trim()) {
+            Some(v) => Ok(Some(v)),
+            None => Err(ConfigError {
+                name,
+                value,
+                expected,
+            }),
+        }
+    }
+
+    fn addr(&self, name: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
+        self.parse(name, "an IP:PORT socket address", |s| s.parse().ok())
+    }
+
+    fn duration(&self, name: &'static str) -> Result<Option<Duration>, ConfigError> {
+        self.parse(name, "a duration such as 500ms, 10s, 2m or 1h", parse_duration)
+    }
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Durations carry their unit, as Linkerd's do: a bare `10` is ambiguous.
+fn parse_duration(s: &str) -> Option<Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        m.entry(ENV_IDENTITY_DISABLED.into()).or_insert_with(|| "true".into());
+        m
+    }
+
+    #[test]
+    fn defaults_follow_linkerd() {
+        let c = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(c.inbound.addr, "0.0.0.0:4143".parse().unwrap());
+        assert_eq!(c.outbound.addr, "127.0.0.1:4140".parse().unwrap());
+        assert_eq!(c.admin_addr, "0.0.0.0:4191".parse().unwrap());
+        assert_eq!(c.inbound.detect_timeout, Duration::from_secs(10));
+        for p in [25, 587, 3306, 4444, 5432, 6379, 9300, 11211] {
+            assert!(c.inbound.skip_detect_ports.contains(p), "{p}");
+        }
+        assert!(!c.inbound.skip_detect_ports.contains(80));
+        assert_eq!(c.inbound.orig_dst_override, None);
+    }
+
+    #[test]
+    fn parses_values() {
+        let c = Config::from_env(&env(&[
+            (ENV_INBOUND_LISTEN_ADDR, "127.0.0.1:1"),
+            (ENV_OUTBOUND_ORIG_DST_ADDR, "[::1]:80"),
+            (ENV_SHUTDOWN_GRACE_PERIOD, "2m"),
+            (ENV_OUTBOUND_DETECT_TIMEOUT, "250ms"),
+            (ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION, "22, 4000-4002"),
+        ]))
+        .unwrap();
+        assert_eq!(c.inbound.addr, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(c.outbound.orig_dst_override, Some("[::1]:80".parse().unwrap()));
+        assert_eq!(c.shutdown_grace_period, Duration::from_secs(120));
+        assert_eq!(c.outbound.detect_timeout, Duration::from_millis(250));
+        let ports = &c.inbound.skip_detect_ports;
+        assert!(ports.contains(22) && ports.contains(4001) && !ports.contains(25));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases = [
+            (ENV_INBOUND_LISTEN_ADDR, "4143"),
+            (ENV_SHUTDOWN_GRACE_PERIOD, "10"),
+            (ENV_SHUTDOWN_GRACE_PERIOD, "10 parsecs"),
+            (ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION, "80-20"),
+            (ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION, "99999"),
+            (ENV_HTTP_MAX_HEADER_SIZE, "12"),
+            (ENV_IDENTITY_DISABLED, "yes"),
+        ];
+        for (name, value) in cases {
+            let err = Config::from_env(&env(&[(name, value)])).unwrap_err();
+            assert_eq!(err.name, name);
+            let line = err.to_string();
+            assert!(line.starts_with(name) && !line.contains('\n'), "{line}");
+        }
+    }
+
+    #[test]
+    fn identity_must_be_disabled_for_now() {
+        let mut e = env(&[]);
+        e.remove(ENV_IDENTITY_DISABLED);
+        let err = Config::from_env(&e).unwrap_err();
+        assert_eq!(err.name, ENV_IDENTITY_DISABLED);
+    }
+}

@@ -1,0 +1,172 @@
+//! The response body the proxy returns: the upstream body, or nothing for a
+//! response the proxy made itself, recording the response's metrics when its
+//! stream ends.
+
+use super::Activity;
+use crate::metrics::{Class, RouteStats};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+/// Counts one request's response once, however its stream ends. Created when
+/// the request arrives, so a request abandoned before its response is still
+/// counted (as a failure without a status).
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    route: Arc<RouteStats>,
+    started: Instant,
+    status: Option<StatusCode>,
+    grpc: bool,
+    grpc_status: Option<u32>,
+    activity: Arc<Activity>,
+    finished: bool,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
+impl Recorder {
+    pub(crate) fn new(route: Arc<RouteStats>, started: Instant, activity: Arc<Activity>) -> Self {
+        route.request();
+        activity.begin();
+        Self {
+            route,
+            started,
+            status: None,
+            grpc: false,
+            grpc_status: None,
+            activity,
+            finished: false,
+        }
+    }
+
+    /// Notes the response head; a gRPC error may be in it already
+    /// ("trailers-only" responses).
+    pub(crate) fn response(&mut self, status: StatusCode, headers: &HeaderMap) {
+        self.status = Some(status);
+        self.grpc = headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if self.grpc {
+            self.grpc_status = grpc_status(headers);
+        }
+    }
+
+    fn trailers(&mut self, trailers: &HeaderMap) {
+        if self.grpc {
+            if let Some(s) = grpc_status(trailers) {
+                self.grpc_status = Some(s);
+            }
+        }
+    }
+
+    /// Records the response, once: `clean` is false if the stream failed or
+    /// was cut short.
+    fn finish(&mut self, clean: bool) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let failed = !clean
+            || self.status.is_none_or(|s| s.is_server_error())
+            || self.grpc_status.is_some_and(|s| s != 0);
+        let class = if failed { Class::Failure } else { Class::Success };
+        self.route.response(self.status, self.grpc_status, class, self.started.elapsed());
+        self.activity.end();
+    }
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<u32> {
+    headers.get("grpc-status")?.to_str().ok()?.trim().parse().ok()
+}
+
+pin_project_lite::pin_project! {
+    #[derive(Debug)]
+    pub(crate) struct ResponseBody {
+        #[pin]
+        inner: Option<Incoming>,
+        recorder: Option<Recorder>,
+    }
+
+    impl PinnedDrop for ResponseBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(mut rec) = this.recorder.take() {
+                // Bodies known to be empty may never be polled to their end.
+                let done = this.inner.as_ref().as_pin_ref().is_none_or(|b| b.is_end_stream());
+                rec.finish(done);
+            }
+        }
+    }
+}
+
+impl ResponseBody {
+    pub(crate) fn new(inner: Incoming, recorder: Recorder) -> Self {
+        Self {
+            inner: Some(inner),
+            recorder: Some(recorder),
+        }
+    }
+
+    /// A body for a response the proxy produced; it ends at once.
+    pub(crate) fn empty(recorder: Option<Recorder>) -> Self {
+        Self { inner: None, recorder }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            if let Some(mut rec) = this.recorder.take() {
+                rec.finish(true);
+            }
+            return Poll::Ready(None);
+        };
+        let frame = std::task::ready!(inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let (Some(t), Some(rec)) = (f.trailers_ref(), this.recorder.as_mut()) {
+                    rec.trailers(t);
+                }
+            }
+            Some(Err(_)) => {
+                if let Some(mut rec) = this.recorder.take() {
+                    rec.finish(false);
+                }
+            }
+            None => {
+                if let Some(mut rec) = this.recorder.take() {
+                    rec.finish(true);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Some(b) => b.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! HTTP proxying: serves a detected HTTP/1 or HTTP/2 connection and forwards
+//! each request to the connection's target, in the client's own protocol.
+
+mod body;
+mod client;
+mod headers;
+
+pub(crate) use self::client::{Clients, Version};
+use self::{
+    body::{Recorder, ResponseBody},
+    client::Client,
+};
+use crate::{
+    config::ServerConfig,
+    metrics::{Direction, Metrics, RouteStats, Tls},
+};
+use http::{Method, Request, Response, StatusCode, Uri, header::HOST, uri};
+use hyper::{body::Incoming, server::conn, upgrade::OnUpgrade};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::{
+    cell::RefCell,
+    future::Future,
+    net::SocketAddr,
+    pin::{Pin, pin},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+/// The header on responses the proxy made itself, saying why.
+const L5D_PROXY_ERROR: &str = "l5d-proxy-error";
+
+/// Serves one HTTP connection until the client closes it, it sits idle past
+/// the idle timeout, or `drain` asks for a graceful shutdown.
+pub(crate) async fn serve<I>(
+    io: I,
+    version: Version,
+    proxy: Proxy,
+    cfg: &ServerConfig,
+    drain: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = proxy.activity.clone();
+    let io = TokioIo::new(io);
+    let result = match version {
+        Version::Http1 => {
+            let conn = conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(cfg.h1_header_read_timeout)
+                .max_header_size(cfg.max_header_size)
+                .serve_connection(io, proxy)
+                .with_upgrades();
+            drive(pin!(conn), |c| c.graceful_shutdown(), &drain, &activity, cfg.idle_timeout).await
+        }
+        Version::H2 => {
+            let conn = conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(cfg.h2_max_concurrent_streams)
+                // Bound the resets a client may provoke or send: "rapid
+                // reset" (CVE-2023-44487) and reset stacking (CVE-2023-26964).
+                .max_pending_accept_reset_streams(cfg.h2_max_pending_accept_reset_streams)
+                .max_local_error_reset_streams(1024)
+                .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX))
+                .keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(20))
+                .serve_connection(io, proxy);
+            drive(pin!(conn), |c| c.graceful_shutdown(), &drain, &activity, cfg.idle_timeout).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "HTTP connection closed with an error");
+    }
+}
+
+/// Polls a connection to completion, starting a graceful shutdown at most once
+/// when the proxy drains or the connection goes idle.
+async fn drive<C, E>(
+    mut conn: Pin<&mut C>,
+    shutdown: impl Fn(Pin<&mut C>),
+    drain: &CancellationToken,
+    activity: &Activity,
+    idle_timeout: Duration,
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::select! {
+        res = conn.as_mut() => return res,
+        _ = drain.cancelled() => {}
+        _ = activity.idle(idle_timeout) => tracing::debug!("closing idle connection"),
+    }
+    shutdown(conn.as_mut());
+    conn.await
+}
+
+/// In-flight requests and the time of the last one on a connection, to tell
+/// an idle connection from a quiet one with a long request in progress.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    epoch: Instant,
+    in_flight: AtomicUsize,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Relaxed);
+    }
+
+    fn end(&self) {
+        self.last_ms.store(self.epoch.elapsed().as_millis() as u64, Relaxed);
+        self.in_flight.fetch_sub(1, Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    /// Resolves once no request has been in flight for `timeout`.
+    async fn idle(&self, timeout: Duration) {
+        loop {
+            let idle = self.idle_for();
+            if idle >= timeout {
+                return;
+            }
+            // Wake when the connection would become idle, but at least every
+            // second while a request is in flight, to notice it ending.
+            let wait = (timeout - idle).min(if idle.is_zero() { timeout.min(Duration::from_secs(1)) } else { timeout });
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The service for one accepted connection: every request on it goes to the
+/// connection's target through one pooled client.
+pub(crate) struct Proxy {
+    direction: Direction,
+    version: Version,
+    target: SocketAddr,
+    client: Client,
+    metrics: Arc<Metrics>,
+    activity: Arc<Activity>,
+    /// Requests on a connection almost always share an authority, so the
+    /// last one's stats are kept to skip the shared map.
+    route: RefCell<Option<(Box<str>, Arc<RouteStats>)>>,
+}
+
+impl Proxy {
+    pub(crate) fn new(
+        direction: Direction,
+        version: Version,
+        target: SocketAddr,
+        clients: &Clients,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            direction,
+            version,
+            target,
+            client: clients.get(target, version),
+            metrics,
+            activity: Arc::new(Activity::new()),
+            route: RefCell::new(None),
+        }
+    }
+
+    fn route(&self, authority: &str) -> Arc<RouteStats> {
+        let mut cache = self.route.borrow_mut();
+        if let Some((a, stats)) = cache.as_ref() {
+            if **a == *authority {
+                return stats.clone();
+            }
+        }
+        let stats = self.metrics.route(self.direction, authority, self.target, &Tls::Disabled);
+        *cache = Some((authority.into(), stats.clone()));
+        stats
+    }
+
+    /// Gives the request an absolute URI, as the pooled client needs: the
+    /// authority the client named (or, failing that, the target's address).
+    fn absolute_uri(&self, req: &mut Request<Incoming>) -> Result<(), http::Error> {
+        if req.uri().authority().is_some() && (req.method() == Method::CONNECT || req.uri().scheme().is_some()) {
+            return Ok(());
+        }
+        let authority = match req.headers().get(HOST).and_then(|h| uri::Authority::try_from(h.as_bytes()).ok()) {
+            Some(a) => a,
+            None => uri::Authority::try_from(self.target.to_string())?,
+        };
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.scheme = Some(uri::Scheme::HTTP);
+        parts.authority = Some(authority);
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(uri::PathAndQuery::from_static("/"));
+        }
+        *req.uri_mut() = Uri::from_parts(parts)?;
+        Ok(())
+    }
+}
+
+fn authority_of<B>(req: &Request<B>) -> &str {
+    match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or(""),
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl hyper::service::Service<Request<Incoming>> for Proxy {
+    type Response = Response<ResponseBody>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        let started = Instant::now();
+        let mut recorder = Recorder::new(self.route(authority_of(&req)), started, self.activity.clone());
+
+        // An HTTP/1 upgrade (WebSocket, h2c) or CONNECT becomes a byte stream
+        // once the server agrees; take the client's half before forwarding.
+        let is_connect = req.method() == Method::CONNECT;
+        let upgrade = self.version == Version::Http1 && (is_connect || headers::wants_upgrade(req.headers()));
+        let downstream = upgrade.then(|| hyper::upgrade::on(&mut req));
+        headers::strip_hop_by_hop(req.headers_mut(), upgrade);
+        if let Err(e) = self.absolute_uri(&mut req) {
+            tracing::debug!(error = %e, "request has no usable authority");
+            return Box::pin(async move { Ok(error_response(StatusCode::BAD_REQUEST, "invalid authority", recorder)) });
+        }
+
+        let rsp = self.client.request(req);
+        let h2 = self.version == Version::H2;
+        Box::pin(async move {
+            let mut rsp = match rsp.await {
+                Ok(rsp) => rsp,
+                Err(e) => {
+                    // An HTTP/2 stream the server reset is reset for the
+                    // client too, with the same reason: hyper finds the h2
+                    // error in the chain.
+                    if h2 && reset_reason(&e).is_some() {
+                        return Err(e.into());
+                    }
+                    tracing::debug!(error = %e, "upstream request failed");
+                    let (status, msg) = if e.is_connect() {
+                        (StatusCode::BAD_GATEWAY, "connection to the target failed")
+                    } else {
+                        (StatusCode::BAD_GATEWAY, "the target closed the request")
+                    };
+                    return Ok(error_response(status, msg, recorder));
+                }
+            };
+            recorder.response(rsp.status(), rsp.headers());
+            let upgraded = rsp.status() == StatusCode::SWITCHING_PROTOCOLS || (is_connect && rsp.status().is_success());
+            match downstream {
+                Some(downstream) if upgraded => {
+                    let upstream = hyper::upgrade::on(&mut rsp);
+                    tokio::spawn(splice(downstream, upstream));
+                }
+                _ => {}
+            }
+            headers::strip_hop_by_hop(rsp.headers_mut(), upgrade && upgraded);
+            Ok(rsp.map(|b| ResponseBody::new(b, recorder)))
+        })
+    }
+}
+
+fn reset_reason(e: &(dyn std::error::Error + 'static)) -> Option<h2::Reason> {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.reason().filter(|_| h2.is_reset());
+        }
+        source = err.source();
+    }
+    None
+}
+
+fn error_response(status: StatusCode, msg: &'static str, mut recorder: Recorder) -> Response<ResponseBody> {
+    recorder.response(status, &http::HeaderMap::new());
+    let mut rsp = Response::new(ResponseBody::empty(Some(recorder)));
+    *rsp.status_mut() = status;
+    rsp.headers_mut()
+        .insert(L5D_PROXY_ERROR, http::HeaderValue::from_static(msg));
+    rsp
+}
+
+/// Copies bytes both ways between an upgraded client and server connection.
+async fn splice(downstream: OnUpgrade, upstream: OnUpgrade) {
+    let (down, up) = match tokio::try_join!(downstream, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+        tracing::debug!(error = %e, "upgraded connection failed");
+    }
+}

@@ -1,0 +1,51 @@
+//! `linkerd-proxy`: the mesh's transparent sidecar proxy.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod admin;
+mod app;
+mod config;
+mod detect;
+mod http;
+mod metrics;
+mod tcp;
+mod transport;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let config = match config::Config::from_env(&config::SystemEnv) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("linkerd-proxy: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let filter = match tracing_subscriber::EnvFilter::try_new(&config.log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "linkerd-proxy: {}={:?} is invalid: expected a log filter such as warn,linkerd=info ({e})",
+                config::ENV_LOG,
+                config.log
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("linkerd-proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("linkerd-proxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

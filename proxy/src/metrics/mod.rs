@@ -1,0 +1,567 @@
+//! The proxy's Prometheus metrics, named and labelled as linkerd2-proxy's are so
+//! that Linkerd's queries and dashboards work unchanged.
+//!
+//! Each label set is interned once (per connection, or per authority on a
+//! connection) into a `Arc`'d stats block of atomics; the request path then
+//! only increments. Encoding walks the interned blocks on each scrape.
+
+mod histogram;
+mod process;
+
+pub(crate) use self::histogram::Histogram;
+use self::histogram::{DURATION_MS, LATENCY_MS};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, NoLabelSet},
+    metrics::MetricType,
+    registry::Registry,
+};
+use std::{
+    collections::HashMap,
+    fmt,
+    net::SocketAddr,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
+    },
+};
+
+/// Distinct authorities are client-controlled; past this many per direction
+/// new ones share one series rather than growing memory without bound.
+const MAX_ROUTES: usize = 10_000;
+const OVERFLOW_AUTHORITY: &str = "overflow";
+
+#[derive(Copy, Clone, Debug, Hash, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+        }
+    }
+}
+
+/// The `tls` label and the labels that go with it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub(crate) enum Tls {
+    /// Plaintext because identity is disabled on this proxy.
+    Disabled,
+}
+
+impl Tls {
+    fn labels(&self) -> [(&'static str, &str); 2] {
+        match self {
+            Self::Disabled => [("tls", "no_identity"), ("no_tls_reason", "disabled")],
+        }
+    }
+}
+
+/// Which end of a proxied connection a TCP series describes.
+#[derive(Copy, Clone, Debug, Hash, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// The connection the proxy accepted.
+    Src,
+    /// The connection the proxy opened.
+    Dst,
+}
+
+/// How a response is counted: Linkerd's success/failure classification.
+#[derive(Copy, Clone, Debug, Hash, PartialEq, Eq)]
+pub(crate) enum Class {
+    Success,
+    Failure,
+}
+
+impl Class {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+/// The outcome of protocol detection on an accepted connection.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DetectResult {
+    Http1,
+    H2,
+    /// Bytes that are neither HTTP/1 nor HTTP/2.
+    Opaque,
+    /// The port is configured to skip detection.
+    Skipped,
+    /// The client sent too little before the detection timeout.
+    Timeout,
+    /// The client closed before sending anything.
+    Eof,
+    /// Reading from the client failed.
+    Error,
+}
+
+const DETECT_RESULTS: [DetectResult; 7] = [
+    DetectResult::Http1,
+    DetectResult::H2,
+    DetectResult::Opaque,
+    DetectResult::Skipped,
+    DetectResult::Timeout,
+    DetectResult::Eof,
+    DetectResult::Error,
+];
+
+impl DetectResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Http1 => "http/1",
+            Self::H2 => "h2",
+            Self::Opaque => "opaque",
+            Self::Skipped => "skipped",
+            Self::Timeout => "timeout",
+            Self::Eof => "eof",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Every metric the proxy exports, shared by all of its tasks.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    http: HttpMetrics,
+    tcp: TcpMetrics,
+    detect: DetectMetrics,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The stats block for requests to `authority` on one side of the proxy.
+    pub(crate) fn route(
+        &self,
+        direction: Direction,
+        authority: &str,
+        target: SocketAddr,
+        tls: &Tls,
+    ) -> Arc<RouteStats> {
+        self.http.route(direction, authority, target, tls)
+    }
+
+    pub(crate) fn tcp(
+        &self,
+        direction: Direction,
+        peer: Peer,
+        target: SocketAddr,
+        tls: &Tls,
+    ) -> Arc<TcpStats> {
+        self.tcp.get(TcpKey {
+            direction,
+            peer,
+            target,
+            tls: tls.clone(),
+        })
+    }
+
+    pub(crate) fn detected(&self, direction: Direction, result: DetectResult) {
+        self.detect.inc(direction, result);
+    }
+
+    /// A registry holding these metrics and the process's own.
+    pub(crate) fn registry(self: &Arc<Self>) -> Registry {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(self.clone()));
+        registry.register_collector(Box::new(process::Process::new()));
+        registry
+    }
+}
+
+impl Collector for Metrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        self.http.encode(&mut encoder)?;
+        self.tcp.encode(&mut encoder)?;
+        self.detect.encode(&mut encoder)
+    }
+}
+
+// === HTTP ===
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct RouteKey {
+    direction: Direction,
+    authority: Box<str>,
+    target: SocketAddr,
+    tls: Tls,
+}
+
+#[derive(Debug, Default)]
+struct HttpMetrics {
+    routes: RwLock<HashMap<RouteKey, Arc<RouteStats>>>,
+}
+
+/// Counts for one (direction, authority, target, tls) series.
+#[derive(Debug)]
+pub(crate) struct RouteStats {
+    key: RouteKey,
+    requests: AtomicU64,
+    /// Few distinct (status, class, grpc-status) triples occur per route; a
+    /// short list beats a map and is only written when a new one appears.
+    responses: RwLock<Vec<Arc<ResponseStats>>>,
+}
+
+#[derive(Debug)]
+struct ResponseStats {
+    status: Option<http::StatusCode>,
+    class: Class,
+    grpc_status: Option<u32>,
+    total: AtomicU64,
+    latency: Histogram,
+}
+
+impl HttpMetrics {
+    fn route(
+        &self,
+        direction: Direction,
+        authority: &str,
+        target: SocketAddr,
+        tls: &Tls,
+    ) -> Arc<RouteStats> {
+        let mut key = RouteKey {
+            direction,
+            authority: authority.into(),
+            target,
+            tls: tls.clone(),
+        };
+        if let Some(stats) = self.routes.read().unwrap().get(&key) {
+            return stats.clone();
+        }
+        let mut routes = self.routes.write().unwrap();
+        if routes.len() >= MAX_ROUTES && !routes.contains_key(&key) {
+            key.authority = OVERFLOW_AUTHORITY.into();
+        }
+        routes
+            .entry(key)
+            .or_insert_with_key(|key| {
+                Arc::new(RouteStats {
+                    key: key.clone(),
+                    requests: AtomicU64::new(0),
+                    responses: RwLock::new(Vec::new()),
+                })
+            })
+            .clone()
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let routes: Vec<_> = self.routes.read().unwrap().values().cloned().collect();
+        let mut e = encoder.encode_descriptor(
+            "request",
+            "Total count of HTTP requests.",
+            None,
+            MetricType::Counter,
+        )?;
+        for r in &routes {
+            let labels = r.key.labels();
+            e.encode_family(&labels.as_slice())?
+                .encode_counter::<NoLabelSet, _, u64>(&r.requests.load(Relaxed), None)?;
+        }
+        let responses: Vec<_> = routes
+            .iter()
+            .flat_map(|r| {
+                let rsps = r.responses.read().unwrap();
+                rsps.iter().map(|s| (r.key.labels(), s.clone())).collect::<Vec<_>>()
+            })
+            .collect();
+        let mut e = encoder.encode_descriptor(
+            "response",
+            "Total count of HTTP responses.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (route, rsp) in &responses {
+            let labels = (route.as_slice(), rsp.labels());
+            e.encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&rsp.total.load(Relaxed), None)?;
+        }
+        let mut e = encoder.encode_descriptor(
+            "response_latency_ms",
+            "Elapsed times between a request's headers being received and its response stream completing.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (route, rsp) in &responses {
+            let labels = (route.as_slice(), rsp.labels());
+            let (sum, count, buckets) = rsp.latency.snapshot();
+            e.encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+        Ok(())
+    }
+}
+
+impl RouteKey {
+    fn labels(&self) -> Vec<(&'static str, String)> {
+        let mut l = vec![
+            ("direction", self.direction.as_str().to_string()),
+            ("authority", self.authority.to_string()),
+            ("target_addr", self.target.to_string()),
+        ];
+        l.extend(self.tls.labels().iter().map(|(k, v)| (*k, v.to_string())));
+        l
+    }
+}
+
+impl RouteStats {
+    pub(crate) fn request(&self) {
+        self.requests.fetch_add(1, Relaxed);
+    }
+
+    /// Records a finished response. `status` is `None` when no response was
+    /// produced at all (the request failed before its headers).
+    pub(crate) fn response(
+        &self,
+        status: Option<http::StatusCode>,
+        grpc_status: Option<u32>,
+        class: Class,
+        elapsed: std::time::Duration,
+    ) {
+        let matches = |r: &ResponseStats| {
+            r.status == status && r.class == class && r.grpc_status == grpc_status
+        };
+        let found = self.responses.read().unwrap().iter().find(|r| matches(r)).cloned();
+        let stats = match found {
+            Some(s) => s,
+            None => {
+                let mut rsps = self.responses.write().unwrap();
+                match rsps.iter().find(|r| matches(r)) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = Arc::new(ResponseStats {
+                            status,
+                            class,
+                            grpc_status,
+                            total: AtomicU64::new(0),
+                            latency: Histogram::new(LATENCY_MS),
+                        });
+                        rsps.push(s.clone());
+                        s
+                    }
+                }
+            }
+        };
+        stats.total.fetch_add(1, Relaxed);
+        stats.latency.observe(elapsed);
+    }
+}
+
+impl ResponseStats {
+    fn labels(&self) -> Vec<(&'static str, String)> {
+        let mut l = Vec::with_capacity(3);
+        if let Some(s) = self.status {
+            l.push(("status_code", s.as_u16().to_string()));
+        }
+        l.push(("classification", self.class.as_str().to_string()));
+        if let Some(g) = self.grpc_status {
+            l.push(("grpc_status", g.to_string()));
+        }
+        l
+    }
+}
+
+// === TCP ===
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct TcpKey {
+    direction: Direction,
+    peer: Peer,
+    target: SocketAddr,
+    tls: Tls,
+}
+
+#[derive(Debug, Default)]
+struct TcpMetrics {
+    conns: RwLock<HashMap<TcpKey, Arc<TcpStats>>>,
+}
+
+/// Counts for the connections of one (direction, peer, target, tls) series.
+#[derive(Debug)]
+pub(crate) struct TcpStats {
+    key: TcpKey,
+    open_total: AtomicU64,
+    open: AtomicI64,
+    read_bytes: AtomicU64,
+    write_bytes: AtomicU64,
+    duration: Histogram,
+    /// Closes by errno name; `""` is a clean close.
+    closes: RwLock<Vec<(&'static str, AtomicU64)>>,
+}
+
+impl TcpMetrics {
+    fn get(&self, key: TcpKey) -> Arc<TcpStats> {
+        if let Some(s) = self.conns.read().unwrap().get(&key) {
+            return s.clone();
+        }
+        self.conns
+            .write()
+            .unwrap()
+            .entry(key)
+            .or_insert_with_key(|key| {
+                Arc::new(TcpStats {
+                    key: key.clone(),
+                    open_total: AtomicU64::new(0),
+                    open: AtomicI64::new(0),
+                    read_bytes: AtomicU64::new(0),
+                    write_bytes: AtomicU64::new(0),
+                    duration: Histogram::new(DURATION_MS),
+                    closes: RwLock::new(Vec::new()),
+                })
+            })
+            .clone()
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let conns: Vec<_> = self.conns.read().unwrap().values().cloned().collect();
+        let counters: [(&str, &str, fn(&TcpStats) -> u64); 3] = [
+            ("tcp_open", "Total count of opened connections.", |s| {
+                s.open_total.load(Relaxed)
+            }),
+            ("tcp_read_bytes", "Total count of bytes read from peers.", |s| {
+                s.read_bytes.load(Relaxed)
+            }),
+            ("tcp_write_bytes", "Total count of bytes written to peers.", |s| {
+                s.write_bytes.load(Relaxed)
+            }),
+        ];
+        for (name, help, value) in counters {
+            let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for s in &conns {
+                e.encode_family(&s.key.labels().as_slice())?
+                    .encode_counter::<NoLabelSet, _, u64>(&value(s), None)?;
+            }
+        }
+        let mut e = encoder.encode_descriptor(
+            "tcp_close",
+            "Total count of closed connections.",
+            None,
+            MetricType::Counter,
+        )?;
+        for s in &conns {
+            let labels = s.key.labels();
+            for (errno, n) in s.closes.read().unwrap().iter() {
+                let errno = [("errno", *errno)];
+                e.encode_family(&(labels.as_slice(), errno.as_slice()))?
+                    .encode_counter::<NoLabelSet, _, u64>(&n.load(Relaxed), None)?;
+            }
+        }
+        let mut e = encoder.encode_descriptor(
+            "tcp_open_connections",
+            "Number of currently open connections.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &conns {
+            e.encode_family(&s.key.labels().as_slice())?
+                .encode_gauge(&s.open.load(Relaxed))?;
+        }
+        let mut e = encoder.encode_descriptor(
+            "tcp_connection_duration_ms",
+            "Connection lifetimes.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for s in &conns {
+            let (sum, count, buckets) = s.duration.snapshot();
+            e.encode_family(&s.key.labels().as_slice())?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+        Ok(())
+    }
+}
+
+impl TcpKey {
+    fn labels(&self) -> Vec<(&'static str, String)> {
+        let peer = match self.peer {
+            Peer::Src => "src",
+            Peer::Dst => "dst",
+        };
+        let mut l = vec![
+            ("direction", self.direction.as_str().to_string()),
+            ("peer", peer.to_string()),
+            ("target_addr", self.target.to_string()),
+        ];
+        l.extend(self.tls.labels().iter().map(|(k, v)| (*k, v.to_string())));
+        l
+    }
+}
+
+impl TcpStats {
+    pub(crate) fn opened(&self) {
+        self.open_total.fetch_add(1, Relaxed);
+        self.open.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn read(&self, n: usize) {
+        self.read_bytes.fetch_add(n as u64, Relaxed);
+    }
+
+    pub(crate) fn wrote(&self, n: usize) {
+        self.write_bytes.fetch_add(n as u64, Relaxed);
+    }
+
+    pub(crate) fn closed(&self, errno: &'static str, lifetime: std::time::Duration) {
+        self.open.fetch_sub(1, Relaxed);
+        self.duration.observe(lifetime);
+        if let Some((_, n)) = self.closes.read().unwrap().iter().find(|(e, _)| *e == errno) {
+            n.fetch_add(1, Relaxed);
+            return;
+        }
+        let mut closes = self.closes.write().unwrap();
+        match closes.iter().find(|(e, _)| *e == errno) {
+            Some((_, n)) => {
+                n.fetch_add(1, Relaxed);
+            }
+            None => closes.push((errno, AtomicU64::new(1))),
+        }
+    }
+}
+
+// === Detection ===
+
+#[derive(Debug, Default)]
+struct DetectMetrics {
+    counts: [[AtomicU64; DETECT_RESULTS.len()]; 2],
+}
+
+impl DetectMetrics {
+    fn inc(&self, direction: Direction, result: DetectResult) {
+        let i = DETECT_RESULTS.iter().position(|r| *r == result).unwrap_or(0);
+        self.counts[direction as usize][i].fetch_add(1, Relaxed);
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let mut e = encoder.encode_descriptor(
+            "protocol_detect",
+            "Total count of protocol detection outcomes on accepted connections.",
+            None,
+            MetricType::Counter,
+        )?;
+        for direction in [Direction::Inbound, Direction::Outbound] {
+            for (i, result) in DETECT_RESULTS.iter().enumerate() {
+                let labels = [("direction", direction.as_str()), ("result", result.as_str())];
+                let n = self.counts[direction as usize][i].load(Relaxed);
+                e.encode_family(&labels.as_slice())?
+                    .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Renders the registry in the OpenMetrics text format.
+pub(crate) fn encode(registry: &Registry) -> Result<String, fmt::Error> {
+    let mut out = String::with_capacity(16 * 1024);
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}

@@ -1,0 +1,107 @@
+//! Process metrics read from `/proc` at scrape time, named as Prometheus's
+//! client libraries name them, plus the proxy's build info.
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, NoLabelSet},
+    metrics::MetricType,
+};
+use std::{fmt, time::SystemTime};
+
+#[derive(Debug)]
+pub(super) struct Process {
+    start_time: f64,
+}
+
+/// `/proc` reports CPU time in USER_HZ ticks, which the kernel fixes at 100
+/// for user space on every architecture we run on, whatever its own HZ.
+const USER_HZ: f64 = 100.0;
+
+impl Process {
+    pub(super) fn new() -> Self {
+        // Linkerd reports the proxy's own start, which is close enough to the
+        // process's: both happen before the first connection is accepted.
+        let start_time = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        Self { start_time }
+    }
+}
+
+/// CPU ticks (utime + stime) from `/proc/self/stat`.
+fn cpu_ticks() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may contain spaces; fields are counted after its `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After `)`: state is field 3, so utime (14) is index 11 and stime 12.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Resident set size in bytes, from `VmRSS` (in kB) in `/proc/self/status`.
+fn rss_bytes() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024.0)
+}
+
+fn open_fds() -> Option<f64> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as f64)
+}
+
+impl Collector for Process {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let gauge = |encoder: &mut DescriptorEncoder, name: &str, help: &str, v: f64| {
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Gauge)?
+                .encode_gauge(&v)
+        };
+        gauge(
+            &mut encoder,
+            "process_start_time_seconds",
+            "Time that the process started (in seconds since the UNIX epoch).",
+            self.start_time,
+        )?;
+        if let Some(ticks) = cpu_ticks() {
+            encoder
+                .encode_descriptor(
+                    "process_cpu_seconds",
+                    "Total user and system CPU time spent in seconds.",
+                    None,
+                    MetricType::Counter,
+                )?
+                .encode_counter::<NoLabelSet, _, f64>(&(ticks / USER_HZ), None)?;
+        }
+        if let Some(rss) = rss_bytes() {
+            gauge(
+                &mut encoder,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                rss,
+            )?;
+        }
+        if let Some(fds) = open_fds() {
+            gauge(&mut encoder, "process_open_fds", "Number of open file descriptors.", fds)?;
+        }
+        let labels = [("version", env!("CARGO_PKG_VERSION")), ("profile", PROFILE)];
+        encoder
+            .encode_descriptor("proxy_build_info", "Proxy build info.", None, MetricType::Gauge)?
+            .encode_family(&labels.as_slice())?
+            .encode_gauge(&1i64)
+    }
+}
+
+const PROFILE: &str = if cfg!(debug_assertions) { "debug" } else { "release" };
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_own_stat() {
+        assert!(super::cpu_ticks().expect("/proc/self/stat") >= 0.0);
+        assert!(super::rss_bytes().expect("/proc/self/status") > 1024.0);
+    }
+}
