@@ -1,0 +1,33 @@
+//! The end-to-end test harness: runs the mesh's real binaries against real
+//! clients and servers on loopback or in network namespaces.
+
+pub mod backends;
+pub mod metrics;
+pub mod netns;
+pub mod proxy;
+
+/// The gRPC service the tests call through the proxy.
+pub mod echo {
+    include!(concat!(env!("OUT_DIR"), "/linkerd.test.echo.rs"));
+}
+
+use std::{future::Future, time::Duration};
+
+/// Polls `check` until it returns `Some`, for at most `limit`: for state that
+/// settles asynchronously (a metric after a connection closes).
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,196 @@
+//! Runs a real `linkerd-proxy` process and talks to its admin server.
+
+use crate::metrics::Scrape;
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::PathBuf,
+    process::{ExitStatus, Stdio},
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    sync::mpsc,
+};
+
+/// Where cargo put the workspace's binaries: beside the test's own `deps/`.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the tests",
+        path.display()
+    );
+    path
+}
+
+/// A proxy's settings, as environment variables.
+#[derive(Clone, Debug)]
+pub struct Builder {
+    env: BTreeMap<String, String>,
+    wrapper: Vec<String>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        let env = [
+            ("LINKERD2_PROXY_IDENTITY_DISABLED", "true"),
+            ("LINKERD2_PROXY_LOG", "info"),
+            ("LINKERD2_PROXY_INBOUND_LISTEN_ADDR", "127.0.0.1:0"),
+            ("LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR", "127.0.0.1:0"),
+            ("LINKERD2_PROXY_ADMIN_LISTEN_ADDR", "127.0.0.1:0"),
+            ("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "5s"),
+        ];
+        Self {
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            wrapper: Vec::new(),
+        }
+    }
+}
+
+impl Builder {
+    pub fn env(mut self, key: &str, value: impl ToString) -> Self {
+        self.env.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Every inbound connection goes to `addr`, as if iptables had sent it.
+    pub fn inbound_target(self, addr: SocketAddr) -> Self {
+        self.env("LINKERD2_PROXY_INBOUND_ORIG_DST_ADDR", addr)
+    }
+
+    pub fn outbound_target(self, addr: SocketAddr) -> Self {
+        self.env("LINKERD2_PROXY_OUTBOUND_ORIG_DST_ADDR", addr)
+    }
+
+    /// Runs the proxy through another command, e.g. `ip netns exec NS setpriv ...`.
+    pub fn wrapper(mut self, argv: &[&str]) -> Self {
+        self.wrapper = argv.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    fn command(&self) -> Command {
+        let proxy = bin("linkerd-proxy");
+        let mut cmd = match self.wrapper.split_first() {
+            None => Command::new(&proxy),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&proxy);
+                c
+            }
+        };
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs the proxy to completion and returns its exit status and stderr,
+    /// for start-up failures.
+    pub async fn run_to_exit(&self) -> (ExitStatus, String) {
+        let out = tokio::time::timeout(Duration::from_secs(10), self.command().output())
+            .await
+            .expect("proxy did not exit")
+            .expect("run proxy");
+        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// Starts the proxy and waits until its three listeners are bound.
+    pub async fn spawn(self) -> Proxy {
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn linkerd-proxy");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(out).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if std::env::var_os("LINKERD_TEST_PROXY_LOG").is_some() {
+                        eprintln!("proxy: {line}");
+                    }
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        drop(tx);
+        let mut addrs = BTreeMap::new();
+        let mut log = Vec::new();
+        let wait = async {
+            while addrs.len() < 3 {
+                let Some(line) = rx.recv().await else { break };
+                for what in ["inbound", "outbound", "admin"] {
+                    let marker = format!("{what} listening on ");
+                    if let Some(i) = line.find(&marker) {
+                        let addr: SocketAddr = line[i + marker.len()..].trim().parse().expect("listen addr");
+                        addrs.insert(what, addr);
+                    }
+                }
+                log.push(line);
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(20), wait).await.is_err() || addrs.len() < 3 {
+            panic!("proxy did not start; its output:\n{}", log.join("\n"));
+        }
+        // Keep draining the pipes so the proxy never blocks on logging.
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        Proxy {
+            inbound: addrs["inbound"],
+            outbound: addrs["outbound"],
+            admin: addrs["admin"],
+            child,
+        }
+    }
+}
+
+pub struct Proxy {
+    pub inbound: SocketAddr,
+    pub outbound: SocketAddr,
+    pub admin: SocketAddr,
+    child: Child,
+}
+
+impl Proxy {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// GETs an admin path; returns status and body.
+    pub async fn admin(&self, method: &str, path: &str) -> (u16, String) {
+        crate::backends::http1_request(self.admin, method, path).await
+    }
+
+    pub async fn metrics(&self) -> Scrape {
+        let (status, body) = self.admin("GET", "/metrics").await;
+        assert_eq!(status, 200, "metrics: {body}");
+        Scrape::parse(&body)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("proxy running")
+    }
+
+    pub fn sigterm(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    }
+
+    /// Waits for the proxy to exit on its own.
+    pub async fn wait(mut self, limit: Duration) -> ExitStatus {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("proxy did not exit in time")
+            .expect("wait")
+    }
+}
