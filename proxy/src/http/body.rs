@@ -26,6 +26,9 @@ pub(crate) struct Recorder {
     grpc: bool,
     grpc_status: Option<u32>,
     activity: Arc<Activity>,
+    /// Set once the upstream answered (or failed): until then, dropping the
+    /// recorder means the client gave up on the request.
+    answered: bool,
     finished: bool,
 }
 
@@ -46,13 +49,19 @@ impl Recorder {
             grpc: false,
             grpc_status: None,
             activity,
+            answered: false,
             finished: false,
         }
+    }
+
+    pub(crate) fn answered(&mut self) {
+        self.answered = true;
     }
 
     /// Notes the response head; a gRPC error may be in it already
     /// ("trailers-only" responses).
     pub(crate) fn response(&mut self, status: StatusCode, headers: &HeaderMap) {
+        self.answered = true;
         self.status = Some(status);
         self.grpc = headers
             .get(http::header::CONTENT_TYPE)
@@ -81,6 +90,9 @@ impl Recorder {
             || self.grpc_status.is_some_and(|s| s != 0);
         let class = if failed { Class::Failure } else { Class::Success };
         self.route.response(self.status, self.grpc_status, class, self.started.elapsed());
+        if !self.answered {
+            self.activity.abandoned();
+        }
         self.activity.end();
     }
 }

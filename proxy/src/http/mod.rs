@@ -93,18 +93,32 @@ where
         res = conn.as_mut() => return res,
         _ = drain.cancelled() => {}
         _ = activity.idle(idle_timeout) => tracing::debug!("closing idle connection"),
+        _ = activity.abuse.notified() => {
+            tracing::info!("closing a connection whose client abandons most of its requests");
+        }
     }
     shutdown(conn.as_mut());
     conn.await
 }
 
+/// A client may abandon this many requests before it has their response
+/// headers, if it abandons most of what it asks, before its connection is
+/// closed. Opening streams and resetting them at once ("rapid reset",
+/// CVE-2023-44487) makes the proxy start work it can never finish; h2's own
+/// guard only counts streams reset before the proxy accepted them.
+const ABANDON_LIMIT: u64 = 1000;
+
 /// In-flight requests and the time of the last one on a connection, to tell
-/// an idle connection from a quiet one with a long request in progress.
+/// an idle connection from a quiet one with a long request in progress, and
+/// how many requests the client gave up on.
 #[derive(Debug)]
 pub(crate) struct Activity {
     epoch: Instant,
     in_flight: AtomicUsize,
     last_ms: AtomicU64,
+    requests: AtomicU64,
+    abandoned: AtomicU64,
+    abuse: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -113,11 +127,23 @@ impl Activity {
             epoch: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+            abuse: tokio::sync::Notify::new(),
         }
     }
 
     fn begin(&self) {
         self.in_flight.fetch_add(1, Relaxed);
+        self.requests.fetch_add(1, Relaxed);
+    }
+
+    /// The client dropped a request before its response headers.
+    fn abandoned(&self) {
+        let n = self.abandoned.fetch_add(1, Relaxed) + 1;
+        if n >= ABANDON_LIMIT && n * 2 > self.requests.load(Relaxed) {
+            self.abuse.notify_one();
+        }
     }
 
     fn end(&self) {
@@ -246,7 +272,9 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
         let rsp = self.client.request(req);
         let h2 = self.version == Version::H2;
         Box::pin(async move {
-            let mut rsp = match rsp.await {
+            let rsp = rsp.await;
+            recorder.answered();
+            let mut rsp = match rsp {
                 Ok(rsp) => rsp,
                 Err(e) => {
                     // An HTTP/2 stream the server reset is reset for the
