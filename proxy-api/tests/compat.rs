@@ -6,8 +6,8 @@
 //! differently or types differently makes the two ends disagree. The reverse
 //! trip (ours, theirs, ours) catches a field that theirs lacks.
 
-use linkerd2_proxy_api as theirs;
 use linkerd_proxy_api as ours;
+use linkerd2_proxy_api as theirs;
 use prost::Message;
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -55,7 +55,10 @@ fn tcp(ip: theirs::net::IpAddress, port: u32) -> theirs::net::TcpAddress {
 }
 
 fn duration(secs: i64, nanos: i32) -> prost_types::Duration {
-    prost_types::Duration { seconds: secs, nanos }
+    prost_types::Duration {
+        seconds: secs,
+        nanos,
+    }
 }
 
 fn resource() -> theirs::meta::Metadata {
@@ -82,8 +85,7 @@ fn weighted_addr() -> theirs::destination::WeightedAddr {
         tls_identity: Some(theirs::destination::TlsIdentity {
             strategy: Some(tls_identity::Strategy::DnsLikeIdentity(
                 tls_identity::DnsLikeIdentity {
-                    name: "default.emojivoto.serviceaccount.identity.linkerd.cluster.local"
-                        .into(),
+                    name: "default.emojivoto.serviceaccount.identity.linkerd.cluster.local".into(),
                 },
             )),
             server_name: Some(tls_identity::DnsLikeIdentity {
@@ -264,7 +266,7 @@ fn identity_certify() {
 
 #[test]
 fn tap_observe_request() {
-    use theirs::tap::observe_request::{self, r#match, Match};
+    use theirs::tap::observe_request::{self, Match, r#match};
     let leaf = |m: r#match::Match| Match { r#match: Some(m) };
     let string_match = |prefix: bool| r#match::http::StringMatch {
         r#match: Some(if prefix {
@@ -273,7 +275,8 @@ fn tap_observe_request() {
             r#match::http::string_match::Match::Exact("web:8080".into())
         }),
     };
-    let http = |m: r#match::http::Match| leaf(r#match::Match::Http(r#match::Http { r#match: Some(m) }));
+    let http =
+        |m: r#match::http::Match| leaf(r#match::Match::Http(r#match::Http { r#match: Some(m) }));
     let all = vec![
         leaf(r#match::Match::Source(r#match::Tcp {
             r#match: Some(r#match::tcp::Match::Netmask(r#match::tcp::Netmask {
@@ -290,9 +293,13 @@ fn tap_observe_request() {
         http(r#match::http::Match::Scheme(theirs::http_types::Scheme {
             r#type: Some(theirs::http_types::scheme::Type::Unregistered("h2c".into())),
         })),
-        http(r#match::http::Match::Method(theirs::http_types::HttpMethod {
-            r#type: Some(theirs::http_types::http_method::Type::Unregistered("PURGE".into())),
-        })),
+        http(r#match::http::Match::Method(
+            theirs::http_types::HttpMethod {
+                r#type: Some(theirs::http_types::http_method::Type::Unregistered(
+                    "PURGE".into(),
+                )),
+            },
+        )),
         http(r#match::http::Match::Authority(string_match(false))),
         http(r#match::http::Match::Path(string_match(true))),
         leaf(r#match::Match::DestinationLabel(r#match::Label {
@@ -380,11 +387,17 @@ fn tap_events() {
         assert_compatible::<_, ours::tap::TapEvent>(theirs::tap::TapEvent {
             source: Some(tcp(v4(), 51_000)),
             source_meta: Some(tap_event::EndpointMeta { labels: labels("") }),
-            route_meta: Some(tap_event::RouteMeta { labels: labels("route_") }),
+            route_meta: Some(tap_event::RouteMeta {
+                labels: labels("route_"),
+            }),
             destination: Some(tcp(v6(), 8080)),
-            destination_meta: Some(tap_event::EndpointMeta { labels: labels("dst_") }),
+            destination_meta: Some(tap_event::EndpointMeta {
+                labels: labels("dst_"),
+            }),
             proxy_direction: tap_event::ProxyDirection::Outbound.into(),
-            event: Some(tap_event::Event::Http(tap_event::Http { event: Some(event) })),
+            event: Some(tap_event::Event::Http(tap_event::Http {
+                event: Some(event),
+            })),
         });
     }
 }
@@ -416,6 +429,9 @@ fn service_and_method_names() {
         "/io.linkerd.proxy.identity.Identity/Certify",
         "/io.linkerd.proxy.tap.Tap/Observe",
     ] {
-        assert!(generated.contains(&format!("\"{path}\"")), "no method {path}");
+        assert!(
+            generated.contains(&format!("\"{path}\"")),
+            "no method {path}"
+        );
     }
 }

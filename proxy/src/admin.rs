@@ -57,7 +57,11 @@ impl Admin {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/metrics") => match metrics::encode(&self.registry) {
                 Ok(body) => text(StatusCode::OK, OPENMETRICS, body),
-                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "metrics encoding failed\n".into()),
+                Err(_) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "metrics encoding failed\n".into(),
+                ),
             },
             (&Method::GET, "/live") => plain(StatusCode::OK, "live\n"),
             (&Method::GET, "/ready") if self.drain.is_cancelled() => {
@@ -69,9 +73,10 @@ impl Admin {
                 self.drain.cancel();
                 plain(StatusCode::OK, "shutdown\n")
             }
-            (&Method::POST, "/shutdown") => {
-                plain(StatusCode::FORBIDDEN, "shutdown is only accepted from localhost\n")
-            }
+            (&Method::POST, "/shutdown") => plain(
+                StatusCode::FORBIDDEN,
+                "shutdown is only accepted from localhost\n",
+            ),
             (_, "/metrics" | "/live" | "/ready" | "/shutdown") => {
                 plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
             }
@@ -87,7 +92,9 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut rsp = Response::new(Full::new(Bytes::from(body)));
     *rsp.status_mut() = status;
-    rsp.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     rsp
 }

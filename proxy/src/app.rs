@@ -58,7 +58,9 @@ pub async fn run(config: Config) -> Result<(), Error> {
     ] {
         let side = Arc::new(Side {
             direction,
-            orig_dst: cfg.orig_dst_override.map_or(OrigDst::Kernel, OrigDst::Fixed),
+            orig_dst: cfg
+                .orig_dst_override
+                .map_or(OrigDst::Kernel, OrigDst::Fixed),
             clients: Clients::new(direction, cfg.connect_timeout, metrics.clone()),
             cfg,
             server: config.server.clone(),
@@ -86,13 +88,22 @@ pub async fn run(config: Config) -> Result<(), Error> {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Error> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { what, addr, source })?;
-    let local = listener.local_addr().map_err(|source| Error::Bind { what, addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { what, addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { what, addr, source })?;
     tracing::info!("{what} listening on {local}");
     Ok(listener)
 }
 
-async fn accept(listener: TcpListener, side: Arc<Side>, drain: CancellationToken, tracker: TaskTracker) {
+async fn accept(
+    listener: TcpListener,
+    side: Arc<Side>,
+    drain: CancellationToken,
+    tracker: TaskTracker,
+) {
     loop {
         let accepted = tokio::select! {
             _ = drain.cancelled() => return,
@@ -113,7 +124,12 @@ async fn accept(listener: TcpListener, side: Arc<Side>, drain: CancellationToken
 }
 
 impl Side {
-    async fn serve(self: Arc<Self>, stream: TcpStream, client: SocketAddr, drain: CancellationToken) {
+    async fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        client: SocketAddr,
+        drain: CancellationToken,
+    ) {
         let _ = stream.set_nodelay(true);
         let target = match self.orig_dst.lookup(&stream) {
             Ok(target) => target,
@@ -128,7 +144,9 @@ impl Side {
             return;
         }
         let direction = self.direction;
-        let stats = self.metrics.tcp(direction, Peer::Src, target, &Tls::Disabled);
+        let stats = self
+            .metrics
+            .tcp(direction, Peer::Src, target, &Tls::Disabled);
         let mut io = Metered::new(stream, stats);
 
         let (result, protocol, prefix) = if self.cfg.skip_detect_ports.contains(target.port()) {
@@ -144,13 +162,27 @@ impl Side {
             Protocol::Http1 => Version::Http1,
             Protocol::H2 => Version::H2,
             Protocol::Opaque => {
-                if let Err(e) = tcp::forward(io, direction, target, self.cfg.connect_timeout, &self.metrics).await {
+                if let Err(e) = tcp::forward(
+                    io,
+                    direction,
+                    target,
+                    self.cfg.connect_timeout,
+                    &self.metrics,
+                )
+                .await
+                {
                     tracing::debug!(%client, %target, error = %e, "TCP forwarding ended with an error");
                 }
                 return;
             }
         };
-        let proxy = http::Proxy::new(direction, version, target, &self.clients, self.metrics.clone());
+        let proxy = http::Proxy::new(
+            direction,
+            version,
+            target,
+            &self.clients,
+            self.metrics.clone(),
+        );
         http::serve(io, version, proxy, &self.server, drain).await;
     }
 }

@@ -132,7 +132,10 @@ impl PortSet {
 impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let r = Reader(env);
-        if !r.parse(ENV_IDENTITY_DISABLED, "true or false", parse_bool)?.unwrap_or(false) {
+        if !r
+            .parse(ENV_IDENTITY_DISABLED, "true or false", parse_bool)?
+            .unwrap_or(false)
+        {
             // Identity and mTLS are not built yet; refusing to start is better
             // than silently running unauthenticated where the operator asked
             // for identity.
@@ -143,21 +146,41 @@ impl Config {
             });
         }
         let skip_ports = |name| {
-            r.parse(name, "a comma-separated list of ports or ranges", PortSet::parse)
-                .map(|p| p.unwrap_or_else(|| PortSet::parse(DEFAULT_PORTS_DISABLE_PROTOCOL_DETECTION).unwrap()))
+            r.parse(
+                name,
+                "a comma-separated list of ports or ranges",
+                PortSet::parse,
+            )
+            .map(|p| {
+                p.unwrap_or_else(|| {
+                    PortSet::parse(DEFAULT_PORTS_DISABLE_PROTOCOL_DETECTION).unwrap()
+                })
+            })
         };
         let inbound = ListenerConfig {
-            addr: r.addr(ENV_INBOUND_LISTEN_ADDR)?.unwrap_or(([0, 0, 0, 0], 4143).into()),
+            addr: r
+                .addr(ENV_INBOUND_LISTEN_ADDR)?
+                .unwrap_or(([0, 0, 0, 0], 4143).into()),
             orig_dst_override: r.addr(ENV_INBOUND_ORIG_DST_ADDR)?,
-            detect_timeout: r.duration(ENV_INBOUND_DETECT_TIMEOUT)?.unwrap_or(Duration::from_secs(10)),
-            connect_timeout: r.duration(ENV_INBOUND_CONNECT_TIMEOUT)?.unwrap_or(Duration::from_secs(1)),
+            detect_timeout: r
+                .duration(ENV_INBOUND_DETECT_TIMEOUT)?
+                .unwrap_or(Duration::from_secs(10)),
+            connect_timeout: r
+                .duration(ENV_INBOUND_CONNECT_TIMEOUT)?
+                .unwrap_or(Duration::from_secs(1)),
             skip_detect_ports: skip_ports(ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION)?,
         };
         let outbound = ListenerConfig {
-            addr: r.addr(ENV_OUTBOUND_LISTEN_ADDR)?.unwrap_or(([127, 0, 0, 1], 4140).into()),
+            addr: r
+                .addr(ENV_OUTBOUND_LISTEN_ADDR)?
+                .unwrap_or(([127, 0, 0, 1], 4140).into()),
             orig_dst_override: r.addr(ENV_OUTBOUND_ORIG_DST_ADDR)?,
-            detect_timeout: r.duration(ENV_OUTBOUND_DETECT_TIMEOUT)?.unwrap_or(Duration::from_secs(10)),
-            connect_timeout: r.duration(ENV_OUTBOUND_CONNECT_TIMEOUT)?.unwrap_or(Duration::from_secs(1)),
+            detect_timeout: r
+                .duration(ENV_OUTBOUND_DETECT_TIMEOUT)?
+                .unwrap_or(Duration::from_secs(10)),
+            connect_timeout: r
+                .duration(ENV_OUTBOUND_CONNECT_TIMEOUT)?
+                .unwrap_or(Duration::from_secs(1)),
             skip_detect_ports: skip_ports(ENV_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION)?,
         };
         let server = ServerConfig {
@@ -165,9 +188,11 @@ impl Config {
                 .duration(ENV_HTTP1_HEADER_READ_TIMEOUT)?
                 .unwrap_or(Duration::from_secs(10)),
             max_header_size: r
-                .parse(ENV_HTTP_MAX_HEADER_SIZE, "a size in bytes of at least 1024", |s| {
-                    s.parse().ok().filter(|n| *n >= 1024)
-                })?
+                .parse(
+                    ENV_HTTP_MAX_HEADER_SIZE,
+                    "a size in bytes of at least 1024",
+                    |s| s.parse().ok().filter(|n| *n >= 1024),
+                )?
                 .unwrap_or(64 * 1024),
             h2_max_concurrent_streams: r
                 .parse(ENV_HTTP2_MAX_CONCURRENT_STREAMS, "a positive number", |s| {
@@ -175,17 +200,25 @@ impl Config {
                 })?
                 .unwrap_or(1000),
             h2_max_pending_accept_reset_streams: r
-                .parse(ENV_HTTP2_MAX_PENDING_ACCEPT_RESETS, "a positive number", |s| {
-                    s.parse().ok().filter(|n| *n > 0)
-                })?
+                .parse(
+                    ENV_HTTP2_MAX_PENDING_ACCEPT_RESETS,
+                    "a positive number",
+                    |s| s.parse().ok().filter(|n| *n > 0),
+                )?
                 .unwrap_or(100),
-            idle_timeout: r.duration(ENV_IDLE_TIMEOUT)?.unwrap_or(Duration::from_secs(90)),
+            idle_timeout: r
+                .duration(ENV_IDLE_TIMEOUT)?
+                .unwrap_or(Duration::from_secs(90)),
         };
         Ok(Self {
-            log: env.get(ENV_LOG).unwrap_or_else(|| "warn,linkerd=info".into()),
+            log: env
+                .get(ENV_LOG)
+                .unwrap_or_else(|| "warn,linkerd=info".into()),
             inbound,
             outbound,
-            admin_addr: r.addr(ENV_ADMIN_LISTEN_ADDR)?.unwrap_or(([0, 0, 0, 0], 4191).into()),
+            admin_addr: r
+                .addr(ENV_ADMIN_LISTEN_ADDR)?
+                .unwrap_or(([0, 0, 0, 0], 4191).into()),
             server,
             shutdown_grace_period: r
                 .duration(ENV_SHUTDOWN_GRACE_PERIOD)?
@@ -221,7 +254,11 @@ impl Reader<'_> {
     }
 
     fn duration(&self, name: &'static str) -> Result<Option<Duration>, ConfigError> {
-        self.parse(name, "a duration such as 500ms, 10s, 2m or 1h", parse_duration)
+        self.parse(
+            name,
+            "a duration such as 500ms, 10s, 2m or 1h",
+            parse_duration,
+        )
     }
 }
 
@@ -256,7 +293,8 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        m.entry(ENV_IDENTITY_DISABLED.into()).or_insert_with(|| "true".into());
+        m.entry(ENV_IDENTITY_DISABLED.into())
+            .or_insert_with(|| "true".into());
         m
     }
 
@@ -281,11 +319,17 @@ mod tests {
             (ENV_OUTBOUND_ORIG_DST_ADDR, "[::1]:80"),
             (ENV_SHUTDOWN_GRACE_PERIOD, "2m"),
             (ENV_OUTBOUND_DETECT_TIMEOUT, "250ms"),
-            (ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION, "22, 4000-4002"),
+            (
+                ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION,
+                "22, 4000-4002",
+            ),
         ]))
         .unwrap();
         assert_eq!(c.inbound.addr, "127.0.0.1:1".parse().unwrap());
-        assert_eq!(c.outbound.orig_dst_override, Some("[::1]:80".parse().unwrap()));
+        assert_eq!(
+            c.outbound.orig_dst_override,
+            Some("[::1]:80".parse().unwrap())
+        );
         assert_eq!(c.shutdown_grace_period, Duration::from_secs(120));
         assert_eq!(c.outbound.detect_timeout, Duration::from_millis(250));
         let ports = &c.inbound.skip_detect_ports;

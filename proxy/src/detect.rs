@@ -43,7 +43,11 @@ fn classify(buf: &[u8]) -> Verdict {
     // method SP request-target SP HTTP/1.x CRLF
     let method_len = buf.iter().take_while(|b| is_tchar(**b)).count();
     if method_len == buf.len() {
-        return if method_len <= 32 { NeedMore } else { Known(Protocol::Opaque) };
+        return if method_len <= 32 {
+            NeedMore
+        } else {
+            Known(Protocol::Opaque)
+        };
     }
     if method_len == 0 || buf[method_len] != b' ' {
         return Known(Protocol::Opaque);
@@ -56,8 +60,14 @@ fn classify(buf: &[u8]) -> Verdict {
             // Control bytes other than the line's own CR cannot be in a
             // request line; say so now rather than wait for the timeout.
             let rest = &buf[method_len..];
-            let bad = rest.iter().any(|b| (*b < 0x20 && *b != b'\r') || *b == 0x7f);
-            return if bad { Known(Protocol::Opaque) } else { NeedMore };
+            let bad = rest
+                .iter()
+                .any(|b| (*b < 0x20 && *b != b'\r') || *b == 0x7f);
+            return if bad {
+                Known(Protocol::Opaque)
+            } else {
+                NeedMore
+            };
         }
     };
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -99,7 +109,9 @@ pub(crate) async fn detect<I: AsyncRead + Unpin>(
         match result {
             Verdict::Known(Protocol::Http1) => return (DetectResult::Http1, Protocol::Http1, buf),
             Verdict::Known(Protocol::H2) => return (DetectResult::H2, Protocol::H2, buf),
-            Verdict::Known(Protocol::Opaque) => return (DetectResult::Opaque, Protocol::Opaque, buf),
+            Verdict::Known(Protocol::Opaque) => {
+                return (DetectResult::Opaque, Protocol::Opaque, buf);
+            }
             Verdict::NeedMore if buf.len() >= CAPACITY => {
                 return (DetectResult::Opaque, Protocol::Opaque, buf);
             }
@@ -121,8 +133,14 @@ mod tests {
     #[test]
     fn request_lines() {
         assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Known(Protocol::Http1));
-        assert_eq!(classify(b"POST /a?b=c HTTP/1.0\r\nHost: x\r\n"), Known(Protocol::Http1));
-        assert_eq!(classify(b"CONNECT example.com:443 HTTP/1.1\r\n"), Known(Protocol::Http1));
+        assert_eq!(
+            classify(b"POST /a?b=c HTTP/1.0\r\nHost: x\r\n"),
+            Known(Protocol::Http1)
+        );
+        assert_eq!(
+            classify(b"CONNECT example.com:443 HTTP/1.1\r\n"),
+            Known(Protocol::Http1)
+        );
         assert_eq!(classify(b"GET / HTTP/1.1\n"), Known(Protocol::Http1));
         assert_eq!(classify(b"GET / HTTP/2.0\r\n"), Known(Protocol::Opaque));
         assert_eq!(classify(b"GET /\r\n"), Known(Protocol::Opaque));
@@ -149,14 +167,19 @@ mod tests {
         assert_eq!(classify(&[0x16, 0x03, 0x01, 0x02]), Known(Protocol::Opaque));
         assert_eq!(classify(b"\x00\x01"), Known(Protocol::Opaque));
         assert_eq!(classify(b"GET /\x00"), Known(Protocol::Opaque));
-        assert_eq!(classify(b"SSH-2.0-OpenSSH_9.2\r\n"), Known(Protocol::Opaque));
+        assert_eq!(
+            classify(b"SSH-2.0-OpenSSH_9.2\r\n"),
+            Known(Protocol::Opaque)
+        );
         assert_eq!(classify(&[b'A'; 40]), Known(Protocol::Opaque));
     }
 
     #[tokio::test]
     async fn times_out_to_opaque_keeping_bytes() {
         let (mut client, mut server) = tokio::io::duplex(64);
-        tokio::io::AsyncWriteExt::write_all(&mut client, b"GET /slow").await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"GET /slow")
+            .await
+            .unwrap();
         let (result, proto, buf) = detect(&mut server, Duration::from_millis(50)).await;
         assert_eq!((result, proto), (DetectResult::Timeout, Protocol::Opaque));
         assert_eq!(&buf[..], b"GET /slow");

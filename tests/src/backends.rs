@@ -18,7 +18,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
 
 async fn listen() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.expect("bind backend")
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend")
 }
 
 /// An HTTP server that speaks HTTP/1 and HTTP/2 (prior knowledge) and answers
@@ -31,7 +33,9 @@ pub fn http_on(listener: TcpListener) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, peer)) = listener.accept().await else { continue };
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| handle(req, peer));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -44,7 +48,9 @@ pub fn http_on(listener: TcpListener) -> SocketAddr {
 }
 
 fn full(s: impl Into<Bytes>) -> Body {
-    Full::new(s.into()).map_err(|e: Infallible| match e {}).boxed()
+    Full::new(s.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed()
 }
 
 fn query(req: &Request<Incoming>, key: &str) -> Option<u64> {
@@ -77,7 +83,9 @@ async fn handle(mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response
         return Ok(Response::new(full("")));
     }
     if path == "/websocket" {
-        return Ok(Response::builder().status(400).body(full("use the websocket backend"))?);
+        return Ok(Response::builder()
+            .status(400)
+            .body(full("use the websocket backend"))?);
     }
     let rsp = match path.as_str() {
         "/headers" => {
@@ -93,7 +101,9 @@ async fn handle(mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response
         }
         "/stream" => {
             let n = query(&req, "n").unwrap_or(3);
-            let chunks = tokio_stream::iter((0..n).map(|i| Ok::<_, BoxError>(Frame::data(Bytes::from(format!("chunk{i}\n"))))));
+            let chunks = tokio_stream::iter(
+                (0..n).map(|i| Ok::<_, BoxError>(Frame::data(Bytes::from(format!("chunk{i}\n"))))),
+            );
             Response::new(BodyExt::boxed(StreamBody::new(chunks)))
         }
         "/slow" => {
@@ -113,7 +123,9 @@ async fn handle(mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response
         "/peer" => Response::new(full(peer.to_string())),
         p if p.starts_with("/status/") => {
             let code: u16 = p["/status/".len()..].parse()?;
-            Response::builder().status(StatusCode::from_u16(code)?).body(full(""))?
+            Response::builder()
+                .status(StatusCode::from_u16(code)?)
+                .body(full(""))?
         }
         _ => Response::new(full("hello")),
     };
@@ -138,7 +150,10 @@ async fn echo_io<I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut io
 
 /// A raw TCP echo server that honours half-close.
 pub async fn tcp_echo() -> SocketAddr {
-    let listener = listen().await;
+    tcp_echo_on(listen().await)
+}
+
+pub fn tcp_echo_on(listener: TcpListener) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -169,12 +184,17 @@ pub async fn server_first() -> SocketAddr {
 
 /// A WebSocket server that echoes every text and binary message.
 pub async fn websocket_echo() -> SocketAddr {
-    let listener = listen().await;
+    websocket_echo_on(listen().await)
+}
+
+pub fn websocket_echo_on(listener: TcpListener) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
                 while let Some(Ok(msg)) = ws.next().await {
                     if msg.is_text() || msg.is_binary() {
                         if ws.send(msg).await.is_err() {
@@ -199,7 +219,10 @@ type MsgStream = Pin<Box<dyn Stream<Item = Result<echo::Msg, tonic::Status>> + S
 
 #[tonic::async_trait]
 impl echo::echo_server::Echo for Echo {
-    async fn unary(&self, req: tonic::Request<echo::Msg>) -> Result<tonic::Response<echo::Msg>, tonic::Status> {
+    async fn unary(
+        &self,
+        req: tonic::Request<echo::Msg>,
+    ) -> Result<tonic::Response<echo::Msg>, tonic::Status> {
         Ok(tonic::Response::new(req.into_inner()))
     }
 
@@ -229,14 +252,20 @@ impl echo::echo_server::Echo for Echo {
         Ok(tonic::Response::new(Box::pin(incoming)))
     }
 
-    async fn fail(&self, req: tonic::Request<echo::Msg>) -> Result<tonic::Response<echo::Msg>, tonic::Status> {
+    async fn fail(
+        &self,
+        req: tonic::Request<echo::Msg>,
+    ) -> Result<tonic::Response<echo::Msg>, tonic::Status> {
         let code = tonic::Code::from_i32(req.into_inner().count as i32);
         Err(tonic::Status::new(code, "failed as asked"))
     }
 }
 
 pub async fn grpc_echo() -> SocketAddr {
-    let listener = listen().await;
+    grpc_echo_on(listen().await)
+}
+
+pub fn grpc_echo_on(listener: TcpListener) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()

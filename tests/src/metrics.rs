@@ -30,9 +30,16 @@ impl Scrape {
     }
 
     /// Samples of `name` whose labels include every pair in `labels`.
-    pub fn matching<'a>(&'a self, name: &'a str, labels: &'a [(&str, &str)]) -> impl Iterator<Item = &'a Sample> {
+    pub fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&str, &str)],
+    ) -> impl Iterator<Item = &'a Sample> {
         self.samples.iter().filter(move |s| {
-            s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         })
     }
 
@@ -56,7 +63,11 @@ fn parse_line(line: &str) -> Option<Sample> {
         None => (series.to_string(), BTreeMap::new()),
         Some((name, rest)) => (name.to_string(), parse_labels(rest.strip_suffix('}')?)?),
     };
-    Some(Sample { name, labels, value })
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
 }
 
 fn parse_labels(mut s: &str) -> Option<BTreeMap<String, String>> {

@@ -17,7 +17,10 @@ use tokio::{
 /// Where cargo put the workspace's binaries: beside the test's own `deps/`.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -45,7 +48,10 @@ impl Default for Builder {
             ("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "5s"),
         ];
         Self {
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             wrapper: Vec::new(),
         }
     }
@@ -97,7 +103,10 @@ impl Builder {
             .await
             .expect("proxy did not exit")
             .expect("run proxy");
-        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Starts the proxy and waits until its three listeners are bound.
@@ -133,14 +142,21 @@ impl Builder {
                 for what in ["inbound", "outbound", "admin"] {
                     let marker = format!("{what} listening on ");
                     if let Some(i) = line.find(&marker) {
-                        let addr: SocketAddr = line[i + marker.len()..].trim().parse().expect("listen addr");
+                        let addr: SocketAddr = line[i + marker.len()..]
+                            .trim()
+                            .parse()
+                            .expect("listen addr");
                         addrs.insert(what, addr);
                     }
                 }
                 log.push(line);
             }
         };
-        if tokio::time::timeout(Duration::from_secs(20), wait).await.is_err() || addrs.len() < 3 {
+        if tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .is_err()
+            || addrs.len() < 3
+        {
             panic!("proxy did not start; its output:\n{}", log.join("\n"));
         }
         // Keep draining the pipes so the proxy never blocks on logging.
@@ -152,6 +168,14 @@ impl Builder {
             child,
         }
     }
+}
+
+/// Reads a proxy's metrics from its admin address; usable from any runtime,
+/// such as one inside a network namespace.
+pub async fn scrape(admin: SocketAddr) -> Scrape {
+    let (status, body) = crate::backends::http1_request(admin, "GET", "/metrics").await;
+    assert_eq!(status, 200, "metrics: {body}");
+    Scrape::parse(&body)
 }
 
 pub struct Proxy {
@@ -172,9 +196,7 @@ impl Proxy {
     }
 
     pub async fn metrics(&self) -> Scrape {
-        let (status, body) = self.admin("GET", "/metrics").await;
-        assert_eq!(status, 200, "metrics: {body}");
-        Scrape::parse(&body)
+        scrape(self.admin).await
     }
 
     pub fn pid(&self) -> u32 {

@@ -46,7 +46,11 @@ async fn oversized_headers_get_431() {
     // The proxy may answer and close before it has read all of it.
     let _ = stream.write_all(req.as_bytes()).await;
     let out = read_until_closed(&mut stream, Duration::from_secs(5)).await;
-    assert!(out.starts_with(b"HTTP/1.1 431"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     healthy(&proxy).await;
 }
 
@@ -61,7 +65,11 @@ async fn too_many_headers_get_431() {
     req.push_str("\r\n");
     let _ = stream.write_all(req.as_bytes()).await;
     let out = read_until_closed(&mut stream, Duration::from_secs(5)).await;
-    assert!(out.starts_with(b"HTTP/1.1 431"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     healthy(&proxy).await;
 }
 
@@ -71,7 +79,9 @@ async fn slowloris_is_cut_off_by_the_header_read_timeout() {
     let mut slow = TcpStream::connect(proxy.inbound).await.unwrap();
     // A complete request line (so detection says HTTP/1), then a header
     // dribbled out a byte at a time and never finished.
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let dribble = async {
         for b in b"X-Slow: 1234567890".iter().cycle().take(100) {
             if slow.write_all(&[*b]).await.is_err() {
@@ -82,7 +92,9 @@ async fn slowloris_is_cut_off_by_the_header_read_timeout() {
         }
         panic!("the slow client was never cut off");
     };
-    tokio::time::timeout(Duration::from_secs(10), dribble).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), dribble)
+        .await
+        .unwrap();
     healthy(&proxy).await;
 }
 
@@ -90,13 +102,22 @@ async fn slowloris_is_cut_off_by_the_header_read_timeout() {
 async fn idle_connections_are_closed() {
     let (proxy, _) = http_proxy(&[("LINKERD2_PROXY_IDLE_TIMEOUT", "500ms")]).await;
     let stream = TcpStream::connect(proxy.inbound).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     let conn = tokio::spawn(conn);
-    let req = Request::get("/").header("host", "x").body(Full::<Bytes>::default()).unwrap();
+    let req = Request::get("/")
+        .header("host", "x")
+        .body(Full::<Bytes>::default())
+        .unwrap();
     let rsp = send.send_request(req).await.unwrap();
     rsp.into_body().collect().await.unwrap();
     // The connection then sits unused: the proxy closes it.
-    tokio::time::timeout(Duration::from_secs(5), conn).await.expect("idle connection left open").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("idle connection left open")
+        .unwrap()
+        .unwrap();
     // A long request is not idle: it completes past the idle timeout.
     let (status, body) = backends::http1_request(proxy.inbound, "GET", "/slow?ms=1200").await;
     assert_eq!((status, body.as_str()), (200, "slow"));
@@ -106,7 +127,10 @@ async fn idle_connections_are_closed() {
 async fn garbage_after_an_h2_preface_closes_only_that_connection() {
     let (proxy, _) = http_proxy(&[]).await;
     let mut stream = TcpStream::connect(proxy.inbound).await.unwrap();
-    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
     stream.write_all(&[0xff; 64]).await.unwrap();
     read_until_closed(&mut stream, Duration::from_secs(5)).await;
     healthy(&proxy).await;
@@ -118,9 +142,16 @@ async fn garbage_after_an_h2_preface_closes_only_that_connection() {
 async fn a_bad_request_line_gets_400_not_a_hang() {
     let (proxy, _) = http_proxy(&[]).await;
     let mut stream = TcpStream::connect(proxy.inbound).await.unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n")
+        .await
+        .unwrap();
     let out = read_until_closed(&mut stream, Duration::from_secs(5)).await;
-    assert!(out.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     healthy(&proxy).await;
 }
 
@@ -133,8 +164,12 @@ async fn reset_flood(proxy: &Proxy, limit: u32, delay: Duration) -> (u32, bool) 
     tokio::spawn(conn);
     let mut client = client.ready().await.unwrap();
     for i in 0..limit {
-        let req = Request::get("http://web.test/slow?ms=2000").body(()).unwrap();
-        let Ok((_rsp, mut send)) = client.send_request(req, false) else { return (i, true) };
+        let req = Request::get("http://web.test/slow?ms=2000")
+            .body(())
+            .unwrap();
+        let Ok((_rsp, mut send)) = client.send_request(req, false) else {
+            return (i, true);
+        };
         // Let the connection task write the HEADERS before the reset; a
         // stream reset before it is sent is never sent at all.
         tokio::task::yield_now().await;
@@ -155,10 +190,16 @@ async fn reset_flood(proxy: &Proxy, limit: u32, delay: Duration) -> (u32, bool) 
 #[tokio::test]
 async fn http2_rapid_reset_flood_is_cut_off() {
     let (proxy, _) = http_proxy(&[]).await;
-    let (sent, cut_off) = tokio::time::timeout(Duration::from_secs(20), reset_flood(&proxy, 20_000, Duration::ZERO))
-        .await
-        .unwrap();
-    assert!(cut_off, "{sent} rapid resets were accepted without the connection being closed");
+    let (sent, cut_off) = tokio::time::timeout(
+        Duration::from_secs(20),
+        reset_flood(&proxy, 20_000, Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    assert!(
+        cut_off,
+        "{sent} rapid resets were accepted without the connection being closed"
+    );
     healthy(&proxy).await;
 }
 
@@ -167,13 +208,22 @@ async fn http2_rapid_reset_flood_is_cut_off() {
 #[tokio::test]
 async fn http2_abandoned_requests_flood_is_cut_off() {
     let (proxy, _) = http_proxy(&[]).await;
-    let (sent, cut_off) = tokio::time::timeout(Duration::from_secs(30), reset_flood(&proxy, 5_000, Duration::from_millis(1)))
-        .await
-        .unwrap();
-    assert!(cut_off, "{sent} abandoned requests were accepted without the connection being closed");
+    let (sent, cut_off) = tokio::time::timeout(
+        Duration::from_secs(30),
+        reset_flood(&proxy, 5_000, Duration::from_millis(1)),
+    )
+    .await
+    .unwrap();
+    assert!(
+        cut_off,
+        "{sent} abandoned requests were accepted without the connection being closed"
+    );
     let m = proxy.metrics().await;
     let served = m.sum("request_total", &[("authority", "web.test")]);
-    assert!(served >= 1000.0, "the cut-off came before the proxy served the requests ({served})");
+    assert!(
+        served >= 1000.0,
+        "the cut-off came before the proxy served the requests ({served})"
+    );
     healthy(&proxy).await;
 }
 
@@ -182,7 +232,10 @@ async fn a_client_reset_mid_response_does_not_disturb_others() {
     let (proxy, _) = http_proxy(&[]).await;
     for _ in 0..20 {
         let mut stream = TcpStream::connect(proxy.inbound).await.unwrap();
-        stream.write_all(b"GET /slow?ms=50 HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        stream
+            .write_all(b"GET /slow?ms=50 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         // Reset rather than close: SO_LINGER 0.
         stream.set_zero_linger().unwrap();
         drop(stream);

@@ -27,22 +27,28 @@ const SETTLE: Duration = Duration::from_secs(5);
 
 async fn h1_conn(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let stream = TcpStream::connect(addr).await.expect("connect to proxy");
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
-    send
-}
-
-async fn h2_conn(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let stream = TcpStream::connect(addr).await.expect("connect to proxy");
-    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(conn);
     send
 }
 
+async fn h2_conn(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.expect("connect to proxy");
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
 fn get(uri: &str, host: &str) -> Request<Full<Bytes>> {
-    Request::get(uri).header("host", host).body(Full::default()).unwrap()
+    Request::get(uri)
+        .header("host", host)
+        .body(Full::default())
+        .unwrap()
 }
 
 async fn body_string(rsp: http::Response<hyper::body::Incoming>) -> String {
@@ -65,58 +71,114 @@ async fn http1_keep_alive_chunked_and_exact_metrics() {
     let backend = backends::http().await;
     let proxy = Proxy::builder().inbound_target(backend).spawn().await;
     let target = backend.to_string();
-    let base = [("direction", "inbound"), ("authority", "web.test:8080"), ("target_addr", target.as_str())];
+    let base = [
+        ("direction", "inbound"),
+        ("authority", "web.test:8080"),
+        ("target_addr", target.as_str()),
+    ];
 
     // Three requests on one client connection.
     let mut client = h1_conn(proxy.inbound).await;
-    let rsp = client.send_request(get("/", "web.test:8080")).await.unwrap();
+    let rsp = client
+        .send_request(get("/", "web.test:8080"))
+        .await
+        .unwrap();
     assert_eq!(rsp.status(), 200);
     assert_eq!(body_string(rsp).await, "hello");
 
     // A chunked upload (no content-length) and a streamed, chunked reply.
     let (tx, body) = channel_body();
-    let req = Request::post("/echo").header("host", "web.test:8080").body(body).unwrap();
+    let req = Request::post("/echo")
+        .header("host", "web.test:8080")
+        .body(body)
+        .unwrap();
     let stream = TcpStream::connect(proxy.inbound).await.unwrap();
-    let (mut chunked, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut chunked, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     // The task hands the connection back so it stays open for the checks below.
     let rsp = tokio::spawn(async move { (chunked.send_request(req).await.unwrap(), chunked) });
     for i in 0..5 {
-        tx.send(Ok(http_body::Frame::data(Bytes::from(format!("part{i};"))))).await.unwrap();
+        tx.send(Ok(http_body::Frame::data(Bytes::from(format!("part{i};")))))
+            .await
+            .unwrap();
     }
     drop(tx);
     let (rsp, chunked) = rsp.await.unwrap();
     assert_eq!(body_string(rsp).await, "part0;part1;part2;part3;part4;");
 
-    let rsp = client.send_request(get("/stream?n=4", "web.test:8080")).await.unwrap();
-    assert_eq!(rsp.headers().get("transfer-encoding").map(|v| v.to_str().unwrap()), Some("chunked"));
+    let rsp = client
+        .send_request(get("/stream?n=4", "web.test:8080"))
+        .await
+        .unwrap();
+    assert_eq!(
+        rsp.headers()
+            .get("transfer-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("chunked")
+    );
     assert_eq!(body_string(rsp).await, "chunk0\nchunk1\nchunk2\nchunk3\n");
-    let rsp = client.send_request(get("/status/503", "web.test:8080")).await.unwrap();
+    let rsp = client
+        .send_request(get("/status/503", "web.test:8080"))
+        .await
+        .unwrap();
     assert_eq!(rsp.status(), 503);
     body_string(rsp).await;
 
     let m = proxy.metrics().await;
     assert_eq!(m.sum("request_total", &base), 4.0, "{}", m.text);
-    let ok = [base.as_slice(), &[("status_code", "200"), ("classification", "success")]].concat();
-    let failed = [base.as_slice(), &[("status_code", "503"), ("classification", "failure")]].concat();
+    let ok = [
+        base.as_slice(),
+        &[("status_code", "200"), ("classification", "success")],
+    ]
+    .concat();
+    let failed = [
+        base.as_slice(),
+        &[("status_code", "503"), ("classification", "failure")],
+    ]
+    .concat();
     assert_eq!(m.sum("response_total", &ok), 3.0);
     assert_eq!(m.sum("response_total", &failed), 1.0);
     assert_eq!(m.sum("response_latency_ms_count", &base), 4.0);
-    assert_eq!(m.sum("response_latency_ms_bucket", &[base.as_slice(), &[("le", "+Inf")]].concat()), 4.0);
-    assert!(m.has("request_total", &[("tls", "no_identity"), ("no_tls_reason", "disabled")]));
+    assert_eq!(
+        m.sum(
+            "response_latency_ms_bucket",
+            &[base.as_slice(), &[("le", "+Inf")]].concat()
+        ),
+        4.0
+    );
+    assert!(m.has(
+        "request_total",
+        &[("tls", "no_identity"), ("no_tls_reason", "disabled")]
+    ));
     // Two client connections are open; the second's request is done, so its
     // upstream connection went back to the pool and the fourth request
     // reused it or the first: never more than two upstream connections.
     assert_eq!(m.sum("tcp_open_connections", &[("peer", "src")]), 2.0);
-    assert!(m.sum("tcp_open_total", &[("peer", "dst"), ("direction", "inbound")]) <= 2.0);
-    assert_eq!(m.sum("protocol_detect_total", &[("direction", "inbound"), ("result", "http/1")]), 2.0);
+    assert!(
+        m.sum(
+            "tcp_open_total",
+            &[("peer", "dst"), ("direction", "inbound")]
+        ) <= 2.0
+    );
+    assert_eq!(
+        m.sum(
+            "protocol_detect_total",
+            &[("direction", "inbound"), ("result", "http/1")]
+        ),
+        2.0
+    );
 
     drop((client, chunked));
     let m = closed(&proxy).await;
     assert_eq!(m.sum("tcp_open_total", &[("peer", "src")]), 2.0);
     let clean = [("peer", "src"), ("errno", "")];
     assert_eq!(m.sum("tcp_close_total", &clean), 2.0);
-    assert_eq!(m.sum("tcp_connection_duration_ms_count", &[("peer", "src")]), 2.0);
+    assert_eq!(
+        m.sum("tcp_connection_duration_ms_count", &[("peer", "src")]),
+        2.0
+    );
     // Bytes are counted both ways on both ends and are never zero.
     for peer in ["src", "dst"] {
         assert!(m.sum("tcp_read_bytes_total", &[("peer", peer)]) > 0.0);
@@ -132,7 +194,10 @@ fn channel_body() -> (
     http_body_util::StreamBody<tokio_stream::wrappers::ReceiverStream<Chunk>>,
 ) {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    (tx, http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    (
+        tx,
+        http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
 }
 
 #[tokio::test]
@@ -170,12 +235,21 @@ async fn http1_pipelined_requests_answer_in_order() {
         .await
         .unwrap();
     let mut out = String::new();
-    tokio::time::timeout(SETTLE, stream.read_to_string(&mut out)).await.unwrap().unwrap();
+    tokio::time::timeout(SETTLE, stream.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
     // Bodies have no trailing newline, so a status line may follow one directly.
-    let statuses: Vec<&str> = out.match_indices("HTTP/1.1 ").map(|(i, _)| &out[i + 9..i + 12]).collect();
+    let statuses: Vec<&str> = out
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &out[i + 9..i + 12])
+        .collect();
     assert_eq!(statuses, ["200", "404", "200"], "{out}");
     assert!(out.find("slow").unwrap() < out.find("404").unwrap());
-    assert!(out.ends_with("127.0.0.1") || out.contains("127.0.0.1:"), "{out}");
+    assert!(
+        out.ends_with("127.0.0.1") || out.contains("127.0.0.1:"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -185,11 +259,19 @@ async fn http1_0_without_host_reaches_the_target() {
     let mut stream = TcpStream::connect(proxy.inbound).await.unwrap();
     stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
     let mut out = String::new();
-    tokio::time::timeout(SETTLE, stream.read_to_string(&mut out)).await.unwrap().unwrap();
+    tokio::time::timeout(SETTLE, stream.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(out.starts_with("HTTP/1.0 200"), "{out}");
     assert!(out.ends_with("hello"), "{out}");
     let m = proxy.metrics().await;
-    assert_eq!(m.sum("request_total", &[("authority", "")]), 1.0, "{}", m.text);
+    assert_eq!(
+        m.sum("request_total", &[("authority", "")]),
+        1.0,
+        "{}",
+        m.text
+    );
 }
 
 #[tokio::test]
@@ -200,7 +282,11 @@ async fn outbound_http1_is_labelled_outbound() {
     assert_eq!((status, body.as_str()), (200, "hello"));
     let m = proxy.metrics().await;
     let target = backend.to_string();
-    let labels = [("direction", "outbound"), ("target_addr", target.as_str()), ("status_code", "200")];
+    let labels = [
+        ("direction", "outbound"),
+        ("target_addr", target.as_str()),
+        ("status_code", "200"),
+    ];
     assert_eq!(m.sum("response_total", &labels), 1.0, "{}", m.text);
     assert_eq!(m.sum("request_total", &[("direction", "inbound")]), 0.0);
 }
@@ -213,7 +299,9 @@ async fn http2_many_concurrent_streams_share_one_connection() {
     let requests = (0..100).map(|i| {
         let mut client = client.clone();
         async move {
-            let req = Request::get(format!("http://web.test/slow?ms={}", i % 7 * 10)).body(Full::default()).unwrap();
+            let req = Request::get(format!("http://web.test/slow?ms={}", i % 7 * 10))
+                .body(Full::default())
+                .unwrap();
             let rsp = client.send_request(req).await.unwrap();
             assert_eq!(rsp.version(), http::Version::HTTP_2);
             body_string(rsp).await
@@ -224,16 +312,33 @@ async fn http2_many_concurrent_streams_share_one_connection() {
 
     // The server saw HTTP/2 with the client's authority.
     let mut c = client.clone();
-    let rsp = c.send_request(Request::get("http://web.test/headers").body(Full::default()).unwrap()).await.unwrap();
+    let rsp = c
+        .send_request(
+            Request::get("http://web.test/headers")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     let seen = body_string(rsp).await;
     assert!(seen.starts_with("version: HTTP/2.0"), "{seen}");
 
     let m = proxy.metrics().await;
     let web = [("direction", "inbound"), ("authority", "web.test")];
     assert_eq!(m.sum("request_total", &web), 101.0, "{}", m.text);
-    assert_eq!(m.sum("response_total", &[web.as_slice(), &[("classification", "success")]].concat()), 101.0);
+    assert_eq!(
+        m.sum(
+            "response_total",
+            &[web.as_slice(), &[("classification", "success")]].concat()
+        ),
+        101.0
+    );
     assert_eq!(m.sum("tcp_open_total", &[("peer", "src")]), 1.0);
-    assert_eq!(m.sum("tcp_open_total", &[("peer", "dst")]), 1.0, "one multiplexed upstream connection");
+    assert_eq!(
+        m.sum("tcp_open_total", &[("peer", "dst")]),
+        1.0,
+        "one multiplexed upstream connection"
+    );
     assert_eq!(m.sum("protocol_detect_total", &[("result", "h2")]), 1.0);
 }
 
@@ -242,28 +347,62 @@ async fn http2_trailers_and_resets_are_carried() {
     let backend = backends::http().await;
     let proxy = Proxy::builder().inbound_target(backend).spawn().await;
     let mut client = h2_conn(proxy.inbound).await;
-    let rsp = client.send_request(Request::get("http://web.test/trailers").body(Full::default()).unwrap()).await.unwrap();
+    let rsp = client
+        .send_request(
+            Request::get("http://web.test/trailers")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     let collected = rsp.into_body().collect().await.unwrap();
-    assert_eq!(collected.trailers().and_then(|t| t.get("x-trailer")).map(|v| v.as_bytes()), Some(&b"yes"[..]));
+    assert_eq!(
+        collected
+            .trailers()
+            .and_then(|t| t.get("x-trailer"))
+            .map(|v| v.as_bytes()),
+        Some(&b"yes"[..])
+    );
     assert_eq!(collected.to_bytes(), "data");
 
     // The server resets the stream: the client's stream is reset too (with
     // the server's reason), and the connection keeps serving.
     let err = client
-        .send_request(Request::get("http://web.test/reset").body(Full::default()).unwrap())
+        .send_request(
+            Request::get("http://web.test/reset")
+                .body(Full::default())
+                .unwrap(),
+        )
         .await
         .expect_err("stream should be reset");
     let reason = std::error::Error::source(&err)
         .and_then(|e| e.downcast_ref::<h2::Error>())
         .and_then(|e| e.reason());
     assert_eq!(reason, Some(h2::Reason::INTERNAL_ERROR), "{err:?}");
-    let rsp = client.send_request(Request::get("http://web.test/").body(Full::default()).unwrap()).await.unwrap();
+    let rsp = client
+        .send_request(
+            Request::get("http://web.test/")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(body_string(rsp).await, "hello");
 
     let m = proxy.metrics().await;
     assert_eq!(m.sum("request_total", &[]), 3.0);
-    assert_eq!(m.sum("response_total", &[("classification", "success")]), 2.0, "{}", m.text);
-    assert_eq!(m.sum("response_total", &[("classification", "failure")]), 1.0, "{}", m.text);
+    assert_eq!(
+        m.sum("response_total", &[("classification", "success")]),
+        2.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("response_total", &[("classification", "failure")]),
+        1.0,
+        "{}",
+        m.text
+    );
 }
 
 #[tokio::test]
@@ -277,10 +416,23 @@ async fn grpc_unary_and_streaming_with_grpc_status() {
         .unwrap();
     let mut client = EchoClient::new(channel);
 
-    let rsp = client.unary(Msg { text: "hi".into(), count: 1 }).await.unwrap();
+    let rsp = client
+        .unary(Msg {
+            text: "hi".into(),
+            count: 1,
+        })
+        .await
+        .unwrap();
     assert_eq!(rsp.into_inner().text, "hi");
 
-    let mut stream = client.server_stream(Msg { text: "s".into(), count: 200 }).await.unwrap().into_inner();
+    let mut stream = client
+        .server_stream(Msg {
+            text: "s".into(),
+            count: 200,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let mut n = 0;
     while let Some(msg) = stream.message().await.unwrap() {
         assert_eq!(msg.text, format!("s-{n}"));
@@ -291,23 +443,51 @@ async fn grpc_unary_and_streaming_with_grpc_status() {
     // Both directions stream at once: each message is echoed before the next
     // is sent.
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let mut replies = client.bidi(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let mut replies = client
+        .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
     for i in 0..20 {
-        tx.send(Msg { text: format!("b{i}"), count: i }).await.unwrap();
+        tx.send(Msg {
+            text: format!("b{i}"),
+            count: i,
+        })
+        .await
+        .unwrap();
         let echoed = replies.message().await.unwrap().unwrap();
         assert_eq!(echoed.count, i);
     }
     drop(tx);
     assert!(replies.message().await.unwrap().is_none());
 
-    let err = client.fail(Msg { text: String::new(), count: 5 }).await.unwrap_err();
+    let err = client
+        .fail(Msg {
+            text: String::new(),
+            count: 5,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
 
     let m = proxy.metrics().await;
-    assert_eq!(m.sum("request_total", &[("direction", "inbound")]), 4.0, "{}", m.text);
-    let ok = [("status_code", "200"), ("grpc_status", "0"), ("classification", "success")];
+    assert_eq!(
+        m.sum("request_total", &[("direction", "inbound")]),
+        4.0,
+        "{}",
+        m.text
+    );
+    let ok = [
+        ("status_code", "200"),
+        ("grpc_status", "0"),
+        ("classification", "success"),
+    ];
     assert_eq!(m.sum("response_total", &ok), 3.0, "{}", m.text);
-    let not_found = [("status_code", "200"), ("grpc_status", "5"), ("classification", "failure")];
+    let not_found = [
+        ("status_code", "200"),
+        ("grpc_status", "5"),
+        ("classification", "failure"),
+    ];
     assert_eq!(m.sum("response_total", &not_found), 1.0);
 }
 
@@ -316,12 +496,19 @@ async fn websocket_upgrade_becomes_a_byte_stream() {
     let backend = backends::websocket_echo().await;
     let proxy = Proxy::builder().inbound_target(backend).spawn().await;
     let stream = TcpStream::connect(proxy.inbound).await.unwrap();
-    let (mut ws, rsp) = tokio_tungstenite::client_async("ws://chat.test/socket", stream).await.unwrap();
+    let (mut ws, rsp) = tokio_tungstenite::client_async("ws://chat.test/socket", stream)
+        .await
+        .unwrap();
     assert_eq!(rsp.status(), StatusCode::SWITCHING_PROTOCOLS);
     use tokio_tungstenite::tungstenite::Message;
     for i in 0..10 {
-        ws.send(Message::text(format!("message {i}"))).await.unwrap();
-        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(format!("message {i}")));
+        ws.send(Message::text(format!("message {i}")))
+            .await
+            .unwrap();
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            Message::text(format!("message {i}"))
+        );
     }
     let big = vec![7u8; 256 * 1024];
     ws.send(Message::binary(big.clone())).await.unwrap();
@@ -331,7 +518,11 @@ async fn websocket_upgrade_becomes_a_byte_stream() {
     drop(ws);
 
     let m = closed(&proxy).await;
-    let upgraded = [("authority", "chat.test"), ("status_code", "101"), ("classification", "success")];
+    let upgraded = [
+        ("authority", "chat.test"),
+        ("status_code", "101"),
+        ("classification", "success"),
+    ];
     assert_eq!(m.sum("response_total", &upgraded), 1.0, "{}", m.text);
     // Every frame went through the proxy's counted connections.
     assert!(m.sum("tcp_read_bytes_total", &[("peer", "src")]) > 256.0 * 1024.0);
@@ -343,7 +534,10 @@ async fn http1_connect_tunnels_bytes() {
     let backend = backends::http().await;
     let proxy = Proxy::builder().inbound_target(backend).spawn().await;
     let mut stream = TcpStream::connect(proxy.inbound).await.unwrap();
-    stream.write_all(b"CONNECT tunnel.test:443 HTTP/1.1\r\nHost: tunnel.test:443\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"CONNECT tunnel.test:443 HTTP/1.1\r\nHost: tunnel.test:443\r\n\r\n")
+        .await
+        .unwrap();
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).await.unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
@@ -355,7 +549,10 @@ async fn http1_connect_tunnels_bytes() {
     stream.write_all(b"tunnelled bytes").await.unwrap();
     stream.shutdown().await.unwrap();
     let mut echoed = String::new();
-    tokio::time::timeout(SETTLE, stream.read_to_string(&mut echoed)).await.unwrap().unwrap();
+    tokio::time::timeout(SETTLE, stream.read_to_string(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(echoed, "tunnelled bytes");
 }
 
@@ -380,7 +577,12 @@ async fn opaque_tcp_echo_with_half_close_and_byte_counts() {
 
     let m = closed(&proxy).await;
     let n = payload.len() as f64;
-    assert_eq!(m.sum("tcp_read_bytes_total", &[("peer", "src")]), n, "{}", m.text);
+    assert_eq!(
+        m.sum("tcp_read_bytes_total", &[("peer", "src")]),
+        n,
+        "{}",
+        m.text
+    );
     assert_eq!(m.sum("tcp_write_bytes_total", &[("peer", "src")]), n);
     assert_eq!(m.sum("tcp_write_bytes_total", &[("peer", "dst")]), n);
     assert_eq!(m.sum("tcp_read_bytes_total", &[("peer", "dst")]), n);
@@ -395,20 +597,29 @@ async fn server_speaks_first_on_a_skip_detection_port() {
     let backend = backends::server_first().await;
     let proxy = Proxy::builder()
         .inbound_target(backend)
-        .env("LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION", backend.port())
+        .env(
+            "LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+            backend.port(),
+        )
         .spawn()
         .await;
     let mut stream = TcpStream::connect(proxy.inbound).await.unwrap();
     let mut banner = vec![0u8; backends::BANNER.len()];
     // The client says nothing: the banner must arrive without detection's wait.
-    tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut banner)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut banner))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(banner, backends::BANNER);
     stream.write_all(b"HELO client\r\n").await.unwrap();
     let mut reply = [0u8; 13];
     stream.read_exact(&mut reply).await.unwrap();
     assert_eq!(&reply, b"HELO client\r\n");
     let m = proxy.metrics().await;
-    assert_eq!(m.sum("protocol_detect_total", &[("result", "skipped")]), 1.0);
+    assert_eq!(
+        m.sum("protocol_detect_total", &[("result", "skipped")]),
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -421,38 +632,62 @@ async fn silent_client_falls_back_to_opaque_after_the_detect_timeout() {
         .await;
     let mut stream = TcpStream::connect(proxy.inbound).await.unwrap();
     let mut banner = vec![0u8; backends::BANNER.len()];
-    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut banner)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut banner))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(banner, backends::BANNER);
     let m = proxy.metrics().await;
-    assert_eq!(m.sum("protocol_detect_total", &[("result", "timeout")]), 1.0);
+    assert_eq!(
+        m.sum("protocol_detect_total", &[("result", "timeout")]),
+        1.0
+    );
 }
 
 #[tokio::test]
 async fn unreachable_target_gets_502_with_the_reason() {
     // A port nothing listens on.
-    let unused = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let unused = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let proxy = Proxy::builder().inbound_target(unused).spawn().await;
     let mut client = h1_conn(proxy.inbound).await;
     let rsp = client.send_request(get("/", "gone.test")).await.unwrap();
     assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
     assert!(rsp.headers().contains_key("l5d-proxy-error"));
     let m = proxy.metrics().await;
-    let failed = [("authority", "gone.test"), ("status_code", "502"), ("classification", "failure")];
+    let failed = [
+        ("authority", "gone.test"),
+        ("status_code", "502"),
+        ("classification", "failure"),
+    ];
     assert_eq!(m.sum("response_total", &failed), 1.0, "{}", m.text);
 }
 
 #[tokio::test]
 async fn admin_probes_and_methods() {
-    let proxy = Proxy::builder().inbound_target("127.0.0.1:1".parse().unwrap()).spawn().await;
+    let proxy = Proxy::builder()
+        .inbound_target("127.0.0.1:1".parse().unwrap())
+        .spawn()
+        .await;
     assert_eq!(proxy.admin("GET", "/ready").await, (200, "ready\n".into()));
     assert_eq!(proxy.admin("GET", "/live").await, (200, "live\n".into()));
     assert_eq!(proxy.admin("GET", "/shutdown").await.0, 405);
     assert_eq!(proxy.admin("GET", "/nope").await.0, 404);
     let m = proxy.metrics().await;
-    for name in ["process_start_time_seconds", "process_cpu_seconds_total", "process_resident_memory_bytes"] {
+    for name in [
+        "process_start_time_seconds",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+    ] {
         assert!(m.has(name, &[]), "{name} missing:\n{}", m.text);
     }
-    assert!(m.has("proxy_build_info", &[("version", env!("CARGO_PKG_VERSION"))]));
+    assert!(m.has(
+        "proxy_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))]
+    ));
     assert!(m.sum("process_resident_memory_bytes", &[]) > 0.0);
 }
 
@@ -472,13 +707,19 @@ async fn sigterm_lets_in_flight_requests_finish() {
     let inbound = proxy.inbound;
     let mut client = h1_conn(inbound).await;
     let slow = tokio::spawn(async move {
-        let rsp = client.send_request(get("/slow?ms=1000", "web.test")).await.unwrap();
+        let rsp = client
+            .send_request(get("/slow?ms=1000", "web.test"))
+            .await
+            .unwrap();
         (rsp.status(), body_string(rsp).await)
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     proxy.sigterm();
     // New connections are refused once the listener is closed.
-    let refused = eventually(Duration::from_secs(2), || async { TcpStream::connect(inbound).await.err() }).await;
+    let refused = eventually(Duration::from_secs(2), || async {
+        TcpStream::connect(inbound).await.err()
+    })
+    .await;
     assert!(refused.is_some(), "the proxy kept accepting after SIGTERM");
     let (status, body) = slow.await.unwrap();
     assert_eq!((status.as_u16(), body.as_str()), (200, "slow"));
@@ -492,12 +733,21 @@ async fn bad_configuration_is_one_line_and_exit_one() {
     let (status, stderr) = builder.run_to_exit().await;
     assert_eq!(status.code(), Some(1));
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("LINKERD2_PROXY_INBOUND_DETECT_TIMEOUT"), "{stderr}");
+    assert!(
+        stderr.contains("LINKERD2_PROXY_INBOUND_DETECT_TIMEOUT"),
+        "{stderr}"
+    );
 
     let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let builder = Proxy::builder().env("LINKERD2_PROXY_ADMIN_LISTEN_ADDR", taken.local_addr().unwrap());
+    let builder = Proxy::builder().env(
+        "LINKERD2_PROXY_ADMIN_LISTEN_ADDR",
+        taken.local_addr().unwrap(),
+    );
     let (status, stderr) = builder.run_to_exit().await;
     assert_eq!(status.code(), Some(1));
     let last = stderr.lines().last().unwrap_or_default();
-    assert!(last.contains("cannot listen on") && last.contains("admin"), "{stderr}");
+    assert!(
+        last.contains("cannot listen on") && last.contains("admin"),
+        "{stderr}"
+    );
 }

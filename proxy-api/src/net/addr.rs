@@ -68,7 +68,8 @@ impl TryFrom<&TcpAddress> for SocketAddr {
 
     fn try_from(addr: &TcpAddress) -> Result<Self, Self::Error> {
         let ip = IpAddr::try_from(addr.ip.as_ref().ok_or(InvalidAddress::MissingIp)?)?;
-        let port = u16::try_from(addr.port).map_err(|_| InvalidAddress::PortOutOfRange(addr.port))?;
+        let port =
+            u16::try_from(addr.port).map_err(|_| InvalidAddress::PortOutOfRange(addr.port))?;
         Ok(SocketAddr::new(ip, port))
     }
 }

@@ -72,10 +72,10 @@ impl Recorder {
     }
 
     fn trailers(&mut self, trailers: &HeaderMap) {
-        if self.grpc {
-            if let Some(s) = grpc_status(trailers) {
-                self.grpc_status = Some(s);
-            }
+        if self.grpc
+            && let Some(s) = grpc_status(trailers)
+        {
+            self.grpc_status = Some(s);
         }
     }
 
@@ -88,8 +88,13 @@ impl Recorder {
         let failed = !clean
             || self.status.is_none_or(|s| s.is_server_error())
             || self.grpc_status.is_some_and(|s| s != 0);
-        let class = if failed { Class::Failure } else { Class::Success };
-        self.route.response(self.status, self.grpc_status, class, self.started.elapsed());
+        let class = if failed {
+            Class::Failure
+        } else {
+            Class::Success
+        };
+        self.route
+            .response(self.status, self.grpc_status, class, self.started.elapsed());
         if !self.answered {
             self.activity.abandoned();
         }
@@ -98,7 +103,13 @@ impl Recorder {
 }
 
 fn grpc_status(headers: &HeaderMap) -> Option<u32> {
-    headers.get("grpc-status")?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 pin_project_lite::pin_project! {
@@ -131,7 +142,10 @@ impl ResponseBody {
 
     /// A body for a response the proxy produced; it ends at once.
     pub(crate) fn empty(recorder: Option<Recorder>) -> Self {
-        Self { inner: None, recorder }
+        Self {
+            inner: None,
+            recorder,
+        }
     }
 }
 

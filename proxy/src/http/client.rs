@@ -53,7 +53,11 @@ pub(crate) struct Clients {
 }
 
 impl Clients {
-    pub(crate) fn new(direction: Direction, connect_timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        direction: Direction,
+        connect_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             direction,
             connect_timeout,
@@ -70,7 +74,9 @@ impl Clients {
                 let connect = Connect {
                     target,
                     timeout: self.connect_timeout,
-                    stats: self.metrics.tcp(self.direction, Peer::Dst, target, &Tls::Disabled),
+                    stats: self
+                        .metrics
+                        .tcp(self.direction, Peer::Dst, target, &Tls::Disabled),
                 };
                 let mut b = legacy::Client::builder(TokioExecutor::new());
                 b.timer(TokioTimer::new())
@@ -113,7 +119,11 @@ impl tower_service::Service<Uri> for Connect {
     }
 
     fn call(&mut self, _: Uri) -> Self::Future {
-        let Self { target, timeout, stats } = self.clone();
+        let Self {
+            target,
+            timeout,
+            stats,
+        } = self.clone();
         Box::pin(async move {
             let stream = transport::connect(target, timeout).await?;
             Ok(TokioIo::new(Metered::new(stream, stats)))

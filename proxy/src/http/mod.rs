@@ -55,7 +55,14 @@ pub(crate) async fn serve<I>(
                 .max_header_size(cfg.max_header_size)
                 .serve_connection(io, proxy)
                 .with_upgrades();
-            drive(pin!(conn), |c| c.graceful_shutdown(), &drain, &activity, cfg.idle_timeout).await
+            drive(
+                pin!(conn),
+                |c| c.graceful_shutdown(),
+                &drain,
+                &activity,
+                cfg.idle_timeout,
+            )
+            .await
         }
         Version::H2 => {
             let conn = conn::http2::Builder::new(TokioExecutor::new())
@@ -69,7 +76,14 @@ pub(crate) async fn serve<I>(
                 .keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_timeout(Duration::from_secs(20))
                 .serve_connection(io, proxy);
-            drive(pin!(conn), |c| c.graceful_shutdown(), &drain, &activity, cfg.idle_timeout).await
+            drive(
+                pin!(conn),
+                |c| c.graceful_shutdown(),
+                &drain,
+                &activity,
+                cfg.idle_timeout,
+            )
+            .await
         }
     };
     if let Err(e) = result {
@@ -147,7 +161,8 @@ impl Activity {
     }
 
     fn end(&self) {
-        self.last_ms.store(self.epoch.elapsed().as_millis() as u64, Relaxed);
+        self.last_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Relaxed);
         self.in_flight.fetch_sub(1, Relaxed);
     }
 
@@ -168,7 +183,11 @@ impl Activity {
             }
             // Wake when the connection would become idle, but at least every
             // second while a request is in flight, to notice it ending.
-            let wait = (timeout - idle).min(if idle.is_zero() { timeout.min(Duration::from_secs(1)) } else { timeout });
+            let wait = (timeout - idle).min(if idle.is_zero() {
+                timeout.min(Duration::from_secs(1))
+            } else {
+                timeout
+            });
             tokio::time::sleep(wait).await;
         }
     }
@@ -209,12 +228,14 @@ impl Proxy {
 
     fn route(&self, authority: &str) -> Arc<RouteStats> {
         let mut cache = self.route.borrow_mut();
-        if let Some((a, stats)) = cache.as_ref() {
-            if **a == *authority {
-                return stats.clone();
-            }
+        if let Some((a, stats)) = cache.as_ref()
+            && **a == *authority
+        {
+            return stats.clone();
         }
-        let stats = self.metrics.route(self.direction, authority, self.target, &Tls::Disabled);
+        let stats = self
+            .metrics
+            .route(self.direction, authority, self.target, &Tls::Disabled);
         *cache = Some((authority.into(), stats.clone()));
         stats
     }
@@ -222,10 +243,16 @@ impl Proxy {
     /// Gives the request an absolute URI, as the pooled client needs: the
     /// authority the client named (or, failing that, the target's address).
     fn absolute_uri(&self, req: &mut Request<Incoming>) -> Result<(), http::Error> {
-        if req.uri().authority().is_some() && (req.method() == Method::CONNECT || req.uri().scheme().is_some()) {
+        if req.uri().authority().is_some()
+            && (req.method() == Method::CONNECT || req.uri().scheme().is_some())
+        {
             return Ok(());
         }
-        let authority = match req.headers().get(HOST).and_then(|h| uri::Authority::try_from(h.as_bytes()).ok()) {
+        let authority = match req
+            .headers()
+            .get(HOST)
+            .and_then(|h| uri::Authority::try_from(h.as_bytes()).ok())
+        {
             Some(a) => a,
             None => uri::Authority::try_from(self.target.to_string())?,
         };
@@ -243,7 +270,11 @@ impl Proxy {
 fn authority_of<B>(req: &Request<B>) -> &str {
     match req.uri().authority() {
         Some(a) => a.as_str(),
-        None => req.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or(""),
+        None => req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(""),
     }
 }
 
@@ -256,17 +287,28 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let started = Instant::now();
-        let mut recorder = Recorder::new(self.route(authority_of(&req)), started, self.activity.clone());
+        let mut recorder = Recorder::new(
+            self.route(authority_of(&req)),
+            started,
+            self.activity.clone(),
+        );
 
         // An HTTP/1 upgrade (WebSocket, h2c) or CONNECT becomes a byte stream
         // once the server agrees; take the client's half before forwarding.
         let is_connect = req.method() == Method::CONNECT;
-        let upgrade = self.version == Version::Http1 && (is_connect || headers::wants_upgrade(req.headers()));
+        let upgrade =
+            self.version == Version::Http1 && (is_connect || headers::wants_upgrade(req.headers()));
         let downstream = upgrade.then(|| hyper::upgrade::on(&mut req));
         headers::strip_hop_by_hop(req.headers_mut(), upgrade);
         if let Err(e) = self.absolute_uri(&mut req) {
             tracing::debug!(error = %e, "request has no usable authority");
-            return Box::pin(async move { Ok(error_response(StatusCode::BAD_REQUEST, "invalid authority", recorder)) });
+            return Box::pin(async move {
+                Ok(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "invalid authority",
+                    recorder,
+                ))
+            });
         }
 
         let rsp = self.client.request(req);
@@ -293,7 +335,8 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
                 }
             };
             recorder.response(rsp.status(), rsp.headers());
-            let upgraded = rsp.status() == StatusCode::SWITCHING_PROTOCOLS || (is_connect && rsp.status().is_success());
+            let upgraded = rsp.status() == StatusCode::SWITCHING_PROTOCOLS
+                || (is_connect && rsp.status().is_success());
             match downstream {
                 Some(downstream) if upgraded => {
                     let upstream = hyper::upgrade::on(&mut rsp);
@@ -318,7 +361,11 @@ fn reset_reason(e: &(dyn std::error::Error + 'static)) -> Option<h2::Reason> {
     None
 }
 
-fn error_response(status: StatusCode, msg: &'static str, mut recorder: Recorder) -> Response<ResponseBody> {
+fn error_response(
+    status: StatusCode,
+    msg: &'static str,
+    mut recorder: Recorder,
+) -> Response<ResponseBody> {
     recorder.response(status, &http::HeaderMap::new());
     let mut rsp = Response::new(ResponseBody::empty(Some(recorder)));
     *rsp.status_mut() = status;

@@ -271,7 +271,9 @@ impl HttpMetrics {
             .iter()
             .flat_map(|r| {
                 let rsps = r.responses.read().unwrap();
-                rsps.iter().map(|s| (r.key.labels(), s.clone())).collect::<Vec<_>>()
+                rsps.iter()
+                    .map(|s| (r.key.labels(), s.clone()))
+                    .collect::<Vec<_>>()
             })
             .collect();
         let mut e = encoder.encode_descriptor(
@@ -330,7 +332,13 @@ impl RouteStats {
         let matches = |r: &ResponseStats| {
             r.status == status && r.class == class && r.grpc_status == grpc_status
         };
-        let found = self.responses.read().unwrap().iter().find(|r| matches(r)).cloned();
+        let found = self
+            .responses
+            .read()
+            .unwrap()
+            .iter()
+            .find(|r| matches(r))
+            .cloned();
         let stats = match found {
             Some(s) => s,
             None => {
@@ -423,16 +431,21 @@ impl TcpMetrics {
 
     fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let conns: Vec<_> = self.conns.read().unwrap().values().cloned().collect();
-        let counters: [(&str, &str, fn(&TcpStats) -> u64); 3] = [
+        type Read = fn(&TcpStats) -> u64;
+        let counters: [(&str, &str, Read); 3] = [
             ("tcp_open", "Total count of opened connections.", |s| {
                 s.open_total.load(Relaxed)
             }),
-            ("tcp_read_bytes", "Total count of bytes read from peers.", |s| {
-                s.read_bytes.load(Relaxed)
-            }),
-            ("tcp_write_bytes", "Total count of bytes written to peers.", |s| {
-                s.write_bytes.load(Relaxed)
-            }),
+            (
+                "tcp_read_bytes",
+                "Total count of bytes read from peers.",
+                |s| s.read_bytes.load(Relaxed),
+            ),
+            (
+                "tcp_write_bytes",
+                "Total count of bytes written to peers.",
+                |s| s.write_bytes.load(Relaxed),
+            ),
         ];
         for (name, help, value) in counters {
             let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -513,7 +526,13 @@ impl TcpStats {
     pub(crate) fn closed(&self, errno: &'static str, lifetime: std::time::Duration) {
         self.open.fetch_sub(1, Relaxed);
         self.duration.observe(lifetime);
-        if let Some((_, n)) = self.closes.read().unwrap().iter().find(|(e, _)| *e == errno) {
+        if let Some((_, n)) = self
+            .closes
+            .read()
+            .unwrap()
+            .iter()
+            .find(|(e, _)| *e == errno)
+        {
             n.fetch_add(1, Relaxed);
             return;
         }
@@ -536,7 +555,10 @@ struct DetectMetrics {
 
 impl DetectMetrics {
     fn inc(&self, direction: Direction, result: DetectResult) {
-        let i = DETECT_RESULTS.iter().position(|r| *r == result).unwrap_or(0);
+        let i = DETECT_RESULTS
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(0);
         self.counts[direction as usize][i].fetch_add(1, Relaxed);
     }
 
@@ -549,7 +571,10 @@ impl DetectMetrics {
         )?;
         for direction in [Direction::Inbound, Direction::Outbound] {
             for (i, result) in DETECT_RESULTS.iter().enumerate() {
-                let labels = [("direction", direction.as_str()), ("result", result.as_str())];
+                let labels = [
+                    ("direction", direction.as_str()),
+                    ("result", result.as_str()),
+                ];
                 let n = self.counts[direction as usize][i].load(Relaxed);
                 e.encode_family(&labels.as_slice())?
                     .encode_counter::<NoLabelSet, _, u64>(&n, None)?;

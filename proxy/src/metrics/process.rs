@@ -85,17 +85,31 @@ impl Collector for Process {
             )?;
         }
         if let Some(fds) = open_fds() {
-            gauge(&mut encoder, "process_open_fds", "Number of open file descriptors.", fds)?;
+            gauge(
+                &mut encoder,
+                "process_open_fds",
+                "Number of open file descriptors.",
+                fds,
+            )?;
         }
         let labels = [("version", env!("CARGO_PKG_VERSION")), ("profile", PROFILE)];
         encoder
-            .encode_descriptor("proxy_build_info", "Proxy build info.", None, MetricType::Gauge)?
+            .encode_descriptor(
+                "proxy_build_info",
+                "Proxy build info.",
+                None,
+                MetricType::Gauge,
+            )?
             .encode_family(&labels.as_slice())?
             .encode_gauge(&1i64)
     }
 }
 
-const PROFILE: &str = if cfg!(debug_assertions) { "debug" } else { "release" };
+const PROFILE: &str = if cfg!(debug_assertions) {
+    "debug"
+} else {
+    "release"
+};
 
 #[cfg(test)]
 mod tests {

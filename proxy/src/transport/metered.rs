@@ -45,10 +45,10 @@ impl<T> Metered<T> {
 
 /// Keeps the first OS error a connection saw, for the close's errno label.
 fn note<T>(errno: &mut &'static str, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-    if let Poll::Ready(Err(e)) = &r {
-        if errno.is_empty() {
-            *errno = super::errno_name(e);
-        }
+    if let Poll::Ready(Err(e)) = &r
+        && errno.is_empty()
+    {
+        *errno = super::errno_name(e);
     }
     r
 }

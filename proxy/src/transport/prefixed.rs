@@ -74,7 +74,9 @@ mod tests {
     #[tokio::test]
     async fn prefix_then_stream() {
         let (mut a, b) = tokio::io::duplex(64);
-        tokio::io::AsyncWriteExt::write_all(&mut a, b" world").await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut a, b" world")
+            .await
+            .unwrap();
         drop(a);
         let mut io = Prefixed::new(Bytes::from_static(b"hello"), b);
         let mut out = String::new();
