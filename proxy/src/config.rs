@@ -31,6 +31,7 @@ pub const ENV_HTTP2_MAX_CONCURRENT_STREAMS: &str = "LINKERD2_PROXY_HTTP2_MAX_CON
 pub const ENV_HTTP2_MAX_PENDING_ACCEPT_RESETS: &str =
     "LINKERD2_PROXY_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS";
 pub const ENV_IDLE_TIMEOUT: &str = "LINKERD2_PROXY_IDLE_TIMEOUT";
+pub const ENV_CORES: &str = "LINKERD2_PROXY_CORES";
 
 /// Server-speaks-first protocols (SMTP, MySQL, PostgreSQL, Redis, ...): a
 /// client on these ports waits for the server, so detection would only stall.
@@ -68,6 +69,8 @@ pub struct ConfigError {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub log: String,
+    /// Worker threads; by default one per available CPU.
+    pub cores: Option<usize>,
     pub inbound: ListenerConfig,
     pub outbound: ListenerConfig,
     pub admin_addr: SocketAddr,
@@ -214,6 +217,9 @@ impl Config {
             log: env
                 .get(ENV_LOG)
                 .unwrap_or_else(|| "warn,linkerd=info".into()),
+            cores: r.parse(ENV_CORES, "a positive number of threads", |s| {
+                s.parse().ok().filter(|n| *n > 0)
+            })?,
             inbound,
             outbound,
             admin_addr: r
@@ -345,6 +351,7 @@ mod tests {
             (ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION, "80-20"),
             (ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION, "99999"),
             (ENV_HTTP_MAX_HEADER_SIZE, "12"),
+            (ENV_CORES, "0"),
             (ENV_IDENTITY_DISABLED, "yes"),
         ];
         for (name, value) in cases {

@@ -1,0 +1,288 @@
+//! Proxy benchmark: latency and throughput direct vs through `linkerd-proxy`,
+//! for HTTP/1 and HTTP/2, at a fixed request rate and at full speed, plus the
+//! proxy's memory and CPU. Prints a table; it asserts nothing.
+//!
+//! Run with `scripts/bench.sh` (it builds the release proxy first). The load
+//! generator and the backend share one thread of this process and the proxy
+//! gets one worker thread (`LINKERD2_PROXY_CORES=1`), so the three fit the
+//! two cores this project's machines have.
+//!
+//! Latency at a fixed rate is measured from each request's scheduled start
+//! when the previous request overran its slot, so a stall is not hidden by
+//! the requests it delays (coordinated omission); otherwise from the send.
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use linkerd_tests::{backends, proxy::Proxy};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+use tokio::net::TcpStream;
+
+const CONNECTIONS: usize = 10;
+
+#[derive(Copy, Clone, Debug, PartialEq)]
+enum Proto {
+    Http1,
+    H2,
+}
+
+#[derive(Copy, Clone, Debug)]
+enum Load {
+    /// Requests per second, spread evenly over the connections.
+    Rate(u32),
+    /// As fast as `CONNECTIONS` closed-loop workers can go.
+    Max,
+}
+
+struct Run {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    /// Sorted latencies in microseconds.
+    latencies: Vec<u32>,
+}
+
+impl Run {
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let i =
+            ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
+        f64::from(self.latencies[i])
+    }
+
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+}
+
+impl Sender {
+    async fn connect(proto: Proto, addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).unwrap();
+        let io = TokioIo::new(stream);
+        match proto {
+            Proto::Http1 => {
+                let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                tokio::spawn(conn);
+                Self::H1(send)
+            }
+            Proto::H2 => {
+                let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                Self::H2(send)
+            }
+        }
+    }
+
+    async fn request(&mut self) -> bool {
+        let req = Request::get("http://bench.test/")
+            .header("host", "bench.test")
+            .body(Empty::new())
+            .unwrap();
+        let rsp = match self {
+            Self::H1(s) => {
+                if s.ready().await.is_err() {
+                    return false;
+                }
+                s.send_request(req).await
+            }
+            Self::H2(s) => s.send_request(req).await,
+        };
+        match rsp {
+            Ok(rsp) => rsp.status().is_success() && rsp.into_body().collect().await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+async fn run(proto: Proto, addr: SocketAddr, load: Load, duration: Duration) -> Run {
+    // HTTP/2 multiplexes every worker over one connection, as gRPC clients do.
+    let h2 = if proto == Proto::H2 {
+        Some(Sender::connect(proto, addr).await)
+    } else {
+        None
+    };
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut workers = Vec::new();
+    for w in 0..CONNECTIONS {
+        let mut sender = match &h2 {
+            Some(Sender::H2(s)) => Sender::H2(s.clone()),
+            _ => Sender::connect(proto, addr).await,
+        };
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            match load {
+                Load::Max => {
+                    while Instant::now() < deadline {
+                        let t = Instant::now();
+                        if sender.request().await {
+                            latencies.push(t.elapsed().as_micros() as u32);
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                }
+                Load::Rate(rps) => {
+                    let period = Duration::from_secs_f64(CONNECTIONS as f64 / f64::from(rps));
+                    // Stagger the workers across one period.
+                    let first = start + period.mul_f64(w as f64 / CONNECTIONS as f64);
+                    let mut scheduled = first;
+                    let mut late = false;
+                    while scheduled < deadline {
+                        tokio::time::sleep_until(scheduled.into()).await;
+                        // Count from the schedule only when our own previous
+                        // request made us late (queueing the server caused);
+                        // otherwise from now, so the timer's own 1ms
+                        // granularity is not reported as latency.
+                        let t = if late { scheduled } else { Instant::now() };
+                        if sender.request().await {
+                            latencies.push(t.elapsed().as_micros() as u32);
+                        } else {
+                            errors += 1;
+                        }
+                        scheduled += period;
+                        late = Instant::now() > scheduled;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (l, e) = w.await.unwrap();
+        latencies.extend(l);
+        errors += e;
+    }
+    latencies.sort_unstable();
+    Run {
+        requests: latencies.len(),
+        errors,
+        elapsed: start.elapsed(),
+        latencies,
+    }
+}
+
+/// (VmRSS, VmHWM) in KiB and CPU seconds of a process, from /proc.
+fn proc_stats(pid: u32) -> (u64, u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+        .sum();
+    (kib("VmRSS:"), kib("VmHWM:"), ticks / 100.0)
+}
+
+fn main() {
+    let secs: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let rate: u32 = std::env::var("BENCH_RATE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let duration = Duration::from_secs(secs);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let backend = backends::http().await;
+        let proxy = Proxy::builder()
+            .inbound_target(backend)
+            .env("LINKERD2_PROXY_CORES", 1)
+            .env("LINKERD2_PROXY_LOG", "warn,linkerd_proxy::app=info")
+            .spawn()
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (idle_rss, _, _) = proc_stats(proxy.pid());
+
+        println!("linkerd-proxy benchmark: {CONNECTIONS} connections, {secs}s per run, fixed rate {rate} rps");
+        println!("latencies in microseconds; 'added' is proxy minus direct at the same percentile\n");
+        println!(
+            "{:<6} {:<10} {:<7} {:>9} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}",
+            "proto", "load", "path", "rps", "errors", "p50", "p99", "p999", "add p50", "add p99", "add p999", "proxy cpu"
+        );
+        for proto in [Proto::Http1, Proto::H2] {
+            for load in [Load::Rate(rate), Load::Max] {
+                // Warm both paths (connections, pools, allocator) first.
+                run(proto, backend, Load::Max, Duration::from_millis(500)).await;
+                run(proto, proxy.inbound, Load::Max, Duration::from_millis(500)).await;
+                let direct = run(proto, backend, load, duration).await;
+                let (_, _, cpu_before) = proc_stats(proxy.pid());
+                let proxied = run(proto, proxy.inbound, load, duration).await;
+                let (_, _, cpu_after) = proc_stats(proxy.pid());
+                let load_name = match load {
+                    Load::Rate(r) => format!("{r}rps"),
+                    Load::Max => "max".to_string(),
+                };
+                let proto_name = match proto {
+                    Proto::Http1 => "http1",
+                    Proto::H2 => "h2",
+                };
+                for (path, r) in [("direct", &direct), ("proxy", &proxied)] {
+                    let (added, cpu) = if path == "proxy" {
+                        (
+                            [0.5, 0.99, 0.999].map(|p| format!("{:.0}", r.pct(p) - direct.pct(p))),
+                            format!("{:.2}s", cpu_after - cpu_before),
+                        )
+                    } else {
+                        (["".into(), "".into(), "".into()], String::new())
+                    };
+                    println!(
+                        "{:<6} {:<10} {:<7} {:>9.0} {:>7} {:>8.0} {:>8.0} {:>8.0} {:>9} {:>9} {:>9} {:>9}",
+                        proto_name,
+                        load_name,
+                        path,
+                        r.rps(),
+                        r.errors,
+                        r.pct(0.5),
+                        r.pct(0.99),
+                        r.pct(0.999),
+                        added[0],
+                        added[1],
+                        added[2],
+                        cpu
+                    );
+                }
+            }
+        }
+        let (rss, peak, cpu) = proc_stats(proxy.pid());
+        println!(
+            "\nproxy memory: idle RSS {:.1} MiB, RSS after load {:.1} MiB, peak RSS {:.1} MiB; total CPU {cpu:.2}s",
+            idle_rss as f64 / 1024.0,
+            rss as f64 / 1024.0,
+            peak as f64 / 1024.0
+        );
+    });
+}
