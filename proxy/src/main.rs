@@ -38,10 +38,17 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
 
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(cores) = config.cores {
-        runtime.worker_threads(cores);
-    }
+    // One core needs no work stealing: the current-thread scheduler wakes
+    // tasks without the cross-thread notifications the multi-thread one makes.
+    let mut runtime = match config.cores {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(cores) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(cores);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -23,6 +23,10 @@ use std::{
 use tokio::net::TcpStream;
 
 const CONNECTIONS: usize = 10;
+/// Concurrent streams on the one HTTP/2 connection at full speed. With only a
+/// few, every batch of requests waits out each hop in lock-step and the run
+/// measures wake-up latency rather than what the proxy can carry.
+const H2_STREAMS: usize = 100;
 
 #[derive(Copy, Clone, Debug, PartialEq)]
 enum Proto {
@@ -118,7 +122,11 @@ async fn run(proto: Proto, addr: SocketAddr, load: Load, duration: Duration) -> 
     let start = Instant::now();
     let deadline = start + duration;
     let mut workers = Vec::new();
-    for w in 0..CONNECTIONS {
+    let n = match (proto, load) {
+        (Proto::H2, Load::Max) => H2_STREAMS,
+        _ => CONNECTIONS,
+    };
+    for w in 0..n {
         let mut sender = match &h2 {
             Some(Sender::H2(s)) => Sender::H2(s.clone()),
             _ => Sender::connect(proto, addr).await,
@@ -138,9 +146,9 @@ async fn run(proto: Proto, addr: SocketAddr, load: Load, duration: Duration) -> 
                     }
                 }
                 Load::Rate(rps) => {
-                    let period = Duration::from_secs_f64(CONNECTIONS as f64 / f64::from(rps));
+                    let period = Duration::from_secs_f64(n as f64 / f64::from(rps));
                     // Stagger the workers across one period.
-                    let first = start + period.mul_f64(w as f64 / CONNECTIONS as f64);
+                    let first = start + period.mul_f64(w as f64 / n as f64);
                     let mut scheduled = first;
                     let mut late = false;
                     while scheduled < deadline {
@@ -202,15 +210,23 @@ fn proc_stats(pid: u32) -> (u64, u64, f64) {
     (kib("VmRSS:"), kib("VmHWM:"), ticks / 100.0)
 }
 
+/// A setting from the environment, or its default.
+fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() {
-    let secs: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
-    let rate: u32 = std::env::var("BENCH_RATE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2000);
+    let secs: u64 = setting("BENCH_SECONDS", 8);
+    let rate: u32 = setting("BENCH_RATE", 2000);
+    let cores: u32 = setting("BENCH_PROXY_CORES", 1);
+    let protos: Vec<Proto> = match std::env::var("BENCH_PROTO").as_deref() {
+        Ok("http1") => vec![Proto::Http1],
+        Ok("h2") => vec![Proto::H2],
+        _ => vec![Proto::Http1, Proto::H2],
+    };
     let duration = Duration::from_secs(secs);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -220,28 +236,45 @@ fn main() {
         let backend = backends::http().await;
         let proxy = Proxy::builder()
             .inbound_target(backend)
-            .env("LINKERD2_PROXY_CORES", 1)
+            .env("LINKERD2_PROXY_CORES", cores)
             .env("LINKERD2_PROXY_LOG", "warn,linkerd_proxy::app=info")
             .spawn()
             .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (idle_rss, _, _) = proc_stats(proxy.pid());
 
-        println!("linkerd-proxy benchmark: {CONNECTIONS} connections, {secs}s per run, fixed rate {rate} rps");
+        println!(
+            "linkerd-proxy benchmark: {secs}s per run; HTTP/1 on {CONNECTIONS} connections; HTTP/2 on one connection, {CONNECTIONS} streams at {rate} rps and {H2_STREAMS} at full speed; proxy cores {cores}"
+        );
         println!("latencies in microseconds; 'added' is proxy minus direct at the same percentile\n");
         println!(
-            "{:<6} {:<10} {:<7} {:>9} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}",
-            "proto", "load", "path", "rps", "errors", "p50", "p99", "p999", "add p50", "add p99", "add p999", "proxy cpu"
+            "{:<6} {:<10} {:<7} {:>9} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>11}",
+            "proto",
+            "load",
+            "path",
+            "rps",
+            "errors",
+            "p50",
+            "p99",
+            "p999",
+            "add p50",
+            "add p99",
+            "add p999",
+            "proxy cpu",
+            "loadgen cpu"
         );
-        for proto in [Proto::Http1, Proto::H2] {
+        for proto in protos {
             for load in [Load::Rate(rate), Load::Max] {
                 // Warm both paths (connections, pools, allocator) first.
                 run(proto, backend, Load::Max, Duration::from_millis(500)).await;
                 run(proto, proxy.inbound, Load::Max, Duration::from_millis(500)).await;
+                let (_, _, own_before) = proc_stats(std::process::id());
                 let direct = run(proto, backend, load, duration).await;
+                let (_, _, own_direct) = proc_stats(std::process::id());
                 let (_, _, cpu_before) = proc_stats(proxy.pid());
                 let proxied = run(proto, proxy.inbound, load, duration).await;
                 let (_, _, cpu_after) = proc_stats(proxy.pid());
+                let (_, _, own_after) = proc_stats(std::process::id());
                 let load_name = match load {
                     Load::Rate(r) => format!("{r}rps"),
                     Load::Max => "max".to_string(),
@@ -251,16 +284,17 @@ fn main() {
                     Proto::H2 => "h2",
                 };
                 for (path, r) in [("direct", &direct), ("proxy", &proxied)] {
-                    let (added, cpu) = if path == "proxy" {
+                    let (added, cpu, own) = if path == "proxy" {
                         (
                             [0.5, 0.99, 0.999].map(|p| format!("{:.0}", r.pct(p) - direct.pct(p))),
                             format!("{:.2}s", cpu_after - cpu_before),
+                            own_after - own_direct,
                         )
                     } else {
-                        (["".into(), "".into(), "".into()], String::new())
+                        (["".into(), "".into(), "".into()], String::new(), own_direct - own_before)
                     };
                     println!(
-                        "{:<6} {:<10} {:<7} {:>9.0} {:>7} {:>8.0} {:>8.0} {:>8.0} {:>9} {:>9} {:>9} {:>9}",
+                        "{:<6} {:<10} {:<7} {:>9.0} {:>7} {:>8.0} {:>8.0} {:>8.0} {:>9} {:>9} {:>9} {:>9} {:>10.2}s",
                         proto_name,
                         load_name,
                         path,
@@ -272,7 +306,8 @@ fn main() {
                         added[0],
                         added[1],
                         added[2],
-                        cpu
+                        cpu,
+                        own
                     );
                 }
             }

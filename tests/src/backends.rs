@@ -69,6 +69,7 @@ fn query(req: &Request<Incoming>, key: &str) -> Option<u64> {
 /// - `/trailers`: a body, then trailers `x-trailer: yes`;
 /// - `/reset`: fails the stream (an HTTP/2 reset, or a closed HTTP/1 connection);
 /// - `/peer`: the address the connection came from;
+/// - `/close`: answers, then closes the connection;
 /// - `CONNECT`: 200, then echoes bytes;
 /// - anything else: `hello`.
 async fn handle(mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, BoxError> {
@@ -121,6 +122,9 @@ async fn handle(mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response
         }
         "/reset" => return Err("reset requested".into()),
         "/peer" => Response::new(full(peer.to_string())),
+        "/close" => Response::builder()
+            .header("connection", "close")
+            .body(full("closing"))?,
         p if p.starts_with("/status/") => {
             let code: u16 = p["/status/".len()..].parse()?;
             Response::builder()

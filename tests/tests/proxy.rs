@@ -201,6 +201,52 @@ fn channel_body() -> (
 }
 
 #[tokio::test]
+async fn http1_upstream_connections_are_reused_across_clients() {
+    let backend = backends::http().await;
+    let proxy = Proxy::builder().inbound_target(backend).spawn().await;
+    for _ in 0..5 {
+        let (status, _) = backends::http1_request(proxy.inbound, "GET", "/").await;
+        assert_eq!(status, 200);
+        // Let the proxy see the client connection end and pool its upstream.
+        closed(&proxy).await;
+    }
+    let m = proxy.metrics().await;
+    assert_eq!(m.sum("tcp_open_total", &[("peer", "src")]), 5.0);
+    assert_eq!(
+        m.sum("tcp_open_total", &[("peer", "dst")]),
+        1.0,
+        "{}",
+        m.text
+    );
+}
+
+#[tokio::test]
+async fn http1_upstream_that_closes_is_replaced() {
+    let backend = backends::http().await;
+    let proxy = Proxy::builder().inbound_target(backend).spawn().await;
+    let mut client = h1_conn(proxy.inbound).await;
+    for path in ["/close", "/close", "/"] {
+        let rsp = client.send_request(get(path, "web.test")).await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        // The upstream's `connection: close` is for the upstream hop only.
+        assert!(!rsp.headers().contains_key("connection"));
+        body_string(rsp).await;
+    }
+    let m = proxy.metrics().await;
+    assert_eq!(m.sum("tcp_open_total", &[("peer", "src")]), 1.0);
+    assert_eq!(
+        m.sum("tcp_open_total", &[("peer", "dst")]),
+        3.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("response_total", &[("classification", "success")]),
+        3.0
+    );
+}
+
+#[tokio::test]
 async fn http1_hop_by_hop_headers_are_not_forwarded() {
     let backend = backends::http().await;
     let proxy = Proxy::builder().inbound_target(backend).spawn().await;

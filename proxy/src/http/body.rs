@@ -2,7 +2,7 @@
 //! response the proxy made itself, recording the response's metrics when its
 //! stream ends.
 
-use super::Activity;
+use super::{Activity, client::Checkin};
 use crate::metrics::{Class, RouteStats};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -118,6 +118,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Option<Incoming>,
         recorder: Option<Recorder>,
+        // Returns an HTTP/1 upstream connection for reuse once the body ends.
+        checkin: Option<Checkin>,
     }
 
     impl PinnedDrop for ResponseBody {
@@ -127,16 +129,20 @@ pin_project_lite::pin_project! {
                 // Bodies known to be empty may never be polled to their end.
                 let done = this.inner.as_ref().as_pin_ref().is_none_or(|b| b.is_end_stream());
                 rec.finish(done);
+                if done && let Some(c) = this.checkin.take() {
+                    c.done();
+                }
             }
         }
     }
 }
 
 impl ResponseBody {
-    pub(crate) fn new(inner: Incoming, recorder: Recorder) -> Self {
+    pub(crate) fn new(inner: Incoming, recorder: Recorder, checkin: Option<Checkin>) -> Self {
         Self {
             inner: Some(inner),
             recorder: Some(recorder),
+            checkin,
         }
     }
 
@@ -145,6 +151,7 @@ impl ResponseBody {
         Self {
             inner: None,
             recorder,
+            checkin: None,
         }
     }
 }
@@ -179,6 +186,9 @@ impl Body for ResponseBody {
             None => {
                 if let Some(mut rec) = this.recorder.take() {
                     rec.finish(true);
+                }
+                if let Some(c) = this.checkin.take() {
+                    c.done();
                 }
             }
         }

@@ -1,41 +1,38 @@
-//! Pooled upstream HTTP clients, one per (target, protocol).
+//! Upstream HTTP connections, kept in the client's own protocol.
 //!
-//! The proxy keeps the client's protocol: HTTP/1 requests go upstream as
-//! HTTP/1 on a pool of keep-alive connections, HTTP/2 requests share one
-//! multiplexed connection. A client is looked up once per accepted connection,
-//! never per request.
+//! The request path is where a proxy spends its life, so connections are
+//! shaped to it rather than pooled generically:
+//!
+//! - HTTP/2: one multiplexed connection per target, shared by every client
+//!   connection. Each client connection caches the sender, so a request takes
+//!   no lock; only (re)connecting does.
+//! - HTTP/1: hyper serves a client connection one request at a time, so a
+//!   client connection keeps the upstream connection it used for its next
+//!   request. When the client connection ends, the upstream one goes back to
+//!   a small per-target idle pool for the next client connection.
 
 use crate::{
     metrics::{Direction, Metrics, Peer, TcpStats, Tls},
     transport::{self, Metered},
 };
-use http::Uri;
-use hyper::body::Incoming;
-use hyper_util::{
-    client::legacy::{
-        self,
-        connect::{Connected, Connection},
-    },
-    rt::{TokioExecutor, TokioIo, TokioTimer},
+use hyper::{
+    Request, Response,
+    body::Incoming,
+    client::conn::{TrySendError, http1, http2},
 };
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::{
     collections::HashMap,
-    future::Future,
     io,
     net::SocketAddr,
-    pin::Pin,
     sync::{Arc, Mutex},
-    task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
-use tokio::net::TcpStream;
 
-pub(crate) type Client = legacy::Client<Connect, Incoming>;
-
-/// How long an unused upstream connection stays in the pool.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an unused HTTP/1 connection may wait in the idle pool.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle HTTP/1 connections kept per target; more are closed when released.
-const POOL_MAX_IDLE: usize = 64;
+const MAX_IDLE: usize = 64;
 
 #[derive(Copy, Clone, Debug, Hash, PartialEq, Eq)]
 pub(crate) enum Version {
@@ -43,13 +40,24 @@ pub(crate) enum Version {
     H2,
 }
 
-/// Every client this side of the proxy has made, by target and protocol.
+/// Why a request did not get a response.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("connection to the target failed: {0}")]
+    Connect(#[source] io::Error),
+    #[error("HTTP handshake with the target failed: {0}")]
+    Handshake(#[source] hyper::Error),
+    #[error(transparent)]
+    Request(#[from] hyper::Error),
+}
+
+/// Every target this side of the proxy has talked to.
 #[derive(Debug)]
 pub(crate) struct Clients {
     direction: Direction,
     connect_timeout: Duration,
     metrics: Arc<Metrics>,
-    clients: Mutex<HashMap<(SocketAddr, Version), Client>>,
+    targets: Mutex<HashMap<SocketAddr, Arc<Target>>>,
 }
 
 impl Clients {
@@ -62,71 +70,224 @@ impl Clients {
             direction,
             connect_timeout,
             metrics,
-            clients: Mutex::new(HashMap::new()),
+            targets: Mutex::new(HashMap::new()),
         }
     }
 
-    pub(crate) fn get(&self, target: SocketAddr, version: Version) -> Client {
-        let mut clients = self.clients.lock().unwrap();
-        clients
-            .entry((target, version))
+    /// The shared state for `target`; looked up once per client connection.
+    pub(crate) fn target(&self, target: SocketAddr) -> Arc<Target> {
+        self.targets
+            .lock()
+            .unwrap()
+            .entry(target)
             .or_insert_with(|| {
-                let connect = Connect {
-                    target,
-                    timeout: self.connect_timeout,
+                Arc::new(Target {
+                    addr: target,
+                    connect_timeout: self.connect_timeout,
                     stats: self
                         .metrics
                         .tcp(self.direction, Peer::Dst, target, &Tls::Disabled),
-                };
-                let mut b = legacy::Client::builder(TokioExecutor::new());
-                b.timer(TokioTimer::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                    .pool_max_idle_per_host(POOL_MAX_IDLE);
-                if version == Version::H2 {
-                    b.http2_only(true)
-                        .http2_keep_alive_interval(Duration::from_secs(10))
-                        .http2_keep_alive_timeout(Duration::from_secs(20));
-                }
-                b.build(connect)
+                    h2: tokio::sync::Mutex::new(None),
+                    idle: Mutex::new(Vec::new()),
+                })
             })
             .clone()
     }
 }
 
-/// Connects to one fixed target, whatever the request's URI says: the URI
-/// carries the logical authority, the target is where the proxy must go.
-#[derive(Clone, Debug)]
-pub(crate) struct Connect {
-    target: SocketAddr,
-    timeout: Duration,
+/// One upstream address and the connections to it.
+#[derive(Debug)]
+pub(crate) struct Target {
+    addr: SocketAddr,
+    connect_timeout: Duration,
     stats: Arc<TcpStats>,
+    h2: tokio::sync::Mutex<Option<http2::SendRequest<Incoming>>>,
+    idle: Mutex<Vec<(http1::SendRequest<Incoming>, Instant)>>,
 }
 
-impl Connection for Metered<TcpStream> {
-    fn connected(&self) -> Connected {
-        Connected::new()
+type H1 = http1::SendRequest<Incoming>;
+type H2 = http2::SendRequest<Incoming>;
+
+impl Target {
+    async fn connect(&self) -> Result<TokioIo<Metered<tokio::net::TcpStream>>, Error> {
+        let stream = transport::connect(self.addr, self.connect_timeout)
+            .await
+            .map_err(Error::Connect)?;
+        Ok(TokioIo::new(Metered::new(stream, self.stats.clone())))
+    }
+
+    /// The shared HTTP/2 connection if it is open and nobody is replacing it.
+    pub(crate) fn try_h2(&self) -> Option<H2> {
+        let shared = self.h2.try_lock().ok()?;
+        shared.as_ref().filter(|s| !s.is_closed()).cloned()
+    }
+
+    /// The shared HTTP/2 connection, made if there is none or it has closed.
+    pub(crate) async fn h2(&self) -> Result<H2, Error> {
+        let mut shared = self.h2.lock().await;
+        if let Some(send) = shared.as_ref().filter(|s| !s.is_closed()) {
+            return Ok(send.clone());
+        }
+        let io = self.connect().await?;
+        let (send, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .handshake(io)
+            .await
+            .map_err(Error::Handshake)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection failed");
+            }
+        });
+        *shared = Some(send.clone());
+        Ok(send)
+    }
+
+    /// An idle HTTP/1 connection from the pool, or a new one. The flag says
+    /// whether it was reused (and so may have been closed under us).
+    async fn h1(&self) -> Result<(H1, bool), Error> {
+        loop {
+            let idle = self.idle.lock().unwrap().pop();
+            let Some((mut send, since)) = idle else { break };
+            if since.elapsed() < IDLE_TIMEOUT && send.ready().await.is_ok() {
+                return Ok((send, true));
+            }
+        }
+        let io = self.connect().await?;
+        let (send, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(Error::Handshake)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream HTTP/1 connection failed");
+            }
+        });
+        Ok((send, false))
+    }
+
+    /// Returns a connection that finished its last response to the pool.
+    fn release(&self, send: H1) {
+        if send.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap();
+        idle.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE_TIMEOUT);
+        if idle.len() < MAX_IDLE {
+            idle.push((send, Instant::now()));
+        }
     }
 }
 
-impl tower_service::Service<Uri> for Connect {
-    type Response = TokioIo<Metered<TcpStream>>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+/// A client connection's view of its target.
+pub(crate) enum Upstream {
+    H1(H1Slot),
+    H2 {
+        target: Arc<Target>,
+        /// This connection's clone of the shared sender.
+        send: Option<H2>,
+    },
+}
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+impl Upstream {
+    pub(crate) fn new(target: Arc<Target>, version: Version) -> Self {
+        match version {
+            Version::Http1 => Self::H1(H1Slot {
+                target,
+                held: Arc::new(Mutex::new(None)),
+            }),
+            Version::H2 => Self::H2 { target, send: None },
+        }
+    }
+}
+
+/// The HTTP/1 connection a client connection holds between its requests.
+/// Its mutex is this client connection's alone, so it is never contended.
+pub(crate) struct H1Slot {
+    target: Arc<Target>,
+    held: Arc<Mutex<Option<H1>>>,
+}
+
+impl Drop for H1Slot {
+    fn drop(&mut self) {
+        if let Some(send) = self.held.lock().unwrap().take() {
+            self.target.release(send);
+        }
+    }
+}
+
+/// Hands an HTTP/1 connection back to its client connection once the
+/// response body has been read to its end; dropped early, it closes the
+/// connection, which is then in an unknown state.
+pub(crate) struct Checkin {
+    send: Option<H1>,
+    held: Arc<Mutex<Option<H1>>>,
+}
+
+impl Checkin {
+    pub(crate) fn done(mut self) {
+        if let Some(send) = self.send.take() {
+            *self.held.lock().unwrap() = Some(send);
+        }
+    }
+}
+
+impl std::fmt::Debug for Checkin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkin").finish_non_exhaustive()
+    }
+}
+
+impl H1Slot {
+    fn take(&self) -> Option<H1> {
+        self.held.lock().unwrap().take()
     }
 
-    fn call(&mut self, _: Uri) -> Self::Future {
-        let Self {
-            target,
-            timeout,
-            stats,
-        } = self.clone();
-        Box::pin(async move {
-            let stream = transport::connect(target, timeout).await?;
-            Ok(TokioIo::new(Metered::new(stream, stats)))
-        })
+    /// Sends `req` upstream. An upgrade gets a connection of its own that is
+    /// never reused. The `Checkin` must be completed when the response body
+    /// ends.
+    pub(crate) async fn send(
+        target: Arc<Target>,
+        held: Arc<Mutex<Option<H1>>>,
+        mut cached: Option<H1>,
+        mut req: Request<Incoming>,
+        upgrade: bool,
+    ) -> Result<(Response<Incoming>, Option<Checkin>), Error> {
+        loop {
+            let cached = match cached.take() {
+                Some(mut s) => s.ready().await.is_ok().then_some(s),
+                None => None,
+            };
+            let (mut send, reused) = match cached {
+                Some(s) => (s, true),
+                None => target.h1().await?,
+            };
+            match send.try_send_request(req).await {
+                Ok(rsp) => {
+                    let checkin = (!upgrade).then(|| Checkin {
+                        send: Some(send),
+                        held: held.clone(),
+                    });
+                    return Ok((rsp, checkin));
+                }
+                // A reused connection the target closed before our request
+                // went out: nothing was sent, so a new connection may retry.
+                Err(mut e) if reused => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(e.into_error().into()),
+                },
+                Err(e) => return Err(into_error(e)),
+            }
+        }
     }
+
+    pub(crate) fn parts(&self) -> (Arc<Target>, Arc<Mutex<Option<H1>>>, Option<H1>) {
+        (self.target.clone(), self.held.clone(), self.take())
+    }
+}
+
+fn into_error(e: TrySendError<Request<Incoming>>) -> Error {
+    Error::Request(e.into_error())
 }

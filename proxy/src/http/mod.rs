@@ -8,12 +8,13 @@ mod headers;
 pub(crate) use self::client::{Clients, Version};
 use self::{
     body::{Recorder, ResponseBody},
-    client::Client,
+    client::{H1Slot, Upstream},
 };
 use crate::{
     config::ServerConfig,
     metrics::{Direction, Metrics, RouteStats, Tls},
 };
+use futures_util::{TryFutureExt, future::Either};
 use http::{Method, Request, Response, StatusCode, Uri, header::HOST, uri};
 use hyper::{body::Incoming, server::conn, upgrade::OnUpgrade};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -199,7 +200,7 @@ pub(crate) struct Proxy {
     direction: Direction,
     version: Version,
     target: SocketAddr,
-    client: Client,
+    upstream: RefCell<Upstream>,
     metrics: Arc<Metrics>,
     activity: Arc<Activity>,
     /// Requests on a connection almost always share an authority, so the
@@ -219,7 +220,7 @@ impl Proxy {
             direction,
             version,
             target,
-            client: clients.get(target, version),
+            upstream: RefCell::new(Upstream::new(clients.target(target), version)),
             metrics,
             activity: Arc::new(Activity::new()),
             route: RefCell::new(None),
@@ -240,18 +241,18 @@ impl Proxy {
         stats
     }
 
-    /// Gives the request an absolute URI, as the pooled client needs: the
-    /// authority the client named (or, failing that, the target's address).
+    /// HTTP/2 carries the scheme and authority as pseudo-headers, so the
+    /// upstream request needs an absolute URI: the authority the client named
+    /// or, failing that, the target's address.
     fn absolute_uri(&self, req: &mut Request<Incoming>) -> Result<(), http::Error> {
-        if req.uri().authority().is_some()
-            && (req.method() == Method::CONNECT || req.uri().scheme().is_some())
-        {
+        if req.uri().authority().is_some() && req.uri().scheme().is_some() {
             return Ok(());
         }
         let authority = match req
-            .headers()
-            .get(HOST)
-            .and_then(|h| uri::Authority::try_from(h.as_bytes()).ok())
+            .uri()
+            .authority()
+            .cloned()
+            .or_else(|| host_authority(req))
         {
             Some(a) => a,
             None => uri::Authority::try_from(self.target.to_string())?,
@@ -265,6 +266,35 @@ impl Proxy {
         *req.uri_mut() = Uri::from_parts(parts)?;
         Ok(())
     }
+
+    /// HTTP/1 servers expect origin-form (`GET /path` with `Host`); a client
+    /// that used absolute-form names the authority in the URI, which then
+    /// replaces its `Host` (RFC 9112 §3.2.2). CONNECT keeps authority-form.
+    fn origin_form(&self, req: &mut Request<Incoming>) -> Result<(), http::Error> {
+        if req.method() == Method::CONNECT {
+            return Ok(());
+        }
+        if let Some(authority) = req.uri().authority() {
+            let host = http::HeaderValue::from_str(authority.as_str())?;
+            req.headers_mut().insert(HOST, host);
+        } else if !req.headers().contains_key(HOST) {
+            let host = http::HeaderValue::from_str(&self.target.to_string())?;
+            req.headers_mut().insert(HOST, host);
+        }
+        if req.uri().scheme().is_some() {
+            let path = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| uri::PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(path);
+        }
+        Ok(())
+    }
+}
+
+fn host_authority<B>(req: &Request<B>) -> Option<uri::Authority> {
+    uri::Authority::try_from(req.headers().get(HOST)?.as_bytes()).ok()
 }
 
 fn authority_of<B>(req: &Request<B>) -> &str {
@@ -300,7 +330,11 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
             self.version == Version::Http1 && (is_connect || headers::wants_upgrade(req.headers()));
         let downstream = upgrade.then(|| hyper::upgrade::on(&mut req));
         headers::strip_hop_by_hop(req.headers_mut(), upgrade);
-        if let Err(e) = self.absolute_uri(&mut req) {
+        let normalized = match self.version {
+            Version::Http1 => self.origin_form(&mut req),
+            Version::H2 => self.absolute_uri(&mut req),
+        };
+        if let Err(e) = normalized {
             tracing::debug!(error = %e, "request has no usable authority");
             return Box::pin(async move {
                 Ok(error_response(
@@ -311,13 +345,40 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
             });
         }
 
-        let rsp = self.client.request(req);
         let h2 = self.version == Version::H2;
+        let response = match &mut *self.upstream.borrow_mut() {
+            Upstream::H1(slot) => {
+                let (target, held, cached) = slot.parts();
+                Either::Left(H1Slot::send(target, held, cached, req, upgrade))
+            }
+            Upstream::H2 { target, send } => {
+                // Refresh this connection's sender from the shared one
+                // without waiting; only a missing connection takes the lock.
+                if send.as_ref().is_none_or(|s| s.is_closed()) {
+                    *send = target.try_h2();
+                }
+                match send.as_mut() {
+                    Some(s) => Either::Right(Either::Left(
+                        s.send_request(req).map_err(client::Error::from),
+                    )),
+                    None => {
+                        let target = target.clone();
+                        Either::Right(Either::Right(async move {
+                            let mut s = target.h2().await?;
+                            Ok(s.send_request(req).await?)
+                        }))
+                    }
+                }
+            }
+        };
         Box::pin(async move {
-            let rsp = rsp.await;
+            let result = match response {
+                Either::Left(h1) => h1.await,
+                Either::Right(h2) => h2.await.map(|rsp| (rsp, None)),
+            };
             recorder.answered();
-            let mut rsp = match rsp {
-                Ok(rsp) => rsp,
+            let (mut rsp, checkin) = match result {
+                Ok(ok) => ok,
                 Err(e) => {
                     // An HTTP/2 stream the server reset is reset for the
                     // client too, with the same reason: hyper finds the h2
@@ -326,12 +387,13 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
                         return Err(e.into());
                     }
                     tracing::debug!(error = %e, "upstream request failed");
-                    let (status, msg) = if e.is_connect() {
-                        (StatusCode::BAD_GATEWAY, "connection to the target failed")
-                    } else {
-                        (StatusCode::BAD_GATEWAY, "the target closed the request")
+                    let msg = match e {
+                        client::Error::Connect(_) | client::Error::Handshake(_) => {
+                            "connection to the target failed"
+                        }
+                        client::Error::Request(_) => "the target closed the request",
                     };
-                    return Ok(error_response(status, msg, recorder));
+                    return Ok(error_response(StatusCode::BAD_GATEWAY, msg, recorder));
                 }
             };
             recorder.response(rsp.status(), rsp.headers());
@@ -345,7 +407,7 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
                 _ => {}
             }
             headers::strip_hop_by_hop(rsp.headers_mut(), upgrade && upgraded);
-            Ok(rsp.map(|b| ResponseBody::new(b, recorder)))
+            Ok(rsp.map(|b| ResponseBody::new(b, recorder, checkin)))
         })
     }
 }
