@@ -2,7 +2,7 @@
 //! for HTTP/1 and HTTP/2, at a fixed request rate and at full speed, plus the
 //! proxy's memory and CPU. Prints a table; it asserts nothing.
 //!
-//! Run with `scripts/bench.sh` (it builds the release proxy first). The load
+//! Run with `tests/bench.sh` (it builds the release proxy first). The load
 //! generator and the backend share one thread of this process and the proxy
 //! gets one worker thread (`LINKERD2_PROXY_CORES=1`), so the three fit the
 //! two cores this project's machines have.
