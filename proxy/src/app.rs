@@ -134,13 +134,14 @@ impl Side {
         let target = match self.orig_dst.lookup(&stream) {
             Ok(target) => target,
             Err(e) => {
-                tracing::info!(%client, error = %e, "connection has no original destination; closing");
+                // Per connection and caused by the peer: not worth more than debug.
+                tracing::debug!(%client, error = %e, "connection has no original destination; closing");
                 return;
             }
         };
         // A connection addressed to the proxy itself would loop forever.
         if stream.local_addr().is_ok_and(|local| local == target) {
-            tracing::info!(%client, %target, "connection targets the proxy itself; closing");
+            tracing::debug!(%client, %target, "connection targets the proxy itself; closing");
             return;
         }
         let direction = self.direction;
@@ -156,22 +157,23 @@ impl Side {
         };
         self.metrics.detected(direction, result);
         tracing::debug!(%client, %target, ?protocol, "accepted");
-        let io = Prefixed::new(prefix.freeze(), io);
+        let mut io = Prefixed::new(prefix.freeze(), io);
 
         let version = match protocol {
             Protocol::Http1 => Version::Http1,
             Protocol::H2 => Version::H2,
             Protocol::Opaque => {
-                if let Err(e) = tcp::forward(
-                    io,
+                let forwarded = tcp::forward(
+                    &mut io,
                     direction,
                     target,
                     self.cfg.connect_timeout,
                     &self.metrics,
                 )
-                .await
-                {
+                .await;
+                if let Err(e) = forwarded {
                     tracing::debug!(%client, %target, error = %e, "TCP forwarding ended with an error");
+                    io.get_mut().failed(&e);
                 }
                 return;
             }

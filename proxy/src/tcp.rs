@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// half-close from either side is passed on, so request/response protocols
 /// that signal "done" with a FIN keep working.
 pub(crate) async fn forward<I>(
-    mut client: I,
+    client: &mut I,
     direction: Direction,
     target: SocketAddr,
     connect_timeout: Duration,
@@ -23,6 +23,6 @@ where
     let stream = transport::connect(target, connect_timeout).await?;
     let stats = metrics.tcp(direction, Peer::Dst, target, &Tls::Disabled);
     let mut server = Metered::new(stream, stats);
-    tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+    tokio::io::copy_bidirectional(client, &mut server).await?;
     Ok(())
 }

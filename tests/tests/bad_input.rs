@@ -249,3 +249,64 @@ async fn a_client_reset_mid_response_does_not_disturb_others() {
     .expect("reset connections stayed open");
     assert_eq!(closed.sum("tcp_close_total", &[("peer", "src")]), 21.0);
 }
+
+#[tokio::test]
+async fn opaque_errors_are_counted_by_errno() {
+    // A target that refuses: the client connection is closed and counted.
+    let refused = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let proxy = Proxy::builder().inbound_target(refused).spawn().await;
+    let mut stream = TcpStream::connect(proxy.inbound).await.unwrap();
+    stream.write_all(&[0u8; 16]).await.unwrap();
+    read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    let m = eventually(Duration::from_secs(5), || async {
+        let m = proxy.metrics().await;
+        m.has("tcp_close_total", &[("peer", "src")]).then_some(m)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        m.sum(
+            "tcp_close_total",
+            &[("peer", "src"), ("errno", "ECONNREFUSED")]
+        ),
+        1.0,
+        "{}",
+        m.text
+    );
+
+    // A client that resets mid-stream: its connection closes with ECONNRESET,
+    // and the proxy keeps serving others.
+    let echo = backends::tcp_echo().await;
+    let proxy = Proxy::builder().inbound_target(echo).spawn().await;
+    let mut stream = TcpStream::connect(proxy.inbound).await.unwrap();
+    stream.write_all(&[1u8; 1024]).await.unwrap();
+    let mut buf = [0u8; 1024];
+    stream.read_exact(&mut buf).await.unwrap();
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+    let m = eventually(Duration::from_secs(5), || async {
+        let m = proxy.metrics().await;
+        m.has("tcp_close_total", &[("peer", "src")]).then_some(m)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        m.sum(
+            "tcp_close_total",
+            &[("peer", "src"), ("errno", "ECONNRESET")]
+        ),
+        1.0,
+        "{}",
+        m.text
+    );
+    let mut other = TcpStream::connect(proxy.inbound).await.unwrap();
+    other.write_all(b"still here").await.unwrap();
+    other.shutdown().await.unwrap();
+    let mut echoed = String::new();
+    other.read_to_string(&mut echoed).await.unwrap();
+    assert_eq!(echoed, "still here");
+}

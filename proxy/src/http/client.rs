@@ -33,6 +33,8 @@ use std::{
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle HTTP/1 connections kept per target; more are closed when released.
 const MAX_IDLE: usize = 64;
+/// Past this many known targets, ones no connection uses are forgotten.
+const MAX_TARGETS: usize = 1024;
 
 #[derive(Copy, Clone, Debug, Hash, PartialEq, Eq)]
 pub(crate) enum Version {
@@ -76,9 +78,13 @@ impl Clients {
 
     /// The shared state for `target`; looked up once per client connection.
     pub(crate) fn target(&self, target: SocketAddr) -> Arc<Target> {
-        self.targets
-            .lock()
-            .unwrap()
+        let mut targets = self.targets.lock().unwrap();
+        if targets.len() >= MAX_TARGETS && !targets.contains_key(&target) {
+            // Only this map holds a target no client connection is using;
+            // its idle connections close with it.
+            targets.retain(|_, t| Arc::strong_count(t) > 1);
+        }
+        targets
             .entry(target)
             .or_insert_with(|| {
                 Arc::new(Target {

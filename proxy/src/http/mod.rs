@@ -182,13 +182,13 @@ impl Activity {
             if idle >= timeout {
                 return;
             }
-            // Wake when the connection would become idle, but at least every
-            // second while a request is in flight, to notice it ending.
-            let wait = (timeout - idle).min(if idle.is_zero() {
+            // Wake when the connection would become idle; while a request is
+            // in flight, check again within a second to notice it ending.
+            let wait = if idle.is_zero() {
                 timeout.min(Duration::from_secs(1))
             } else {
-                timeout
-            });
+                timeout - idle
+            };
             tokio::time::sleep(wait).await;
         }
     }

@@ -32,6 +32,14 @@ pin_project_lite::pin_project! {
 }
 
 impl<T> Metered<T> {
+    /// Charges a failure seen elsewhere (connecting to the target, say) to
+    /// this connection's close, unless its own IO already failed.
+    pub(crate) fn failed(&mut self, e: &io::Error) {
+        if self.errno.is_empty() {
+            self.errno = super::errno_name(e);
+        }
+    }
+
     pub(crate) fn new(io: T, stats: Arc<TcpStats>) -> Self {
         stats.opened();
         Self {

@@ -21,6 +21,10 @@ impl<T> Prefixed<T> {
     pub(crate) fn new(prefix: Bytes, io: T) -> Self {
         Self { prefix, io }
     }
+
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        &mut self.io
+    }
 }
 
 impl<T: AsyncRead> AsyncRead for Prefixed<T> {
