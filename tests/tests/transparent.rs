@@ -198,6 +198,26 @@ async fn iptables_redirects_pod_traffic_through_the_proxy() {
         ("target_addr", web_target.as_str()),
     ];
     assert_eq!(inbound.sum("request_total", &web), 2.0, "{}", inbound.text);
+
+    // And real curl, HTTP/1 and HTTP/2 with prior knowledge.
+    for h2 in [false, true] {
+        let mut argv = vec!["curl", "--max-time", "5", "-fsS"];
+        if h2 {
+            argv.push("--http2-prior-knowledge");
+        }
+        argv.push("http://198.18.0.2:8080/headers");
+        let out = client.exec(&argv).expect("curl through the pod's proxy");
+        let body = String::from_utf8_lossy(&out.stdout);
+        let version = if h2 { "HTTP/2.0" } else { "HTTP/1.1" };
+        assert!(body.starts_with(&format!("version: {version}")), "{body}");
+    }
+    let after_curl = client_rt.run(proxy::scrape(admin)).await;
+    assert_eq!(
+        after_curl.sum("request_total", &web),
+        4.0,
+        "{}",
+        after_curl.text
+    );
     let grpc_target = addr(POD_IP, 8081).to_string();
     let grpc = [("target_addr", grpc_target.as_str()), ("grpc_status", "0")];
     assert_eq!(inbound.sum("response_total", &grpc), 1.0);
