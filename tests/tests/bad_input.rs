@@ -37,40 +37,39 @@ async fn http_proxy(extra: &[(&str, &str)]) -> (Proxy, SocketAddr) {
     (builder.spawn().await, backend)
 }
 
-#[tokio::test]
-async fn oversized_headers_get_431() {
-    let (proxy, _) = http_proxy(&[("LINKERD2_PROXY_HTTP_MAX_HEADER_SIZE", "16384")]).await;
+/// Sends `request` on its own connection and expects the proxy to answer
+/// with `status` and close it, while serving others.
+async fn refused(proxy: &Proxy, request: &[u8], status: &str) {
     let mut stream = TcpStream::connect(proxy.inbound).await.unwrap();
-    let big = "a".repeat(32 * 1024);
-    let req = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
     // The proxy may answer and close before it has read all of it.
-    let _ = stream.write_all(req.as_bytes()).await;
+    let _ = stream.write_all(request).await;
     let out = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    let expected = format!("HTTP/1.1 {status}");
     assert!(
-        out.starts_with(b"HTTP/1.1 431"),
+        out.starts_with(expected.as_bytes()),
         "{}",
         String::from_utf8_lossy(&out)
     );
-    healthy(&proxy).await;
+    healthy(proxy).await;
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431() {
+    let (proxy, _) = http_proxy(&[("LINKERD2_PROXY_HTTP_MAX_HEADER_SIZE", "16384")]).await;
+    let big = "a".repeat(32 * 1024);
+    let req = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+    refused(&proxy, req.as_bytes(), "431").await;
 }
 
 #[tokio::test]
 async fn too_many_headers_get_431() {
     let (proxy, _) = http_proxy(&[]).await;
-    let mut stream = TcpStream::connect(proxy.inbound).await.unwrap();
     let mut req = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
     for i in 0..200 {
         req.push_str(&format!("X-H{i}: v\r\n"));
     }
     req.push_str("\r\n");
-    let _ = stream.write_all(req.as_bytes()).await;
-    let out = read_until_closed(&mut stream, Duration::from_secs(5)).await;
-    assert!(
-        out.starts_with(b"HTTP/1.1 431"),
-        "{}",
-        String::from_utf8_lossy(&out)
-    );
-    healthy(&proxy).await;
+    refused(&proxy, req.as_bytes(), "431").await;
 }
 
 #[tokio::test]
@@ -139,20 +138,14 @@ async fn garbage_after_an_h2_preface_closes_only_that_connection() {
 }
 
 #[tokio::test]
-async fn a_bad_request_line_gets_400_not_a_hang() {
+async fn a_bad_header_line_gets_400_not_a_hang() {
     let (proxy, _) = http_proxy(&[]).await;
-    let mut stream = TcpStream::connect(proxy.inbound).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n")
-        .await
-        .unwrap();
-    let out = read_until_closed(&mut stream, Duration::from_secs(5)).await;
-    assert!(
-        out.starts_with(b"HTTP/1.1 400"),
-        "{}",
-        String::from_utf8_lossy(&out)
-    );
-    healthy(&proxy).await;
+    refused(
+        &proxy,
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n",
+        "400",
+    )
+    .await;
 }
 
 /// Opens streams and resets each one after `delay`, until the proxy refuses
