@@ -451,6 +451,38 @@ async fn http2_trailers_and_resets_are_carried() {
     );
 }
 
+/// Bodies far larger than HTTP/2's initial 64 KiB windows move both ways,
+/// so flow control works on both of the proxy's connections.
+#[tokio::test]
+async fn http2_large_bodies_respect_flow_control() {
+    let backend = backends::http().await;
+    let proxy = Proxy::builder().inbound_target(backend).spawn().await;
+    let mut client = h2_conn(proxy.inbound).await;
+    let body: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let uploads = (0..3).map(|_| {
+        let req = Request::post("http://web.test/echo")
+            .body(Full::new(Bytes::from(body.clone())))
+            .unwrap();
+        client.send_request(req)
+    });
+    for rsp in futures_util::future::join_all(uploads).await {
+        let rsp = rsp.unwrap();
+        assert_eq!(rsp.status(), 200);
+        let echoed = rsp.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            echoed == body,
+            "echoed body differs ({} bytes)",
+            echoed.len()
+        );
+    }
+    let m = proxy.metrics().await;
+    assert!(m.sum("tcp_read_bytes_total", &[("peer", "src")]) > 3.0 * 4.0 * 1024.0 * 1024.0);
+    assert_eq!(
+        m.sum("response_total", &[("classification", "success")]),
+        3.0
+    );
+}
+
 #[tokio::test]
 async fn grpc_unary_and_streaming_with_grpc_status() {
     let backend = backends::grpc_echo().await;
