@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use linkerd_tests::{
     backends,
     echo::{Msg, echo_client::EchoClient},
+    metrics::Scrape,
     netns::{self, Netns},
     proxy::{self, Proxy},
 };
@@ -85,6 +86,97 @@ async fn h2_get(target: SocketAddr, path: &str) -> String {
     String::from_utf8(rsp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
 
+/// The applications each host runs: HTTP (1 and 2) on 8080, gRPC on 8081,
+/// WebSocket on 8082, TCP echo on 8083.
+async fn serve_apps() {
+    backends::http_on(bind(8080).await);
+    backends::grpc_echo_on(bind(8081).await);
+    backends::websocket_echo_on(bind(8082).await);
+    backends::tcp_echo_on(bind(8083).await);
+}
+
+/// Every kind of client at the applications on `ip`, none of them aware of a
+/// proxy. Returns the client address the HTTP application saw.
+async fn every_client(ip: Ipv4Addr) -> String {
+    let web = addr(ip, 8080);
+    let peer = h1_get(web, "/peer").await;
+    assert_eq!(h2_get(web, "/").await, "hello");
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", addr(ip, 8081)))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = EchoClient::new(channel);
+    let msg = Msg {
+        text: "x".into(),
+        count: 25,
+    };
+    let mut stream = grpc.server_stream(msg).await.unwrap().into_inner();
+    let mut n = 0;
+    while stream.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 25);
+
+    use tokio_tungstenite::tungstenite::Message;
+    let ws_stream = TcpStream::connect(addr(ip, 8082)).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("ws://chat.pod/", ws_stream)
+        .await
+        .unwrap();
+    ws.send(Message::text("through the mesh")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("through the mesh")
+    );
+    ws.close(None).await.unwrap();
+
+    let mut tcp = TcpStream::connect(addr(ip, 8083)).await.unwrap();
+    tcp.write_all(&[0u8, 1, 2, 3, 255]).await.unwrap();
+    tcp.shutdown().await.unwrap();
+    let mut echoed = Vec::new();
+    tcp.read_to_end(&mut echoed).await.unwrap();
+    assert_eq!(echoed, [0u8, 1, 2, 3, 255]);
+    peer
+}
+
+/// Real curl from `ns` to the HTTP application on `ip`, HTTP/1 and HTTP/2
+/// with prior knowledge.
+fn curl_both(ns: &Netns, ip: Ipv4Addr) {
+    for h2 in [false, true] {
+        let url = format!("http://{ip}:8080/headers");
+        let mut argv = vec!["curl", "--max-time", "5", "-fsS"];
+        if h2 {
+            argv.push("--http2-prior-knowledge");
+        }
+        argv.push(&url);
+        let out = ns.exec(&argv).expect("curl through the pod's proxy");
+        let body = String::from_utf8_lossy(&out.stdout);
+        let version = if h2 { "HTTP/2.0" } else { "HTTP/1.1" };
+        assert!(body.starts_with(&format!("version: {version}")), "{body}");
+    }
+}
+
+/// The proxy's metrics for `every_client` and `curl_both` against `ip`.
+fn assert_counted(m: &Scrape, direction: &str, ip: Ipv4Addr) {
+    let target = |port| addr(ip, port).to_string();
+    let (web, grpc, ws, tcp) = (target(8080), target(8081), target(8082), target(8083));
+    let d = ("direction", direction);
+    // h1_get, h2_get and the two curls.
+    assert_eq!(
+        m.sum("request_total", &[d, ("target_addr", &web)]),
+        4.0,
+        "{}",
+        m.text
+    );
+    let grpc_ok = [d, ("target_addr", &grpc), ("grpc_status", "0")];
+    assert_eq!(m.sum("response_total", &grpc_ok), 1.0, "{}", m.text);
+    let upgraded = [d, ("target_addr", &ws), ("status_code", "101")];
+    assert_eq!(m.sum("response_total", &upgraded), 1.0, "{}", m.text);
+    let opaque = [d, ("peer", "src"), ("target_addr", &tcp)];
+    assert_eq!(m.sum("tcp_read_bytes_total", &opaque), 5.0, "{}", m.text);
+}
+
 #[tokio::test]
 async fn iptables_redirects_pod_traffic_through_the_proxy() {
     if let Some(why) = netns::unavailable() {
@@ -97,23 +189,9 @@ async fn iptables_redirects_pod_traffic_through_the_proxy() {
     pod.iptables_restore(PROXY_INIT_RULES).unwrap();
     let pod_rt = pod.runtime().unwrap();
     let client_rt = client.runtime().unwrap();
-
-    // The pod's applications, on the pod's address, unaware of the proxy.
-    pod_rt
-        .run(async {
-            backends::http_on(bind(8080).await);
-            backends::grpc_echo_on(bind(8081).await);
-            backends::websocket_echo_on(bind(8082).await);
-            backends::tcp_echo_on(bind(8083).await);
-        })
-        .await;
-    // Something outside the pod for the pod to call.
-    client_rt
-        .run(async {
-            backends::http_on(bind(9090).await);
-            backends::tcp_echo_on(bind(9091).await);
-        })
-        .await;
+    // The same applications in the pod and outside it, unaware of the proxy.
+    pod_rt.run(serve_apps()).await;
+    client_rt.run(serve_apps()).await;
 
     let mut wrapper = pod.prefix();
     wrapper.extend(
@@ -135,139 +213,25 @@ async fn iptables_redirects_pod_traffic_through_the_proxy() {
         .env("LINKERD2_PROXY_ADMIN_LISTEN_ADDR", "0.0.0.0:4191")
         .spawn()
         .await;
-    let admin = addr(POD_IP, 4191);
 
-    // Inbound: clients call the pod's address and ports directly.
-    let inbound = client_rt
-        .run(async move {
-            let web = addr(POD_IP, 8080);
-            // The application sees the proxy's connection (from the pod's own
-            // address), never the client's: it is reached only through the proxy.
-            assert_eq!(
-                h1_get(web, "/peer").await.split(':').next(),
-                Some("198.18.0.2")
-            );
-            assert_eq!(h2_get(web, "/").await, "hello");
+    // Inbound: clients call the pod's address and ports. The application sees
+    // the proxy's connection (from the pod's own address), never the
+    // client's: it is reached only through the proxy.
+    let peer = client_rt.run(every_client(POD_IP)).await;
+    assert!(peer.starts_with("198.18.0.2:"), "the app saw {peer}");
+    curl_both(&client, POD_IP);
+    let inbound = client_rt.run(proxy::scrape(addr(POD_IP, 4191))).await;
+    assert_counted(&inbound, "inbound", POD_IP);
 
-            let channel =
-                tonic::transport::Endpoint::from_shared(format!("http://{}", addr(POD_IP, 8081)))
-                    .unwrap()
-                    .connect()
-                    .await
-                    .unwrap();
-            let mut grpc = EchoClient::new(channel);
-            let mut stream = grpc
-                .server_stream(Msg {
-                    text: "x".into(),
-                    count: 25,
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            let mut n = 0;
-            while stream.message().await.unwrap().is_some() {
-                n += 1;
-            }
-            assert_eq!(n, 25);
-
-            let ws_stream = TcpStream::connect(addr(POD_IP, 8082)).await.unwrap();
-            let (mut ws, _) = tokio_tungstenite::client_async("ws://chat.pod/", ws_stream)
-                .await
-                .unwrap();
-            use tokio_tungstenite::tungstenite::Message;
-            ws.send(Message::text("through the mesh")).await.unwrap();
-            assert_eq!(
-                ws.next().await.unwrap().unwrap(),
-                Message::text("through the mesh")
-            );
-            ws.close(None).await.unwrap();
-
-            let mut tcp = TcpStream::connect(addr(POD_IP, 8083)).await.unwrap();
-            tcp.write_all(&[0u8, 1, 2, 3, 255]).await.unwrap();
-            tcp.shutdown().await.unwrap();
-            let mut echoed = Vec::new();
-            tcp.read_to_end(&mut echoed).await.unwrap();
-            assert_eq!(echoed, [0u8, 1, 2, 3, 255]);
-
-            proxy::scrape(admin).await
-        })
-        .await;
-    let web_target = addr(POD_IP, 8080).to_string();
-    let web = [
-        ("direction", "inbound"),
-        ("target_addr", web_target.as_str()),
-    ];
-    assert_eq!(inbound.sum("request_total", &web), 2.0, "{}", inbound.text);
-
-    // And real curl, HTTP/1 and HTTP/2 with prior knowledge.
-    for h2 in [false, true] {
-        let mut argv = vec!["curl", "--max-time", "5", "-fsS"];
-        if h2 {
-            argv.push("--http2-prior-knowledge");
-        }
-        argv.push("http://198.18.0.2:8080/headers");
-        let out = client.exec(&argv).expect("curl through the pod's proxy");
-        let body = String::from_utf8_lossy(&out.stdout);
-        let version = if h2 { "HTTP/2.0" } else { "HTTP/1.1" };
-        assert!(body.starts_with(&format!("version: {version}")), "{body}");
-    }
-    let after_curl = client_rt.run(proxy::scrape(admin)).await;
-    assert_eq!(
-        after_curl.sum("request_total", &web),
-        4.0,
-        "{}",
-        after_curl.text
-    );
-    let grpc_target = addr(POD_IP, 8081).to_string();
-    let grpc = [("target_addr", grpc_target.as_str()), ("grpc_status", "0")];
-    assert_eq!(inbound.sum("response_total", &grpc), 1.0);
-    assert_eq!(
-        inbound.sum("response_total", &[("status_code", "101")]),
-        1.0
-    );
-    let tcp_target = addr(POD_IP, 8083).to_string();
-    assert_eq!(
-        inbound.sum(
-            "tcp_read_bytes_total",
-            &[("peer", "src"), ("target_addr", tcp_target.as_str())]
-        ),
-        5.0
-    );
-
-    // Outbound: the pod's application calls out; iptables sends it to the
-    // proxy's outbound listener, and the proxy's own connection (uid 2102)
-    // leaves the pod without being redirected again.
+    // Outbound: the pod's clients call out; iptables sends them to the
+    // outbound listener, and the proxy's own connections (uid 2102) leave the
+    // pod without being redirected again.
+    pod_rt.run(every_client(CLIENT_IP)).await;
+    curl_both(&pod, CLIENT_IP);
     let outbound = pod_rt
-        .run(async move {
-            let peer = h1_get(addr(CLIENT_IP, 9090), "/peer").await;
-            assert!(peer.starts_with("198.18.0.2:"), "{peer}");
-            let mut tcp = TcpStream::connect(addr(CLIENT_IP, 9091)).await.unwrap();
-            tcp.write_all(b"outbound bytes").await.unwrap();
-            tcp.shutdown().await.unwrap();
-            let mut echoed = Vec::new();
-            tcp.read_to_end(&mut echoed).await.unwrap();
-            assert_eq!(echoed, b"outbound bytes");
-            proxy::scrape(addr(Ipv4Addr::LOCALHOST, 4191)).await
-        })
+        .run(proxy::scrape(addr(Ipv4Addr::LOCALHOST, 4191)))
         .await;
-    let out_target = addr(CLIENT_IP, 9090).to_string();
-    let out = [
-        ("direction", "outbound"),
-        ("target_addr", out_target.as_str()),
-    ];
-    assert_eq!(
-        outbound.sum("request_total", &out),
-        1.0,
-        "{}",
-        outbound.text
-    );
-    let echo_target = addr(CLIENT_IP, 9091).to_string();
-    let echo = [
-        ("direction", "outbound"),
-        ("peer", "dst"),
-        ("target_addr", echo_target.as_str()),
-    ];
-    assert_eq!(outbound.sum("tcp_write_bytes_total", &echo), 14.0);
+    assert_counted(&outbound, "outbound", CLIENT_IP);
 
     // Without the proxy the pod is unreachable, not bypassed.
     proxy.sigterm();
