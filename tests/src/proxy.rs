@@ -199,6 +199,19 @@ impl Proxy {
         scrape(self.admin).await
     }
 
+    /// The metrics once every client connection the proxy accepted has been
+    /// closed and counted (upstream HTTP connections may stay pooled).
+    pub async fn metrics_when_closed(&self) -> Scrape {
+        crate::eventually(Duration::from_secs(5), || async {
+            let m = self.metrics().await;
+            let settled = m.has("tcp_open_connections", &[("peer", "src")])
+                && m.sum("tcp_open_connections", &[("peer", "src")]) == 0.0;
+            settled.then_some(m)
+        })
+        .await
+        .expect("client connections did not close")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().expect("proxy running")
     }

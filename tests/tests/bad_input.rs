@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use linkerd_tests::{backends, eventually, proxy::Proxy};
+use linkerd_tests::{backends, proxy::Proxy};
 use std::{net::SocketAddr, time::Duration};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -234,12 +234,7 @@ async fn a_client_reset_mid_response_does_not_disturb_others() {
         drop(stream);
     }
     healthy(&proxy).await;
-    let closed = eventually(Duration::from_secs(5), || async {
-        let m = proxy.metrics().await;
-        (m.sum("tcp_open_connections", &[("peer", "src")]) == 0.0).then_some(m)
-    })
-    .await
-    .expect("reset connections stayed open");
+    let closed = proxy.metrics_when_closed().await;
     assert_eq!(closed.sum("tcp_close_total", &[("peer", "src")]), 21.0);
 }
 
@@ -255,12 +250,7 @@ async fn opaque_errors_are_counted_by_errno() {
     let mut stream = TcpStream::connect(proxy.inbound).await.unwrap();
     stream.write_all(&[0u8; 16]).await.unwrap();
     read_until_closed(&mut stream, Duration::from_secs(5)).await;
-    let m = eventually(Duration::from_secs(5), || async {
-        let m = proxy.metrics().await;
-        m.has("tcp_close_total", &[("peer", "src")]).then_some(m)
-    })
-    .await
-    .unwrap();
+    let m = proxy.metrics_when_closed().await;
     assert_eq!(
         m.sum(
             "tcp_close_total",
@@ -281,12 +271,7 @@ async fn opaque_errors_are_counted_by_errno() {
     stream.read_exact(&mut buf).await.unwrap();
     stream.set_zero_linger().unwrap();
     drop(stream);
-    let m = eventually(Duration::from_secs(5), || async {
-        let m = proxy.metrics().await;
-        m.has("tcp_close_total", &[("peer", "src")]).then_some(m)
-    })
-    .await
-    .unwrap();
+    let m = proxy.metrics_when_closed().await;
     assert_eq!(
         m.sum(
             "tcp_close_total",

@@ -14,7 +14,6 @@ use linkerd_tests::{
     backends,
     echo::{Msg, echo_client::EchoClient},
     eventually,
-    metrics::Scrape,
     proxy::Proxy,
 };
 use std::{net::SocketAddr, time::Duration};
@@ -53,17 +52,6 @@ fn get(uri: &str, host: &str) -> Request<Full<Bytes>> {
 
 async fn body_string(rsp: http::Response<hyper::body::Incoming>) -> String {
     String::from_utf8(rsp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
-}
-
-/// Waits until the proxy has closed every client connection it accepted.
-/// (Upstream HTTP connections stay open in the pool.)
-async fn closed(proxy: &Proxy) -> Scrape {
-    eventually(SETTLE, || async {
-        let m = proxy.metrics().await;
-        (m.sum("tcp_open_connections", &[("peer", "src")]) == 0.0).then_some(m)
-    })
-    .await
-    .expect("connections did not close")
 }
 
 #[tokio::test]
@@ -171,7 +159,7 @@ async fn http1_keep_alive_chunked_and_exact_metrics() {
     );
 
     drop((client, chunked));
-    let m = closed(&proxy).await;
+    let m = proxy.metrics_when_closed().await;
     assert_eq!(m.sum("tcp_open_total", &[("peer", "src")]), 2.0);
     let clean = [("peer", "src"), ("errno", "")];
     assert_eq!(m.sum("tcp_close_total", &clean), 2.0);
@@ -208,7 +196,7 @@ async fn http1_upstream_connections_are_reused_across_clients() {
         let (status, _) = backends::http1_request(proxy.inbound, "GET", "/").await;
         assert_eq!(status, 200);
         // Let the proxy see the client connection end and pool its upstream.
-        closed(&proxy).await;
+        proxy.metrics_when_closed().await;
     }
     let m = proxy.metrics().await;
     assert_eq!(m.sum("tcp_open_total", &[("peer", "src")]), 5.0);
@@ -595,7 +583,7 @@ async fn websocket_upgrade_becomes_a_byte_stream() {
     while ws.next().await.is_some() {}
     drop(ws);
 
-    let m = closed(&proxy).await;
+    let m = proxy.metrics_when_closed().await;
     let upgraded = [
         ("authority", "chat.test"),
         ("status_code", "101"),
@@ -653,7 +641,7 @@ async fn opaque_tcp_echo_with_half_close_and_byte_counts() {
     assert!(echoed == payload, "echo differs");
     drop(stream);
 
-    let m = closed(&proxy).await;
+    let m = proxy.metrics_when_closed().await;
     let n = payload.len() as f64;
     assert_eq!(
         m.sum("tcp_read_bytes_total", &[("peer", "src")]),
