@@ -2,6 +2,7 @@
 //! clients and servers on loopback or in network namespaces.
 
 pub mod backends;
+pub mod controller;
 pub mod metrics;
 pub mod netns;
 pub mod proxy;

@@ -111,56 +111,8 @@ impl Builder {
 
     /// Starts the proxy and waits until its three listeners are bound.
     pub async fn spawn(self) -> Proxy {
-        let mut child = self
-            .command()
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn linkerd-proxy");
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        for out in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(out).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if std::env::var_os("LINKERD_TEST_PROXY_LOG").is_some() {
-                        eprintln!("proxy: {line}");
-                    }
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        drop(tx);
-        let mut addrs = BTreeMap::new();
-        let mut log = Vec::new();
-        let wait = async {
-            while addrs.len() < 3 {
-                let Some(line) = rx.recv().await else { break };
-                for what in ["inbound", "outbound", "admin"] {
-                    let marker = format!("{what} listening on ");
-                    if let Some(i) = line.find(&marker) {
-                        let addr: SocketAddr = line[i + marker.len()..]
-                            .trim()
-                            .parse()
-                            .expect("listen addr");
-                        addrs.insert(what, addr);
-                    }
-                }
-                log.push(line);
-            }
-        };
-        if tokio::time::timeout(Duration::from_secs(20), wait)
-            .await
-            .is_err()
-            || addrs.len() < 3
-        {
-            panic!("proxy did not start; its output:\n{}", log.join("\n"));
-        }
-        // Keep draining the pipes so the proxy never blocks on logging.
-        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let (child, addrs) =
+            spawn_listening(self.command(), &["inbound", "outbound", "admin"]).await;
         Proxy {
             inbound: addrs["inbound"],
             outbound: addrs["outbound"],
@@ -168,6 +120,64 @@ impl Builder {
             child,
         }
     }
+}
+
+/// Spawns `cmd` and waits until it has logged `<name> listening on <addr>`
+/// for every name, draining its output from then on so it never blocks.
+/// `LINKERD_TEST_LOG=1` echoes the output.
+pub async fn spawn_listening(
+    mut cmd: Command,
+    names: &[&'static str],
+) -> (Child, BTreeMap<&'static str, SocketAddr>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    for out in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if std::env::var_os("LINKERD_TEST_LOG").is_some() {
+                    eprintln!("{line}");
+                }
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let mut addrs = BTreeMap::new();
+    let mut log = Vec::new();
+    let wait = async {
+        while addrs.len() < names.len() {
+            let Some(line) = rx.recv().await else { break };
+            for what in names {
+                let marker = format!("{what} listening on ");
+                if let Some(i) = line.find(&marker) {
+                    let addr: SocketAddr = line[i + marker.len()..]
+                        .trim()
+                        .parse()
+                        .expect("listen addr");
+                    addrs.insert(*what, addr);
+                }
+            }
+            log.push(line);
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .is_err()
+        || addrs.len() < names.len()
+    {
+        panic!("{cmd:?} did not start; its output:\n{}", log.join("\n"));
+    }
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    (child, addrs)
 }
 
 /// Reads a proxy's metrics from its admin address; usable from any runtime,

@@ -1,0 +1,410 @@
+//! `io.linkerd.proxy.destination.Destination`: streams a service's endpoints,
+//! and every change to them, to the proxies that ask.
+
+pub mod path;
+
+use crate::discovery::{Discover, Endpoint, Resolution, Target};
+use linkerd_proxy_api::{
+    destination::{
+        self as api, DestinationProfile, GetDestination, NoEndpoints, TlsIdentity, Update,
+        WeightedAddr, WeightedAddrSet, destination_server, protocol_hint, tls_identity,
+        update::Update as Kind,
+    },
+    net::TcpAddress,
+};
+use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    sync::Arc,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// Linkerd's default endpoint weight.
+const WEIGHT: u32 = 10_000;
+
+/// Names the destination service needs to describe endpoints.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub cluster_domain: String,
+    pub control_namespace: String,
+    pub trust_domain: String,
+}
+
+impl Config {
+    /// The mesh identity of a workload (SPEC, "Identity").
+    pub fn identity(&self, service_account: &str, namespace: &str) -> String {
+        format!(
+            "{service_account}.{namespace}.serviceaccount.identity.{}.{}",
+            self.control_namespace, self.trust_domain
+        )
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    streams: Gauge,
+    updates: Family<Vec<(&'static str, &'static str)>, Counter>,
+}
+
+impl Metrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "destination_get_streams",
+            "Open Get streams",
+            self.streams.clone(),
+        );
+        registry.register(
+            "destination_updates",
+            "Updates sent on Get streams",
+            self.updates.clone(),
+        );
+    }
+
+    fn sent(&self, update: &Update) {
+        let kind = match update.update {
+            Some(Kind::Add(_)) => "add",
+            Some(Kind::Remove(_)) => "remove",
+            Some(Kind::NoEndpoints(_)) => "no_endpoints",
+            None => "empty",
+        };
+        self.updates.get_or_create(&vec![("type", kind)]).inc();
+    }
+}
+
+pub struct Destination<D> {
+    discover: D,
+    config: Arc<Config>,
+    metrics: Metrics,
+}
+
+impl<D: Discover> Destination<D> {
+    pub fn new(discover: D, config: Config, metrics: Metrics) -> Self {
+        Self {
+            discover,
+            config: Arc::new(config),
+            metrics,
+        }
+    }
+
+    pub fn into_server(self) -> destination_server::DestinationServer<Self> {
+        destination_server::DestinationServer::new(self)
+    }
+
+    fn target(&self, req: &GetDestination) -> Result<Target, Status> {
+        path::parse(&req.path, &self.config.cluster_domain)
+            .map_err(|e| Status::invalid_argument(e.to_string()))
+    }
+}
+
+type UpdateStream = ReceiverStream<Result<Update, Status>>;
+type ProfileStream = ReceiverStream<Result<DestinationProfile, Status>>;
+
+#[tonic::async_trait]
+impl<D: Discover> destination_server::Destination for Destination<D> {
+    type GetStream = UpdateStream;
+
+    async fn get(&self, req: Request<GetDestination>) -> Result<Response<UpdateStream>, Status> {
+        let req = req.into_inner();
+        let target = self.target(&req)?;
+        let mut resolutions = self.discover.watch(&target);
+        match &*resolutions.borrow_and_update() {
+            Resolution::NotFound => {
+                return Err(Status::not_found(format!(
+                    "no service or port for {}",
+                    req.path
+                )));
+            }
+            Resolution::ExternalName => {
+                return Err(Status::invalid_argument(format!(
+                    "{} is an ExternalName service: resolve it with DNS",
+                    req.path
+                )));
+            }
+            Resolution::Endpoints(_) => {}
+        }
+        tracing::debug!(path = %req.path, "Get");
+        let (tx, rx) = mpsc::channel(8);
+        let mut translator = Translator::new(target, self.config.clone());
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            metrics.streams.inc();
+            let mut resolution = resolutions.borrow().clone();
+            'stream: loop {
+                for update in translator.updates(&resolution) {
+                    metrics.sent(&update);
+                    if tx.send(Ok(update)).await.is_err() {
+                        break 'stream;
+                    }
+                }
+                tokio::select! {
+                    changed = resolutions.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                    }
+                    _ = tx.closed() => break,
+                }
+                resolution = resolutions.borrow_and_update().clone();
+            }
+            metrics.streams.dec();
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type GetProfileStream = ProfileStream;
+
+    /// No service profiles yet: every service gets an empty profile (no
+    /// routes, Linkerd's default retry budget), held open as Linkerd does.
+    async fn get_profile(
+        &self,
+        req: Request<GetDestination>,
+    ) -> Result<Response<ProfileStream>, Status> {
+        let req = req.into_inner();
+        let target = self.target(&req)?;
+        let profile = DestinationProfile {
+            fully_qualified_name: format!(
+                "{}.{}.svc.{}",
+                target.service(),
+                target.namespace(),
+                self.config.cluster_domain
+            ),
+            retry_budget: Some(api::RetryBudget {
+                retry_ratio: 0.2,
+                min_retries_per_second: 10,
+                ttl: Some(prost_types::Duration {
+                    seconds: 10,
+                    nanos: 0,
+                }),
+            }),
+            ..Default::default()
+        };
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            if tx.send(Ok(profile)).await.is_ok() {
+                tx.closed().await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Turns successive resolutions of one target into the updates a proxy
+/// needs to go from what it knows to what is true.
+struct Translator {
+    target: Target,
+    config: Arc<Config>,
+    known: BTreeMap<SocketAddr, Endpoint>,
+    first: bool,
+}
+
+impl Translator {
+    fn new(target: Target, config: Arc<Config>) -> Self {
+        Self {
+            target,
+            config,
+            known: BTreeMap::new(),
+            first: true,
+        }
+    }
+
+    fn updates(&mut self, resolution: &Resolution) -> Vec<Update> {
+        let first = std::mem::replace(&mut self.first, false);
+        let mut out = Vec::new();
+        let next = match resolution {
+            Resolution::Endpoints(next) => next,
+            // The service went away (or became an alias): the proxy drops
+            // everything it had and stops using discovery for it.
+            Resolution::NotFound | Resolution::ExternalName => {
+                self.known.clear();
+                return vec![no_endpoints(false)];
+            }
+        };
+        let removed: Vec<TcpAddress> = self
+            .known
+            .keys()
+            .filter(|a| !next.contains_key(a))
+            .map(|a| (*a).into())
+            .collect();
+        if !removed.is_empty() {
+            out.push(Update {
+                update: Some(Kind::Remove(api::AddrSet { addrs: removed })),
+            });
+        }
+        let added: Vec<WeightedAddr> = next
+            .iter()
+            .filter(|(addr, ep)| self.known.get(addr) != Some(ep))
+            .map(|(addr, ep)| self.weighted(*addr, ep))
+            .collect();
+        if !added.is_empty() {
+            out.push(Update {
+                update: Some(Kind::Add(WeightedAddrSet {
+                    addrs: added,
+                    metric_labels: HashMap::from([
+                        ("namespace".to_string(), self.target.namespace().to_string()),
+                        ("service".to_string(), self.target.service().to_string()),
+                    ]),
+                })),
+            });
+        }
+        if next.is_empty() && (first || !self.known.is_empty()) {
+            out.push(no_endpoints(true));
+        }
+        self.known = next.clone();
+        out
+    }
+
+    fn weighted(&self, addr: SocketAddr, ep: &Endpoint) -> WeightedAddr {
+        let mut labels = HashMap::new();
+        if let Some(pod) = &ep.pod {
+            labels.insert("pod".to_string(), pod.clone());
+        }
+        if let Some((kind, name)) = &ep.owner {
+            labels.insert(kind.clone(), name.clone());
+        }
+        if let Some(sa) = &ep.service_account {
+            labels.insert("serviceaccount".to_string(), sa.clone());
+        }
+        let meshed_sa = ep.service_account.as_deref().filter(|_| ep.meshed);
+        WeightedAddr {
+            addr: Some(addr.into()),
+            weight: WEIGHT,
+            metric_labels: labels,
+            tls_identity: meshed_sa.map(|sa| TlsIdentity {
+                strategy: Some(tls_identity::Strategy::DnsLikeIdentity(
+                    tls_identity::DnsLikeIdentity {
+                        name: self.config.identity(sa, self.target.namespace()),
+                    },
+                )),
+                server_name: None,
+            }),
+            protocol_hint: ep.meshed.then_some(api::ProtocolHint {
+                protocol: Some(protocol_hint::Protocol::H2(protocol_hint::H2 {})),
+                opaque_transport: None,
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+fn no_endpoints(exists: bool) -> Update {
+    Update {
+        update: Some(Kind::NoEndpoints(NoEndpoints { exists })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Arc<Config> {
+        Arc::new(Config {
+            cluster_domain: "cluster.local".into(),
+            control_namespace: "linkerd".into(),
+            trust_domain: "cluster.local".into(),
+        })
+    }
+
+    fn ep(pod: &str, meshed: bool) -> Endpoint {
+        Endpoint {
+            pod: Some(pod.into()),
+            owner: Some(("deployment".into(), "web".into())),
+            service_account: Some("web".into()),
+            meshed,
+        }
+    }
+
+    fn resolution(eps: &[(&str, Endpoint)]) -> Resolution {
+        Resolution::Endpoints(
+            eps.iter()
+                .map(|(a, e)| (a.parse().unwrap(), e.clone()))
+                .collect(),
+        )
+    }
+
+    fn kinds(updates: &[Update]) -> Vec<String> {
+        updates
+            .iter()
+            .map(|u| match &u.update {
+                Some(Kind::Add(s)) => format!("add{}", s.addrs.len()),
+                Some(Kind::Remove(s)) => format!("remove{}", s.addrs.len()),
+                Some(Kind::NoEndpoints(n)) => format!("none(exists={})", n.exists),
+                None => "empty".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn diffs_successive_resolutions() {
+        let target = Target::Service {
+            namespace: "emojivoto".into(),
+            name: "web".into(),
+            port: 80,
+        };
+        let mut t = Translator::new(target, config());
+        assert_eq!(kinds(&t.updates(&resolution(&[]))), ["none(exists=true)"]);
+        let two = resolution(&[
+            ("10.0.0.1:80", ep("a", true)),
+            ("10.0.0.2:80", ep("b", false)),
+        ]);
+        assert_eq!(kinds(&t.updates(&two)), ["add2"]);
+        assert!(t.updates(&two).is_empty(), "no change, no update");
+        // b leaves, a's metadata changes (unmeshed), c joins.
+        let next = resolution(&[
+            ("10.0.0.1:80", ep("a", false)),
+            ("10.0.0.3:80", ep("c", true)),
+        ]);
+        assert_eq!(kinds(&t.updates(&next)), ["remove1", "add2"]);
+        assert_eq!(
+            kinds(&t.updates(&resolution(&[]))),
+            ["remove2", "none(exists=true)"]
+        );
+        assert_eq!(
+            kinds(&t.updates(&Resolution::NotFound)),
+            ["none(exists=false)"]
+        );
+    }
+
+    #[test]
+    fn meshed_endpoints_carry_identity_and_h2_hint() {
+        let target = Target::Service {
+            namespace: "emojivoto".into(),
+            name: "web".into(),
+            port: 80,
+        };
+        let mut t = Translator::new(target, config());
+        let updates = t.updates(&resolution(&[
+            ("10.0.0.1:8080", ep("web-1", true)),
+            ("10.0.0.2:8080", ep("web-2", false)),
+        ]));
+        let Some(Kind::Add(set)) = &updates[0].update else {
+            panic!("{updates:?}")
+        };
+        assert_eq!(set.metric_labels["namespace"], "emojivoto");
+        assert_eq!(set.metric_labels["service"], "web");
+        let meshed = &set.addrs[0];
+        assert_eq!(meshed.weight, WEIGHT);
+        assert_eq!(meshed.metric_labels["pod"], "web-1");
+        assert_eq!(meshed.metric_labels["deployment"], "web");
+        assert_eq!(meshed.metric_labels["serviceaccount"], "web");
+        let Some(tls_identity::Strategy::DnsLikeIdentity(id)) = meshed
+            .tls_identity
+            .as_ref()
+            .and_then(|t| t.strategy.clone())
+        else {
+            panic!("{meshed:?}")
+        };
+        assert_eq!(
+            id.name,
+            "web.emojivoto.serviceaccount.identity.linkerd.cluster.local"
+        );
+        assert!(matches!(
+            meshed.protocol_hint.as_ref().and_then(|h| h.protocol),
+            Some(protocol_hint::Protocol::H2(_))
+        ));
+        let plain = &set.addrs[1];
+        assert!(plain.tls_identity.is_none() && plain.protocol_hint.is_none());
+    }
+}

@@ -1,0 +1,364 @@
+//! Service discovery: what a destination name resolves to, now and as it
+//! changes, whatever backend (a local file, or the Kubernetes API) feeds it.
+//!
+//! Backends describe the world as Kubernetes does (services with selectors and
+//! ports, pods with addresses, readiness and owners); [`Topology::resolve`]
+//! turns that into endpoints the way Kubernetes' endpoints controller would,
+//! so every backend answers the same question the same way.
+
+pub mod local;
+
+use serde::Deserialize;
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
+use tokio::sync::watch;
+
+/// A discovery backend: a live view of what each target resolves to.
+pub trait Discover: Clone + Send + Sync + 'static {
+    /// The target's resolution now, updated whenever it changes, for as long
+    /// as the receiver is kept.
+    fn watch(&self, target: &Target) -> watch::Receiver<Resolution>;
+}
+
+/// A name a proxy asked about, parsed from `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// `svc.ns.svc.<cluster-domain>:port`
+    Service {
+        namespace: String,
+        name: String,
+        port: u16,
+    },
+    /// `pod-hostname.svc.ns.svc.<cluster-domain>:port`: one pod of a
+    /// (headless) service, as StatefulSets name their pods.
+    Hostname {
+        namespace: String,
+        service: String,
+        hostname: String,
+        port: u16,
+    },
+}
+
+impl Target {
+    pub fn namespace(&self) -> &str {
+        match self {
+            Self::Service { namespace, .. } | Self::Hostname { namespace, .. } => namespace,
+        }
+    }
+
+    pub fn service(&self) -> &str {
+        match self {
+            Self::Service { name, .. } => name,
+            Self::Hostname { service, .. } => service,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            Self::Service { port, .. } | Self::Hostname { port, .. } => *port,
+        }
+    }
+}
+
+/// What a target resolves to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// No such service (or port): the proxy should not use discovery for it.
+    NotFound,
+    /// An ExternalName service: a DNS alias the proxy must resolve itself.
+    ExternalName,
+    /// The service's ready endpoints on the requested port (maybe none).
+    Endpoints(BTreeMap<SocketAddr, Endpoint>),
+}
+
+/// One ready endpoint and the workload behind it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub pod: Option<String>,
+    /// The controller that owns the pod, e.g. (`deployment`, `web`).
+    pub owner: Option<(String, String)>,
+    pub service_account: Option<String>,
+    /// Whether the pod runs a proxy (so mTLS and HTTP/2 can be used).
+    pub meshed: bool,
+}
+
+/// The Kubernetes objects discovery needs, as a backend sees them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Topology {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub services: Vec<Service>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub pods: Vec<Pod>,
+}
+
+/// `pods:` with nothing under it is YAML's null; read it as no pods.
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Service {
+    pub name: String,
+    pub namespace: String,
+    /// Pods whose labels include all of these back the service. A service
+    /// without a selector has no endpoints here.
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ports: Vec<ServicePort>,
+    /// Set for an ExternalName service.
+    #[serde(default)]
+    pub external_name: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServicePort {
+    pub port: u16,
+    /// The pods' port, by number or by the name of a container port; the
+    /// service port itself when absent, as in Kubernetes.
+    #[serde(default)]
+    pub target_port: Option<TargetPort>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum TargetPort {
+    Number(u16),
+    Name(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Pod {
+    pub name: String,
+    pub namespace: String,
+    pub ip: IpAddr,
+    #[serde(default = "yes")]
+    pub ready: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub owner: Option<Owner>,
+    #[serde(default = "default_service_account")]
+    pub service_account: String,
+    /// Whether the pod carries a `linkerd-proxy` container.
+    #[serde(default)]
+    pub meshed: bool,
+    /// Named container ports, for services that target a port by name.
+    #[serde(default)]
+    pub ports: BTreeMap<String, u16>,
+    /// `spec.hostname`, naming the pod under its `subdomain` service.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub subdomain: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Owner {
+    /// e.g. `Deployment`, `StatefulSet`, `DaemonSet`, `Job`.
+    pub kind: String,
+    pub name: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_service_account() -> String {
+    "default".into()
+}
+
+impl Topology {
+    /// Resolves `target` the way Kubernetes would route to it.
+    pub fn resolve(&self, target: &Target) -> Resolution {
+        let Some(svc) = self
+            .services
+            .iter()
+            .find(|s| s.namespace == target.namespace() && s.name == target.service())
+        else {
+            return Resolution::NotFound;
+        };
+        if svc.external_name.is_some() {
+            return Resolution::ExternalName;
+        }
+        let Some(port) = svc.ports.iter().find(|p| p.port == target.port()) else {
+            return Resolution::NotFound;
+        };
+        if svc.selector.is_empty() {
+            return Resolution::Endpoints(BTreeMap::new());
+        }
+        let endpoints = self
+            .pods
+            .iter()
+            .filter(|pod| {
+                pod.namespace == svc.namespace
+                    && pod.ready
+                    && svc
+                        .selector
+                        .iter()
+                        .all(|(k, v)| pod.labels.get(k) == Some(v))
+            })
+            .filter(|pod| match target {
+                Target::Service { .. } => true,
+                Target::Hostname {
+                    hostname, service, ..
+                } => {
+                    pod.hostname.as_deref() == Some(hostname.as_str())
+                        && pod.subdomain.as_deref() == Some(service.as_str())
+                }
+            })
+            .filter_map(|pod| {
+                let pod_port = match &port.target_port {
+                    None => port.port,
+                    Some(TargetPort::Number(n)) => *n,
+                    // A pod without the named port is not an endpoint of it.
+                    Some(TargetPort::Name(name)) => *pod.ports.get(name)?,
+                };
+                Some((SocketAddr::new(pod.ip, pod_port), pod.endpoint()))
+            })
+            .collect();
+        Resolution::Endpoints(endpoints)
+    }
+}
+
+impl Pod {
+    fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            pod: Some(self.name.clone()),
+            owner: self
+                .owner
+                .as_ref()
+                .map(|o| (o.kind.to_ascii_lowercase(), o.name.clone())),
+            service_account: Some(self.service_account.clone()),
+            meshed: self.meshed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology() -> Topology {
+        serde_saphyr::from_str(
+            r#"
+services:
+  - name: web
+    namespace: emojivoto
+    selector: {app: web}
+    ports:
+      - {port: 80, targetPort: http}
+      - {port: 9090, targetPort: 9091}
+  - name: db
+    namespace: emojivoto
+    selector: {app: db}
+    ports: [{port: 5432}]
+  - name: search
+    namespace: emojivoto
+    externalName: search.example.com
+  - name: manual
+    namespace: emojivoto
+    ports: [{port: 80}]
+pods:
+  - {name: web-1, namespace: emojivoto, ip: 10.0.0.1, labels: {app: web}, ports: {http: 8080}, meshed: true,
+     owner: {kind: Deployment, name: web}, serviceAccount: web}
+  - {name: web-2, namespace: emojivoto, ip: 10.0.0.2, labels: {app: web}, ports: {http: 8081}}
+  - {name: web-3, namespace: emojivoto, ip: 10.0.0.3, labels: {app: web}, ports: {http: 8080}, ready: false}
+  - {name: web-4, namespace: emojivoto, ip: 10.0.0.4, labels: {app: web}}
+  - {name: web-other, namespace: other, ip: 10.0.1.1, labels: {app: web}, ports: {http: 8080}}
+  - {name: db-0, namespace: emojivoto, ip: 10.0.0.9, labels: {app: db}, hostname: db-0, subdomain: db}
+  - {name: db-1, namespace: emojivoto, ip: 10.0.0.10, labels: {app: db}, hostname: db-1, subdomain: db}
+"#,
+        )
+        .unwrap()
+    }
+
+    fn svc(name: &str, port: u16) -> Target {
+        Target::Service {
+            namespace: "emojivoto".into(),
+            name: name.into(),
+            port,
+        }
+    }
+
+    fn addrs(r: Resolution) -> Vec<String> {
+        match r {
+            Resolution::Endpoints(e) => e.keys().map(|a| a.to_string()).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn named_target_ports_and_readiness() {
+        // web-3 is not ready, web-4 has no `http` port, web-other is elsewhere.
+        assert_eq!(
+            addrs(topology().resolve(&svc("web", 80))),
+            ["10.0.0.1:8080", "10.0.0.2:8081"]
+        );
+        let numbered = addrs(topology().resolve(&svc("web", 9090)));
+        assert_eq!(
+            numbered,
+            ["10.0.0.1:9091", "10.0.0.2:9091", "10.0.0.4:9091"]
+        );
+    }
+
+    #[test]
+    fn endpoint_metadata() {
+        let Resolution::Endpoints(e) = topology().resolve(&svc("web", 80)) else {
+            panic!()
+        };
+        let web1 = &e[&"10.0.0.1:8080".parse().unwrap()];
+        assert_eq!(web1.owner, Some(("deployment".into(), "web".into())));
+        assert_eq!(web1.service_account.as_deref(), Some("web"));
+        assert!(web1.meshed);
+        let web2 = &e[&"10.0.0.2:8081".parse().unwrap()];
+        assert_eq!(web2.service_account.as_deref(), Some("default"));
+        assert!(!web2.meshed && web2.owner.is_none());
+    }
+
+    #[test]
+    fn unknowns_external_names_and_selectorless_services() {
+        let t = topology();
+        assert_eq!(t.resolve(&svc("nope", 80)), Resolution::NotFound);
+        assert_eq!(t.resolve(&svc("web", 81)), Resolution::NotFound);
+        assert_eq!(t.resolve(&svc("search", 80)), Resolution::ExternalName);
+        assert_eq!(
+            t.resolve(&svc("manual", 80)),
+            Resolution::Endpoints(BTreeMap::new())
+        );
+    }
+
+    #[test]
+    fn pod_hostnames() {
+        let target = Target::Hostname {
+            namespace: "emojivoto".into(),
+            service: "db".into(),
+            hostname: "db-1".into(),
+            port: 5432,
+        };
+        assert_eq!(addrs(topology().resolve(&target)), ["10.0.0.10:5432"]);
+        assert_eq!(addrs(topology().resolve(&svc("db", 5432))).len(), 2);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err =
+            serde_saphyr::from_str::<Topology>("services: [{name: a, namespace: b, prots: []}]")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("prots"), "{err}");
+    }
+}

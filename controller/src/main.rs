@@ -1,0 +1,153 @@
+//! `linkerd-controller`: the control plane, one subcommand per service.
+
+mod admin;
+mod destination;
+mod discovery;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(
+    name = "linkerd-controller",
+    version,
+    about = "The mesh's control plane"
+)]
+struct Cli {
+    /// Log filter, e.g. `info` or `warn,linkerd_controller=debug`.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serves io.linkerd.proxy.destination.Destination: service discovery for proxies.
+    Destination(DestinationArgs),
+}
+
+#[derive(Args)]
+struct DestinationArgs {
+    /// Discover from this topology file (services and pods, in YAML), re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    local: PathBuf,
+    /// How often the topology file is checked for changes.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    poll_interval: Duration,
+    #[arg(long, default_value = "0.0.0.0:8086")]
+    addr: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:9996")]
+    admin_addr: SocketAddr,
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The control plane's namespace, part of every workload identity.
+    #[arg(long, default_value = "linkerd")]
+    controller_namespace: String,
+    #[arg(long, default_value = "cluster.local")]
+    identity_trust_domain: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 500ms or 2s"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        _ => Err(format!("{s:?} is not a duration such as 500ms or 2s")),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "linkerd-controller: --log-level {:?} is invalid: {e}",
+                cli.log_level
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    let result = runtime
+        .context("cannot start the runtime")
+        .and_then(|rt| rt.block_on(run(cli.command)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("linkerd-controller: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Destination(args) => destination(args).await,
+    }
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the {what} server"))?;
+    tracing::info!("{what} listening on {}", listener.local_addr()?);
+    Ok(listener)
+}
+
+async fn destination(args: DestinationArgs) -> anyhow::Result<()> {
+    let discover = discovery::local::LocalDiscovery::load(args.local, args.poll_interval)?;
+    let metrics = destination::Metrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let config = destination::Config {
+        cluster_domain: args.cluster_domain,
+        control_namespace: args.controller_namespace,
+        trust_domain: args.identity_trust_domain,
+    };
+    let service = destination::Destination::new(discover, config, metrics).into_server();
+
+    let grpc = bind("destination", args.addr).await?;
+    let admin = bind("admin", args.admin_addr).await?;
+    tokio::spawn(admin::serve(admin, registry));
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            shutdown(),
+        )
+        .await
+        .context("destination server failed")?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}
