@@ -1,11 +1,8 @@
 //! `linkerd-controller`: the control plane, one subcommand per service.
 
-mod admin;
-mod destination;
-mod discovery;
-
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use linkerd_controller::{admin, destination, discovery};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use tokio::net::TcpListener;
 
@@ -31,9 +28,14 @@ enum Command {
 
 #[derive(Args)]
 struct DestinationArgs {
-    /// Discover from this topology file (services and pods, in YAML), re-read when it changes.
+    /// Discover from this topology file (services and pods, in YAML), re-read
+    /// when it changes, instead of from the Kubernetes API.
+    #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
+    local: Option<PathBuf>,
+    /// The kubeconfig to reach the Kubernetes API with. Without it: the
+    /// in-cluster config, else $KUBECONFIG or ~/.kube/config.
     #[arg(long, value_name = "FILE")]
-    local: PathBuf,
+    kubeconfig: Option<PathBuf>,
     /// How often the topology file is checked for changes.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     poll_interval: Duration,
@@ -110,7 +112,41 @@ async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 async fn destination(args: DestinationArgs) -> anyhow::Result<()> {
-    let discover = discovery::local::LocalDiscovery::load(args.local, args.poll_interval)?;
+    match &args.local {
+        Some(path) => {
+            let discover =
+                discovery::local::LocalDiscovery::load(path.clone(), args.poll_interval)?;
+            serve_destination(discover, args).await
+        }
+        None => {
+            let client = kube_client(args.kubeconfig.as_deref()).await?;
+            tracing::info!("waiting for the Kubernetes API's first lists");
+            let discover = discovery::kubernetes::KubeDiscovery::start(client).await;
+            serve_destination(discover, args).await
+        }
+    }
+}
+
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .with_context(|| format!("the kubeconfig {} is not usable", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes config: not in a cluster and no kubeconfig (use --kubeconfig or --local)")?,
+    };
+    kube::Client::try_from(config).context("cannot make a Kubernetes client")
+}
+
+async fn serve_destination<D: discovery::Discover>(
+    discover: D,
+    args: DestinationArgs,
+) -> anyhow::Result<()> {
     let metrics = destination::Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);

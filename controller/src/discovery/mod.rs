@@ -6,6 +6,7 @@
 //! turns that into endpoints the way Kubernetes' endpoints controller would,
 //! so every backend answers the same question the same way.
 
+pub mod kubernetes;
 pub mod local;
 
 use serde::Deserialize;

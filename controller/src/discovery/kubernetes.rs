@@ -1,0 +1,546 @@
+//! The Kubernetes backend: reflectors on Services, EndpointSlices and Pods,
+//! one shared cache for every stream, resolved the way the local backend
+//! resolves its topology.
+//!
+//! The watchers relist after errors and `410 Gone` (kube-rs' watcher does this,
+//! with backoff); streams already open keep the last known endpoints until the
+//! caches catch up, so an API outage never drops a proxy's endpoints.
+
+use super::{Discover, Endpoint, Resolution, Target};
+use futures_util::StreamExt;
+use k8s_openapi::api::{
+    core::v1::{Pod, Service},
+    discovery::v1::EndpointSlice,
+};
+use kube::{
+    Api, Client,
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+use tokio::sync::watch;
+
+/// The label that ties an EndpointSlice to its Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The container a meshed pod runs.
+const PROXY_CONTAINER: &str = "linkerd-proxy";
+
+#[derive(Clone)]
+pub struct KubeDiscovery {
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    pods: Store<Pod>,
+    /// Bumped on every watch event of any kind, relists included.
+    changes: watch::Receiver<u64>,
+}
+
+impl KubeDiscovery {
+    /// Starts watching the cluster and waits until every cache has its first
+    /// full list, so the first answers are complete.
+    pub async fn start(client: Client) -> Self {
+        let (tx, changes) = watch::channel(0);
+        let tx = Arc::new(tx);
+        let services = reflect(Api::<Service>::all(client.clone()), tx.clone());
+        let slices = reflect(Api::<EndpointSlice>::all(client.clone()), tx.clone());
+        let pods = reflect(Api::<Pod>::all(client), tx);
+        for (what, ready) in [
+            ("Services", services.wait_until_ready().await),
+            ("EndpointSlices", slices.wait_until_ready().await),
+            ("Pods", pods.wait_until_ready().await),
+        ] {
+            if ready.is_err() {
+                tracing::warn!("the {what} cache stopped before its first list");
+            }
+        }
+        tracing::info!("Kubernetes caches synced");
+        Self {
+            services,
+            slices,
+            pods,
+            changes,
+        }
+    }
+
+    fn resolve(&self, target: &Target) -> Resolution {
+        resolve(&self.services, &self.slices, &self.pods, target)
+    }
+}
+
+/// Runs a reflector for `api`, bumping `changes` on every event.
+fn reflect<K>(api: Api<K>, changes: Arc<watch::Sender<u64>>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer);
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(_) => {
+                    changes.send_modify(|n| *n += 1);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, kind = %K::kind(&()), "Kubernetes watch failed; retrying")
+                }
+            }
+        }
+    });
+    reader
+}
+
+impl Discover for KubeDiscovery {
+    fn watch(&self, target: &Target) -> watch::Receiver<Resolution> {
+        let (tx, rx) = watch::channel(self.resolve(target));
+        let this = self.clone();
+        let mut changes = self.changes.clone();
+        let target = target.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                    }
+                    _ = tx.closed() => return,
+                }
+                let resolution = this.resolve(&target);
+                tx.send_if_modified(|current| {
+                    let changed = *current != resolution;
+                    if changed {
+                        *current = resolution;
+                    }
+                    changed
+                });
+            }
+        });
+        rx
+    }
+}
+
+/// What `target` resolves to in the caches.
+fn resolve(
+    services: &Store<Service>,
+    slices: &Store<EndpointSlice>,
+    pods: &Store<Pod>,
+    target: &Target,
+) -> Resolution {
+    let Some(svc) = services.get(&ObjectRef::new(target.service()).within(target.namespace()))
+    else {
+        return Resolution::NotFound;
+    };
+    let Some(spec) = svc.spec.as_ref() else {
+        return Resolution::NotFound;
+    };
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return Resolution::ExternalName;
+    }
+    let Some(port) = spec
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| i32::from(target.port()) == p.port)
+    else {
+        return Resolution::NotFound;
+    };
+    let port_name = port.name.as_deref().unwrap_or("");
+    let mut endpoints = BTreeMap::new();
+    let owned = slices.state_filter(|slice| {
+        slice.metadata.namespace.as_deref() == Some(target.namespace())
+            && slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                .map(String::as_str)
+                == Some(target.service())
+    });
+    for slice in owned {
+        let Some(slice_port) = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+            .and_then(|p| p.port)
+            .and_then(|p| u16::try_from(p).ok())
+        else {
+            continue;
+        };
+        for ep in &slice.endpoints {
+            // Unknown readiness means ready, as the API documents.
+            if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                continue;
+            }
+            if let Target::Hostname { hostname, .. } = target
+                && ep.hostname.as_deref() != Some(hostname.as_str())
+            {
+                continue;
+            }
+            let pod = ep
+                .target_ref
+                .as_ref()
+                .filter(|r| r.kind.as_deref() == Some("Pod"))
+                .and_then(|r| {
+                    let name = r.name.as_deref()?;
+                    let ns = r.namespace.as_deref().unwrap_or(target.namespace());
+                    pods.get(&ObjectRef::new(name).within(ns))
+                });
+            let endpoint = match &pod {
+                Some(pod) => endpoint(pod),
+                None => Endpoint {
+                    pod: None,
+                    owner: None,
+                    service_account: None,
+                    meshed: false,
+                },
+            };
+            for addr in &ep.addresses {
+                match addr.parse() {
+                    Ok(ip) => {
+                        endpoints.insert(SocketAddr::new(ip, slice_port), endpoint.clone());
+                    }
+                    Err(_) => {
+                        tracing::debug!(%addr, "skipping an endpoint address that is not an IP")
+                    }
+                }
+            }
+        }
+    }
+    Resolution::Endpoints(endpoints)
+}
+
+/// The workload metadata of a pod.
+fn endpoint(pod: &Pod) -> Endpoint {
+    let meta = &pod.metadata;
+    let owner = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| {
+            // A Deployment's pods are owned by a ReplicaSet named after the
+            // Deployment and the pod template's hash.
+            let hash = meta
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("pod-template-hash"));
+            match hash {
+                Some(hash) if o.kind == "ReplicaSet" => {
+                    match o.name.strip_suffix(&format!("-{hash}")) {
+                        Some(deployment) => ("deployment".to_string(), deployment.to_string()),
+                        None => ("replicaset".to_string(), o.name.clone()),
+                    }
+                }
+                _ => (o.kind.to_ascii_lowercase(), o.name.clone()),
+            }
+        });
+    let spec = pod.spec.as_ref();
+    let service_account = spec
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".to_string());
+    let meshed = spec.is_some_and(|s| {
+        s.containers.iter().any(|c| c.name == PROXY_CONTAINER)
+            || s.init_containers
+                .iter()
+                .flatten()
+                .any(|c| c.name == PROXY_CONTAINER)
+    });
+    Endpoint {
+        pod: meta.name.clone(),
+        owner,
+        service_account: Some(service_account),
+        meshed,
+    }
+}
+
+/// The objects Kubernetes holds for a topology: its Services and Pods, and
+/// the EndpointSlices its endpoints controller would write for them. The
+/// tests use it to give both backends the same world.
+pub mod objects {
+    use super::super::{Pod as TopoPod, TargetPort, Topology};
+    use k8s_openapi::{
+        api::{
+            core::v1::{
+                Container, ContainerPort, ObjectReference, Pod, PodSpec, Service, ServicePort,
+                ServiceSpec,
+            },
+            discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice},
+        },
+        apimachinery::pkg::{
+            apis::meta::v1::{ObjectMeta, OwnerReference},
+            util::intstr::IntOrString,
+        },
+    };
+    use std::collections::BTreeMap;
+
+    fn meta(name: &str, namespace: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        }
+    }
+
+    pub fn services(t: &Topology) -> Vec<Service> {
+        t.services
+            .iter()
+            .map(|s| Service {
+                metadata: meta(&s.name, &s.namespace),
+                spec: Some(ServiceSpec {
+                    type_: Some(
+                        if s.external_name.is_some() {
+                            "ExternalName"
+                        } else {
+                            "ClusterIP"
+                        }
+                        .to_string(),
+                    ),
+                    external_name: s.external_name.clone(),
+                    selector: (!s.selector.is_empty()).then(|| s.selector.clone()),
+                    ports: Some(
+                        s.ports
+                            .iter()
+                            .enumerate()
+                            .map(|(i, p)| ServicePort {
+                                // Kubernetes requires names once a service has several ports.
+                                name: p.name.clone().or_else(|| Some(format!("port-{i}"))),
+                                port: i32::from(p.port),
+                                target_port: p.target_port.as_ref().map(|tp| match tp {
+                                    TargetPort::Number(n) => IntOrString::Int(i32::from(*n)),
+                                    TargetPort::Name(n) => IntOrString::String(n.clone()),
+                                }),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    ),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    pub fn pods(t: &Topology) -> Vec<Pod> {
+        t.pods.iter().map(pod).collect()
+    }
+
+    fn pod(p: &TopoPod) -> Pod {
+        let mut metadata = meta(&p.name, &p.namespace);
+        let mut labels = p.labels.clone();
+        if let Some(owner) = &p.owner {
+            let (kind, name) = if owner.kind.eq_ignore_ascii_case("deployment") {
+                labels.insert("pod-template-hash".into(), "5d8f9c".into());
+                ("ReplicaSet".to_string(), format!("{}-5d8f9c", owner.name))
+            } else {
+                (owner.kind.clone(), owner.name.clone())
+            };
+            metadata.owner_references = Some(vec![OwnerReference {
+                api_version: "apps/v1".into(),
+                kind,
+                name,
+                uid: format!("uid-{}", p.name),
+                controller: Some(true),
+                ..Default::default()
+            }]);
+        }
+        metadata.labels = Some(labels);
+        let app = Container {
+            name: "app".into(),
+            ports: Some(
+                p.ports
+                    .iter()
+                    .map(|(name, port)| ContainerPort {
+                        name: Some(name.clone()),
+                        container_port: i32::from(*port),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let mut containers = vec![app];
+        if p.meshed {
+            containers.push(Container {
+                name: super::PROXY_CONTAINER.into(),
+                ..Default::default()
+            });
+        }
+        Pod {
+            metadata,
+            spec: Some(PodSpec {
+                containers,
+                service_account_name: Some(p.service_account.clone()),
+                hostname: p.hostname.clone(),
+                subdomain: p.subdomain.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// One EndpointSlice per service port with a selector, as the endpoints
+    /// controller writes them: every selected pod, ready or not, on the port
+    /// its target port resolves to.
+    pub fn endpoint_slices(t: &Topology) -> Vec<EndpointSlice> {
+        let mut slices = Vec::new();
+        for (svc, spec) in t.services.iter().zip(services(t)) {
+            if svc.selector.is_empty() || svc.external_name.is_some() {
+                continue;
+            }
+            let selected: Vec<&TopoPod> = t
+                .pods
+                .iter()
+                .filter(|p| {
+                    p.namespace == svc.namespace
+                        && svc.selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+                })
+                .collect();
+            for (port, spec_port) in svc.ports.iter().zip(spec.spec.unwrap().ports.unwrap()) {
+                // Pods resolve a named target port each on their own; group by the result.
+                let mut by_port: BTreeMap<u16, Vec<&TopoPod>> = BTreeMap::new();
+                for p in &selected {
+                    let n = match &port.target_port {
+                        None => Some(port.port),
+                        Some(TargetPort::Number(n)) => Some(*n),
+                        Some(TargetPort::Name(name)) => p.ports.get(name).copied(),
+                    };
+                    if let Some(n) = n {
+                        by_port.entry(n).or_default().push(p);
+                    }
+                }
+                for (n, pods) in by_port {
+                    let mut metadata =
+                        meta(&format!("{}-{}-{n}", svc.name, port.port), &svc.namespace);
+                    metadata.labels = Some(BTreeMap::from([(
+                        super::SERVICE_NAME_LABEL.to_string(),
+                        svc.name.clone(),
+                    )]));
+                    slices.push(EndpointSlice {
+                        metadata,
+                        address_type: "IPv4".into(),
+                        ports: Some(vec![EndpointPort {
+                            name: spec_port.name.clone(),
+                            port: Some(i32::from(n)),
+                            protocol: Some("TCP".into()),
+                            ..Default::default()
+                        }]),
+                        endpoints: pods
+                            .iter()
+                            .map(|p| Endpoint {
+                                addresses: vec![p.ip.to_string()],
+                                conditions: Some(EndpointConditions {
+                                    ready: Some(p.ready),
+                                    ..Default::default()
+                                }),
+                                hostname: p
+                                    .hostname
+                                    .clone()
+                                    .filter(|_| p.subdomain.as_deref() == Some(svc.name.as_str())),
+                                target_ref: Some(ObjectReference {
+                                    kind: Some("Pod".into()),
+                                    name: Some(p.name.clone()),
+                                    namespace: Some(p.namespace.clone()),
+                                    ..Default::default()
+                                }),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    });
+                }
+            }
+        }
+        slices
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::Topology, *};
+    use kube::runtime::watcher::Event;
+
+    fn store<K>(objects: Vec<K>) -> Store<K>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    {
+        let (reader, mut writer) = reflector::store();
+        writer.apply_watcher_event(&Event::Init);
+        for o in objects {
+            writer.apply_watcher_event(&Event::InitApply(o));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        reader
+    }
+
+    fn topology() -> Topology {
+        serde_saphyr::from_str(
+            r#"
+services:
+  - {name: web, namespace: emojivoto, selector: {app: web}, ports: [{port: 80, targetPort: http, name: http}, {port: 9090, targetPort: 9091, name: admin}]}
+  - {name: db, namespace: emojivoto, selector: {app: db}, ports: [{port: 5432}]}
+  - {name: search, namespace: emojivoto, externalName: search.example.com}
+  - {name: manual, namespace: emojivoto, ports: [{port: 80}]}
+pods:
+  - {name: web-1, namespace: emojivoto, ip: 10.0.0.1, labels: {app: web}, ports: {http: 8080}, meshed: true, owner: {kind: Deployment, name: web}, serviceAccount: web}
+  - {name: web-2, namespace: emojivoto, ip: 10.0.0.2, labels: {app: web}, ports: {http: 8081}, owner: {kind: StatefulSet, name: web}}
+  - {name: web-3, namespace: emojivoto, ip: 10.0.0.3, labels: {app: web}, ports: {http: 8080}, ready: false}
+  - {name: web-4, namespace: emojivoto, ip: 10.0.0.4, labels: {app: web}}
+  - {name: web-other, namespace: other, ip: 10.0.1.1, labels: {app: web}, ports: {http: 8080}}
+  - {name: db-0, namespace: emojivoto, ip: 10.0.0.9, labels: {app: db}, hostname: db-0, subdomain: db, meshed: true}
+  - {name: db-1, namespace: emojivoto, ip: 10.0.0.10, labels: {app: db}, hostname: db-1, subdomain: db}
+"#,
+        )
+        .unwrap()
+    }
+
+    /// Both backends must give the same answer for the same world.
+    #[test]
+    fn resolves_as_the_local_backend_does() {
+        let t = topology();
+        let services = store(objects::services(&t));
+        let slices = store(objects::endpoint_slices(&t));
+        let pods = store(objects::pods(&t));
+        let svc = |name: &str, port| Target::Service {
+            namespace: "emojivoto".into(),
+            name: name.into(),
+            port,
+        };
+        let targets = [
+            svc("web", 80),
+            svc("web", 9090),
+            svc("web", 81),
+            svc("db", 5432),
+            svc("search", 80),
+            svc("manual", 80),
+            svc("nope", 80),
+            Target::Hostname {
+                namespace: "emojivoto".into(),
+                service: "db".into(),
+                hostname: "db-1".into(),
+                port: 5432,
+            },
+        ];
+        for target in targets {
+            assert_eq!(
+                resolve(&services, &slices, &pods, &target),
+                t.resolve(&target),
+                "{target:?}"
+            );
+        }
+        let Resolution::Endpoints(web) = t.resolve(&svc("web", 80)) else {
+            panic!()
+        };
+        assert_eq!(web.len(), 2, "the comparison must cover real endpoints");
+    }
+}

@@ -1,0 +1,7 @@
+//! The mesh's control plane. The `linkerd-controller` binary runs one of its
+//! services per subcommand; the library lets the end-to-end tests build the
+//! same worlds the services see.
+
+pub mod admin;
+pub mod destination;
+pub mod discovery;
