@@ -1,21 +1,35 @@
-//! Runs a real `linkerd-controller` with the local discovery backend.
+//! Runs a real `linkerd-controller` on either discovery backend.
 
-use crate::proxy::{bin, spawn_listening};
+use crate::{
+    kubeapi::FakeApi,
+    proxy::{bin, spawn_listening},
+};
+use linkerd_controller::discovery::Topology;
 use linkerd2_proxy_api::destination::destination_client::DestinationClient;
 use std::{
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Stdio,
     sync::atomic::{AtomicU32, Ordering},
 };
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
+/// Where the destination service discovers from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A topology file.
+    Local,
+    /// The Kubernetes API (a [`FakeApi`] on loopback, through a kubeconfig).
+    Kubernetes,
+}
+
 pub struct Controller {
     pub grpc: SocketAddr,
     pub admin: SocketAddr,
     dir: PathBuf,
     child: Child,
+    api: Option<FakeApi>,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -28,8 +42,9 @@ fn scratch_dir() -> PathBuf {
     dir
 }
 
-/// The `linkerd-controller destination` command for a topology file.
-pub fn destination_command(topology: &std::path::Path) -> Command {
+/// `linkerd-controller destination` with a discovery source: `--local FILE`
+/// or `--kubeconfig FILE`.
+fn destination_command(source: &str, file: &Path) -> Command {
     let mut cmd = Command::new(bin("linkerd-controller"));
     cmd.args([
         "destination",
@@ -38,34 +53,65 @@ pub fn destination_command(topology: &std::path::Path) -> Command {
         "--admin-addr",
         "127.0.0.1:0",
     ])
-    .args(["--poll-interval", "20ms", "--local"])
-    .arg(topology)
+    .args(["--poll-interval", "20ms", source])
+    .arg(file)
     .stdin(Stdio::null())
     .kill_on_drop(true);
     cmd
 }
 
+fn parse(yaml: &str) -> Topology {
+    serde_saphyr::from_str(yaml).expect("test topology parses")
+}
+
 impl Controller {
     /// Starts the destination service on a topology file holding `yaml`.
     pub async fn destination(yaml: &str) -> Self {
+        Self::destination_with(Backend::Local, yaml).await
+    }
+
+    /// Starts the destination service on `backend`, holding `yaml`'s world.
+    pub async fn destination_with(backend: Backend, yaml: &str) -> Self {
         let dir = scratch_dir();
-        let topology = dir.join("topology.yaml");
-        std::fs::write(&topology, yaml).expect("write topology");
-        let (child, addrs) =
-            spawn_listening(destination_command(&topology), &["destination", "admin"]).await;
+        let (cmd, api) = match backend {
+            Backend::Local => {
+                let topology = dir.join("topology.yaml");
+                std::fs::write(&topology, yaml).expect("write topology");
+                (destination_command("--local", &topology), None)
+            }
+            Backend::Kubernetes => {
+                let api = FakeApi::start().await;
+                api.set_topology(&parse(yaml));
+                let kubeconfig = api.write_kubeconfig(&dir);
+                (destination_command("--kubeconfig", &kubeconfig), Some(api))
+            }
+        };
+        let (child, addrs) = spawn_listening(cmd, &["destination", "admin"]).await;
         Self {
             grpc: addrs["destination"],
             admin: addrs["admin"],
             dir,
             child,
+            api,
         }
     }
 
-    /// Replaces the topology, atomically, as an editor or a generator would.
+    /// Changes the world: rewrites the topology file (atomically, as an
+    /// editor or generator would), or updates the fake API's objects.
     pub fn set_topology(&self, yaml: &str) {
-        let tmp = self.dir.join("topology.yaml.new");
-        std::fs::write(&tmp, yaml).expect("write topology");
-        std::fs::rename(&tmp, self.dir.join("topology.yaml")).expect("replace topology");
+        match &self.api {
+            Some(api) => api.set_topology(&parse(yaml)),
+            None => {
+                let tmp = self.dir.join("topology.yaml.new");
+                std::fs::write(&tmp, yaml).expect("write topology");
+                std::fs::rename(&tmp, self.dir.join("topology.yaml")).expect("replace topology");
+            }
+        }
+    }
+
+    /// The fake Kubernetes API, for the Kubernetes backend.
+    pub fn api(&self) -> Option<&FakeApi> {
+        self.api.as_ref()
     }
 
     /// A destination client built from Linkerd2's own published API crate.
@@ -86,18 +132,17 @@ impl Drop for Controller {
     }
 }
 
-/// Runs the destination command on `yaml` to completion, for start-up errors.
+/// Runs the destination command on a topology file holding `yaml` to
+/// completion, for start-up errors.
 pub async fn destination_exit(yaml: &str) -> (std::process::ExitStatus, String) {
     let dir = scratch_dir();
     let topology = dir.join("topology.yaml");
     std::fs::write(&topology, yaml).expect("write topology");
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        destination_command(&topology).output(),
-    )
-    .await
-    .expect("controller did not exit")
-    .expect("run controller");
+    let run = destination_command("--local", &topology).output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), run)
+        .await
+        .expect("controller did not exit")
+        .expect("run controller");
     let _ = std::fs::remove_dir_all(&dir);
     (
         out.status,

@@ -3,6 +3,7 @@
 
 pub mod backends;
 pub mod controller;
+pub mod kubeapi;
 pub mod metrics;
 pub mod netns;
 pub mod proxy;

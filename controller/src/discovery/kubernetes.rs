@@ -188,17 +188,23 @@ fn resolve(
             {
                 continue;
             }
-            let pod = ep
+            // An endpoint that names a pod not yet in the cache waits for it
+            // (the two arrive on separate watches): advertised early, a meshed
+            // pod would go out without its identity. Endpoints that name no
+            // pod (hand-made slices) carry no workload metadata.
+            let endpoint = match ep
                 .target_ref
                 .as_ref()
                 .filter(|r| r.kind.as_deref() == Some("Pod"))
-                .and_then(|r| {
-                    let name = r.name.as_deref()?;
-                    let ns = r.namespace.as_deref().unwrap_or(target.namespace());
-                    pods.get(&ObjectRef::new(name).within(ns))
-                });
-            let endpoint = match &pod {
-                Some(pod) => endpoint(pod),
+            {
+                Some(pod_ref) => {
+                    let name = pod_ref.name.as_deref().unwrap_or_default();
+                    let ns = pod_ref.namespace.as_deref().unwrap_or(target.namespace());
+                    match pods.get(&ObjectRef::new(name).within(ns)) {
+                        Some(pod) => endpoint(&pod),
+                        None => continue,
+                    }
+                }
                 None => Endpoint {
                     pod: None,
                     owner: None,

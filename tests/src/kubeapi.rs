@@ -1,0 +1,302 @@
+//! A fake Kubernetes API server on loopback that speaks the real list/watch
+//! HTTP protocol for Services, EndpointSlices and Pods, so the controller's
+//! kube-rs client runs unchanged against it.
+//!
+//! It keeps every object's resourceVersion and an event history, replays
+//! history to a watch that resumes from a version, and can forget its history
+//! (as etcd compaction does) so a resuming watch gets `410 Gone` and the
+//! client must relist.
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use linkerd_controller::discovery::{Topology, kubernetes::objects};
+use serde_json::{Value, json};
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+use tokio::{net::TcpListener, sync::mpsc};
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// The kinds the fake serves, by collection path.
+const KINDS: [(&str, &str, &str); 3] = [
+    ("/api/v1/services", "ServiceList", "v1"),
+    (
+        "/apis/discovery.k8s.io/v1/endpointslices",
+        "EndpointSliceList",
+        "discovery.k8s.io/v1",
+    ),
+    ("/api/v1/pods", "PodList", "v1"),
+];
+
+#[derive(Default)]
+struct State {
+    version: u64,
+    /// Objects by collection path, then (namespace, name).
+    objects: BTreeMap<&'static str, BTreeMap<(String, String), Value>>,
+    /// (version, collection, watch event) for every change since `floor`.
+    history: Vec<(u64, &'static str, Value)>,
+    /// Watches resuming from before this version get 410 Gone.
+    floor: u64,
+    watchers: Vec<(&'static str, mpsc::UnboundedSender<Bytes>)>,
+    requests: Vec<String>,
+    /// While set, every request gets 503, as during an API outage.
+    down: bool,
+}
+
+#[derive(Clone)]
+pub struct FakeApi {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeApi {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake API");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State::default()));
+        let api = Self { addr, state };
+        let server = api.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let api = server.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let api = api.clone();
+                        async move { Ok::<_, Infallible>(api.handle(req)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        api
+    }
+
+    /// A kubeconfig that points at this server.
+    pub fn write_kubeconfig(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("kubeconfig");
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\nusers:\n- name: test\n  user:\n    token: test-token\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: test\ncurrent-context: fake\n",
+            self.addr
+        );
+        std::fs::write(&path, yaml).expect("write kubeconfig");
+        path
+    }
+
+    /// Makes the API hold what Kubernetes would for `topology`, sending the
+    /// differences to open watches as ADDED, MODIFIED and DELETED events.
+    pub fn set_topology(&self, topology: &Topology) {
+        let next = BTreeMap::from([
+            (KINDS[0].0, to_json(objects::services(topology))),
+            (KINDS[1].0, to_json(objects::endpoint_slices(topology))),
+            (KINDS[2].0, to_json(objects::pods(topology))),
+        ]);
+        let (services, slices, pods) = (KINDS[0].0, KINDS[1].0, KINDS[2].0);
+        let mut state = self.state.lock().unwrap();
+        // In Kubernetes a pod exists before a slice lists it, and leaves the
+        // slices before it is gone: additions go pods first, removals last.
+        for path in [pods, services, slices] {
+            state.apply(path, &next[path]);
+        }
+        for path in [slices, services, pods] {
+            state.remove_missing(path, &next[path]);
+        }
+    }
+
+    /// Forgets the event history and ends every watch, as an API server
+    /// restart after compaction would: clients resuming get 410 Gone.
+    pub fn expire_watches(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.history.clear();
+        // The store's revision moves on, so a fresh list resumes past the floor.
+        state.version += 1;
+        state.floor = state.version;
+        state.watchers.clear();
+    }
+
+    /// Starts or ends an outage: every request gets 503 and open watches end.
+    pub fn set_down(&self, down: bool) {
+        let mut state = self.state.lock().unwrap();
+        state.down = down;
+        if down {
+            state.watchers.clear();
+        }
+    }
+
+    /// The request lines seen so far (method, path and query).
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let query: BTreeMap<String, String> = req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        let mut state = self.state.lock().unwrap();
+        state
+            .requests
+            .push(format!("{} {}", req.method(), req.uri()));
+        if state.down {
+            let outage = status(503, "ServiceUnavailable", "outage");
+            return json_response(StatusCode::SERVICE_UNAVAILABLE, &outage);
+        }
+        let Some((collection, list_kind, api_version)) = KINDS.iter().find(|(p, _, _)| *p == path)
+        else {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                &status(404, "NotFound", &format!("no route {path}")),
+            );
+        };
+        if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
+            let since: u64 = query
+                .get("resourceVersion")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let (tx, rx) = mpsc::unbounded_channel();
+            if since < state.floor {
+                let gone = json!({"type": "ERROR", "object": status(410, "Expired", "too old resource version")});
+                let _ = tx.send(line(&gone));
+                drop(tx);
+            } else {
+                for (_, _, event) in state
+                    .history
+                    .iter()
+                    .filter(|(v, c, _)| *v > since && c == collection)
+                {
+                    let _ = tx.send(line(event));
+                }
+                state.watchers.push((collection, tx));
+            }
+            // Watch bodies are a stream of JSON lines.
+            let frames = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+                |b| Ok::<_, Infallible>(Frame::data(b)),
+            );
+            return Response::builder()
+                .header("content-type", "application/json")
+                .body(BodyExt::boxed(StreamBody::new(frames)))
+                .unwrap();
+        }
+        let items: Vec<Value> = state
+            .objects
+            .get(collection)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        let list = json!({
+            "kind": list_kind,
+            "apiVersion": api_version,
+            "metadata": {"resourceVersion": state.version.to_string()},
+            "items": items,
+        });
+        json_response(StatusCode::OK, &list)
+    }
+}
+
+impl State {
+    /// Adds and modifies objects to match `wanted`.
+    fn apply(&mut self, path: &'static str, wanted: &[Value]) {
+        for obj in wanted {
+            let k = key(obj);
+            let event = match self.objects.get(path).and_then(|m| m.get(&k)) {
+                None => "ADDED",
+                Some(old) if without_version(old) != without_version(obj) => "MODIFIED",
+                Some(_) => continue,
+            };
+            self.change(path, event, k, obj.clone());
+        }
+    }
+
+    /// Deletes objects that `wanted` no longer has.
+    fn remove_missing(&mut self, path: &'static str, wanted: &[Value]) {
+        let keep: Vec<(String, String)> = wanted.iter().map(key).collect();
+        let gone: Vec<((String, String), Value)> = self
+            .objects
+            .get(path)
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| !keep.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, obj) in gone {
+            self.change(path, "DELETED", k, obj);
+        }
+    }
+
+    fn change(
+        &mut self,
+        collection: &'static str,
+        kind: &str,
+        key: (String, String),
+        mut obj: Value,
+    ) {
+        self.version += 1;
+        obj["metadata"]["resourceVersion"] = Value::String(self.version.to_string());
+        let event = json!({"type": kind, "object": obj});
+        if kind == "DELETED" {
+            self.objects.entry(collection).or_default().remove(&key);
+        } else {
+            self.objects.entry(collection).or_default().insert(key, obj);
+        }
+        self.watchers
+            .retain(|(c, tx)| *c != collection || tx.send(line(&event)).is_ok());
+        self.history.push((self.version, collection, event));
+    }
+}
+
+fn key(obj: &Value) -> (String, String) {
+    let meta = &obj["metadata"];
+    (
+        meta["namespace"].as_str().unwrap_or_default().to_string(),
+        meta["name"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+fn without_version(obj: &Value) -> Value {
+    let mut obj = obj.clone();
+    obj["metadata"]["resourceVersion"] = Value::Null;
+    obj
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code})
+}
+
+fn line(v: &Value) -> Bytes {
+    let mut s = serde_json::to_vec(v).unwrap();
+    s.push(b'\n');
+    Bytes::from(s)
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(v).unwrap())).boxed())
+        .unwrap()
+}
+
+fn to_json<T: serde::Serialize>(objects: Vec<T>) -> Vec<Value> {
+    objects
+        .iter()
+        .map(|o| serde_json::to_value(o).expect("objects serialise"))
+        .collect()
+}
