@@ -102,31 +102,10 @@ where
 
 impl Discover for KubeDiscovery {
     fn watch(&self, target: &Target) -> watch::Receiver<Resolution> {
-        let (tx, rx) = watch::channel(self.resolve(target));
         let this = self.clone();
-        let mut changes = self.changes.clone();
-        let target = target.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    changed = changes.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                    }
-                    _ = tx.closed() => return,
-                }
-                let resolution = this.resolve(&target);
-                tx.send_if_modified(|current| {
-                    let changed = *current != resolution;
-                    if changed {
-                        *current = resolution;
-                    }
-                    changed
-                });
-            }
-        });
-        rx
+        super::follow(self.changes.clone(), target, move |_, target| {
+            this.resolve(target)
+        })
     }
 }
 

@@ -106,30 +106,9 @@ fn parse(path: &Path, text: &str) -> Result<Topology, LoadError> {
 
 impl Discover for LocalDiscovery {
     fn watch(&self, target: &Target) -> watch::Receiver<Resolution> {
-        let mut topology = self.topology.clone();
-        let (tx, rx) = watch::channel(topology.borrow_and_update().resolve(target));
-        let target = target.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    changed = topology.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                    }
-                    _ = tx.closed() => return,
-                }
-                let resolution = topology.borrow_and_update().resolve(&target);
-                tx.send_if_modified(|current| {
-                    let changed = *current != resolution;
-                    if changed {
-                        *current = resolution;
-                    }
-                    changed
-                });
-            }
-        });
-        rx
+        super::follow(self.topology.clone(), target, |topology, target| {
+            topology.resolve(target)
+        })
     }
 }
 

@@ -23,6 +23,43 @@ pub trait Discover: Clone + Send + Sync + 'static {
     fn watch(&self, target: &Target) -> watch::Receiver<Resolution>;
 }
 
+/// Re-resolves `target` each time `changes` moves and publishes only real
+/// changes, until the returned receiver is dropped. Every backend's `watch`
+/// is this, over its own notion of "something changed".
+fn follow<T, F>(
+    mut changes: watch::Receiver<T>,
+    target: &Target,
+    resolve: F,
+) -> watch::Receiver<Resolution>
+where
+    T: Send + Sync + 'static,
+    F: Fn(&T, &Target) -> Resolution + Send + 'static,
+{
+    let (tx, rx) = watch::channel(resolve(&changes.borrow_and_update(), target));
+    let target = target.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = tx.closed() => return,
+            }
+            let resolution = resolve(&changes.borrow_and_update(), &target);
+            tx.send_if_modified(|current| {
+                let changed = *current != resolution;
+                if changed {
+                    *current = resolution;
+                }
+                changed
+            });
+        }
+    });
+    rx
+}
+
 /// A name a proxy asked about, parsed from `host:port`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
