@@ -91,7 +91,12 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("linkerd-controller: {e:#}");
+            // What failed, and its immediate cause: deeper causes repeat
+            // themselves in some libraries' errors.
+            match e.chain().nth(1) {
+                Some(cause) => eprintln!("linkerd-controller: {e}: {cause}"),
+                None => eprintln!("linkerd-controller: {e}"),
+            }
             std::process::ExitCode::FAILURE
         }
     }

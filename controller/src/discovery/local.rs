@@ -21,10 +21,11 @@ use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
+    // The cause is part of the message, so it is not also a `source`.
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} is not a valid topology: {message}")]
     Parse { path: PathBuf, message: String },
@@ -84,9 +85,9 @@ impl LocalDiscovery {
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    std::fs::read_to_string(path).map_err(|error| LoadError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
