@@ -160,7 +160,8 @@ async fn serve_destination<D: discovery::Discover>(
         control_namespace: args.controller_namespace,
         trust_domain: args.identity_trust_domain,
     };
-    let service = destination::Destination::new(discover, config, metrics).into_server();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let service = destination::Destination::new(discover, config, metrics, stopped).into_server();
 
     let grpc = bind("destination", args.addr).await?;
     let admin = bind("admin", args.admin_addr).await?;
@@ -169,7 +170,11 @@ async fn serve_destination<D: discovery::Discover>(
         .add_service(service)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
-            shutdown(),
+            async move {
+                shutdown().await;
+                // Open streams end too, or the graceful shutdown would wait forever.
+                let _ = stop.send(true);
+            },
         )
         .await
         .context("destination server failed")?;

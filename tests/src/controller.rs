@@ -124,6 +124,11 @@ impl Controller {
     pub fn pid(&self) -> u32 {
         self.child.id().expect("controller running")
     }
+
+    /// Waits for the controller to exit on its own.
+    pub async fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().await.expect("wait for controller")
+    }
 }
 
 impl Drop for Controller {

@@ -341,3 +341,22 @@ async fn kubernetes_outage_keeps_serving_the_last_endpoints() {
         .unwrap();
     assert!(matches!(added.update, Some(Kind::Add(set)) if set.addrs.len() == 1));
 }
+
+/// SIGTERM ends open streams (proxies reconnect elsewhere) and the
+/// controller exits promptly, rather than waiting on streams that never end.
+#[tokio::test]
+async fn sigterm_ends_streams_and_exits() {
+    let ctl = Controller::destination(&topology(&[("web-1", "10.0.0.1", true)], true)).await;
+    let mut stream = get(&ctl, WEB).await.unwrap();
+    assert!(matches!(next(&mut stream).await, Kind::Add(_)));
+    let pid = nix::unistd::Pid::from_raw(ctl.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("the stream stayed open after SIGTERM");
+    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+    let status = tokio::time::timeout(Duration::from_secs(5), ctl.wait())
+        .await
+        .expect("the controller did not exit after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}

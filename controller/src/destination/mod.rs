@@ -18,7 +18,7 @@ use std::{
     net::SocketAddr,
     sync::Arc,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -78,14 +78,23 @@ pub struct Destination<D> {
     discover: D,
     config: Arc<Config>,
     metrics: Metrics,
+    /// Becomes true when the controller shuts down: streams never end on
+    /// their own, so they end then, and proxies reconnect to another replica.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl<D: Discover> Destination<D> {
-    pub fn new(discover: D, config: Config, metrics: Metrics) -> Self {
+    pub fn new(
+        discover: D,
+        config: Config,
+        metrics: Metrics,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             discover,
             config: Arc::new(config),
             metrics,
+            shutdown,
         }
     }
 
@@ -129,6 +138,7 @@ impl<D: Discover> destination_server::Destination for Destination<D> {
         let (tx, rx) = mpsc::channel(8);
         let mut translator = Translator::new(target, self.config.clone());
         let metrics = self.metrics.clone();
+        let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             metrics.streams.inc();
             let mut resolution = resolutions.borrow().clone();
@@ -146,6 +156,7 @@ impl<D: Discover> destination_server::Destination for Destination<D> {
                         }
                     }
                     _ = tx.closed() => break,
+                    _ = shutdown.wait_for(|stop| *stop) => break,
                 }
                 resolution = resolutions.borrow_and_update().clone();
             }
@@ -182,9 +193,13 @@ impl<D: Discover> destination_server::Destination for Destination<D> {
             ..Default::default()
         };
         let (tx, rx) = mpsc::channel(1);
+        let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             if tx.send(Ok(profile)).await.is_ok() {
-                tx.closed().await;
+                tokio::select! {
+                    _ = tx.closed() => {}
+                    _ = shutdown.wait_for(|stop| *stop) => {}
+                }
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
