@@ -8,6 +8,7 @@ use crate::{
     admin::Admin,
     config::{Config, ListenerConfig, ServerConfig},
     detect::{self, Protocol},
+    discovery::Resolver,
     http::{self, Clients, Version},
     metrics::{Direction, Metrics, Peer, Tls},
     tcp,
@@ -27,6 +28,8 @@ pub enum Error {
     },
     #[error("cannot install the signal handler: {0}")]
     Signal(io::Error),
+    #[error("the destination service address is not usable: {0}")]
+    Destination(tonic::transport::Error),
 }
 
 /// One side of the proxy (inbound or outbound) and what its connections share.
@@ -35,7 +38,9 @@ struct Side {
     cfg: ListenerConfig,
     orig_dst: OrigDst,
     server: ServerConfig,
-    clients: Clients,
+    clients: Arc<Clients>,
+    /// Outbound only, when a destination service is configured.
+    resolver: Option<Arc<Resolver>>,
     metrics: Arc<Metrics>,
 }
 
@@ -50,6 +55,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(Error::Signal)?;
 
+    let resolver = match config.destination {
+        Some(dst) => Some(Arc::new(Resolver::new(dst).map_err(Error::Destination)?)),
+        None => None,
+    };
     let admin_server = Admin::new(metrics.registry(), drain.clone());
     tokio::spawn(admin_server.serve(admin));
     for (direction, listener, cfg) in [
@@ -61,7 +70,14 @@ pub async fn run(config: Config) -> Result<(), Error> {
             orig_dst: cfg
                 .orig_dst_override
                 .map_or(OrigDst::Kernel, OrigDst::Fixed),
-            clients: Clients::new(direction, cfg.connect_timeout, metrics.clone()),
+            clients: Arc::new(Clients::new(
+                direction,
+                cfg.connect_timeout,
+                metrics.clone(),
+            )),
+            resolver: resolver
+                .clone()
+                .filter(|_| direction == Direction::Outbound),
             cfg,
             server: config.server.clone(),
             metrics: metrics.clone(),
@@ -183,6 +199,7 @@ impl Side {
             version,
             target,
             &self.clients,
+            self.resolver.clone(),
             self.metrics.clone(),
         );
         http::serve(io, version, proxy, &self.server, drain).await;

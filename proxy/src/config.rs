@@ -32,6 +32,8 @@ pub const ENV_HTTP2_MAX_PENDING_ACCEPT_RESETS: &str =
     "LINKERD2_PROXY_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS";
 pub const ENV_IDLE_TIMEOUT: &str = "LINKERD2_PROXY_IDLE_TIMEOUT";
 pub const ENV_CORES: &str = "LINKERD2_PROXY_CORES";
+pub const ENV_DESTINATION_SVC_ADDR: &str = "LINKERD2_PROXY_DESTINATION_SVC_ADDR";
+pub const ENV_DESTINATION_GET_SUFFIXES: &str = "LINKERD2_PROXY_DESTINATION_GET_SUFFIXES";
 
 /// Server-speaks-first protocols (SMTP, MySQL, PostgreSQL, Redis, ...): a
 /// client on these ports waits for the server, so detection would only stall.
@@ -69,6 +71,9 @@ pub struct ConfigError {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub log: String,
+    /// Where to discover outbound destinations; none means every request
+    /// goes to its original destination.
+    pub destination: Option<DestinationConfig>,
     /// Worker threads; by default one per available CPU.
     pub cores: Option<usize>,
     pub inbound: ListenerConfig,
@@ -99,6 +104,26 @@ pub struct ServerConfig {
     /// How long a connection may carry no request and no bytes before it is
     /// closed.
     pub idle_timeout: Duration,
+}
+
+/// The destination service, and which names to ask it about.
+#[derive(Clone, Debug)]
+pub struct DestinationConfig {
+    /// `host:port`; a name is resolved with DNS on each (re)connect.
+    pub addr: String,
+    /// Authorities ending in one of these (e.g. `svc.cluster.local.`) are
+    /// resolved; others go to their original destination.
+    pub suffixes: Vec<String>,
+}
+
+impl DestinationConfig {
+    pub fn resolves(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.');
+        self.suffixes.iter().any(|s| {
+            let s = s.trim_end_matches('.');
+            s.is_empty() || host == s || host.strip_suffix(s).is_some_and(|h| h.ends_with('.'))
+        })
+    }
 }
 
 /// A set of TCP ports, written as `25,587,4000-4100`.
@@ -217,6 +242,22 @@ impl Config {
             log: env
                 .get(ENV_LOG)
                 .unwrap_or_else(|| "warn,linkerd=info".into()),
+            destination: r
+                .parse(ENV_DESTINATION_SVC_ADDR, "a HOST:PORT address", |s| {
+                    s.rsplit_once(':')
+                        .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                        .map(|_| s.to_string())
+                })?
+                .map(|addr| DestinationConfig {
+                    addr,
+                    suffixes: env
+                        .get(ENV_DESTINATION_GET_SUFFIXES)
+                        .unwrap_or_else(|| "svc.cluster.local.".into())
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                }),
             cores: r.parse(ENV_CORES, "a positive number of threads", |s| {
                 s.parse().ok().filter(|n| *n > 0)
             })?,
@@ -352,6 +393,7 @@ mod tests {
             (ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION, "99999"),
             (ENV_HTTP_MAX_HEADER_SIZE, "12"),
             (ENV_CORES, "0"),
+            (ENV_DESTINATION_SVC_ADDR, "no-port"),
             (ENV_IDENTITY_DISABLED, "yes"),
         ];
         for (name, value) in cases {
@@ -360,6 +402,21 @@ mod tests {
             let line = err.to_string();
             assert!(line.starts_with(name) && !line.contains('\n'), "{line}");
         }
+    }
+
+    #[test]
+    fn destination_suffixes() {
+        let c = Config::from_env(&env(&[(
+            ENV_DESTINATION_SVC_ADDR,
+            "linkerd-dst.linkerd.svc:8086",
+        )]))
+        .unwrap();
+        let d = c.destination.unwrap();
+        assert!(d.resolves("web.emojivoto.svc.cluster.local"));
+        assert!(d.resolves("web.emojivoto.svc.cluster.local."));
+        assert!(!d.resolves("example.com"));
+        assert!(!d.resolves("notsvc.cluster.local"));
+        assert!(Config::from_env(&env(&[])).unwrap().destination.is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod admin;
 mod app;
 mod config;
 mod detect;
+mod discovery;
 mod http;
 mod metrics;
 mod tcp;

@@ -30,6 +30,12 @@ pub async fn http() -> SocketAddr {
 }
 
 pub fn http_on(listener: TcpListener) -> SocketAddr {
+    http_delayed(listener, Duration::ZERO)
+}
+
+/// The HTTP server, answering every request only after `delay`: a slow
+/// instance of a service.
+pub fn http_delayed(listener: TcpListener, delay: Duration) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
@@ -37,7 +43,7 @@ pub fn http_on(listener: TcpListener) -> SocketAddr {
                 continue;
             };
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| handle(req, peer));
+                let svc = hyper::service::service_fn(move |req| handle(req, peer, addr, delay));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                     .await;
@@ -69,10 +75,19 @@ fn query(req: &Request<Incoming>, key: &str) -> Option<u64> {
 /// - `/trailers`: a body, then trailers `x-trailer: yes`;
 /// - `/reset`: fails the stream (an HTTP/2 reset, or a closed HTTP/1 connection);
 /// - `/peer`: the address the connection came from;
+/// - `/whoami`: this server's own address;
 /// - `/close`: answers, then closes the connection;
 /// - `CONNECT`: 200, then echoes bytes;
 /// - anything else: `hello`.
-async fn handle(mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, BoxError> {
+async fn handle(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    delay: Duration,
+) -> Result<Response<Body>, BoxError> {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let path = req.uri().path().to_string();
     if req.method() == Method::CONNECT {
         let on_upgrade = hyper::upgrade::on(&mut req);
@@ -122,6 +137,7 @@ async fn handle(mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response
         }
         "/reset" => return Err("reset requested".into()),
         "/peer" => Response::new(full(peer.to_string())),
+        "/whoami" => Response::new(full(local.to_string())),
         "/close" => Response::builder()
             .header("connection", "close")
             .body(full("closing"))?,

@@ -229,13 +229,24 @@ impl Drop for H1Slot {
 /// connection, which is then in an unknown state.
 pub(crate) struct Checkin {
     send: Option<H1>,
-    held: Arc<Mutex<Option<H1>>>,
+    home: Home,
+}
+
+/// Where an HTTP/1 connection goes back to when its response is done.
+enum Home {
+    /// The client connection that holds it between requests.
+    Slot(Arc<Mutex<Option<H1>>>),
+    /// The target's idle pool (balanced requests pick their endpoint anew).
+    Pool(Arc<Target>),
 }
 
 impl Checkin {
     pub(crate) fn done(mut self) {
         if let Some(send) = self.send.take() {
-            *self.held.lock().unwrap() = Some(send);
+            match &self.home {
+                Home::Slot(held) => *held.lock().unwrap() = Some(send),
+                Home::Pool(target) => target.release(send),
+            }
         }
     }
 }
@@ -251,42 +262,17 @@ impl H1Slot {
         self.held.lock().unwrap().take()
     }
 
-    /// Sends `req` upstream. An upgrade gets a connection of its own that is
-    /// never reused. The `Checkin` must be completed when the response body
-    /// ends.
+    /// Sends `req` upstream on the connection this client connection holds,
+    /// or another. An upgrade's connection is never reused. The `Checkin`
+    /// must be completed when the response body ends.
     pub(crate) async fn send(
         target: Arc<Target>,
         held: Arc<Mutex<Option<H1>>>,
-        mut cached: Option<H1>,
-        mut req: Request<Incoming>,
+        cached: Option<H1>,
+        req: Request<Incoming>,
         upgrade: bool,
     ) -> Result<(Response<Incoming>, Option<Checkin>), Error> {
-        loop {
-            let cached = match cached.take() {
-                Some(mut s) => s.ready().await.is_ok().then_some(s),
-                None => None,
-            };
-            let (mut send, reused) = match cached {
-                Some(s) => (s, true),
-                None => target.h1().await?,
-            };
-            match send.try_send_request(req).await {
-                Ok(rsp) => {
-                    let checkin = (!upgrade).then(|| Checkin {
-                        send: Some(send),
-                        held: held.clone(),
-                    });
-                    return Ok((rsp, checkin));
-                }
-                // A reused connection the target closed before our request
-                // went out: nothing was sent, so a new connection may retry.
-                Err(mut e) if reused => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(e.into_error().into()),
-                },
-                Err(e) => return Err(into_error(e)),
-            }
-        }
+        send_h1(target, cached, req, upgrade, Home::Slot(held)).await
     }
 
     pub(crate) fn parts(&self) -> (Arc<Target>, Arc<Mutex<Option<H1>>>, Option<H1>) {
@@ -294,6 +280,86 @@ impl H1Slot {
     }
 }
 
+impl Target {
+    /// Sends `req` on any connection to this target in its own protocol: an
+    /// HTTP/1 connection comes from, and goes back to, the idle pool.
+    pub(crate) async fn send(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<(Response<Incoming>, Option<Checkin>), Error> {
+        if req.version() == http::Version::HTTP_2 {
+            let mut send = self.h2().await?;
+            return Ok((send.send_request(req).await?, None));
+        }
+        let home = Home::Pool(self.clone());
+        send_h1(self, None, req, false, home).await
+    }
+}
+
+async fn send_h1(
+    target: Arc<Target>,
+    mut cached: Option<H1>,
+    mut req: Request<Incoming>,
+    upgrade: bool,
+    home: Home,
+) -> Result<(Response<Incoming>, Option<Checkin>), Error> {
+    loop {
+        let cached = match cached.take() {
+            Some(mut s) => s.ready().await.is_ok().then_some(s),
+            None => None,
+        };
+        let (mut send, reused) = match cached {
+            Some(s) => (s, true),
+            None => target.h1().await?,
+        };
+        match send.try_send_request(req).await {
+            Ok(rsp) => {
+                let checkin = (!upgrade).then_some(Checkin {
+                    send: Some(send),
+                    home,
+                });
+                return Ok((rsp, checkin));
+            }
+            // A reused connection the target closed before our request
+            // went out: nothing was sent, so a new connection may retry.
+            Err(mut e) if reused => match e.take_message() {
+                Some(unsent) => req = unsent,
+                None => return Err(e.into_error().into()),
+            },
+            Err(e) => return Err(into_error(e)),
+        }
+    }
+}
+
 fn into_error(e: TrySendError<Request<Incoming>>) -> Error {
     Error::Request(e.into_error())
+}
+
+/// One endpoint of a balanced service, as the balancer sees it: requests go
+/// to the target in their own protocol on its shared connections.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    target: Arc<Target>,
+}
+
+impl Endpoint {
+    pub(crate) fn new(target: Arc<Target>) -> Self {
+        Self { target }
+    }
+}
+
+type Sent = Result<(Response<Incoming>, Option<Checkin>), Error>;
+
+impl tower::Service<Request<Incoming>> for Endpoint {
+    type Response = (Response<Incoming>, Option<Checkin>);
+    type Error = Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Sent> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        Box::pin(self.target.clone().send(req))
+    }
 }

@@ -5,11 +5,12 @@ mod body;
 mod client;
 mod headers;
 
-pub(crate) use self::client::{Clients, Version};
+pub(crate) use self::client::{Checkin, Clients, Endpoint, Error as ClientError, Target, Version};
 use self::{
     body::{Recorder, ResponseBody},
     client::{H1Slot, Upstream},
 };
+use crate::discovery::{self, Dispatch, Resolution, Resolver, Route};
 use crate::{
     config::ServerConfig,
     metrics::{Direction, Metrics, RouteStats, Tls},
@@ -194,6 +195,31 @@ impl Activity {
     }
 }
 
+/// The value for the last authority seen on a connection. Requests on one
+/// connection almost always share an authority, so this skips the shared,
+/// locked maps behind it.
+struct LastAuthority<T>(RefCell<Option<(Box<str>, T)>>);
+
+impl<T> Default for LastAuthority<T> {
+    fn default() -> Self {
+        Self(RefCell::new(None))
+    }
+}
+
+impl<T: Clone> LastAuthority<T> {
+    fn get(&self, authority: &str, make: impl FnOnce() -> T) -> T {
+        let mut cache = self.0.borrow_mut();
+        if let Some((a, value)) = cache.as_ref()
+            && **a == *authority
+        {
+            return value.clone();
+        }
+        let value = make();
+        *cache = Some((authority.into(), value.clone()));
+        value
+    }
+}
+
 /// The service for one accepted connection: every request on it goes to the
 /// connection's target through one pooled client.
 pub(crate) struct Proxy {
@@ -201,11 +227,15 @@ pub(crate) struct Proxy {
     version: Version,
     target: SocketAddr,
     upstream: RefCell<Upstream>,
+    /// Outbound: resolves service names to balanced endpoints.
+    resolver: Option<Arc<Resolver>>,
+    clients: Arc<Clients>,
+    /// The last authority's discovery route.
+    dst_route: LastAuthority<Option<Arc<Route>>>,
     metrics: Arc<Metrics>,
     activity: Arc<Activity>,
-    /// Requests on a connection almost always share an authority, so the
-    /// last one's stats are kept to skip the shared map.
-    route: RefCell<Option<(Box<str>, Arc<RouteStats>)>>,
+    /// The last authority's request metrics.
+    route: LastAuthority<Arc<RouteStats>>,
 }
 
 impl Proxy {
@@ -213,7 +243,8 @@ impl Proxy {
         direction: Direction,
         version: Version,
         target: SocketAddr,
-        clients: &Clients,
+        clients: &Arc<Clients>,
+        resolver: Option<Arc<Resolver>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -221,24 +252,27 @@ impl Proxy {
             version,
             target,
             upstream: RefCell::new(Upstream::new(clients.target(target), version)),
+            resolver,
+            clients: clients.clone(),
+            dst_route: LastAuthority::default(),
             metrics,
             activity: Arc::new(Activity::new()),
-            route: RefCell::new(None),
+            route: LastAuthority::default(),
         }
     }
 
     fn route(&self, authority: &str) -> Arc<RouteStats> {
-        let mut cache = self.route.borrow_mut();
-        if let Some((a, stats)) = cache.as_ref()
-            && **a == *authority
-        {
-            return stats.clone();
-        }
-        let stats = self
-            .metrics
-            .route(self.direction, authority, self.target, &Tls::Disabled);
-        *cache = Some((authority.into(), stats.clone()));
-        stats
+        self.route.get(authority, || {
+            self.metrics
+                .route(self.direction, authority, self.target, &Tls::Disabled)
+        })
+    }
+
+    /// The discovery route for `authority`, if it names a service.
+    fn dst_route(&self, authority: &str) -> Option<Arc<Route>> {
+        let resolver = self.resolver.as_ref()?;
+        self.dst_route
+            .get(authority, || resolver.route(authority, &self.clients))
     }
 
     /// HTTP/2 carries the scheme and authority as pseudo-headers, so the
@@ -317,11 +351,9 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let started = Instant::now();
-        let mut recorder = Recorder::new(
-            self.route(authority_of(&req)),
-            started,
-            self.activity.clone(),
-        );
+        let authority = authority_of(&req);
+        let mut recorder = Recorder::new(self.route(authority), started, self.activity.clone());
+        let discovered = self.dst_route(authority);
 
         // An HTTP/1 upgrade (WebSocket, h2c) or CONNECT becomes a byte stream
         // once the server agrees; take the client's half before forwarding.
@@ -346,35 +378,38 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
         }
 
         let h2 = self.version == Version::H2;
-        let response = match &mut *self.upstream.borrow_mut() {
-            Upstream::H1(slot) => {
-                let (target, held, cached) = slot.parts();
-                Either::Left(H1Slot::send(target, held, cached, req, upgrade))
-            }
-            Upstream::H2 { target, send } => {
-                // Refresh this connection's sender from the shared one
-                // without waiting; only a missing connection takes the lock.
-                if send.as_ref().is_none_or(|s| s.is_closed()) {
-                    *send = target.try_h2();
-                }
-                match send.as_mut() {
-                    Some(s) => Either::Right(Either::Left(
-                        s.send_request(req).map_err(client::Error::from),
-                    )),
-                    None => {
-                        let target = target.clone();
-                        Either::Right(Either::Right(async move {
-                            let mut s = target.h2().await?;
-                            Ok(s.send_request(req).await?)
-                        }))
-                    }
+        // A service name is balanced over its endpoints (upgrades keep to
+        // the original destination: they pin one connection anyway).
+        let discovered = discovered.filter(|_| !upgrade).and_then(|route| {
+            let state = route.resolution.borrow().clone();
+            match state {
+                Resolution::NotAService => None,
+                Resolution::Endpoints(e) if e.is_empty() => Some(Err(())),
+                Resolution::Endpoints(_) => Some(Ok(Dispatch::Balanced(route))),
+                Resolution::Pending => {
+                    let fallback = self.clients.target(self.target);
+                    Some(Ok(Dispatch::WhenResolved(route, fallback)))
                 }
             }
+        });
+        let response = match discovered {
+            Some(Err(())) => {
+                return Box::pin(async move {
+                    let msg = "the service has no endpoints";
+                    Ok(error_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        msg,
+                        recorder,
+                    ))
+                });
+            }
+            Some(Ok(dispatch)) => Either::Right(dispatch.send(req)),
+            None => Either::Left(self.send_direct(req, upgrade)),
         };
         Box::pin(async move {
             let result = match response {
-                Either::Left(h1) => h1.await,
-                Either::Right(h2) => h2.await.map(|rsp| (rsp, None)),
+                Either::Left(direct) => direct.await.map_err(BoxError::from),
+                Either::Right(discovered) => discovered.await,
             };
             recorder.answered();
             let (mut rsp, checkin) = match result {
@@ -383,17 +418,24 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
                     // An HTTP/2 stream the server reset is reset for the
                     // client too, with the same reason: hyper finds the h2
                     // error in the chain.
-                    if h2 && reset_reason(&e).is_some() {
-                        return Err(e.into());
+                    if h2 && reset_reason(&*e).is_some() {
+                        return Err(e);
                     }
                     tracing::debug!(error = %e, "upstream request failed");
-                    let msg = match e {
-                        client::Error::Connect(_) | client::Error::Handshake(_) => {
-                            "connection to the target failed"
+                    let (status, msg) = match e.downcast_ref::<client::Error>() {
+                        Some(client::Error::Connect(_) | client::Error::Handshake(_)) => {
+                            (StatusCode::BAD_GATEWAY, "connection to the target failed")
                         }
-                        client::Error::Request(_) => "the target closed the request",
+                        Some(client::Error::Request(_)) => {
+                            (StatusCode::BAD_GATEWAY, "the target closed the request")
+                        }
+                        None if e.is::<discovery::NoEndpoints>() => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the service has no endpoints",
+                        ),
+                        None => (StatusCode::BAD_GATEWAY, "the service's endpoints failed"),
                     };
-                    return Ok(error_response(StatusCode::BAD_GATEWAY, msg, recorder));
+                    return Ok(error_response(status, msg, recorder));
                 }
             };
             recorder.response(rsp.status(), rsp.headers());
@@ -409,6 +451,42 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
             headers::strip_hop_by_hop(rsp.headers_mut(), upgrade && upgraded);
             Ok(rsp.map(|b| ResponseBody::new(b, recorder, checkin)))
         })
+    }
+}
+
+impl Proxy {
+    /// Sends to the connection's own target, on the client protocol's
+    /// connection: HTTP/1 keeps one per client connection, HTTP/2 shares one.
+    fn send_direct(
+        &self,
+        req: Request<Incoming>,
+        upgrade: bool,
+    ) -> impl Future<Output = Result<(Response<Incoming>, Option<Checkin>), client::Error>> + Send + use<>
+    {
+        match &mut *self.upstream.borrow_mut() {
+            Upstream::H1(slot) => {
+                let (target, held, cached) = slot.parts();
+                Either::Left(H1Slot::send(target, held, cached, req, upgrade))
+            }
+            Upstream::H2 { target, send } => {
+                // Refresh this connection's sender from the shared one
+                // without waiting; only a missing connection takes the lock.
+                if send.as_ref().is_none_or(|s| s.is_closed()) {
+                    *send = target.try_h2();
+                }
+                let h2 = match send.as_mut() {
+                    Some(s) => Either::Left(s.send_request(req).map_err(client::Error::from)),
+                    None => {
+                        let target = target.clone();
+                        Either::Right(async move {
+                            let mut s = target.h2().await?;
+                            Ok(s.send_request(req).await?)
+                        })
+                    }
+                };
+                Either::Right(h2.map_ok(|rsp| (rsp, None)))
+            }
+        }
     }
 }
 
