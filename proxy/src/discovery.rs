@@ -117,7 +117,7 @@ async fn when_resolved(
         Some(Resolution::Endpoints(e)) if e.is_empty() => Err(Box::new(NoEndpoints)),
         Some(Resolution::Endpoints(_)) => Dispatch::Balanced(route).send(req).await,
         // Not a service, or destination too slow to say: as if undiscovered.
-        _ => Endpoint::new(fallback).oneshot(req).await.map_err(boxed),
+        _ => fallback.send(req).await.map_err(boxed),
     }
 }
 

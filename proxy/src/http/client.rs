@@ -95,6 +95,7 @@ impl Clients {
                         .tcp(self.direction, Peer::Dst, target, &Tls::Disabled),
                     h2: tokio::sync::Mutex::new(None),
                     idle: Mutex::new(Vec::new()),
+                    health: Health::default(),
                 })
             })
             .clone()
@@ -109,6 +110,44 @@ pub(crate) struct Target {
     stats: Arc<TcpStats>,
     h2: tokio::sync::Mutex<Option<http2::SendRequest<Incoming>>>,
     idle: Mutex<Vec<(http1::SendRequest<Incoming>, Instant)>>,
+    health: Health,
+}
+
+/// Whether a target accepts connections. A balancer must not send to a
+/// target that refuses them: its errors are fast, and a latency-aware
+/// balancer would favour it.
+#[derive(Debug, Default)]
+struct Health {
+    /// Connect failures in a row, and until when the target is out.
+    down: Mutex<(u32, Option<Instant>)>,
+}
+
+/// The first back-off after a failed connect; it doubles per failure.
+const DOWN_MIN: Duration = Duration::from_millis(100);
+const DOWN_MAX: Duration = Duration::from_secs(10);
+
+impl Health {
+    fn failed(&self) {
+        let mut down = self.down.lock().unwrap();
+        let backoff = DOWN_MIN.saturating_mul(1 << down.0.min(7)).min(DOWN_MAX);
+        *down = (down.0.saturating_add(1), Some(Instant::now() + backoff));
+    }
+
+    fn succeeded(&self) {
+        let mut down = self.down.lock().unwrap();
+        if down.0 > 0 {
+            *down = (0, None);
+        }
+    }
+
+    /// Until when the target is out of rotation, if it is.
+    fn down_until(&self) -> Option<Instant> {
+        self.down
+            .lock()
+            .unwrap()
+            .1
+            .filter(|until| *until > Instant::now())
+    }
 }
 
 type H1 = http1::SendRequest<Incoming>;
@@ -116,10 +155,16 @@ type H2 = http2::SendRequest<Incoming>;
 
 impl Target {
     async fn connect(&self) -> Result<TokioIo<Metered<tokio::net::TcpStream>>, Error> {
-        let stream = transport::connect(self.addr, self.connect_timeout)
-            .await
-            .map_err(Error::Connect)?;
-        Ok(TokioIo::new(Metered::new(stream, self.stats.clone())))
+        match transport::connect(self.addr, self.connect_timeout).await {
+            Ok(stream) => {
+                self.health.succeeded();
+                Ok(TokioIo::new(Metered::new(stream, self.stats.clone())))
+            }
+            Err(e) => {
+                self.health.failed();
+                Err(Error::Connect(e))
+            }
+        }
     }
 
     /// The shared HTTP/2 connection if it is open and nobody is replacing it.
@@ -336,15 +381,20 @@ fn into_error(e: TrySendError<Request<Incoming>>) -> Error {
 }
 
 /// One endpoint of a balanced service, as the balancer sees it: requests go
-/// to the target in their own protocol on its shared connections.
-#[derive(Clone)]
+/// to the target in their own protocol on its shared connections. While the
+/// target refuses connections the endpoint is not ready, so the balancer
+/// picks others until its back-off ends.
 pub(crate) struct Endpoint {
     target: Arc<Target>,
+    backoff: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Endpoint {
     pub(crate) fn new(target: Arc<Target>) -> Self {
-        Self { target }
+        Self {
+            target,
+            backoff: None,
+        }
     }
 }
 
@@ -355,8 +405,22 @@ impl tower::Service<Request<Incoming>> for Endpoint {
     type Error = Error;
     type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Sent> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Error>> {
-        std::task::Poll::Ready(Ok(()))
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Error>> {
+        loop {
+            if let Some(sleep) = self.backoff.as_mut() {
+                std::task::ready!(sleep.as_mut().poll(cx));
+                self.backoff = None;
+            }
+            match self.target.health.down_until() {
+                Some(until) => {
+                    self.backoff = Some(Box::pin(tokio::time::sleep_until(until.into())));
+                }
+                None => return std::task::Poll::Ready(Ok(())),
+            }
+        }
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
