@@ -5,5 +5,5 @@
 #   BENCH_PROTO (http1 or h2; default both), BENCH_PROXY_CORES (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -p linkerd-proxy
+cargo build --release --locked -p linkerd-proxy -p linkerd-controller
 cargo bench --locked -p linkerd-tests --bench proxy

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use linkerd_tests::{backends, proxy::Proxy};
+use linkerd_tests::{backends, controller::Controller, proxy::Proxy};
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
@@ -91,9 +91,9 @@ impl Sender {
         }
     }
 
-    async fn request(&mut self) -> bool {
-        let req = Request::get("http://bench.test/")
-            .header("host", "bench.test")
+    async fn request(&mut self, authority: &str) -> bool {
+        let req = Request::get(format!("http://{authority}/"))
+            .header("host", authority)
             .body(Empty::new())
             .unwrap();
         let rsp = match self {
@@ -112,7 +112,13 @@ impl Sender {
     }
 }
 
-async fn run(proto: Proto, addr: SocketAddr, load: Load, duration: Duration) -> Run {
+async fn run(
+    proto: Proto,
+    addr: SocketAddr,
+    authority: &'static str,
+    load: Load,
+    duration: Duration,
+) -> Run {
     // HTTP/2 multiplexes every worker over one connection, as gRPC clients do.
     let h2 = if proto == Proto::H2 {
         Some(Sender::connect(proto, addr).await)
@@ -138,7 +144,7 @@ async fn run(proto: Proto, addr: SocketAddr, load: Load, duration: Duration) -> 
                 Load::Max => {
                     while Instant::now() < deadline {
                         let t = Instant::now();
-                        if sender.request().await {
+                        if sender.request(authority).await {
                             latencies.push(t.elapsed().as_micros() as u32);
                         } else {
                             errors += 1;
@@ -158,7 +164,7 @@ async fn run(proto: Proto, addr: SocketAddr, load: Load, duration: Duration) -> 
                         // otherwise from now, so the timer's own 1ms
                         // granularity is not reported as latency.
                         let t = if late { scheduled } else { Instant::now() };
-                        if sender.request().await {
+                        if sender.request(authority).await {
                             latencies.push(t.elapsed().as_micros() as u32);
                         } else {
                             errors += 1;
@@ -248,7 +254,7 @@ fn main() {
         );
         println!("latencies in microseconds; 'added' is proxy minus direct at the same percentile\n");
         println!(
-            "{:<6} {:<10} {:<7} {:>9} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>11}",
+            "{:<6} {:<10} {:<8} {:>9} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>11}",
             "proto",
             "load",
             "path",
@@ -263,53 +269,47 @@ fn main() {
             "proxy cpu",
             "loadgen cpu"
         );
-        for proto in protos {
+        for proto in &protos {
             for load in [Load::Rate(rate), Load::Max] {
-                // Warm both paths (connections, pools, allocator) first.
-                run(proto, backend, Load::Max, Duration::from_millis(500)).await;
-                run(proto, proxy.inbound, Load::Max, Duration::from_millis(500)).await;
-                let (_, _, own_before) = proc_stats(std::process::id());
-                let direct = run(proto, backend, load, duration).await;
-                let (_, _, own_direct) = proc_stats(std::process::id());
-                let (_, _, cpu_before) = proc_stats(proxy.pid());
-                let proxied = run(proto, proxy.inbound, load, duration).await;
-                let (_, _, cpu_after) = proc_stats(proxy.pid());
-                let (_, _, own_after) = proc_stats(std::process::id());
-                let load_name = match load {
-                    Load::Rate(r) => format!("{r}rps"),
-                    Load::Max => "max".to_string(),
+                let paths = Paths {
+                    direct: backend,
+                    proxied: proxy.inbound,
+                    authority: "bench.test",
+                    label: "proxy",
+                    pid: proxy.pid(),
                 };
-                let proto_name = match proto {
-                    Proto::Http1 => "http1",
-                    Proto::H2 => "h2",
+                measure(*proto, load, &paths, duration).await;
+            }
+        }
+        // Outbound through discovery: a service of three backends, resolved
+        // through a controller and balanced per request by peak-EWMA.
+        if protos.contains(&Proto::Http1) {
+            let others = [backends::http().await, backends::http().await];
+            let topology = format!(
+                "services: [{{name: web, namespace: bench, selector: {{app: web}}, ports: [{{port: 80, targetPort: http}}]}}]\npods:\n{}",
+                [backend, others[0], others[1]]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| format!("  - {{name: web-{i}, namespace: bench, ip: 127.0.0.1, labels: {{app: web}}, ports: {{http: {}}}}}\n", b.port()))
+                    .collect::<String>()
+            );
+            let controller = Controller::destination(&topology).await;
+            let balanced = Proxy::builder()
+                .outbound_target(backend)
+                .env("LINKERD2_PROXY_DESTINATION_SVC_ADDR", controller.grpc)
+                .env("LINKERD2_PROXY_CORES", cores)
+                .env("LINKERD2_PROXY_LOG", "warn,linkerd_proxy::app=info")
+                .spawn()
+                .await;
+            for load in [Load::Rate(rate), Load::Max] {
+                let paths = Paths {
+                    direct: backend,
+                    proxied: balanced.outbound,
+                    authority: "web.bench.svc.cluster.local:80",
+                    label: "balance3",
+                    pid: balanced.pid(),
                 };
-                for (path, r) in [("direct", &direct), ("proxy", &proxied)] {
-                    let (added, cpu, own) = if path == "proxy" {
-                        (
-                            [0.5, 0.99, 0.999].map(|p| format!("{:.0}", r.pct(p) - direct.pct(p))),
-                            format!("{:.2}s", cpu_after - cpu_before),
-                            own_after - own_direct,
-                        )
-                    } else {
-                        (["".into(), "".into(), "".into()], String::new(), own_direct - own_before)
-                    };
-                    println!(
-                        "{:<6} {:<10} {:<7} {:>9.0} {:>7} {:>8.0} {:>8.0} {:>8.0} {:>9} {:>9} {:>9} {:>9} {:>10.2}s",
-                        proto_name,
-                        load_name,
-                        path,
-                        r.rps(),
-                        r.errors,
-                        r.pct(0.5),
-                        r.pct(0.99),
-                        r.pct(0.999),
-                        added[0],
-                        added[1],
-                        added[2],
-                        cpu,
-                        own
-                    );
-                }
+                measure(Proto::Http1, load, &paths, duration).await;
             }
         }
         let (rss, peak, cpu) = proc_stats(proxy.pid());
@@ -320,4 +320,84 @@ fn main() {
             peak as f64 / 1024.0
         );
     });
+}
+
+/// Where one comparison sends its load.
+struct Paths {
+    /// A backend, without the proxy.
+    direct: SocketAddr,
+    /// The proxy listener to go through.
+    proxied: SocketAddr,
+    authority: &'static str,
+    /// How the proxied row is named.
+    label: &'static str,
+    /// The proxy's process, for its CPU time.
+    pid: u32,
+}
+
+/// Runs `load` direct and proxied and prints both rows.
+async fn measure(proto: Proto, load: Load, paths: &Paths, duration: Duration) {
+    // Warm both paths (connections, pools, allocator) first.
+    run(
+        proto,
+        paths.direct,
+        "bench.test",
+        Load::Max,
+        Duration::from_millis(500),
+    )
+    .await;
+    run(
+        proto,
+        paths.proxied,
+        paths.authority,
+        Load::Max,
+        Duration::from_millis(500),
+    )
+    .await;
+    let (_, _, own_before) = proc_stats(std::process::id());
+    let direct = run(proto, paths.direct, "bench.test", load, duration).await;
+    let (_, _, own_direct) = proc_stats(std::process::id());
+    let (_, _, cpu_before) = proc_stats(paths.pid);
+    let proxied = run(proto, paths.proxied, paths.authority, load, duration).await;
+    let (_, _, cpu_after) = proc_stats(paths.pid);
+    let (_, _, own_after) = proc_stats(std::process::id());
+    let load_name = match load {
+        Load::Rate(r) => format!("{r}rps"),
+        Load::Max => "max".to_string(),
+    };
+    let proto_name = match proto {
+        Proto::Http1 => "http1",
+        Proto::H2 => "h2",
+    };
+    for (path, r) in [("direct", &direct), (paths.label, &proxied)] {
+        let (added, cpu, own) = if path == "direct" {
+            (
+                ["".into(), "".into(), "".into()],
+                String::new(),
+                own_direct - own_before,
+            )
+        } else {
+            (
+                [0.5, 0.99, 0.999].map(|p| format!("{:.0}", r.pct(p) - direct.pct(p))),
+                format!("{:.2}s", cpu_after - cpu_before),
+                own_after - own_direct,
+            )
+        };
+        println!(
+            "{:<6} {:<10} {:<8} {:>9.0} {:>7} {:>8.0} {:>8.0} {:>8.0} {:>9} {:>9} {:>9} {:>9} {:>10.2}s",
+            proto_name,
+            load_name,
+            path,
+            r.rps(),
+            r.errors,
+            r.pct(0.5),
+            r.pct(0.99),
+            r.pct(0.999),
+            added[0],
+            added[1],
+            added[2],
+            cpu,
+            own
+        );
+    }
 }
