@@ -56,7 +56,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
         .map_err(Error::Signal)?;
 
     let resolver = match config.destination {
-        Some(dst) => Some(Arc::new(Resolver::new(dst).map_err(Error::Destination)?)),
+        Some(dst) => {
+            let resolver = Arc::new(Resolver::new(dst).map_err(Error::Destination)?);
+            tokio::spawn(resolver.clone().sweep(crate::discovery::SWEEP_INTERVAL));
+            Some(resolver)
+        }
         None => None,
     };
     let admin_server = Admin::new(metrics.registry(), drain.clone());

@@ -129,6 +129,9 @@ fn boxed(e: crate::http::ClientError) -> BoxError {
 pub(crate) struct Route {
     pub(crate) resolution: watch::Receiver<Resolution>,
     pub(crate) balancer: Balancer,
+    /// Set by the sweeper when no connection held the route; a route still
+    /// unheld at the next sweep is dropped.
+    idle: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct Resolver {
@@ -136,6 +139,10 @@ pub(crate) struct Resolver {
     client: DestinationClient<Channel>,
     routes: Mutex<HashMap<String, Arc<Route>>>,
 }
+
+/// How often unused routes are looked for; one unused for a whole interval is
+/// dropped, ending its destination stream and its balancer.
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Resolver {
     pub(crate) fn new(config: DestinationConfig) -> Result<Self, tonic::transport::Error> {
@@ -148,6 +155,32 @@ impl Resolver {
             client: DestinationClient::new(channel),
             routes: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Drops routes no connection has held for a whole sweep interval, so a
+    /// name the application stopped calling costs nothing after a while.
+    pub(crate) async fn sweep(self: Arc<Self>, interval: Duration) {
+        loop {
+            tokio::time::sleep(interval).await;
+            self.sweep_once();
+        }
+    }
+
+    fn sweep_once(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.routes.lock().unwrap().retain(|authority, route| {
+            // Only this map holds it: unused since the last sweep?
+            let unheld = Arc::strong_count(route) == 1;
+            if !unheld {
+                route.idle.store(false, Relaxed);
+                return true;
+            }
+            let was_idle = route.idle.swap(true, Relaxed);
+            if was_idle {
+                tracing::debug!(%authority, "dropping an idle route");
+            }
+            !was_idle
+        });
     }
 
     /// The route for `authority`, if it is a name destination should know.
@@ -177,6 +210,7 @@ impl Resolver {
         let route = Arc::new(Route {
             resolution,
             balancer,
+            idle: false.into(),
         });
         routes.insert(authority.to_string(), route.clone());
         Some(route)
@@ -294,5 +328,44 @@ impl tokio_stream::Stream for Changes {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.0.poll_recv(cx).map(|c| c.map(Ok))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Direction, Metrics};
+
+    #[tokio::test]
+    async fn unheld_routes_are_dropped_after_two_sweeps() {
+        let config = DestinationConfig {
+            addr: "127.0.0.1:1".into(),
+            suffixes: vec!["svc.cluster.local.".into()],
+        };
+        let resolver = Resolver::new(config).unwrap();
+        let clients = Arc::new(Clients::new(
+            Direction::Outbound,
+            Duration::from_secs(1),
+            Metrics::new(),
+        ));
+        let held = resolver
+            .route("web.ns.svc.cluster.local:80", &clients)
+            .unwrap();
+        drop(
+            resolver
+                .route("api.ns.svc.cluster.local:80", &clients)
+                .unwrap(),
+        );
+        assert!(resolver.route("example.com:80", &clients).is_none());
+        let count = || resolver.routes.lock().unwrap().len();
+        assert_eq!(count(), 2);
+        resolver.sweep_once();
+        assert_eq!(count(), 2, "one sweep only marks");
+        resolver.sweep_once();
+        assert_eq!(count(), 1, "the unheld route goes at the second");
+        resolver.sweep_once();
+        resolver.sweep_once();
+        assert_eq!(count(), 1, "a held route stays");
+        drop(held);
     }
 }
