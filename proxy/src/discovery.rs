@@ -75,6 +75,8 @@ pub(crate) struct NoEndpoints;
 
 /// How a request to a service name is sent.
 pub(crate) enum Dispatch {
+    /// It is not: the service has no endpoints.
+    NoEndpoints,
     /// Over the service's endpoints.
     Balanced(Arc<Route>),
     /// Once destination first answers: balanced, or to `Target` (the
@@ -83,8 +85,21 @@ pub(crate) enum Dispatch {
 }
 
 impl Dispatch {
+    /// How to send to `route` as it resolves now; `None` if the name is not
+    /// a service (the request goes to its original destination, `fallback`).
+    pub(crate) fn new(route: Arc<Route>, fallback: impl FnOnce() -> Arc<Target>) -> Option<Self> {
+        let state = route.resolution.borrow().clone();
+        match state {
+            Resolution::NotAService => None,
+            Resolution::Endpoints(e) if e.is_empty() => Some(Self::NoEndpoints),
+            Resolution::Endpoints(_) => Some(Self::Balanced(route)),
+            Resolution::Pending => Some(Self::WhenResolved(route, fallback())),
+        }
+    }
+
     pub(crate) fn send(self, req: Req) -> SendFuture {
         match self {
+            Self::NoEndpoints => Box::pin(std::future::ready(Err(NoEndpoints.into()))),
             Self::Balanced(route) => Box::pin(route.balancer.clone().oneshot(req)),
             Self::WhenResolved(route, fallback) => Box::pin(when_resolved(route, fallback, req)),
         }

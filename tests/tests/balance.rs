@@ -232,22 +232,30 @@ async fn a_refusing_endpoint_is_avoided_until_it_recovers() {
     let proxy = proxy(&ctl, "127.0.0.1:1".parse().unwrap()).await;
 
     let counts = spread(&proxy, WEB, 150, 6).await;
+    // Concurrent requests may all reach it before its first failure marks it
+    // out; without the back-off it drew 101 of 150.
     let failed = counts.get("status 502").copied().unwrap_or(0);
     assert!(
-        failed <= 6,
+        failed <= 20,
         "{failed} of 150 requests went to the refusing endpoint: {counts:?}"
     );
 
-    // It comes back: after its back-off it is used again.
+    // It comes back: once its back-off (at most 10s) ends it is used again.
     backends::http_on(TcpListener::bind(dead_addr).await.unwrap());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let counts = spread(&proxy, WEB, 150, 6).await;
-    assert!(
-        counts.contains_key(&dead_addr.to_string()),
-        "never used again: {counts:?}"
-    );
-    assert!(
-        !counts.keys().any(|k| k.starts_with("status")),
-        "{counts:?}"
-    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let counts = spread(&proxy, WEB, 30, 3).await;
+        assert!(
+            !counts.keys().any(|k| k.starts_with("status")),
+            "{counts:?}"
+        );
+        if counts.contains_key(&dead_addr.to_string()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never used again: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -10,7 +10,7 @@ use self::{
     body::{Recorder, ResponseBody},
     client::{H1Slot, Upstream},
 };
-use crate::discovery::{self, Dispatch, Resolution, Resolver, Route};
+use crate::discovery::{self, Dispatch, Resolver, Route};
 use crate::{
     config::ServerConfig,
     metrics::{Direction, Metrics, RouteStats, Tls},
@@ -380,30 +380,11 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
         let h2 = self.version == Version::H2;
         // A service name is balanced over its endpoints (upgrades keep to
         // the original destination: they pin one connection anyway).
-        let discovered = discovered.filter(|_| !upgrade).and_then(|route| {
-            let state = route.resolution.borrow().clone();
-            match state {
-                Resolution::NotAService => None,
-                Resolution::Endpoints(e) if e.is_empty() => Some(Err(())),
-                Resolution::Endpoints(_) => Some(Ok(Dispatch::Balanced(route))),
-                Resolution::Pending => {
-                    let fallback = self.clients.target(self.target);
-                    Some(Ok(Dispatch::WhenResolved(route, fallback)))
-                }
-            }
-        });
-        let response = match discovered {
-            Some(Err(())) => {
-                return Box::pin(async move {
-                    let msg = "the service has no endpoints";
-                    Ok(error_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        msg,
-                        recorder,
-                    ))
-                });
-            }
-            Some(Ok(dispatch)) => Either::Right(dispatch.send(req)),
+        let dispatch = discovered
+            .filter(|_| !upgrade)
+            .and_then(|route| Dispatch::new(route, || self.clients.target(self.target)));
+        let response = match dispatch {
+            Some(dispatch) => Either::Right(dispatch.send(req)),
             None => Either::Left(self.send_direct(req, upgrade)),
         };
         Box::pin(async move {
