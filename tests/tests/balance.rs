@@ -81,15 +81,27 @@ async fn spread(proxy: &Proxy, authority: &str, n: usize, conns: usize) -> BTree
     counts
 }
 
+/// `n` fast backends.
+async fn fast_backends(n: usize) -> Vec<SocketAddr> {
+    let mut bs = Vec::with_capacity(n);
+    for _ in 0..n {
+        bs.push(backend(Duration::ZERO).await);
+    }
+    bs
+}
+
+/// A controller serving `web` on `backends`, and a proxy asking it (whose
+/// original destination, for other names, is a closed port).
+async fn mesh(backends: &[SocketAddr]) -> (Controller, Proxy) {
+    let ctl = Controller::destination(&topology(backends)).await;
+    let proxy = proxy(&ctl, "127.0.0.1:1".parse().unwrap()).await;
+    (ctl, proxy)
+}
+
 #[tokio::test]
 async fn requests_spread_over_every_endpoint() {
-    let bs = [
-        backend(Duration::ZERO).await,
-        backend(Duration::ZERO).await,
-        backend(Duration::ZERO).await,
-    ];
-    let ctl = Controller::destination(&topology(&bs)).await;
-    let proxy = proxy(&ctl, "127.0.0.1:1".parse().unwrap()).await;
+    let bs = fast_backends(3).await;
+    let (_ctl, proxy) = mesh(&bs).await;
     let counts = spread(&proxy, WEB, 300, 6).await;
     assert_eq!(counts.values().sum::<usize>(), 300);
     for b in &bs {
@@ -106,8 +118,7 @@ async fn most_requests_move_away_from_a_slow_endpoint() {
         backend(Duration::ZERO).await,
         slow,
     ];
-    let ctl = Controller::destination(&topology(&bs)).await;
-    let proxy = proxy(&ctl, "127.0.0.1:1".parse().unwrap()).await;
+    let (_ctl, proxy) = mesh(&bs).await;
     let counts = spread(&proxy, WEB, 600, 6).await;
     let to_slow = counts.get(&slow.to_string()).copied().unwrap_or(0);
     // An even spread would give it 200; peak-EWMA keeps it far below.
@@ -119,13 +130,8 @@ async fn most_requests_move_away_from_a_slow_endpoint() {
 
 #[tokio::test]
 async fn a_removed_endpoint_gets_no_more_requests() {
-    let bs = [
-        backend(Duration::ZERO).await,
-        backend(Duration::ZERO).await,
-        backend(Duration::ZERO).await,
-    ];
-    let ctl = Controller::destination(&topology(&bs)).await;
-    let proxy = proxy(&ctl, "127.0.0.1:1".parse().unwrap()).await;
+    let bs = fast_backends(3).await;
+    let (ctl, proxy) = mesh(&bs).await;
     assert_eq!(spread(&proxy, WEB, 60, 3).await.len(), 3);
     ctl.set_topology(&topology(&bs[..2]));
     // The controller polls the file every 20ms and streams the change.
@@ -137,9 +143,8 @@ async fn a_removed_endpoint_gets_no_more_requests() {
 
 #[tokio::test]
 async fn traffic_keeps_flowing_when_the_controller_stops() {
-    let bs = [backend(Duration::ZERO).await, backend(Duration::ZERO).await];
-    let ctl = Controller::destination(&topology(&bs)).await;
-    let proxy = proxy(&ctl, "127.0.0.1:1".parse().unwrap()).await;
+    let bs = fast_backends(2).await;
+    let (ctl, proxy) = mesh(&bs).await;
     assert_eq!(spread(&proxy, WEB, 20, 2).await.len(), 2);
     drop(ctl);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -186,13 +191,8 @@ async fn a_service_without_endpoints_fails_fast_with_503() {
 
 #[tokio::test]
 async fn http2_requests_are_balanced_too() {
-    let bs = [
-        backend(Duration::ZERO).await,
-        backend(Duration::ZERO).await,
-        backend(Duration::ZERO).await,
-    ];
-    let ctl = Controller::destination(&topology(&bs)).await;
-    let proxy = proxy(&ctl, "127.0.0.1:1".parse().unwrap()).await;
+    let bs = fast_backends(3).await;
+    let (_ctl, proxy) = mesh(&bs).await;
     let stream = TcpStream::connect(proxy.outbound).await.unwrap();
     let (send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
@@ -228,8 +228,7 @@ async fn a_refusing_endpoint_is_avoided_until_it_recovers() {
     drop(dead);
     let live = Duration::from_millis(40);
     let bs = [backend(live).await, backend(live).await, dead_addr];
-    let ctl = Controller::destination(&topology(&bs)).await;
-    let proxy = proxy(&ctl, "127.0.0.1:1".parse().unwrap()).await;
+    let (_ctl, proxy) = mesh(&bs).await;
 
     let counts = spread(&proxy, WEB, 150, 6).await;
     // Concurrent requests may all reach it before its first failure marks it
