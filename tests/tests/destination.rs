@@ -19,7 +19,7 @@ fn topology(pods: &[(&str, &str, bool)], with_service: bool) -> String {
     let mut yaml = String::new();
     if with_service {
         yaml.push_str(
-            "services:\n  - {name: web, namespace: emojivoto, selector: {app: web}, ports: [{port: 80, targetPort: http}]}\n  - {name: search, namespace: emojivoto, externalName: search.example.com}\n",
+            "services:\n  - {name: web, namespace: emojivoto, clusterIP: 10.96.0.80, selector: {app: web}, ports: [{port: 80, targetPort: http}]}\n  - {name: search, namespace: emojivoto, externalName: search.example.com}\n",
         );
     }
     yaml.push_str("pods:\n");
@@ -101,6 +101,7 @@ on_both_backends!(
     empty_services_say_so_at_once,
     names_that_are_not_services_are_refused_with_the_right_status,
     get_profile_answers_for_services,
+    addresses_resolve_as_their_service_or_pod,
 );
 
 async fn get_streams_endpoints_and_every_change(backend: Backend) {
@@ -213,7 +214,7 @@ async fn names_that_are_not_services_are_refused_with_the_right_status(backend: 
             Code::InvalidArgument,
         ),
         ("example.com:80", Code::InvalidArgument),
-        ("10.0.0.1:8080", Code::InvalidArgument),
+        ("10.9.9.9:80", Code::NotFound),
         (
             "web.emojivoto.svc.cluster.local:http",
             Code::InvalidArgument,
@@ -253,6 +254,55 @@ async fn get_profile_answers_for_services(backend: Backend) {
         tokio::time::timeout(Duration::from_millis(200), profiles.message())
             .await
             .is_err()
+    );
+}
+
+/// A proxy asks by address for a connection's original destination: a
+/// cluster IP is its service, a pod IP that pod (with its identity).
+async fn addresses_resolve_as_their_service_or_pod(backend: Backend) {
+    let ctl = Controller::destination_with(
+        backend,
+        &topology(
+            &[("web-1", "10.0.0.1", true), ("web-2", "10.0.0.2", false)],
+            true,
+        ),
+    )
+    .await;
+    let mut service = get(&ctl, "10.96.0.80:80").await.unwrap();
+    let Kind::Add(set) = next(&mut service).await else {
+        panic!("expected add")
+    };
+    assert_eq!(
+        addrs(&set.addrs.iter().filter_map(|a| a.addr).collect::<Vec<_>>()),
+        ["10.0.0.1:8080".parse().unwrap()]
+    );
+    assert_eq!(set.metric_labels["service"], "web");
+
+    // A pod's own address, ready or not, on the port asked for.
+    let mut pod = get(&ctl, "10.0.0.2:9000").await.unwrap();
+    let Kind::Add(set) = next(&mut pod).await else {
+        panic!("expected add")
+    };
+    assert_eq!(
+        addrs(&set.addrs.iter().filter_map(|a| a.addr).collect::<Vec<_>>()),
+        ["10.0.0.2:9000".parse().unwrap()]
+    );
+    assert_eq!(set.metric_labels["namespace"], "emojivoto");
+    assert!(!set.metric_labels.contains_key("service"));
+    assert_eq!(set.addrs[0].metric_labels["pod"], "web-2");
+    assert!(set.addrs[0].tls_identity.is_some());
+
+    // The pod becomes ready: the service's stream follows.
+    ctl.set_topology(&topology(
+        &[("web-1", "10.0.0.1", true), ("web-2", "10.0.0.2", true)],
+        true,
+    ));
+    let Kind::Add(set) = next(&mut service).await else {
+        panic!("expected add")
+    };
+    assert_eq!(
+        addrs(&set.addrs.iter().filter_map(|a| a.addr).collect::<Vec<_>>()),
+        ["10.0.0.2:8080".parse().unwrap()]
     );
 }
 

@@ -3,7 +3,7 @@
 
 pub mod path;
 
-use crate::discovery::{Discover, Endpoint, Resolution, Target};
+use crate::discovery::{Discover, Endpoint, Endpoints, Resolution, Target};
 use linkerd_proxy_api::{
     destination::{
         self as api, DestinationProfile, GetDestination, NoEndpoints, TlsIdentity, Update,
@@ -13,11 +13,7 @@ use linkerd_proxy_api::{
     net::TcpAddress,
 };
 use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
-use std::{
-    collections::{BTreeMap, HashMap},
-    net::SocketAddr,
-    sync::Arc,
-};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -136,7 +132,7 @@ impl<D: Discover> destination_server::Destination for Destination<D> {
         }
         tracing::debug!(path = %req.path, "Get");
         let (tx, rx) = mpsc::channel(8);
-        let mut translator = Translator::new(target, self.config.clone());
+        let mut translator = Translator::new(self.config.clone());
         let metrics = self.metrics.clone();
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
@@ -175,13 +171,20 @@ impl<D: Discover> destination_server::Destination for Destination<D> {
     ) -> Result<Response<ProfileStream>, Status> {
         let req = req.into_inner();
         let target = self.target(&req)?;
+        // An address has a name only when it is a service's cluster IP.
+        let service = match &target {
+            Target::Addr(_) => match &*self.discover.watch(&target).borrow() {
+                Resolution::Endpoints(e) => e.service.clone().map(|s| (e.namespace.clone(), s)),
+                _ => None,
+            },
+            named => named
+                .service()
+                .map(|(ns, name, _)| (ns.to_string(), name.to_string())),
+        };
         let profile = DestinationProfile {
-            fully_qualified_name: format!(
-                "{}.{}.svc.{}",
-                target.service(),
-                target.namespace(),
-                self.config.cluster_domain
-            ),
+            fully_qualified_name: service
+                .map(|(ns, name)| format!("{name}.{ns}.svc.{}", self.config.cluster_domain))
+                .unwrap_or_default(),
             retry_budget: Some(api::RetryBudget {
                 retry_ratio: 0.2,
                 min_retries_per_second: 10,
@@ -209,18 +212,17 @@ impl<D: Discover> destination_server::Destination for Destination<D> {
 /// Turns successive resolutions of one target into the updates a proxy
 /// needs to go from what it knows to what is true.
 struct Translator {
-    target: Target,
     config: Arc<Config>,
-    known: BTreeMap<SocketAddr, Endpoint>,
+    /// What the proxy was last told: the set's owner and its addresses.
+    known: Endpoints,
     first: bool,
 }
 
 impl Translator {
-    fn new(target: Target, config: Arc<Config>) -> Self {
+    fn new(config: Arc<Config>) -> Self {
         Self {
-            target,
             config,
-            known: BTreeMap::new(),
+            known: Endpoints::default(),
             first: true,
         }
     }
@@ -233,14 +235,20 @@ impl Translator {
             // The service went away (or became an alias): the proxy drops
             // everything it had and stops using discovery for it.
             Resolution::NotFound | Resolution::ExternalName => {
-                self.known.clear();
+                self.known = Endpoints::default();
                 return vec![no_endpoints(false)];
             }
         };
+        // Set-level labels come with each add: when the owner changes (a
+        // cluster IP given to another service), every address is re-sent.
+        if (&self.known.namespace, &self.known.service) != (&next.namespace, &next.service) {
+            self.known.addrs.retain(|a, _| !next.addrs.contains_key(a));
+        }
         let removed: Vec<TcpAddress> = self
             .known
+            .addrs
             .keys()
-            .filter(|a| !next.contains_key(a))
+            .filter(|a| !next.addrs.contains_key(a))
             .map(|a| (*a).into())
             .collect();
         if !removed.is_empty() {
@@ -249,22 +257,25 @@ impl Translator {
             });
         }
         let added: Vec<WeightedAddr> = next
+            .addrs
             .iter()
-            .filter(|(addr, ep)| self.known.get(addr) != Some(ep))
+            .filter(|(addr, ep)| self.known.addrs.get(addr) != Some(ep))
             .map(|(addr, ep)| self.weighted(*addr, ep))
             .collect();
         if !added.is_empty() {
+            let mut metric_labels =
+                HashMap::from([("namespace".to_string(), next.namespace.clone())]);
+            if let Some(service) = &next.service {
+                metric_labels.insert("service".to_string(), service.clone());
+            }
             out.push(Update {
                 update: Some(Kind::Add(WeightedAddrSet {
                     addrs: added,
-                    metric_labels: HashMap::from([
-                        ("namespace".to_string(), self.target.namespace().to_string()),
-                        ("service".to_string(), self.target.service().to_string()),
-                    ]),
+                    metric_labels,
                 })),
             });
         }
-        if next.is_empty() && (first || !self.known.is_empty()) {
+        if next.addrs.is_empty() && (first || !self.known.addrs.is_empty()) {
             out.push(no_endpoints(true));
         }
         self.known = next.clone();
@@ -290,7 +301,7 @@ impl Translator {
             tls_identity: meshed_sa.map(|sa| TlsIdentity {
                 strategy: Some(tls_identity::Strategy::DnsLikeIdentity(
                     tls_identity::DnsLikeIdentity {
-                        name: self.config.identity(sa, self.target.namespace()),
+                        name: self.config.identity(sa, &ep.namespace),
                     },
                 )),
                 server_name: None,
@@ -313,6 +324,7 @@ fn no_endpoints(exists: bool) -> Update {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn config() -> Arc<Config> {
         Arc::new(Config {
@@ -324,6 +336,7 @@ mod tests {
 
     fn ep(pod: &str, meshed: bool) -> Endpoint {
         Endpoint {
+            namespace: "emojivoto".into(),
             pod: Some(pod.into()),
             owner: Some(("deployment".into(), "web".into())),
             service_account: Some("web".into()),
@@ -332,11 +345,14 @@ mod tests {
     }
 
     fn resolution(eps: &[(&str, Endpoint)]) -> Resolution {
-        Resolution::Endpoints(
-            eps.iter()
+        Resolution::Endpoints(Endpoints {
+            namespace: "emojivoto".into(),
+            service: Some("web".into()),
+            addrs: eps
+                .iter()
                 .map(|(a, e)| (a.parse().unwrap(), e.clone()))
                 .collect(),
-        )
+        })
     }
 
     fn kinds(updates: &[Update]) -> Vec<String> {
@@ -353,12 +369,7 @@ mod tests {
 
     #[test]
     fn diffs_successive_resolutions() {
-        let target = Target::Service {
-            namespace: "emojivoto".into(),
-            name: "web".into(),
-            port: 80,
-        };
-        let mut t = Translator::new(target, config());
+        let mut t = Translator::new(config());
         assert_eq!(kinds(&t.updates(&resolution(&[]))), ["none(exists=true)"]);
         let two = resolution(&[
             ("10.0.0.1:80", ep("a", true)),
@@ -384,12 +395,7 @@ mod tests {
 
     #[test]
     fn meshed_endpoints_carry_identity_and_h2_hint() {
-        let target = Target::Service {
-            namespace: "emojivoto".into(),
-            name: "web".into(),
-            port: 80,
-        };
-        let mut t = Translator::new(target, config());
+        let mut t = Translator::new(config());
         let updates = t.updates(&resolution(&[
             ("10.0.0.1:8080", ep("web-1", true)),
             ("10.0.0.2:8080", ep("web-2", false)),
@@ -421,5 +427,37 @@ mod tests {
         ));
         let plain = &set.addrs[1];
         assert!(plain.tls_identity.is_none() && plain.protocol_hint.is_none());
+    }
+
+    #[test]
+    fn a_pod_address_has_no_service_label_and_its_own_identity() {
+        let mut t = Translator::new(config());
+        let mut db = ep("db-0", true);
+        db.namespace = "data".into();
+        let pod = Resolution::Endpoints(Endpoints {
+            namespace: "data".into(),
+            service: None,
+            addrs: BTreeMap::from([("10.0.0.9:5432".parse().unwrap(), db)]),
+        });
+        let updates = t.updates(&pod);
+        let Some(Kind::Add(set)) = &updates[0].update else {
+            panic!("{updates:?}")
+        };
+        assert_eq!(set.metric_labels.len(), 1);
+        assert_eq!(set.metric_labels["namespace"], "data");
+        let Some(tls_identity::Strategy::DnsLikeIdentity(id)) = set.addrs[0]
+            .tls_identity
+            .as_ref()
+            .and_then(|t| t.strategy.clone())
+        else {
+            panic!()
+        };
+        assert_eq!(
+            id.name,
+            "web.data.serviceaccount.identity.linkerd.cluster.local"
+        );
+        // The same address now reached as a service's: re-sent with its set.
+        let updates = t.updates(&resolution(&[("10.0.0.9:5432", ep("db-0", true))]));
+        assert_eq!(kinds(&updates), ["add1"]);
     }
 }

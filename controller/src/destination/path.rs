@@ -6,14 +6,12 @@ use crate::discovery::Target;
 pub enum PathError {
     #[error("{0:?} has an invalid port")]
     Port(String),
-    #[error("{0:?} is an IP address, not a service name")]
-    Ip(String),
     #[error("{host:?} is not a service in {domain:?} (expected name.namespace.svc.{domain})")]
     NotAService { host: String, domain: String },
 }
 
-/// Parses `svc.ns.svc.<domain>[:port]` or `host.svc.ns.svc.<domain>[:port]`;
-/// the port defaults to 80, as Linkerd's does.
+/// Parses `svc.ns.svc.<domain>[:port]`, `host.svc.ns.svc.<domain>[:port]`
+/// or `ip:port`; the port defaults to 80, as Linkerd's does.
 pub fn parse(path: &str, cluster_domain: &str) -> Result<Target, PathError> {
     let (host, port) = match path.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
@@ -25,12 +23,8 @@ pub fn parse(path: &str, cluster_domain: &str) -> Result<Target, PathError> {
         _ => (path, 80),
     };
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if host
-        .trim_matches(['[', ']'])
-        .parse::<std::net::IpAddr>()
-        .is_ok()
-    {
-        return Err(PathError::Ip(path.to_string()));
+    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        return Ok(Target::Addr(std::net::SocketAddr::new(ip, port)));
     }
     let not_a_service = || PathError::NotAService {
         host: host.clone(),
@@ -95,15 +89,23 @@ mod tests {
     }
 
     #[test]
+    fn addresses() {
+        assert_eq!(
+            parse("10.1.1.1:8080", "cluster.local"),
+            Ok(Target::Addr("10.1.1.1:8080".parse().unwrap()))
+        );
+        assert_eq!(
+            parse("[fd00::1]:80", "cluster.local"),
+            Ok(Target::Addr("[fd00::1]:80".parse().unwrap()))
+        );
+        assert_eq!(
+            parse("10.1.1.1", "cluster.local"),
+            Ok(Target::Addr("10.1.1.1:80".parse().unwrap()))
+        );
+    }
+
+    #[test]
     fn refusals() {
-        assert!(matches!(
-            parse("10.1.1.1:80", "cluster.local"),
-            Err(PathError::Ip(_))
-        ));
-        assert!(matches!(
-            parse("[::1]:80", "cluster.local"),
-            Err(PathError::Ip(_))
-        ));
         assert!(matches!(
             parse("web.ns.svc.cluster.local:http", "cluster.local"),
             Err(PathError::Port(_))

@@ -6,7 +6,7 @@
 //! with backoff); streams already open keep the last known endpoints until the
 //! caches catch up, so an API outage never drops a proxy's endpoints.
 
-use super::{Discover, Endpoint, Resolution, Target};
+use super::{Discover, Endpoint, Endpoints, Resolution, Target};
 use futures_util::StreamExt;
 use k8s_openapi::api::{
     core::v1::{Pod, Service},
@@ -20,7 +20,11 @@ use kube::{
         watcher,
     },
 };
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 use tokio::sync::watch;
 
 /// The label that ties an EndpointSlice to its Service.
@@ -116,11 +120,72 @@ fn resolve(
     pods: &Store<Pod>,
     target: &Target,
 ) -> Resolution {
-    let Some(svc) = services.get(&ObjectRef::new(target.service()).within(target.namespace()))
-    else {
+    if let Target::Addr(addr) = target {
+        return resolve_addr(services, slices, pods, *addr);
+    }
+    let Some((namespace, name, port)) = target.service() else {
         return Resolution::NotFound;
     };
-    let Some(spec) = svc.spec.as_ref() else {
+    match services.get(&ObjectRef::new(name).within(namespace)) {
+        Some(svc) => resolve_service(&svc, slices, pods, port, target.hostname()),
+        None => Resolution::NotFound,
+    }
+}
+
+/// A cluster IP resolves as its service; a pod IP as that pod alone.
+fn resolve_addr(
+    services: &Store<Service>,
+    slices: &Store<EndpointSlice>,
+    pods: &Store<Pod>,
+    addr: SocketAddr,
+) -> Resolution {
+    // Compared parsed: an IPv6 address has more than one spelling.
+    let is_ip = |s: &str| s.parse::<IpAddr>() == Ok(addr.ip());
+    let svc = services.find(|s| {
+        s.spec.as_ref().is_some_and(|spec| {
+            spec.cluster_ip.as_deref().is_some_and(is_ip)
+                || spec.cluster_ips.iter().flatten().any(|c| is_ip(c))
+        })
+    });
+    if let Some(svc) = svc {
+        return resolve_service(&svc, slices, pods, addr.port(), None);
+    }
+    // A host-network pod shares its node's IP: that IP is not the pod.
+    let pod = pods.find(|p| {
+        !p.spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false)
+            && p.status.as_ref().is_some_and(|s| {
+                s.pod_ip.as_deref().is_some_and(is_ip)
+                    || s.pod_ips.iter().flatten().any(|i| is_ip(&i.ip))
+            })
+    });
+    match pod {
+        Some(pod) => {
+            let ep = endpoint(&pod);
+            Resolution::Endpoints(Endpoints {
+                namespace: ep.namespace.clone(),
+                service: None,
+                addrs: BTreeMap::from([(addr, ep)]),
+            })
+        }
+        None => Resolution::NotFound,
+    }
+}
+
+fn resolve_service(
+    svc: &Service,
+    slices: &Store<EndpointSlice>,
+    pods: &Store<Pod>,
+    port: u16,
+    hostname: Option<&str>,
+) -> Resolution {
+    let (Some(spec), Some(name), Some(namespace)) = (
+        svc.spec.as_ref(),
+        svc.metadata.name.as_deref(),
+        svc.metadata.namespace.as_deref(),
+    ) else {
         return Resolution::NotFound;
     };
     if spec.type_.as_deref() == Some("ExternalName") {
@@ -130,21 +195,25 @@ fn resolve(
         .ports
         .iter()
         .flatten()
-        .find(|p| i32::from(target.port()) == p.port)
+        .find(|p| i32::from(port) == p.port)
     else {
         return Resolution::NotFound;
     };
     let port_name = port.name.as_deref().unwrap_or("");
-    let mut endpoints = BTreeMap::new();
+    let mut endpoints = Endpoints {
+        namespace: namespace.to_string(),
+        service: Some(name.to_string()),
+        addrs: BTreeMap::new(),
+    };
     let owned = slices.state_filter(|slice| {
-        slice.metadata.namespace.as_deref() == Some(target.namespace())
+        slice.metadata.namespace.as_deref() == Some(namespace)
             && slice
                 .metadata
                 .labels
                 .as_ref()
                 .and_then(|l| l.get(SERVICE_NAME_LABEL))
                 .map(String::as_str)
-                == Some(target.service())
+                == Some(name)
     });
     for slice in owned {
         let Some(slice_port) = slice
@@ -162,8 +231,8 @@ fn resolve(
             if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
                 continue;
             }
-            if let Target::Hostname { hostname, .. } = target
-                && ep.hostname.as_deref() != Some(hostname.as_str())
+            if let Some(hostname) = hostname
+                && ep.hostname.as_deref() != Some(hostname)
             {
                 continue;
             }
@@ -177,14 +246,15 @@ fn resolve(
                 .filter(|r| r.kind.as_deref() == Some("Pod"))
             {
                 Some(pod_ref) => {
-                    let name = pod_ref.name.as_deref().unwrap_or_default();
-                    let ns = pod_ref.namespace.as_deref().unwrap_or(target.namespace());
-                    match pods.get(&ObjectRef::new(name).within(ns)) {
+                    let pod_name = pod_ref.name.as_deref().unwrap_or_default();
+                    let ns = pod_ref.namespace.as_deref().unwrap_or(namespace);
+                    match pods.get(&ObjectRef::new(pod_name).within(ns)) {
                         Some(pod) => endpoint(&pod),
                         None => continue,
                     }
                 }
                 None => Endpoint {
+                    namespace: namespace.to_string(),
                     pod: None,
                     owner: None,
                     service_account: None,
@@ -194,7 +264,9 @@ fn resolve(
             for addr in &ep.addresses {
                 match addr.parse() {
                     Ok(ip) => {
-                        endpoints.insert(SocketAddr::new(ip, slice_port), endpoint.clone());
+                        endpoints
+                            .addrs
+                            .insert(SocketAddr::new(ip, slice_port), endpoint.clone());
                     }
                     Err(_) => {
                         tracing::debug!(%addr, "skipping an endpoint address that is not an IP")
@@ -243,6 +315,7 @@ fn endpoint(pod: &Pod) -> Endpoint {
                 .any(|c| c.name == PROXY_CONTAINER)
     });
     Endpoint {
+        namespace: meta.namespace.clone().unwrap_or_default(),
         pod: meta.name.clone(),
         owner,
         service_account: Some(service_account),
@@ -258,8 +331,8 @@ pub mod objects {
     use k8s_openapi::{
         api::{
             core::v1::{
-                Container, ContainerPort, ObjectReference, Pod, PodSpec, Service, ServicePort,
-                ServiceSpec,
+                Container, ContainerPort, ObjectReference, Pod, PodIP, PodSpec, PodStatus, Service,
+                ServicePort, ServiceSpec,
             },
             discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice},
         },
@@ -293,6 +366,8 @@ pub mod objects {
                         .to_string(),
                     ),
                     external_name: s.external_name.clone(),
+                    cluster_ip: s.cluster_ip.map(|ip| ip.to_string()),
+                    cluster_ips: s.cluster_ip.map(|ip| vec![ip.to_string()]),
                     selector: (!s.selector.is_empty()).then(|| s.selector.clone()),
                     ports: Some(
                         s.ports
@@ -371,7 +446,14 @@ pub mod objects {
                 subdomain: p.subdomain.clone(),
                 ..Default::default()
             }),
-            ..Default::default()
+            status: Some(PodStatus {
+                pod_ip: Some(p.ip.to_string()),
+                pod_ips: Some(vec![PodIP {
+                    ip: p.ip.to_string(),
+                }]),
+                phase: Some("Running".into()),
+                ..Default::default()
+            }),
         }
     }
 
@@ -472,7 +554,7 @@ mod tests {
         serde_saphyr::from_str(
             r#"
 services:
-  - {name: web, namespace: emojivoto, selector: {app: web}, ports: [{port: 80, targetPort: http, name: http}, {port: 9090, targetPort: 9091, name: admin}]}
+  - {name: web, namespace: emojivoto, clusterIP: 10.96.0.80, selector: {app: web}, ports: [{port: 80, targetPort: http, name: http}, {port: 9090, targetPort: 9091, name: admin}]}
   - {name: db, namespace: emojivoto, selector: {app: db}, ports: [{port: 5432}]}
   - {name: search, namespace: emojivoto, externalName: search.example.com}
   - {name: manual, namespace: emojivoto, ports: [{port: 80}]}
@@ -515,6 +597,11 @@ pods:
                 hostname: "db-1".into(),
                 port: 5432,
             },
+            Target::Addr("10.96.0.80:80".parse().unwrap()),
+            Target::Addr("10.96.0.80:81".parse().unwrap()),
+            Target::Addr("10.0.0.3:7000".parse().unwrap()),
+            Target::Addr("10.0.0.9:5432".parse().unwrap()),
+            Target::Addr("10.9.9.9:80".parse().unwrap()),
         ];
         for target in targets {
             assert_eq!(
@@ -526,6 +613,10 @@ pods:
         let Resolution::Endpoints(web) = t.resolve(&svc("web", 80)) else {
             panic!()
         };
-        assert_eq!(web.len(), 2, "the comparison must cover real endpoints");
+        assert_eq!(
+            web.addrs.len(),
+            2,
+            "the comparison must cover real endpoints"
+        );
     }
 }

@@ -130,7 +130,7 @@ mod tests {
 
     fn count(r: &Resolution) -> usize {
         match r {
-            Resolution::Endpoints(e) => e.len(),
+            Resolution::Endpoints(e) => e.addrs.len(),
             other => panic!("{other:?}"),
         }
     }

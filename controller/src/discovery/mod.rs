@@ -77,25 +77,35 @@ pub enum Target {
         hostname: String,
         port: u16,
     },
+    /// `ip:port`, as a proxy asks for a connection's original destination:
+    /// a service's cluster IP stands for the service, a pod's IP for the pod.
+    Addr(SocketAddr),
 }
 
 impl Target {
-    pub fn namespace(&self) -> &str {
+    /// The service a name-based target names, as (namespace, name, port).
+    pub fn service(&self) -> Option<(&str, &str, u16)> {
         match self {
-            Self::Service { namespace, .. } | Self::Hostname { namespace, .. } => namespace,
+            Self::Service {
+                namespace,
+                name,
+                port,
+            } => Some((namespace, name, *port)),
+            Self::Hostname {
+                namespace,
+                service,
+                port,
+                ..
+            } => Some((namespace, service, *port)),
+            Self::Addr(_) => None,
         }
     }
 
-    pub fn service(&self) -> &str {
+    /// The pod hostname a target selects, if it does.
+    pub fn hostname(&self) -> Option<&str> {
         match self {
-            Self::Service { name, .. } => name,
-            Self::Hostname { service, .. } => service,
-        }
-    }
-
-    pub fn port(&self) -> u16 {
-        match self {
-            Self::Service { port, .. } | Self::Hostname { port, .. } => *port,
+            Self::Hostname { hostname, .. } => Some(hostname),
+            _ => None,
         }
     }
 }
@@ -107,13 +117,36 @@ pub enum Resolution {
     NotFound,
     /// An ExternalName service: a DNS alias the proxy must resolve itself.
     ExternalName,
-    /// The service's ready endpoints on the requested port (maybe none).
-    Endpoints(BTreeMap<SocketAddr, Endpoint>),
+    /// The service's ready endpoints on the requested port (maybe none), or
+    /// the one pod an address belongs to.
+    Endpoints(Endpoints),
+}
+
+/// A set of endpoints and what they belong to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    pub namespace: String,
+    /// The service, when the target was one (by name or by cluster IP); a
+    /// pod's own address belongs to no service.
+    pub service: Option<String>,
+    pub addrs: BTreeMap<SocketAddr, Endpoint>,
+}
+
+impl Endpoints {
+    fn of_service(svc: &Service) -> Self {
+        Self {
+            namespace: svc.namespace.clone(),
+            service: Some(svc.name.clone()),
+            addrs: BTreeMap::new(),
+        }
+    }
 }
 
 /// One ready endpoint and the workload behind it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
+    /// The pod's namespace (its identity's), the service's when no pod is known.
+    pub namespace: String,
     pub pod: Option<String>,
     /// The controller that owns the pod, e.g. (`deployment`, `web`).
     pub owner: Option<(String, String)>,
@@ -155,6 +188,10 @@ pub struct Service {
     /// Set for an ExternalName service.
     #[serde(default)]
     pub external_name: Option<String>,
+    /// The service's virtual IP, which clients connect to; none for a
+    /// headless service.
+    #[serde(default, rename = "clusterIP")]
+    pub cluster_ip: Option<IpAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -222,23 +259,53 @@ fn default_service_account() -> String {
 impl Topology {
     /// Resolves `target` the way Kubernetes would route to it.
     pub fn resolve(&self, target: &Target) -> Resolution {
-        let Some(svc) = self
-            .services
-            .iter()
-            .find(|s| s.namespace == target.namespace() && s.name == target.service())
-        else {
+        if let Target::Addr(addr) = target {
+            return self.resolve_addr(*addr);
+        }
+        let Some((namespace, name, port)) = target.service() else {
             return Resolution::NotFound;
         };
+        match self
+            .services
+            .iter()
+            .find(|s| s.namespace == namespace && s.name == name)
+        {
+            Some(svc) => self.resolve_service(svc, port, target.hostname()),
+            None => Resolution::NotFound,
+        }
+    }
+
+    /// A cluster IP resolves as its service; a pod IP as that pod alone.
+    fn resolve_addr(&self, addr: SocketAddr) -> Resolution {
+        if let Some(svc) = self
+            .services
+            .iter()
+            .find(|s| s.cluster_ip == Some(addr.ip()))
+        {
+            return self.resolve_service(svc, addr.port(), None);
+        }
+        match self.pods.iter().find(|p| p.ip == addr.ip()) {
+            Some(pod) => Resolution::Endpoints(Endpoints {
+                namespace: pod.namespace.clone(),
+                service: None,
+                addrs: BTreeMap::from([(addr, pod.endpoint())]),
+            }),
+            None => Resolution::NotFound,
+        }
+    }
+
+    fn resolve_service(&self, svc: &Service, port: u16, hostname: Option<&str>) -> Resolution {
         if svc.external_name.is_some() {
             return Resolution::ExternalName;
         }
-        let Some(port) = svc.ports.iter().find(|p| p.port == target.port()) else {
+        let Some(port) = svc.ports.iter().find(|p| p.port == port) else {
             return Resolution::NotFound;
         };
+        let mut endpoints = Endpoints::of_service(svc);
         if svc.selector.is_empty() {
-            return Resolution::Endpoints(BTreeMap::new());
+            return Resolution::Endpoints(endpoints);
         }
-        let endpoints = self
+        endpoints.addrs = self
             .pods
             .iter()
             .filter(|pod| {
@@ -249,14 +316,11 @@ impl Topology {
                         .iter()
                         .all(|(k, v)| pod.labels.get(k) == Some(v))
             })
-            .filter(|pod| match target {
-                Target::Service { .. } => true,
-                Target::Hostname {
-                    hostname, service, ..
-                } => {
-                    pod.hostname.as_deref() == Some(hostname.as_str())
-                        && pod.subdomain.as_deref() == Some(service.as_str())
-                }
+            .filter(|pod| {
+                hostname.is_none_or(|hostname| {
+                    pod.hostname.as_deref() == Some(hostname)
+                        && pod.subdomain.as_deref() == Some(svc.name.as_str())
+                })
             })
             .filter_map(|pod| {
                 let pod_port = match &port.target_port {
@@ -275,6 +339,7 @@ impl Topology {
 impl Pod {
     fn endpoint(&self) -> Endpoint {
         Endpoint {
+            namespace: self.namespace.clone(),
             pod: Some(self.name.clone()),
             owner: self
                 .owner
@@ -296,6 +361,7 @@ mod tests {
 services:
   - name: web
     namespace: emojivoto
+    clusterIP: 10.96.0.80
     selector: {app: web}
     ports:
       - {port: 80, targetPort: http}
@@ -334,7 +400,7 @@ pods:
 
     fn addrs(r: Resolution) -> Vec<String> {
         match r {
-            Resolution::Endpoints(e) => e.keys().map(|a| a.to_string()).collect(),
+            Resolution::Endpoints(e) => e.addrs.keys().map(|a| a.to_string()).collect(),
             other => panic!("{other:?}"),
         }
     }
@@ -358,11 +424,11 @@ pods:
         let Resolution::Endpoints(e) = topology().resolve(&svc("web", 80)) else {
             panic!()
         };
-        let web1 = &e[&"10.0.0.1:8080".parse().unwrap()];
+        let web1 = &e.addrs[&"10.0.0.1:8080".parse().unwrap()];
         assert_eq!(web1.owner, Some(("deployment".into(), "web".into())));
         assert_eq!(web1.service_account.as_deref(), Some("web"));
         assert!(web1.meshed);
-        let web2 = &e[&"10.0.0.2:8081".parse().unwrap()];
+        let web2 = &e.addrs[&"10.0.0.2:8081".parse().unwrap()];
         assert_eq!(web2.service_account.as_deref(), Some("default"));
         assert!(!web2.meshed && web2.owner.is_none());
     }
@@ -373,10 +439,11 @@ pods:
         assert_eq!(t.resolve(&svc("nope", 80)), Resolution::NotFound);
         assert_eq!(t.resolve(&svc("web", 81)), Resolution::NotFound);
         assert_eq!(t.resolve(&svc("search", 80)), Resolution::ExternalName);
-        assert_eq!(
-            t.resolve(&svc("manual", 80)),
-            Resolution::Endpoints(BTreeMap::new())
-        );
+        let Resolution::Endpoints(manual) = t.resolve(&svc("manual", 80)) else {
+            panic!()
+        };
+        assert!(manual.addrs.is_empty());
+        assert_eq!(manual.service.as_deref(), Some("manual"));
     }
 
     #[test]
@@ -389,6 +456,29 @@ pods:
         };
         assert_eq!(addrs(topology().resolve(&target)), ["10.0.0.10:5432"]);
         assert_eq!(addrs(topology().resolve(&svc("db", 5432))).len(), 2);
+    }
+
+    #[test]
+    fn cluster_ips_and_pod_ips() {
+        let t = topology();
+        let addr = |s: &str| Target::Addr(s.parse().unwrap());
+        let Resolution::Endpoints(web) = t.resolve(&addr("10.96.0.80:80")) else {
+            panic!()
+        };
+        assert_eq!(web.service.as_deref(), Some("web"));
+        assert_eq!(
+            addrs(Resolution::Endpoints(web)),
+            addrs(t.resolve(&svc("web", 80)))
+        );
+        assert_eq!(t.resolve(&addr("10.96.0.80:81")), Resolution::NotFound);
+        // A pod's address is that pod, on the port asked for, ready or not.
+        let Resolution::Endpoints(pod) = t.resolve(&addr("10.0.0.3:7000")) else {
+            panic!()
+        };
+        assert_eq!(pod.service, None);
+        assert_eq!(pod.namespace, "emojivoto");
+        assert_eq!(addrs(Resolution::Endpoints(pod)), ["10.0.0.3:7000"]);
+        assert_eq!(t.resolve(&addr("10.9.9.9:80")), Resolution::NotFound);
     }
 
     #[test]
