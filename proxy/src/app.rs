@@ -167,7 +167,7 @@ impl Side {
         let direction = self.direction;
         let stats = self
             .metrics
-            .tcp(direction, Peer::Src, target, &Tls::Disabled);
+            .tcp(direction, Peer::Src, target, &Tls::Disabled, None);
         let mut io = Metered::new(stream, stats);
 
         let (result, protocol, prefix) = if self.cfg.skip_detect_ports.contains(target.port()) {
@@ -183,14 +183,10 @@ impl Side {
             Protocol::Http1 => Version::Http1,
             Protocol::H2 => Version::H2,
             Protocol::Opaque => {
-                let forwarded = tcp::forward(
-                    &mut io,
-                    direction,
-                    target,
-                    self.cfg.connect_timeout,
-                    &self.metrics,
-                )
-                .await;
+                let forwarded = match self.connect_opaque(target).await {
+                    Ok(upstream) => tcp::forward(&mut io, upstream).await,
+                    Err(e) => Err(e),
+                };
                 if let Err(e) = forwarded {
                     tracing::debug!(%client, %target, error = %e, "TCP forwarding ended with an error");
                     io.get_mut().failed(&e);
@@ -207,5 +203,19 @@ impl Side {
             self.metrics.clone(),
         );
         http::serve(io, version, proxy, &self.server, drain).await;
+    }
+
+    /// The upstream connection for an opaque client connection: balanced
+    /// over the service's endpoints when its original destination is a
+    /// service destination knows, or straight to it.
+    async fn connect_opaque(&self, target: SocketAddr) -> io::Result<tcp::Upstream> {
+        let direct = self.clients.target(target, None);
+        match &self.resolver {
+            Some(resolver) => match resolver.addr_route(target, &self.clients) {
+                Some(route) => crate::discovery::connect(route, direct).await,
+                None => direct.connect_tcp().await.map(tcp::Upstream::direct),
+            },
+            None => direct.connect_tcp().await.map(tcp::Upstream::direct),
+        }
     }
 }

@@ -34,6 +34,12 @@ pub const ENV_IDLE_TIMEOUT: &str = "LINKERD2_PROXY_IDLE_TIMEOUT";
 pub const ENV_CORES: &str = "LINKERD2_PROXY_CORES";
 pub const ENV_DESTINATION_SVC_ADDR: &str = "LINKERD2_PROXY_DESTINATION_SVC_ADDR";
 pub const ENV_DESTINATION_GET_SUFFIXES: &str = "LINKERD2_PROXY_DESTINATION_GET_SUFFIXES";
+pub const ENV_DESTINATION_GET_NETWORKS: &str = "LINKERD2_PROXY_DESTINATION_GET_NETWORKS";
+
+/// The private networks clusters use, Linkerd's default `clusterNetworks`:
+/// original destinations in them are resolved by address.
+const DEFAULT_DESTINATION_GET_NETWORKS: &str =
+    "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fd00::/8";
 
 /// Server-speaks-first protocols (SMTP, MySQL, PostgreSQL, Redis, ...): a
 /// client on these ports waits for the server, so detection would only stall.
@@ -114,9 +120,17 @@ pub struct DestinationConfig {
     /// Authorities ending in one of these (e.g. `svc.cluster.local.`) are
     /// resolved; others go to their original destination.
     pub suffixes: Vec<String>,
+    /// Original destinations in these networks are resolved by address
+    /// (a service's cluster IP, a pod's IP): opaque TCP, and HTTP whose
+    /// authority is not a service name.
+    pub networks: Vec<ipnet::IpNet>,
 }
 
 impl DestinationConfig {
+    pub fn resolves_addr(&self, ip: std::net::IpAddr) -> bool {
+        self.networks.iter().any(|n| n.contains(&ip))
+    }
+
     pub fn resolves(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.');
         self.suffixes.iter().any(|s| {
@@ -238,6 +252,13 @@ impl Config {
                 .duration(ENV_IDLE_TIMEOUT)?
                 .unwrap_or(Duration::from_secs(90)),
         };
+        let networks = r
+            .parse(
+                ENV_DESTINATION_GET_NETWORKS,
+                "comma-separated networks such as 10.0.0.0/8",
+                parse_networks,
+            )?
+            .unwrap_or_else(|| parse_networks(DEFAULT_DESTINATION_GET_NETWORKS).unwrap());
         Ok(Self {
             log: env
                 .get(ENV_LOG)
@@ -257,6 +278,7 @@ impl Config {
                         .map(|s| s.trim().to_string())
                         .filter(|s| !s.is_empty())
                         .collect(),
+                    networks,
                 }),
             cores: r.parse(ENV_CORES, "a positive number of threads", |s| {
                 s.parse().ok().filter(|n| *n > 0)
@@ -272,6 +294,15 @@ impl Config {
                 .unwrap_or(Duration::from_secs(120)),
         })
     }
+}
+
+/// `10.0.0.0/8,fd00::/8`; empty means none.
+fn parse_networks(s: &str) -> Option<Vec<ipnet::IpNet>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| n.parse().ok())
+        .collect()
 }
 
 struct Reader<'a>(&'a dyn Env);
@@ -395,6 +426,8 @@ mod tests {
             (ENV_CORES, "0"),
             (ENV_DESTINATION_SVC_ADDR, "no-port"),
             (ENV_IDENTITY_DISABLED, "yes"),
+            (ENV_DESTINATION_GET_NETWORKS, "10.0.0.0/33"),
+            (ENV_DESTINATION_GET_NETWORKS, "10.0.0.1"),
         ];
         for (name, value) in cases {
             let err = Config::from_env(&env(&[(name, value)])).unwrap_err();
@@ -417,6 +450,21 @@ mod tests {
         assert!(!d.resolves("example.com"));
         assert!(!d.resolves("notsvc.cluster.local"));
         assert!(Config::from_env(&env(&[])).unwrap().destination.is_none());
+        // Cluster networks by default, as Linkerd's clusterNetworks.
+        assert!(d.resolves_addr("10.96.0.1".parse().unwrap()));
+        assert!(d.resolves_addr("fd00::1".parse().unwrap()));
+        assert!(!d.resolves_addr("8.8.8.8".parse().unwrap()));
+        let c = Config::from_env(&env(&[
+            (ENV_DESTINATION_SVC_ADDR, "127.0.0.1:8086"),
+            (
+                ENV_DESTINATION_GET_NETWORKS,
+                " 127.0.10.0/24 , 198.18.0.0/15",
+            ),
+        ]))
+        .unwrap();
+        let d = c.destination.unwrap();
+        assert!(d.resolves_addr("127.0.10.1".parse().unwrap()));
+        assert!(!d.resolves_addr("10.96.0.1".parse().unwrap()));
     }
 
     #[test]

@@ -1,38 +1,57 @@
 //! Outbound service discovery and load balancing.
 //!
 //! An outbound request whose authority names a service (e.g.
-//! `web.emojivoto.svc.cluster.local:80`) is resolved through the destination
-//! service and balanced over the service's endpoints by tower's power of two
-//! choices over peak-EWMA latency, as linkerd2-proxy does. Names destination
-//! does not know go to their original destination, as before.
+//! `web.emojivoto.svc.cluster.local:80`), or a connection whose original
+//! destination is in the cluster's networks (a service's cluster IP), is
+//! resolved through the destination service and balanced over the service's
+//! endpoints, as linkerd2-proxy does: HTTP per request, by tower's power of two
+//! choices over peak-EWMA latency; opaque TCP per connection, by power of two
+//! choices over open connections. Names and addresses destination does not
+//! know go to their original destination.
+//!
+//! Requests and connections are counted against the endpoint that served
+//! them, with destination's labels for it (`dst_pod`, `dst_deployment`, ...).
 
 use crate::{
     config::DestinationConfig,
-    http::{Clients, Endpoint, Target},
+    http::{Checkin, Clients, Healthy, Target},
+    metrics::{Direction, DstLabels, RouteStats, Tls},
+    tcp,
+    transport::Metered,
 };
 use http::{Request, Response};
 use hyper::body::Incoming;
 use linkerd_proxy_api::destination::{
-    GetDestination, destination_client::DestinationClient, update::Update as Kind,
+    GetDestination, WeightedAddr, destination_client::DestinationClient, update::Update as Kind,
 };
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, HashMap},
     convert::Infallible,
     future::Future,
+    io,
     net::SocketAddr,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, Ordering::Relaxed},
+    },
     task::{Context, Poll},
     time::Duration,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::{
+    net::TcpStream,
+    sync::{mpsc, watch},
+};
 use tonic::{Code, transport::Channel};
 use tower::{
     ServiceExt,
     balance::p2c::Balance,
     buffer::Buffer,
     discover::Change,
-    load::{CompleteOnResponse, PeakEwmaDiscover},
+    load::{
+        CompleteOnResponse, PeakEwmaDiscover, PendingRequestsDiscover, completion::TrackCompletion,
+        pending_requests::Handle,
+    },
 };
 
 /// Latency assumed for an endpoint before it has answered anything.
@@ -43,12 +62,36 @@ const DECAY: Duration = Duration::from_secs(10);
 const BUFFER: usize = 1_000;
 /// Past this many resolved names, ones no connection uses are dropped.
 const MAX_ROUTES: usize = 1_000;
+/// How long a request waits for a name's first resolution before it goes to
+/// its original destination instead.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long an opaque connection may wait for a balanced endpoint to accept
+/// it, across attempts, before the client's connection is closed.
+const TCP_FAILFAST: Duration = Duration::from_secs(3);
+/// Connect attempts for an opaque connection: an endpoint that refuses goes
+/// out of rotation, so the next attempt picks another.
+const TCP_ATTEMPTS: usize = 3;
 
 type Req = Request<Incoming>;
-pub(crate) type Rsp = (Response<Incoming>, Option<crate::http::Checkin>);
-type BalanceFuture = <Balance<PeakEwmaDiscover<Changes>, Req> as tower::Service<Req>>::Future;
-/// A shared handle on one name's balancer.
-pub(crate) type Balancer = Buffer<Req, BalanceFuture>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response, and what served it.
+pub(crate) struct Answer {
+    pub(crate) rsp: Response<Incoming>,
+    pub(crate) checkin: Option<Checkin>,
+    /// The balanced endpoint's series (which has counted the request).
+    pub(crate) served_by: Option<Arc<RouteStats>>,
+}
+
+type HttpBalance = Balance<PeakEwmaDiscover<Changes<Endpoint>>, Req>;
+/// A shared handle on one route's HTTP balancer.
+type Balancer = Buffer<Req, <HttpBalance as tower::Service<Req>>::Future>;
+type TcpBalance = Balance<PendingRequestsDiscover<Changes<Connector>, UntilClosed>, ()>;
+/// A shared handle on one route's TCP balancer.
+type TcpBalancer = Buffer<(), <TcpBalance as tower::Service<()>>::Future>;
+
+/// Each endpoint's labels, by address.
+pub(crate) type Endpoints = Arc<BTreeMap<SocketAddr, Arc<DstLabels>>>;
 
 /// What a name resolved to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,20 +101,25 @@ pub(crate) enum Resolution {
     /// Not a service destination knows: use the original destination.
     NotAService,
     /// The service's endpoints (maybe none).
-    Endpoints(Arc<BTreeSet<SocketAddr>>),
+    Endpoints(Endpoints),
 }
 
-/// How long a request waits for a name's first resolution before it goes to
-/// its original destination instead.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub(crate) type SendFuture = Pin<Box<dyn Future<Output = Result<Rsp, BoxError>> + Send>>;
+pub(crate) type SendFuture = Pin<Box<dyn Future<Output = Result<Answer, BoxError>> + Send>>;
 
 /// A resolved service has no endpoints: the request fails fast.
 #[derive(Debug, thiserror::Error)]
 #[error("the service has no endpoints")]
 pub(crate) struct NoEndpoints;
+
+/// A balanced endpoint failed the request; the request was counted in its
+/// series, so its failure is too.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub(crate) struct EndpointError {
+    pub(crate) stats: Arc<RouteStats>,
+    #[source]
+    pub(crate) source: crate::http::ClientError,
+}
 
 /// How a request to a service name is sent.
 pub(crate) enum Dispatch {
@@ -100,17 +148,14 @@ impl Dispatch {
     pub(crate) fn send(self, req: Req) -> SendFuture {
         match self {
             Self::NoEndpoints => Box::pin(std::future::ready(Err(NoEndpoints.into()))),
-            Self::Balanced(route) => Box::pin(route.balancer.clone().oneshot(req)),
+            Self::Balanced(route) => Box::pin(route.http().clone().oneshot(req)),
             Self::WhenResolved(route, fallback) => Box::pin(when_resolved(route, fallback, req)),
         }
     }
 }
 
-async fn when_resolved(
-    route: Arc<Route>,
-    fallback: Arc<Target>,
-    req: Req,
-) -> Result<Rsp, BoxError> {
+/// `route`'s first answer, if destination gives one in time.
+async fn first_resolution(route: &Route) -> Option<Resolution> {
     let mut resolution = route.resolution.clone();
     let first = async {
         loop {
@@ -124,39 +169,143 @@ async fn when_resolved(
             }
         }
     };
-    match tokio::time::timeout(RESOLVE_TIMEOUT, first)
+    tokio::time::timeout(RESOLVE_TIMEOUT, first)
         .await
         .ok()
         .flatten()
-    {
+}
+
+async fn when_resolved(
+    route: Arc<Route>,
+    fallback: Arc<Target>,
+    req: Req,
+) -> Result<Answer, BoxError> {
+    match first_resolution(&route).await {
         Some(Resolution::Endpoints(e)) if e.is_empty() => Err(Box::new(NoEndpoints)),
         Some(Resolution::Endpoints(_)) => Dispatch::Balanced(route).send(req).await,
         // Not a service, or destination too slow to say: as if undiscovered.
-        _ => fallback.send(req).await.map_err(boxed),
+        _ => match fallback.send(req).await {
+            Ok((rsp, checkin)) => Ok(Answer {
+                rsp,
+                checkin,
+                served_by: None,
+            }),
+            Err(e) => Err(Box::new(e)),
+        },
     }
 }
 
-fn boxed(e: crate::http::ClientError) -> BoxError {
-    Box::new(e)
+/// Connects an opaque connection for `route`: to one of its endpoints, or
+/// to the original destination (`fallback`) if it is not a service.
+pub(crate) async fn connect(route: Arc<Route>, fallback: Arc<Target>) -> io::Result<tcp::Upstream> {
+    match first_resolution(&route).await {
+        Some(Resolution::Endpoints(e)) if e.is_empty() => {
+            Err(io::Error::new(io::ErrorKind::NotConnected, NoEndpoints))
+        }
+        Some(Resolution::Endpoints(_)) => {
+            let balancer = route.tcp().clone();
+            tokio::time::timeout(TCP_FAILFAST, connect_balanced(balancer))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no endpoint of the service accepted the connection in time",
+                    ))
+                })
+        }
+        _ => fallback.connect_tcp().await.map(tcp::Upstream::direct),
+    }
 }
 
-/// A resolved name: its resolution, and a balancer over its endpoints.
+/// Boxed where it is made: awaited as its concrete type inside an `async`
+/// block, tower's future trips the compiler's `Send` inference for the
+/// connection's task (rust-lang/rust#100013).
+type Connecting = Pin<Box<dyn Future<Output = Result<tcp::Upstream, BoxError>> + Send>>;
+
+async fn connect_balanced(balancer: TcpBalancer) -> io::Result<tcp::Upstream> {
+    let mut last = io::Error::other("no attempt made");
+    for _ in 0..TCP_ATTEMPTS {
+        let attempt: Connecting = Box::pin(balancer.clone().oneshot(()));
+        match attempt.await {
+            Ok(upstream) => return Ok(upstream),
+            Err(e) => last = into_io(e),
+        }
+    }
+    Err(last)
+}
+
+/// The balancer's error, back as the I/O error it was (its errno is counted).
+fn into_io(e: BoxError) -> io::Error {
+    match e.downcast::<io::Error>() {
+        Ok(e) => *e,
+        Err(e) => io::Error::other(e),
+    }
+}
+
+/// A resolved name or address: its resolution, and balancers over its
+/// endpoints, made when first used.
 pub(crate) struct Route {
-    pub(crate) resolution: watch::Receiver<Resolution>,
-    pub(crate) balancer: Balancer,
+    /// The name or `ip:port` asked about; the `authority` of its endpoints'
+    /// request series.
+    key: Box<str>,
+    resolution: watch::Receiver<Resolution>,
+    clients: Arc<Clients>,
+    http: OnceLock<Balancer>,
+    tcp: OnceLock<TcpBalancer>,
     /// Set by the sweeper when no connection held the route; a route still
     /// unheld at the next sweep is dropped.
-    idle: std::sync::atomic::AtomicBool,
+    idle: AtomicBool,
+}
+
+impl Route {
+    fn http(&self) -> &Balancer {
+        self.http.get_or_init(|| {
+            let (tx, changes) = mpsc::unbounded_channel();
+            let clients = self.clients.clone();
+            let authority = self.key.clone();
+            let make = move |addr: SocketAddr, labels: &Arc<DstLabels>| Endpoint {
+                healthy: Healthy::new(clients.target(addr, Some(labels))),
+                stats: clients.metrics().route(
+                    Direction::Outbound,
+                    &authority,
+                    addr,
+                    &Tls::Disabled,
+                    Some(labels),
+                ),
+            };
+            tokio::spawn(follow(self.resolution.clone(), make, tx));
+            let discover = PeakEwmaDiscover::new(
+                Changes(changes),
+                DEFAULT_RTT,
+                DECAY,
+                CompleteOnResponse::default(),
+            );
+            Buffer::new(Balance::new(discover), BUFFER)
+        })
+    }
+
+    fn tcp(&self) -> &TcpBalancer {
+        self.tcp.get_or_init(|| {
+            let (tx, changes) = mpsc::unbounded_channel();
+            let clients = self.clients.clone();
+            let make = move |addr: SocketAddr, labels: &Arc<DstLabels>| {
+                Connector(Healthy::new(clients.target(addr, Some(labels))))
+            };
+            tokio::spawn(follow(self.resolution.clone(), make, tx));
+            let discover = PendingRequestsDiscover::new::<()>(Changes(changes), UntilClosed);
+            Buffer::new(Balance::new(discover), BUFFER)
+        })
+    }
 }
 
 pub(crate) struct Resolver {
     config: DestinationConfig,
     client: DestinationClient<Channel>,
-    routes: Mutex<HashMap<String, Arc<Route>>>,
+    routes: Mutex<HashMap<Box<str>, Arc<Route>>>,
 }
 
 /// How often unused routes are looked for; one unused for a whole interval is
-/// dropped, ending its destination stream and its balancer.
+/// dropped, ending its destination stream and its balancers.
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Resolver {
@@ -182,8 +331,7 @@ impl Resolver {
     }
 
     fn sweep_once(&self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.routes.lock().unwrap().retain(|authority, route| {
+        self.routes.lock().unwrap().retain(|key, route| {
             // Only this map holds it: unused since the last sweep?
             let unheld = Arc::strong_count(route) == 1;
             if !unheld {
@@ -192,7 +340,7 @@ impl Resolver {
             }
             let was_idle = route.idle.swap(true, Relaxed);
             if was_idle {
-                tracing::debug!(%authority, "dropping an idle route");
+                tracing::debug!(%key, "dropping an idle route");
             }
             !was_idle
         });
@@ -204,31 +352,42 @@ impl Resolver {
         if !self.config.resolves(host) {
             return None;
         }
+        Some(self.get_or_resolve(authority, clients))
+    }
+
+    /// The route for an original destination, if it is in the networks
+    /// destination knows (where it may be a service's cluster IP).
+    pub(crate) fn addr_route(
+        &self,
+        addr: SocketAddr,
+        clients: &Arc<Clients>,
+    ) -> Option<Arc<Route>> {
+        if !self.config.resolves_addr(addr.ip()) {
+            return None;
+        }
+        Some(self.get_or_resolve(&addr.to_string(), clients))
+    }
+
+    fn get_or_resolve(&self, key: &str, clients: &Arc<Clients>) -> Arc<Route> {
         let mut routes = self.routes.lock().unwrap();
-        if let Some(route) = routes.get(authority) {
-            return Some(route.clone());
+        if let Some(route) = routes.get(key) {
+            return route.clone();
         }
         if routes.len() >= MAX_ROUTES {
             routes.retain(|_, r| Arc::strong_count(r) > 1);
         }
         let (tx, resolution) = watch::channel(Resolution::Pending);
-        tokio::spawn(resolve(self.client.clone(), authority.to_string(), tx));
-        let (changes_tx, changes) = mpsc::unbounded_channel();
-        tokio::spawn(follow(resolution.clone(), clients.clone(), changes_tx));
-        let discover = PeakEwmaDiscover::new(
-            Changes(changes),
-            DEFAULT_RTT,
-            DECAY,
-            CompleteOnResponse::default(),
-        );
-        let balancer = Buffer::new(Balance::new(discover), BUFFER);
+        tokio::spawn(resolve(self.client.clone(), key.to_string(), tx));
         let route = Arc::new(Route {
+            key: key.into(),
             resolution,
-            balancer,
+            clients: clients.clone(),
+            http: OnceLock::new(),
+            tcp: OnceLock::new(),
             idle: false.into(),
         });
-        routes.insert(authority.to_string(), route.clone());
-        Some(route)
+        routes.insert(key.into(), route.clone());
+        route
     }
 }
 
@@ -236,7 +395,7 @@ impl Resolver {
 /// through destination outages and reconnecting with backoff.
 async fn resolve(base: DestinationClient<Channel>, path: String, tx: watch::Sender<Resolution>) {
     let mut backoff = Duration::from_millis(100);
-    let mut endpoints = BTreeSet::new();
+    let mut endpoints = BTreeMap::new();
     loop {
         let req = GetDestination {
             scheme: "k8s".into(),
@@ -274,11 +433,11 @@ async fn resolve(base: DestinationClient<Channel>, path: String, tx: watch::Send
             let Ok(Some(update)) = msg else { break };
             match update.update {
                 Some(Kind::Add(set)) => {
-                    endpoints.extend(
-                        set.addrs
-                            .iter()
-                            .filter_map(|a| SocketAddr::try_from(a.addr.as_ref()?).ok()),
-                    );
+                    for addr in &set.addrs {
+                        if let Some((sa, labels)) = endpoint(&set.metric_labels, addr) {
+                            endpoints.insert(sa, labels);
+                        }
+                    }
                 }
                 Some(Kind::Remove(set)) => {
                     for addr in set
@@ -305,26 +464,43 @@ async fn resolve(base: DestinationClient<Channel>, path: String, tx: watch::Send
     }
 }
 
-/// Turns resolution changes into the balancer's inserts and removes.
-async fn follow(
+/// An added address and its labels: the set's, overridden by its own.
+fn endpoint(
+    set_labels: &HashMap<String, String>,
+    addr: &WeightedAddr,
+) -> Option<(SocketAddr, Arc<DstLabels>)> {
+    let sa = SocketAddr::try_from(addr.addr.as_ref()?).ok()?;
+    let labels = set_labels
+        .iter()
+        .chain(&addr.metric_labels)
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    Some((sa, Arc::new(DstLabels::new(labels))))
+}
+
+/// Turns resolution changes into a balancer's inserts and removes; an
+/// endpoint whose labels change is replaced.
+async fn follow<S>(
     mut resolution: watch::Receiver<Resolution>,
-    clients: Arc<Clients>,
-    changes: mpsc::UnboundedSender<Change<SocketAddr, Endpoint>>,
+    make: impl Fn(SocketAddr, &Arc<DstLabels>) -> S,
+    changes: mpsc::UnboundedSender<Change<SocketAddr, S>>,
 ) {
-    let mut known = BTreeSet::new();
+    let mut known: Endpoints = Arc::default();
     loop {
         let next = match &*resolution.borrow_and_update() {
-            Resolution::Endpoints(e) => (**e).clone(),
-            Resolution::Pending | Resolution::NotAService => BTreeSet::new(),
+            Resolution::Endpoints(e) => e.clone(),
+            Resolution::Pending | Resolution::NotAService => Arc::default(),
         };
-        for gone in known.difference(&next) {
+        for gone in known.keys().filter(|a| !next.contains_key(a)) {
             if changes.send(Change::Remove(*gone)).is_err() {
                 return;
             }
         }
-        for new in next.difference(&known) {
-            let endpoint = Endpoint::new(clients.target(*new));
-            if changes.send(Change::Insert(*new, endpoint)).is_err() {
+        for (addr, labels) in next.iter() {
+            if known.get(addr) != Some(labels)
+                && changes
+                    .send(Change::Insert(*addr, make(*addr, labels)))
+                    .is_err()
+            {
                 return;
             }
         }
@@ -335,14 +511,82 @@ async fn follow(
     }
 }
 
-/// The balancer's discovery stream.
-pub(crate) struct Changes(mpsc::UnboundedReceiver<Change<SocketAddr, Endpoint>>);
+/// A balancer's discovery stream.
+pub(crate) struct Changes<S>(mpsc::UnboundedReceiver<Change<SocketAddr, S>>);
 
-impl tokio_stream::Stream for Changes {
-    type Item = Result<Change<SocketAddr, Endpoint>, Infallible>;
+impl<S> tokio_stream::Stream for Changes<S> {
+    type Item = Result<Change<SocketAddr, S>, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.0.poll_recv(cx).map(|c| c.map(Ok))
+    }
+}
+
+/// One endpoint of a balanced service, as the HTTP balancer sees it:
+/// requests go to the target in their own protocol on its shared
+/// connections, counted in the endpoint's own series.
+pub(crate) struct Endpoint {
+    healthy: Healthy,
+    stats: Arc<RouteStats>,
+}
+
+impl tower::Service<Req> for Endpoint {
+    type Response = Answer;
+    type Error = EndpointError;
+    type Future = Pin<Box<dyn Future<Output = Result<Answer, EndpointError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), EndpointError>> {
+        self.healthy.poll_ready(cx).map(Ok)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        self.stats.request();
+        let stats = self.stats.clone();
+        let sent = self.healthy.target().clone().send(req);
+        Box::pin(async move {
+            match sent.await {
+                Ok((rsp, checkin)) => Ok(Answer {
+                    rsp,
+                    checkin,
+                    served_by: Some(stats),
+                }),
+                Err(source) => Err(EndpointError { stats, source }),
+            }
+        })
+    }
+}
+
+/// One endpoint of a balanced service, as the TCP balancer sees it: each
+/// call is a new connection.
+pub(crate) struct Connector(Healthy);
+
+type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<Metered<TcpStream>>> + Send>>;
+
+impl tower::Service<()> for Connector {
+    type Response = Metered<TcpStream>;
+    type Error = io::Error;
+    type Future = ConnectFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_ready(cx).map(Ok)
+    }
+
+    fn call(&mut self, (): ()) -> ConnectFuture {
+        let target = self.0.target().clone();
+        Box::pin(async move { target.connect_tcp().await })
+    }
+}
+
+/// Counts a balanced connection against its endpoint until it closes, so
+/// the balancer's load is each endpoint's open connections.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UntilClosed;
+
+impl TrackCompletion<Handle, Metered<TcpStream>> for UntilClosed {
+    type Output = tcp::Upstream;
+
+    fn track_completion(&self, handle: Handle, io: Metered<TcpStream>) -> tcp::Upstream {
+        tcp::Upstream::balanced(io, handle)
     }
 }
 
@@ -356,6 +600,7 @@ mod tests {
         let config = DestinationConfig {
             addr: "127.0.0.1:1".into(),
             suffixes: vec!["svc.cluster.local.".into()],
+            networks: vec!["10.0.0.0/8".parse().unwrap()],
         };
         let resolver = Resolver::new(config).unwrap();
         let clients = Arc::new(Clients::new(
@@ -372,6 +617,11 @@ mod tests {
                 .unwrap(),
         );
         assert!(resolver.route("example.com:80", &clients).is_none());
+        assert!(
+            resolver
+                .addr_route("192.168.1.1:80".parse().unwrap(), &clients)
+                .is_none()
+        );
         let count = || resolver.routes.lock().unwrap().len();
         assert_eq!(count(), 2);
         resolver.sweep_once();
@@ -382,5 +632,31 @@ mod tests {
         resolver.sweep_once();
         assert_eq!(count(), 1, "a held route stays");
         drop(held);
+    }
+
+    #[test]
+    fn endpoint_labels_are_the_sets_overridden_by_the_addresses() {
+        let set = HashMap::from([
+            ("namespace".to_string(), "emojivoto".to_string()),
+            ("service".to_string(), "web".to_string()),
+        ]);
+        let addr = WeightedAddr {
+            addr: Some("10.0.0.1:8080".parse::<SocketAddr>().unwrap().into()),
+            metric_labels: HashMap::from([
+                ("pod".to_string(), "web-1".to_string()),
+                ("service".to_string(), "web-canary".to_string()),
+                ("control-plane.ns".to_string(), "linkerd".to_string()),
+            ]),
+            ..Default::default()
+        };
+        let (sa, labels) = endpoint(&set, &addr).unwrap();
+        assert_eq!(sa, "10.0.0.1:8080".parse().unwrap());
+        assert_eq!(labels.get("dst_namespace"), Some("emojivoto"));
+        assert_eq!(labels.get("dst_pod"), Some("web-1"));
+        assert_eq!(labels.get("dst_service"), Some("web-canary"));
+        // Not a valid label name as sent: made into one.
+        assert_eq!(labels.get("dst_control_plane_ns"), Some("linkerd"));
+        let no_addr = WeightedAddr::default();
+        assert!(endpoint(&set, &no_addr).is_none());
     }
 }

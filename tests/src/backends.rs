@@ -183,6 +183,27 @@ pub fn tcp_echo_on(listener: TcpListener) -> SocketAddr {
     addr
 }
 
+/// A server-speaks-first TCP server that says which address the client
+/// reached (`127.0.0.1:PORT\n`), then echoes: tells balanced connections apart.
+pub async fn tcp_whoami() -> SocketAddr {
+    let listener = listen().await;
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if stream
+                    .write_all(format!("{addr}\n").as_bytes())
+                    .await
+                    .is_ok()
+                {
+                    echo_io(stream).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// A server-speaks-first protocol (like SMTP or MySQL): it greets first, then
 /// echoes.
 pub const BANNER: &[u8] = b"220 backend ready\r\n";

@@ -10,15 +10,25 @@ use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 use tokio::net::{TcpListener, TcpStream};
 
 const WEB: &str = "web.emojivoto.svc.cluster.local:80";
+/// `web`'s cluster IP: nothing listens there, so only a proxy that resolved
+/// it reaches the service.
+const WEB_CLUSTER_IP: &str = "127.0.10.1:80";
+/// The networks the proxies resolve original destinations in.
+const NETWORKS: &str = "127.0.10.0/24";
 
-/// A topology whose `web` service has a pod per backend address.
+/// A topology whose `web` service has a pod per backend address, each of
+/// deployment `web`.
 fn topology(backends: &[SocketAddr]) -> String {
-    let mut yaml = String::from(
-        "services:\n  - {name: web, namespace: emojivoto, selector: {app: web}, ports: [{port: 80, targetPort: http}]}\npods:\n",
+    service_topology("web", "127.0.10.1", 80, backends)
+}
+
+fn service_topology(name: &str, cluster_ip: &str, port: u16, backends: &[SocketAddr]) -> String {
+    let mut yaml = format!(
+        "services:\n  - {{name: {name}, namespace: emojivoto, clusterIP: {cluster_ip}, selector: {{app: {name}}}, ports: [{{port: {port}, targetPort: app}}]}}\npods:\n",
     );
     for (i, b) in backends.iter().enumerate() {
         yaml.push_str(&format!(
-            "  - {{name: web-{i}, namespace: emojivoto, ip: {}, labels: {{app: web}}, ports: {{http: {}}}}}\n",
+            "  - {{name: {name}-{i}, namespace: emojivoto, ip: {}, labels: {{app: {name}}}, ports: {{app: {}}}, owner: {{kind: Deployment, name: {name}}}, serviceAccount: {name}}}\n",
             b.ip(),
             b.port()
         ));
@@ -36,6 +46,7 @@ async fn proxy(ctl: &Controller, fallback: SocketAddr) -> Proxy {
     Proxy::builder()
         .outbound_target(fallback)
         .env("LINKERD2_PROXY_DESTINATION_SVC_ADDR", ctl.grpc)
+        .env("LINKERD2_PROXY_DESTINATION_GET_NETWORKS", NETWORKS)
         .spawn()
         .await
 }
@@ -257,4 +268,184 @@ async fn a_refusing_endpoint_is_avoided_until_it_recovers() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Outbound series are per endpoint, with destination's labels for it, so
+/// Linkerd's dashboards can group by `dst_deployment`, `dst_pod`, ...
+#[tokio::test]
+async fn outbound_metrics_carry_each_endpoints_labels() {
+    let bs = fast_backends(3).await;
+    let (_ctl, proxy) = mesh(&bs).await;
+    let counts = spread(&proxy, WEB, 60, 3).await;
+    let m = proxy.metrics_when_closed().await;
+    let service = [
+        ("direction", "outbound"),
+        ("authority", WEB),
+        ("dst_namespace", "emojivoto"),
+        ("dst_service", "web"),
+        ("dst_deployment", "web"),
+        ("dst_serviceaccount", "web"),
+    ];
+    assert_eq!(m.sum("request_total", &service), 60.0, "{}", m.text);
+    assert_eq!(
+        m.sum(
+            "response_total",
+            &[&service[..], &[("classification", "success")]].concat()
+        ),
+        60.0
+    );
+    for (i, b) in bs.iter().enumerate() {
+        let pod = format!("web-{i}");
+        let endpoint = [("dst_pod", pod.as_str()), ("target_addr", &b.to_string())];
+        let answered = counts.get(&b.to_string()).copied().unwrap_or(0) as f64;
+        assert_eq!(m.sum("request_total", &endpoint), answered, "{pod}");
+        assert_eq!(
+            m.sum("response_latency_ms_count", &endpoint),
+            answered,
+            "{pod}"
+        );
+        if answered > 0.0 {
+            let tcp = [
+                ("peer", "dst"),
+                ("dst_pod", pod.as_str()),
+                ("target_addr", &b.to_string()),
+            ];
+            assert!(m.sum("tcp_open_total", &tcp) >= 1.0, "{pod}: {}", m.text);
+        }
+    }
+    // Nothing was counted against the logical target without an endpoint.
+    assert_eq!(
+        m.sum(
+            "request_total",
+            &[("direction", "outbound"), ("target_addr", "127.0.0.1:1")]
+        ),
+        0.0
+    );
+}
+
+/// HTTP whose authority is no service name, sent to a service's cluster IP,
+/// is resolved by that address and balanced.
+#[tokio::test]
+async fn http_to_a_cluster_ip_is_balanced() {
+    let bs = fast_backends(3).await;
+    let ctl = Controller::destination(&topology(&bs)).await;
+    let proxy = proxy(&ctl, WEB_CLUSTER_IP.parse().unwrap()).await;
+    let counts = spread(&proxy, "web", 90, 3).await;
+    assert_eq!(counts.values().sum::<usize>(), 90, "{counts:?}");
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    let m = proxy.metrics_when_closed().await;
+    assert_eq!(
+        m.sum(
+            "response_total",
+            &[("authority", "web"), ("dst_service", "web")]
+        ),
+        0.0,
+        "endpoints are labelled with the address they were resolved by"
+    );
+    assert_eq!(
+        m.sum(
+            "response_total",
+            &[("authority", WEB_CLUSTER_IP), ("dst_service", "web")]
+        ),
+        90.0,
+        "{}",
+        m.text
+    );
+}
+
+/// An address in the resolved networks that destination does not know is
+/// not a service: its connections go to it directly.
+#[tokio::test]
+async fn unknown_addresses_go_to_the_original_destination() {
+    let listener = TcpListener::bind("127.0.10.9:0").await.unwrap();
+    let original = backends::http_on(listener);
+    let ctl = Controller::destination(&topology(&fast_backends(1).await)).await;
+    let proxy = proxy(&ctl, original).await;
+    let counts = spread(&proxy, "anything", 5, 1).await;
+    assert_eq!(counts.get(&original.to_string()), Some(&5), "{counts:?}");
+}
+
+/// Opens `n` opaque connections through `proxy` at once, keeps them all
+/// open, and counts which backend each reached.
+async fn connections(proxy: &Proxy, n: usize) -> BTreeMap<String, usize> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut held = Vec::new();
+    let mut counts = BTreeMap::new();
+    for _ in 0..n {
+        let stream = TcpStream::connect(proxy.outbound).await.unwrap();
+        let mut stream = BufReader::new(stream);
+        let mut who = String::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_line(&mut who))
+            .await
+            .expect("no greeting within 5s")
+            .unwrap();
+        // The connection is whole: it echoes.
+        stream.write_all(b"ping\n").await.unwrap();
+        let mut echo = String::new();
+        stream.read_line(&mut echo).await.unwrap();
+        assert_eq!(echo, "ping\n");
+        *counts.entry(who.trim().to_string()).or_default() += 1;
+        held.push(stream);
+    }
+    counts
+}
+
+/// Opaque TCP to a service's cluster IP is balanced per connection over its
+/// endpoints, by open connections; removed endpoints get no new ones.
+#[tokio::test]
+async fn tcp_connections_are_balanced_over_the_service() {
+    const DB: &str = "127.0.10.2:5432";
+    let bs = [
+        backends::tcp_whoami().await,
+        backends::tcp_whoami().await,
+        backends::tcp_whoami().await,
+    ];
+    let ctl = Controller::destination(&service_topology("db", "127.0.10.2", 5432, &bs)).await;
+    let proxy = proxy(&ctl, DB.parse().unwrap()).await;
+
+    let first = connections(&proxy, 30).await;
+    assert_eq!(first.values().sum::<usize>(), 30, "{first:?}");
+    for b in &bs {
+        // Least of two random choices by open connections: close to 10 each.
+        let n = first.get(&b.to_string()).copied().unwrap_or(0);
+        assert!(n >= 8, "{b} got {n} of 30 connections: {first:?}");
+    }
+
+    ctl.set_topology(&service_topology("db", "127.0.10.2", 5432, &bs[..2]));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counts = connections(&proxy, 20).await;
+    assert!(!counts.contains_key(&bs[2].to_string()), "{counts:?}");
+    assert_eq!(counts.values().sum::<usize>(), 20);
+
+    let m = proxy.metrics_when_closed().await;
+    let db = [
+        ("direction", "outbound"),
+        ("peer", "dst"),
+        ("dst_service", "db"),
+        ("dst_deployment", "db"),
+    ];
+    assert_eq!(m.sum("tcp_open_total", &db), 50.0, "{}", m.text);
+    let removed = first[&bs[2].to_string()] as f64;
+    assert_eq!(
+        m.sum(
+            "tcp_open_total",
+            &[&db[..], &[("dst_pod", "db-2")]].concat()
+        ),
+        removed
+    );
+}
+
+/// A service without endpoints cannot take a connection: the client's is
+/// closed at once rather than left hanging.
+#[tokio::test]
+async fn tcp_to_a_service_without_endpoints_is_closed() {
+    use tokio::io::AsyncReadExt;
+    let ctl = Controller::destination(&service_topology("db", "127.0.10.2", 5432, &[])).await;
+    let proxy = proxy(&ctl, "127.0.10.2:5432".parse().unwrap()).await;
+    let mut stream = TcpStream::connect(proxy.outbound).await.unwrap();
+    let mut buf = [0; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("the connection was left open");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 }

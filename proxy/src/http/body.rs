@@ -21,6 +21,8 @@ use std::{
 #[derive(Debug)]
 pub(crate) struct Recorder {
     route: Arc<RouteStats>,
+    /// Whether `route` has counted the request.
+    counted: bool,
     started: Instant,
     status: Option<StatusCode>,
     grpc: bool,
@@ -39,11 +41,26 @@ impl Drop for Recorder {
 }
 
 impl Recorder {
+    /// For a request sent to its own target: counted at once.
     pub(crate) fn new(route: Arc<RouteStats>, started: Instant, activity: Arc<Activity>) -> Self {
         route.request();
+        let mut recorder = Self::deferred(route, started, activity);
+        recorder.counted = true;
+        recorder
+    }
+
+    /// For a request whose endpoint is not chosen yet: the endpoint counts
+    /// it in its own series ([`Recorder::served_by`]); one that never
+    /// reaches an endpoint is counted in `route`'s when it ends.
+    pub(crate) fn deferred(
+        route: Arc<RouteStats>,
+        started: Instant,
+        activity: Arc<Activity>,
+    ) -> Self {
         activity.begin();
         Self {
             route,
+            counted: false,
             started,
             status: None,
             grpc: false,
@@ -56,6 +73,12 @@ impl Recorder {
 
     pub(crate) fn answered(&mut self) {
         self.answered = true;
+    }
+
+    /// The balanced endpoint that took the request, whose series counted it.
+    pub(crate) fn served_by(&mut self, endpoint: Arc<RouteStats>) {
+        self.route = endpoint;
+        self.counted = true;
     }
 
     /// Notes the response head; a gRPC error may be in it already
@@ -84,6 +107,9 @@ impl Recorder {
     fn finish(&mut self, clean: bool) {
         if std::mem::replace(&mut self.finished, true) {
             return;
+        }
+        if !self.counted {
+            self.route.request();
         }
         let failed = !clean
             || self.status.is_none_or(|s| s.is_server_error())

@@ -12,7 +12,7 @@
 //!   a small per-target idle pool for the next client connection.
 
 use crate::{
-    metrics::{Direction, Metrics, Peer, TcpStats, Tls},
+    metrics::{Direction, DstLabels, Metrics, Peer, TcpStats, Tls},
     transport::{self, Metered},
 };
 use hyper::{
@@ -59,8 +59,12 @@ pub(crate) struct Clients {
     direction: Direction,
     connect_timeout: Duration,
     metrics: Arc<Metrics>,
-    targets: Mutex<HashMap<SocketAddr, Arc<Target>>>,
+    /// By address and, for discovered endpoints, their labels: an address
+    /// reached as two services' endpoint is counted as each.
+    targets: Mutex<HashMap<TargetKey, Arc<Target>>>,
 }
+
+type TargetKey = (SocketAddr, Option<Arc<DstLabels>>);
 
 impl Clients {
     pub(crate) fn new(
@@ -76,23 +80,29 @@ impl Clients {
         }
     }
 
-    /// The shared state for `target`; looked up once per client connection.
-    pub(crate) fn target(&self, target: SocketAddr) -> Arc<Target> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The shared state for `target`; looked up once per client connection
+    /// (or per discovered endpoint, with its labels).
+    pub(crate) fn target(&self, target: SocketAddr, dst: Option<&Arc<DstLabels>>) -> Arc<Target> {
+        let key = (target, dst.cloned());
         let mut targets = self.targets.lock().unwrap();
-        if targets.len() >= MAX_TARGETS && !targets.contains_key(&target) {
+        if targets.len() >= MAX_TARGETS && !targets.contains_key(&key) {
             // Only this map holds a target no client connection is using;
             // its idle connections close with it.
             targets.retain(|_, t| Arc::strong_count(t) > 1);
         }
         targets
-            .entry(target)
+            .entry(key)
             .or_insert_with(|| {
                 Arc::new(Target {
                     addr: target,
                     connect_timeout: self.connect_timeout,
                     stats: self
                         .metrics
-                        .tcp(self.direction, Peer::Dst, target, &Tls::Disabled),
+                        .tcp(self.direction, Peer::Dst, target, &Tls::Disabled, dst),
                     h2: tokio::sync::Mutex::new(None),
                     idle: Mutex::new(Vec::new()),
                     health: Health::default(),
@@ -154,17 +164,26 @@ type H1 = http1::SendRequest<Incoming>;
 type H2 = http2::SendRequest<Incoming>;
 
 impl Target {
-    async fn connect(&self) -> Result<TokioIo<Metered<tokio::net::TcpStream>>, Error> {
+    /// A new connection, counted in the target's TCP series; a failure
+    /// takes the target out of rotation for a while.
+    pub(crate) async fn connect_tcp(&self) -> io::Result<Metered<tokio::net::TcpStream>> {
         match transport::connect(self.addr, self.connect_timeout).await {
             Ok(stream) => {
                 self.health.succeeded();
-                Ok(TokioIo::new(Metered::new(stream, self.stats.clone())))
+                Ok(Metered::new(stream, self.stats.clone()))
             }
             Err(e) => {
                 self.health.failed();
-                Err(Error::Connect(e))
+                Err(e)
             }
         }
+    }
+
+    async fn connect(&self) -> Result<TokioIo<Metered<tokio::net::TcpStream>>, Error> {
+        self.connect_tcp()
+            .await
+            .map(TokioIo::new)
+            .map_err(Error::Connect)
     }
 
     /// The shared HTTP/2 connection if it is open and nobody is replacing it.
@@ -380,35 +399,26 @@ fn into_error(e: TrySendError<Request<Incoming>>) -> Error {
     Error::Request(e.into_error())
 }
 
-/// One endpoint of a balanced service, as the balancer sees it: requests go
-/// to the target in their own protocol on its shared connections. While the
-/// target refuses connections the endpoint is not ready, so the balancer
-/// picks others until its back-off ends.
-pub(crate) struct Endpoint {
+/// A balanced endpoint's target, ready only while the target accepts
+/// connections: the balancer picks others until its back-off ends.
+pub(crate) struct Healthy {
     target: Arc<Target>,
     backoff: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl Endpoint {
+impl Healthy {
     pub(crate) fn new(target: Arc<Target>) -> Self {
         Self {
             target,
             backoff: None,
         }
     }
-}
 
-type Sent = Result<(Response<Incoming>, Option<Checkin>), Error>;
+    pub(crate) fn target(&self) -> &Arc<Target> {
+        &self.target
+    }
 
-impl tower::Service<Request<Incoming>> for Endpoint {
-    type Response = (Response<Incoming>, Option<Checkin>);
-    type Error = Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Sent> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Error>> {
+    pub(crate) fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         loop {
             if let Some(sleep) = self.backoff.as_mut() {
                 std::task::ready!(sleep.as_mut().poll(cx));
@@ -418,12 +428,8 @@ impl tower::Service<Request<Incoming>> for Endpoint {
                 Some(until) => {
                     self.backoff = Some(Box::pin(tokio::time::sleep_until(until.into())));
                 }
-                None => return std::task::Poll::Ready(Ok(())),
+                None => return std::task::Poll::Ready(()),
             }
         }
-    }
-
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        Box::pin(self.target.clone().send(req))
     }
 }

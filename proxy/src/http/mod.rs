@@ -5,12 +5,12 @@ mod body;
 mod client;
 mod headers;
 
-pub(crate) use self::client::{Checkin, Clients, Endpoint, Error as ClientError, Target, Version};
+pub(crate) use self::client::{Checkin, Clients, Error as ClientError, Healthy, Target, Version};
 use self::{
     body::{Recorder, ResponseBody},
     client::{H1Slot, Upstream},
 };
-use crate::discovery::{self, Dispatch, Resolver, Route};
+use crate::discovery::{self, Answer, Dispatch, EndpointError, Resolver, Route};
 use crate::{
     config::ServerConfig,
     metrics::{Direction, Metrics, RouteStats, Tls},
@@ -251,7 +251,7 @@ impl Proxy {
             direction,
             version,
             target,
-            upstream: RefCell::new(Upstream::new(clients.target(target), version)),
+            upstream: RefCell::new(Upstream::new(clients.target(target, None), version)),
             resolver,
             clients: clients.clone(),
             dst_route: LastAuthority::default(),
@@ -264,15 +264,19 @@ impl Proxy {
     fn route(&self, authority: &str) -> Arc<RouteStats> {
         self.route.get(authority, || {
             self.metrics
-                .route(self.direction, authority, self.target, &Tls::Disabled)
+                .route(self.direction, authority, self.target, &Tls::Disabled, None)
         })
     }
 
-    /// The discovery route for `authority`, if it names a service.
+    /// The discovery route for `authority` if it names a service, or else
+    /// for the original destination if destination may know it.
     fn dst_route(&self, authority: &str) -> Option<Arc<Route>> {
         let resolver = self.resolver.as_ref()?;
-        self.dst_route
-            .get(authority, || resolver.route(authority, &self.clients))
+        self.dst_route.get(authority, || {
+            resolver
+                .route(authority, &self.clients)
+                .or_else(|| resolver.addr_route(self.target, &self.clients))
+        })
     }
 
     /// HTTP/2 carries the scheme and authority as pseudo-headers, so the
@@ -352,7 +356,7 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let started = Instant::now();
         let authority = authority_of(&req);
-        let mut recorder = Recorder::new(self.route(authority), started, self.activity.clone());
+        let route = self.route(authority);
         let discovered = self.dst_route(authority);
 
         // An HTTP/1 upgrade (WebSocket, h2c) or CONNECT becomes a byte stream
@@ -360,6 +364,16 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
         let is_connect = req.method() == Method::CONNECT;
         let upgrade =
             self.version == Version::Http1 && (is_connect || headers::wants_upgrade(req.headers()));
+        // A service is balanced over its endpoints (upgrades keep to the
+        // original destination: they pin one connection anyway).
+        let dispatch = discovered
+            .filter(|_| !upgrade)
+            .and_then(|route| Dispatch::new(route, || self.clients.target(self.target, None)));
+        let activity = self.activity.clone();
+        let mut recorder = match dispatch {
+            Some(_) => Recorder::deferred(route, started, activity),
+            None => Recorder::new(route, started, activity),
+        };
         let downstream = upgrade.then(|| hyper::upgrade::on(&mut req));
         headers::strip_hop_by_hop(req.headers_mut(), upgrade);
         let normalized = match self.version {
@@ -378,24 +392,39 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
         }
 
         let h2 = self.version == Version::H2;
-        // A service name is balanced over its endpoints (upgrades keep to
-        // the original destination: they pin one connection anyway).
-        let dispatch = discovered
-            .filter(|_| !upgrade)
-            .and_then(|route| Dispatch::new(route, || self.clients.target(self.target)));
         let response = match dispatch {
             Some(dispatch) => Either::Right(dispatch.send(req)),
             None => Either::Left(self.send_direct(req, upgrade)),
         };
         Box::pin(async move {
             let result = match response {
-                Either::Left(direct) => direct.await.map_err(BoxError::from),
+                Either::Left(direct) => direct
+                    .await
+                    .map(|(rsp, checkin)| Answer {
+                        rsp,
+                        checkin,
+                        served_by: None,
+                    })
+                    .map_err(BoxError::from),
                 Either::Right(discovered) => discovered.await,
             };
             recorder.answered();
-            let (mut rsp, checkin) = match result {
-                Ok(ok) => ok,
+            let Answer {
+                mut rsp,
+                checkin,
+                served_by,
+            } = match result {
+                Ok(answer) => answer,
                 Err(e) => {
+                    // A balanced endpoint's failure counts in its series.
+                    let e = match e.downcast::<EndpointError>() {
+                        Ok(failed) => {
+                            let EndpointError { stats, source } = *failed;
+                            recorder.served_by(stats);
+                            BoxError::from(source)
+                        }
+                        Err(e) => e,
+                    };
                     // An HTTP/2 stream the server reset is reset for the
                     // client too, with the same reason: hyper finds the h2
                     // error in the chain.
@@ -419,6 +448,9 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
                     return Ok(error_response(status, msg, recorder));
                 }
             };
+            if let Some(endpoint) = served_by {
+                recorder.served_by(endpoint);
+            }
             recorder.response(rsp.status(), rsp.headers());
             let upgraded = rsp.status() == StatusCode::SWITCHING_PROTOCOLS
                 || (is_connect && rsp.status().is_success());

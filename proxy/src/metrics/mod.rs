@@ -17,7 +17,8 @@ use prometheus_client::{
     registry::Registry,
 };
 use std::{
-    collections::HashMap,
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
     fmt,
     net::SocketAddr,
     sync::{
@@ -60,6 +61,43 @@ impl Tls {
         }
     }
 }
+
+/// An endpoint's metric labels from destination (`namespace`, `service`,
+/// `pod`, `deployment`, ...), as the `dst_`-prefixed labels of outbound series.
+/// Interned per endpoint, so a series costs a pointer, not a copy.
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq)]
+pub(crate) struct DstLabels(Box<[(Box<str>, Box<str>)]>);
+
+impl DstLabels {
+    /// Later labels override earlier ones of the same name (an address's
+    /// over its set's). Names are made valid Prometheus label names.
+    pub(crate) fn new<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut by_name = BTreeMap::new();
+        for (name, value) in labels {
+            let name: String = name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            by_name.insert(format!("dst_{name}").into_boxed_str(), Box::from(value));
+        }
+        Self(by_name.into_iter().collect())
+    }
+
+    fn extend_labels(&self, labels: &mut Labels) {
+        labels.extend(
+            self.0
+                .iter()
+                .map(|(k, v)| (Cow::Owned(k.to_string()), v.to_string())),
+        );
+    }
+
+    #[cfg(test)]
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| &**k == name).map(|(_, v)| &**v)
+    }
+}
+
+type Labels = Vec<(Cow<'static, str>, String)>;
 
 /// Which end of a proxied connection a TCP series describes.
 #[derive(Copy, Clone, Debug, Hash, PartialEq, Eq)]
@@ -140,15 +178,23 @@ impl Metrics {
         Arc::new(Self::default())
     }
 
-    /// The stats block for requests to `authority` on one side of the proxy.
+    /// The stats block for requests to `authority` on one side of the proxy,
+    /// sent to `target` (an endpoint with `dst` labels, when discovered).
     pub(crate) fn route(
         &self,
         direction: Direction,
         authority: &str,
         target: SocketAddr,
         tls: &Tls,
+        dst: Option<&Arc<DstLabels>>,
     ) -> Arc<RouteStats> {
-        self.http.route(direction, authority, target, tls)
+        self.http.route(RouteKey {
+            direction,
+            authority: authority.into(),
+            target,
+            tls: tls.clone(),
+            dst: dst.cloned(),
+        })
     }
 
     pub(crate) fn tcp(
@@ -157,12 +203,14 @@ impl Metrics {
         peer: Peer,
         target: SocketAddr,
         tls: &Tls,
+        dst: Option<&Arc<DstLabels>>,
     ) -> Arc<TcpStats> {
         self.tcp.get(TcpKey {
             direction,
             peer,
             target,
             tls: tls.clone(),
+            dst: dst.cloned(),
         })
     }
 
@@ -195,6 +243,7 @@ struct RouteKey {
     authority: Box<str>,
     target: SocketAddr,
     tls: Tls,
+    dst: Option<Arc<DstLabels>>,
 }
 
 #[derive(Debug, Default)]
@@ -222,19 +271,7 @@ struct ResponseStats {
 }
 
 impl HttpMetrics {
-    fn route(
-        &self,
-        direction: Direction,
-        authority: &str,
-        target: SocketAddr,
-        tls: &Tls,
-    ) -> Arc<RouteStats> {
-        let mut key = RouteKey {
-            direction,
-            authority: authority.into(),
-            target,
-            tls: tls.clone(),
-        };
+    fn route(&self, mut key: RouteKey) -> Arc<RouteStats> {
         if let Some(stats) = self.routes.read().unwrap().get(&key) {
             return stats.clone();
         }
@@ -304,13 +341,21 @@ impl HttpMetrics {
 }
 
 impl RouteKey {
-    fn labels(&self) -> Vec<(&'static str, String)> {
+    fn labels(&self) -> Labels {
         let mut l = vec![
-            ("direction", self.direction.as_str().to_string()),
-            ("authority", self.authority.to_string()),
-            ("target_addr", self.target.to_string()),
+            ("direction".into(), self.direction.as_str().to_string()),
+            ("authority".into(), self.authority.to_string()),
+            ("target_addr".into(), self.target.to_string()),
         ];
-        l.extend(self.tls.labels().iter().map(|(k, v)| (*k, v.to_string())));
+        l.extend(
+            self.tls
+                .labels()
+                .iter()
+                .map(|(k, v)| (Cow::Borrowed(*k), v.to_string())),
+        );
+        if let Some(dst) = &self.dst {
+            dst.extend_labels(&mut l);
+        }
         l
     }
 }
@@ -365,14 +410,14 @@ impl RouteStats {
 }
 
 impl ResponseStats {
-    fn labels(&self) -> Vec<(&'static str, String)> {
+    fn labels(&self) -> Labels {
         let mut l = Vec::with_capacity(3);
         if let Some(s) = self.status {
-            l.push(("status_code", s.as_u16().to_string()));
+            l.push(("status_code".into(), s.as_u16().to_string()));
         }
-        l.push(("classification", self.class.as_str().to_string()));
+        l.push(("classification".into(), self.class.as_str().to_string()));
         if let Some(g) = self.grpc_status {
-            l.push(("grpc_status", g.to_string()));
+            l.push(("grpc_status".into(), g.to_string()));
         }
         l
     }
@@ -386,6 +431,7 @@ struct TcpKey {
     peer: Peer,
     target: SocketAddr,
     tls: Tls,
+    dst: Option<Arc<DstLabels>>,
 }
 
 #[derive(Debug, Default)]
@@ -494,17 +540,25 @@ impl TcpMetrics {
 }
 
 impl TcpKey {
-    fn labels(&self) -> Vec<(&'static str, String)> {
+    fn labels(&self) -> Labels {
         let peer = match self.peer {
             Peer::Src => "src",
             Peer::Dst => "dst",
         };
         let mut l = vec![
-            ("direction", self.direction.as_str().to_string()),
-            ("peer", peer.to_string()),
-            ("target_addr", self.target.to_string()),
+            ("direction".into(), self.direction.as_str().to_string()),
+            ("peer".into(), peer.to_string()),
+            ("target_addr".into(), self.target.to_string()),
         ];
-        l.extend(self.tls.labels().iter().map(|(k, v)| (*k, v.to_string())));
+        l.extend(
+            self.tls
+                .labels()
+                .iter()
+                .map(|(k, v)| (Cow::Borrowed(*k), v.to_string())),
+        );
+        if let Some(dst) = &self.dst {
+            dst.extend_labels(&mut l);
+        }
         l
     }
 }
