@@ -5,3 +5,4 @@
 pub mod admin;
 pub mod destination;
 pub mod discovery;
+pub mod identity;
