@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use linkerd_controller::{admin, destination, discovery};
+use linkerd_controller::{admin, destination, discovery, identity};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use tokio::net::TcpListener;
 
@@ -24,6 +24,69 @@ struct Cli {
 enum Command {
     /// Serves io.linkerd.proxy.destination.Destination: service discovery for proxies.
     Destination(DestinationArgs),
+    /// Serves io.linkerd.proxy.identity.Identity: signs proxies' certificates.
+    Identity(IdentityArgs),
+    /// Writes a new trust anchor and issuer: ca-bundle.crt, ca.key, crt.pem, key.pem.
+    IssuerCerts(IssuerCertsArgs),
+}
+
+#[derive(Args)]
+struct IdentityArgs {
+    /// Check tokens against this topology file's `tokens` instead of with
+    /// the Kubernetes API's TokenReview.
+    #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
+    local: Option<PathBuf>,
+    /// The kubeconfig to reach the Kubernetes API with. Without it: the
+    /// in-cluster config, else $KUBECONFIG or ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// The trust anchors (the `linkerd-identity-trust-roots` ConfigMap's bundle).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/run/linkerd/identity/trust-roots/ca-bundle.crt"
+    )]
+    trust_anchors: PathBuf,
+    /// Where the `linkerd-identity-issuer` Secret is mounted: crt.pem, key.pem.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/run/linkerd/identity/issuer"
+    )]
+    issuer_dir: PathBuf,
+    /// How long issued certificates last.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    issuance_lifetime: Duration,
+    /// How far before now issued certificates start, for clocks behind ours.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    clock_skew_allowance: Duration,
+    /// How often the issuer and topology files are checked for changes.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    poll_interval: Duration,
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    addr: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:9990")]
+    admin_addr: SocketAddr,
+    /// The control plane's namespace, part of every workload identity.
+    #[arg(long, default_value = "linkerd")]
+    controller_namespace: String,
+    #[arg(long, default_value = "cluster.local")]
+    identity_trust_domain: String,
+}
+
+#[derive(Args)]
+struct IssuerCertsArgs {
+    /// The directory to write into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[arg(long, default_value = "cluster.local")]
+    identity_trust_domain: String,
+    /// How long the trust anchor lasts.
+    #[arg(long, default_value = "87600h", value_parser = parse_duration)]
+    anchor_lifetime: Duration,
+    /// How long the issuer lasts.
+    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    issuer_lifetime: Duration,
 }
 
 #[derive(Args)]
@@ -53,15 +116,21 @@ struct DestinationArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
+    let invalid = || format!("{s:?} is not a duration such as 500ms, 20s, 5m or 24h");
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 500ms or 2s"))?;
+    let n: u64 = n.parse().map_err(|_| invalid())?;
+    let secs = |per: u64| {
+        n.checked_mul(per)
+            .map(Duration::from_secs)
+            .ok_or_else(invalid)
+    };
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        _ => Err(format!("{s:?} is not a duration such as 500ms or 2s")),
+        "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        _ => Err(invalid()),
     }
 }
 
@@ -105,7 +174,89 @@ fn main() -> std::process::ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Destination(args) => destination(args).await,
+        Command::Identity(args) => identity(args).await,
+        Command::IssuerCerts(args) => issuer_certs(args),
     }
+}
+
+async fn identity(args: IdentityArgs) -> anyhow::Result<()> {
+    let files = identity::issuer::IssuerFiles::in_dir(&args.issuer_dir, args.trust_anchors.clone());
+    let issuer = files.watch(args.poll_interval)?;
+    match &args.local {
+        Some(path) => {
+            let local = discovery::local::LocalDiscovery::load(path.clone(), args.poll_interval)?;
+            let tokens = identity::tokens::LocalTokens::new(local.topology());
+            serve_identity(issuer, tokens, args).await
+        }
+        None => {
+            let client = kube_client(args.kubeconfig.as_deref()).await?;
+            serve_identity(issuer, identity::tokens::TokenReviews::new(client), args).await
+        }
+    }
+}
+
+async fn serve_identity<V: identity::tokens::Validate>(
+    issuer: tokio::sync::watch::Receiver<std::sync::Arc<identity::ca::Issuer>>,
+    validator: V,
+    args: IdentityArgs,
+) -> anyhow::Result<()> {
+    tracing::info!(expires = %issuer.borrow().not_after(), "issuer loaded");
+    let metrics = identity::Metrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let config = identity::Config {
+        trust_domain: args.identity_trust_domain,
+        control_namespace: args.controller_namespace,
+        lifetime: args.issuance_lifetime,
+        clock_skew: args.clock_skew_allowance,
+    };
+    let service = identity::Identity::new(issuer, validator, config, metrics).into_server();
+    let grpc = bind("identity", args.addr).await?;
+    let admin = bind("admin", args.admin_addr).await?;
+    tokio::spawn(admin::serve(admin, registry));
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            shutdown(),
+        )
+        .await
+        .context("identity server failed")?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+fn issuer_certs(args: IssuerCertsArgs) -> anyhow::Result<()> {
+    let generated = identity::ca::generate(
+        &args.identity_trust_domain,
+        args.anchor_lifetime,
+        args.issuer_lifetime,
+        time::OffsetDateTime::now_utc(),
+    )?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    for (name, text, mode) in [
+        ("ca-bundle.crt", &generated.trust_anchor_pem, 0o644),
+        ("ca.key", &generated.trust_anchor_key_pem, 0o600),
+        ("crt.pem", &generated.issuer_pem, 0o644),
+        ("key.pem", &generated.issuer_key_pem, 0o600),
+    ] {
+        use std::{io::Write, os::unix::fs::OpenOptionsExt};
+        let path = args.out.join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!(
+        "wrote ca-bundle.crt (trust anchor), ca.key, crt.pem and key.pem (issuer) to {}",
+        args.out.display()
+    );
+    Ok(())
 }
 
 async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {

@@ -45,9 +45,13 @@ fn scratch_dir() -> PathBuf {
 /// `linkerd-controller destination` with a discovery source: `--local FILE`
 /// or `--kubeconfig FILE`.
 fn destination_command(source: &str, file: &Path) -> Command {
+    service_command("destination", source, file)
+}
+
+fn service_command(service: &str, source: &str, file: &Path) -> Command {
     let mut cmd = Command::new(bin("linkerd-controller"));
     cmd.args([
-        "destination",
+        service,
         "--addr",
         "127.0.0.1:0",
         "--admin-addr",
@@ -58,6 +62,40 @@ fn destination_command(source: &str, file: &Path) -> Command {
     .stdin(Stdio::null())
     .kill_on_drop(true);
     cmd
+}
+
+/// `linkerd-controller identity` on `backend`, with the trust anchors and
+/// issuer in `certs` (`ca-bundle.crt`, `crt.pem`, `key.pem`) and `extra`
+/// flags; the command, ready to spawn, and the fake API it uses.
+pub async fn identity_command(
+    backend: Backend,
+    yaml: &str,
+    certs: &Path,
+    extra: &[&str],
+) -> (Command, Option<FakeApi>, PathBuf) {
+    let dir = scratch_dir();
+    let (mut cmd, api) = match backend {
+        Backend::Local => {
+            let topology = dir.join("topology.yaml");
+            std::fs::write(&topology, yaml).expect("write topology");
+            (service_command("identity", "--local", &topology), None)
+        }
+        Backend::Kubernetes => {
+            let api = FakeApi::start().await;
+            api.set_topology(&parse(yaml));
+            let kubeconfig = api.write_kubeconfig(&dir);
+            (
+                service_command("identity", "--kubeconfig", &kubeconfig),
+                Some(api),
+            )
+        }
+    };
+    cmd.arg("--trust-anchors")
+        .arg(certs.join("ca-bundle.crt"))
+        .arg("--issuer-dir")
+        .arg(certs)
+        .args(extra);
+    (cmd, api, dir)
 }
 
 fn parse(yaml: &str) -> Topology {
@@ -89,6 +127,20 @@ impl Controller {
         let (child, addrs) = spawn_listening(cmd, &["destination", "admin"]).await;
         Self {
             grpc: addrs["destination"],
+            admin: addrs["admin"],
+            dir,
+            child,
+            api,
+        }
+    }
+
+    /// Starts the identity service on `backend` (tokens from `yaml`), with
+    /// the certificates in `certs`.
+    pub async fn identity_with(backend: Backend, yaml: &str, certs: &Path, extra: &[&str]) -> Self {
+        let (cmd, api, dir) = identity_command(backend, yaml, certs, extra).await;
+        let (child, addrs) = spawn_listening(cmd, &["identity", "admin"]).await;
+        Self {
+            grpc: addrs["identity"],
             admin: addrs["admin"],
             dir,
             child,

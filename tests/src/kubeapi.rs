@@ -49,7 +49,13 @@ struct State {
     requests: Vec<String>,
     /// While set, every request gets 503, as during an API outage.
     down: bool,
+    /// Tokens a TokenReview authenticates, and the user each is.
+    tokens: BTreeMap<String, String>,
+    /// The audiences each TokenReview asked for.
+    reviewed_audiences: Vec<Vec<String>>,
 }
+
+const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
 
 #[derive(Clone)]
 pub struct FakeApi {
@@ -70,9 +76,17 @@ impl FakeApi {
             while let Ok((stream, _)) = listener.accept().await {
                 let api = server.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let api = api.clone();
-                        async move { Ok::<_, Infallible>(api.handle(req)) }
+                        async move {
+                            if req.method() == http::Method::POST
+                                && req.uri().path() == TOKEN_REVIEWS
+                            {
+                                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                                return Ok::<_, Infallible>(api.token_review(body.ok()));
+                            }
+                            Ok::<_, Infallible>(api.handle(req))
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -112,6 +126,60 @@ impl FakeApi {
         for path in [slices, services, pods] {
             state.remove_missing(path, &next[path]);
         }
+    }
+
+    /// Makes TokenReviews authenticate `token` as `username` (e.g.
+    /// `system:serviceaccount:emojivoto:web`) for any audience asked.
+    pub fn add_token(&self, token: &str, username: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .tokens
+            .insert(token.to_string(), username.to_string());
+    }
+
+    /// The audiences of every TokenReview so far.
+    pub fn reviewed_audiences(&self) -> Vec<Vec<String>> {
+        self.state.lock().unwrap().reviewed_audiences.clone()
+    }
+
+    /// Answers a TokenReview as the API server does: the review echoed back
+    /// with a status saying whether, and as whom, the token authenticated.
+    fn token_review(&self, body: Option<Bytes>) -> Response<Body> {
+        let mut state = self.state.lock().unwrap();
+        state.requests.push(format!("POST {TOKEN_REVIEWS}"));
+        if state.down {
+            let outage = status(503, "ServiceUnavailable", "outage");
+            return json_response(StatusCode::SERVICE_UNAVAILABLE, &outage);
+        }
+        let Some(mut review) = body.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &status(400, "BadRequest", "not a TokenReview"),
+            );
+        };
+        let token = review["spec"]["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let audiences: Vec<String> = review["spec"]["audiences"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        state.reviewed_audiences.push(audiences.clone());
+        review["status"] = match state.tokens.get(&token) {
+            Some(user) => json!({
+                "authenticated": true,
+                "user": {"username": user},
+                "audiences": audiences,
+            }),
+            None => json!({"authenticated": false, "error": "invalid bearer token"}),
+        };
+        json_response(StatusCode::CREATED, &review)
     }
 
     /// Forgets the event history and ends every watch, as an API server

@@ -82,6 +82,11 @@ impl LocalDiscovery {
         });
         Ok(Self { topology: rx })
     }
+
+    /// The topology as it is now, and as it changes.
+    pub fn topology(&self) -> watch::Receiver<Arc<Topology>> {
+        self.topology.clone()
+    }
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {

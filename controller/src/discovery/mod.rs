@@ -163,6 +163,19 @@ pub struct Topology {
     pub services: Vec<Service>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub pods: Vec<Pod>,
+    /// Service account tokens the local identity backend accepts, standing
+    /// in for Kubernetes' TokenReview.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub tokens: Vec<Token>,
+}
+
+/// A token and the service account it proves.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Token {
+    pub token: String,
+    pub namespace: String,
+    pub service_account: String,
 }
 
 /// `pods:` with nothing under it is YAML's null; read it as no pods.
