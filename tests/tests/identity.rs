@@ -115,7 +115,10 @@ async fn issues_a_certificate_for_a_proven_identity(backend: Backend) {
     let rsp = certify(&ctl, WEB, "web-token", csr(&[WEB])).await.unwrap();
 
     let issuer_der = pem_der(&dir.join("crt.pem"));
-    assert_eq!(rsp.intermediate_certificates, [issuer_der.clone()]);
+    assert_eq!(
+        rsp.intermediate_certificates,
+        std::slice::from_ref(&issuer_der)
+    );
     let (_, leaf) = X509Certificate::from_der(&rsp.leaf_certificate).unwrap();
     let (_, issuer) = X509Certificate::from_der(&issuer_der).unwrap();
     leaf.verify_signature(Some(issuer.public_key()))
