@@ -211,19 +211,14 @@ async fn serve_identity<V: identity::tokens::Validate>(
         clock_skew: args.clock_skew_allowance,
     };
     let service = identity::Identity::new(issuer, validator, config, metrics).into_server();
-    let grpc = bind("identity", args.addr).await?;
-    let admin = bind("admin", args.admin_addr).await?;
-    tokio::spawn(admin::serve(admin, registry));
-    tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
-            shutdown(),
-        )
-        .await
-        .context("identity server failed")?;
-    tracing::info!("shutdown complete");
-    Ok(())
+    serve_grpc(
+        "identity",
+        tonic::service::Routes::new(service),
+        (args.addr, args.admin_addr),
+        registry,
+        || {},
+    )
+    .await
 }
 
 fn issuer_certs(args: IssuerCertsArgs) -> anyhow::Result<()> {
@@ -313,22 +308,43 @@ async fn serve_destination<D: discovery::Discover>(
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let service = destination::Destination::new(discover, config, metrics, stopped).into_server();
+    // Open streams end too, or the graceful shutdown would wait forever.
+    let on_shutdown = move || {
+        let _ = stop.send(true);
+    };
+    serve_grpc(
+        "destination",
+        tonic::service::Routes::new(service),
+        (args.addr, args.admin_addr),
+        registry,
+        on_shutdown,
+    )
+    .await
+}
 
-    let grpc = bind("destination", args.addr).await?;
-    let admin = bind("admin", args.admin_addr).await?;
+/// Serves one gRPC service, and its admin server, until SIGTERM or SIGINT;
+/// `on_shutdown` runs then, before the server drains.
+async fn serve_grpc(
+    what: &'static str,
+    routes: tonic::service::Routes,
+    (addr, admin_addr): (SocketAddr, SocketAddr),
+    registry: prometheus_client::registry::Registry,
+    on_shutdown: impl FnOnce() + Send,
+) -> anyhow::Result<()> {
+    let grpc = bind(what, addr).await?;
+    let admin = bind("admin", admin_addr).await?;
     tokio::spawn(admin::serve(admin, registry));
     tonic::transport::Server::builder()
-        .add_service(service)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             async move {
                 shutdown().await;
-                // Open streams end too, or the graceful shutdown would wait forever.
-                let _ = stop.send(true);
+                on_shutdown();
             },
         )
         .await
-        .context("destination server failed")?;
+        .with_context(|| format!("{what} server failed"))?;
     tracing::info!("shutdown complete");
     Ok(())
 }

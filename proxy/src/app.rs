@@ -210,11 +210,12 @@ impl Side {
     /// service destination knows, or straight to it.
     async fn connect_opaque(&self, target: SocketAddr) -> io::Result<tcp::Upstream> {
         let direct = self.clients.target(target, None);
-        match &self.resolver {
-            Some(resolver) => match resolver.addr_route(target, &self.clients) {
-                Some(route) => crate::discovery::connect(route, direct).await,
-                None => direct.connect_tcp().await.map(tcp::Upstream::direct),
-            },
+        let route = self
+            .resolver
+            .as_ref()
+            .and_then(|r| r.addr_route(target, &self.clients));
+        match route {
+            Some(route) => crate::discovery::connect(route, direct).await,
             None => direct.connect_tcp().await.map(tcp::Upstream::direct),
         }
     }

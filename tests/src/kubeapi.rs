@@ -149,8 +149,7 @@ impl FakeApi {
         let mut state = self.state.lock().unwrap();
         state.requests.push(format!("POST {TOKEN_REVIEWS}"));
         if state.down {
-            let outage = status(503, "ServiceUnavailable", "outage");
-            return json_response(StatusCode::SERVICE_UNAVAILABLE, &outage);
+            return outage();
         }
         let Some(mut review) = body.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else {
             return json_response(
@@ -224,8 +223,7 @@ impl FakeApi {
             .requests
             .push(format!("{} {}", req.method(), req.uri()));
         if state.down {
-            let outage = status(503, "ServiceUnavailable", "outage");
-            return json_response(StatusCode::SERVICE_UNAVAILABLE, &outage);
+            return outage();
         }
         let Some((collection, list_kind, api_version)) = KINDS.iter().find(|(p, _, _)| *p == path)
         else {
@@ -352,6 +350,14 @@ fn line(v: &Value) -> Bytes {
     let mut s = serde_json::to_vec(v).unwrap();
     s.push(b'\n');
     Bytes::from(s)
+}
+
+/// What every request gets during an API outage.
+fn outage() -> Response<Body> {
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &status(503, "ServiceUnavailable", "outage"),
+    )
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Body> {

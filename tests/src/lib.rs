@@ -33,3 +33,22 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Runs each scenario (`async fn scenario(backend: Backend)` in the calling
+/// module) against both discovery backends, as `local::scenario` and
+/// `kubernetes::scenario`: they must answer alike for the same world.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod local {
+            $(#[tokio::test] async fn $scenario() {
+                super::$scenario($crate::controller::Backend::Local).await
+            })*
+        }
+        mod kubernetes {
+            $(#[tokio::test] async fn $scenario() {
+                super::$scenario($crate::controller::Backend::Kubernetes).await
+            })*
+        }
+    };
+}

@@ -83,20 +83,7 @@ async fn get(ctl: &Controller, path: &str) -> Result<Streaming<Update>, tonic::S
     ctl.client().await.get(req).await.map(|r| r.into_inner())
 }
 
-/// Runs each scenario against both discovery backends: they must answer
-/// alike for the same world.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod local {
-            $(#[tokio::test] async fn $scenario() { super::$scenario(super::Backend::Local).await })*
-        }
-        mod kubernetes {
-            $(#[tokio::test] async fn $scenario() { super::$scenario(super::Backend::Kubernetes).await })*
-        }
-    };
-}
-
-on_both_backends!(
+linkerd_tests::on_both_backends!(
     get_streams_endpoints_and_every_change,
     empty_services_say_so_at_once,
     names_that_are_not_services_are_refused_with_the_right_status,

@@ -89,18 +89,7 @@ fn pem_der(path: &Path) -> Vec<u8> {
         .contents
 }
 
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod local {
-            $(#[tokio::test] async fn $scenario() { super::$scenario(super::Backend::Local).await })*
-        }
-        mod kubernetes {
-            $(#[tokio::test] async fn $scenario() { super::$scenario(super::Backend::Kubernetes).await })*
-        }
-    };
-}
-
-on_both_backends!(
+linkerd_tests::on_both_backends!(
     issues_a_certificate_for_a_proven_identity,
     refuses_each_bad_request_with_its_status_and_reason,
 );

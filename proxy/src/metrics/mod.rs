@@ -99,6 +99,18 @@ impl DstLabels {
 
 type Labels = Vec<(Cow<'static, str>, String)>;
 
+/// The labels every HTTP and TCP series ends with.
+fn tls_and_dst(labels: &mut Labels, tls: &Tls, dst: Option<&DstLabels>) {
+    labels.extend(
+        tls.labels()
+            .iter()
+            .map(|(k, v)| (Cow::Borrowed(*k), v.to_string())),
+    );
+    if let Some(dst) = dst {
+        dst.extend_labels(labels);
+    }
+}
+
 /// Which end of a proxied connection a TCP series describes.
 #[derive(Copy, Clone, Debug, Hash, PartialEq, Eq)]
 pub(crate) enum Peer {
@@ -347,15 +359,7 @@ impl RouteKey {
             ("authority".into(), self.authority.to_string()),
             ("target_addr".into(), self.target.to_string()),
         ];
-        l.extend(
-            self.tls
-                .labels()
-                .iter()
-                .map(|(k, v)| (Cow::Borrowed(*k), v.to_string())),
-        );
-        if let Some(dst) = &self.dst {
-            dst.extend_labels(&mut l);
-        }
+        tls_and_dst(&mut l, &self.tls, self.dst.as_deref());
         l
     }
 }
@@ -550,15 +554,7 @@ impl TcpKey {
             ("peer".into(), peer.to_string()),
             ("target_addr".into(), self.target.to_string()),
         ];
-        l.extend(
-            self.tls
-                .labels()
-                .iter()
-                .map(|(k, v)| (Cow::Borrowed(*k), v.to_string())),
-        );
-        if let Some(dst) = &self.dst {
-            dst.extend_labels(&mut l);
-        }
+        tls_and_dst(&mut l, &self.tls, self.dst.as_deref());
         l
     }
 }
