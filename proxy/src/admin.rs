@@ -1,7 +1,7 @@
 //! The admin server: metrics for Prometheus, probes for the kubelet, and a
 //! shutdown hook for whoever runs the pod.
 
-use crate::metrics;
+use crate::{identity::Local, metrics};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -19,11 +19,22 @@ pub(crate) struct Admin {
     /// Cancelled when the proxy starts draining: `/ready` then says no, so the
     /// pod is taken out of rotation before its listeners close.
     drain: CancellationToken,
+    /// With identity, the proxy is not ready before its first certificate:
+    /// until then it cannot take part in the mesh.
+    identity: Option<Arc<Local>>,
 }
 
 impl Admin {
-    pub(crate) fn new(registry: Registry, drain: CancellationToken) -> Arc<Self> {
-        Arc::new(Self { registry, drain })
+    pub(crate) fn new(
+        registry: Registry,
+        drain: CancellationToken,
+        identity: Option<Arc<Local>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            registry,
+            drain,
+            identity,
+        })
     }
 
     pub(crate) async fn serve(self: Arc<Self>, listener: TcpListener) {
@@ -66,6 +77,14 @@ impl Admin {
             (&Method::GET, "/live") => plain(StatusCode::OK, "live\n"),
             (&Method::GET, "/ready") if self.drain.is_cancelled() => {
                 plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+            }
+            (&Method::GET, "/ready")
+                if self.identity.as_ref().is_some_and(|i| !i.is_certified()) =>
+            {
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "identity not certified yet\n",
+                )
             }
             (&Method::GET, "/ready") => plain(StatusCode::OK, "ready\n"),
             (&Method::POST, "/shutdown") if peer.ip().is_loopback() => {

@@ -1,21 +1,31 @@
 //! Binds the listeners and runs the proxy until it is told to stop.
 //!
 //! Every accepted connection goes through the same stack:
-//! original destination -> TCP metrics -> protocol detection -> HTTP/1, HTTP/2
-//! or opaque TCP forwarding to that destination.
+//! original destination -> TCP metrics -> protocol detection (inbound: mesh
+//! TLS terminated, then detection inside it) -> HTTP/1, HTTP/2 or opaque TCP
+//! forwarding to that destination.
 
 use crate::{
     admin::Admin,
-    config::{Config, ListenerConfig, ServerConfig},
+    config::{Config, InboundPolicy, ListenerConfig, ServerConfig},
     detect::{self, Protocol},
     discovery::Resolver,
     http::{self, Clients, Version},
-    metrics::{Direction, Metrics, Peer, Tls},
+    identity::{IdentityMetrics, Local},
+    metrics::{Direction, Metrics, NoTlsReason, Peer, Tls},
     tcp,
-    transport::{Metered, OrigDst, Prefixed},
+    tls::{self, Hello},
+    transport::{Failed, Metered, OrigDst, Prefixed},
 };
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+};
+
+/// On inbound ports that skip protocol detection, how long to wait for a
+/// meshed client's ClientHello before treating the connection as opaque.
+const SKIPPED_PORT_TLS_WAIT: Duration = Duration::from_millis(300);
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +38,8 @@ pub enum Error {
     },
     #[error("cannot install the signal handler: {0}")]
     Signal(io::Error),
-    #[error("the destination service address is not usable: {0}")]
-    Destination(tonic::transport::Error),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::Error),
 }
 
 /// One side of the proxy (inbound or outbound) and what its connections share.
@@ -42,6 +52,10 @@ struct Side {
     /// Outbound only, when a destination service is configured.
     resolver: Option<Arc<Resolver>>,
     metrics: Arc<Metrics>,
+    /// This proxy's identity, unless identity is disabled.
+    identity: Option<Arc<Local>>,
+    /// Inbound: which clients are served.
+    policy: InboundPolicy,
 }
 
 pub async fn run(config: Config) -> Result<(), Error> {
@@ -55,15 +69,29 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(Error::Signal)?;
 
+    let identity_metrics = Arc::new(IdentityMetrics::default());
+    let identity = match &config.identity {
+        Some(cfg) => {
+            let (local, certifier) = Local::new(cfg, identity_metrics.clone())?;
+            tracing::info!(identity = %local.name(), "identity enabled; obtaining a certificate");
+            tokio::spawn(certifier.run());
+            Some(local)
+        }
+        None => None,
+    };
     let resolver = match config.destination {
         Some(dst) => {
-            let resolver = Arc::new(Resolver::new(dst).map_err(Error::Destination)?);
+            let resolver = Arc::new(Resolver::new(dst, identity.as_deref())?);
             tokio::spawn(resolver.clone().sweep(crate::discovery::SWEEP_INTERVAL));
             Some(resolver)
         }
         None => None,
     };
-    let admin_server = Admin::new(metrics.registry(), drain.clone());
+    let mut registry = metrics.registry();
+    if identity.is_some() {
+        identity_metrics.register(&mut registry);
+    }
+    let admin_server = Admin::new(registry, drain.clone(), identity.clone());
     tokio::spawn(admin_server.serve(admin));
     for (direction, listener, cfg) in [
         (Direction::Inbound, inbound, config.inbound),
@@ -78,6 +106,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
                 direction,
                 cfg.connect_timeout,
                 metrics.clone(),
+                identity.clone(),
             )),
             resolver: resolver
                 .clone()
@@ -85,6 +114,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
             cfg,
             server: config.server.clone(),
             metrics: metrics.clone(),
+            identity: identity.clone(),
+            policy: config.inbound_policy,
         });
         tokio::spawn(accept(listener, side, drain.clone(), tracker.clone()));
     }
@@ -165,31 +196,101 @@ impl Side {
             return;
         }
         let direction = self.direction;
-        let stats = self
-            .metrics
-            .tcp(direction, Peer::Src, target, &Tls::Disabled, None);
-        let mut io = Metered::new(stream, stats);
+        let inbound = direction == Direction::Inbound;
+        let plain = Tls::plain(
+            self.identity.is_some(),
+            if inbound {
+                NoTlsReason::NoTlsFromRemote
+            } else {
+                NoTlsReason::Loopback
+            },
+        );
+        // Counted once its TLS is known; under `plain` if it ends before.
+        let fallback = self.metrics.tcp(direction, Peer::Src, target, &plain, None);
+        let mut io = Metered::unlabelled(stream, fallback.clone());
+        if inbound && self.policy == InboundPolicy::Deny {
+            tracing::debug!(%client, %target, "inbound policy denies every connection; closing");
+            return;
+        }
 
-        let (result, protocol, prefix) = if self.cfg.skip_detect_ports.contains(target.port()) {
-            detect::skipped()
-        } else {
-            detect::detect(&mut io, self.cfg.detect_timeout).await
+        let skip = self.cfg.skip_detect_ports.contains(target.port());
+        let (result, protocol, prefix) = match &self.identity {
+            Some(_) if skip && inbound => detect::tls_only(&mut io, SKIPPED_PORT_TLS_WAIT).await,
+            _ if skip => detect::skipped(),
+            _ => detect::detect(&mut io, self.cfg.detect_timeout).await,
         };
         self.metrics.detected(direction, result);
-        tracing::debug!(%client, %target, ?protocol, "accepted");
-        let mut io = Prefixed::new(prefix.freeze(), io);
 
+        let mut prefix = prefix;
+        if let (Protocol::Tls, true, Some(local)) = (protocol, inbound, &self.identity) {
+            let hello =
+                tls::read_hello(&mut io, &mut prefix, local.name(), self.cfg.detect_timeout).await;
+            if let Hello::Ours(accepted) = hello {
+                let timeout = self.cfg.detect_timeout;
+                let mut conn = match tls::terminate(local, accepted, io, timeout).await {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::debug!(%client, %target, error = %e, "mesh TLS handshake failed");
+                        fallback.tls_failed();
+                        return;
+                    }
+                };
+                if self.policy == InboundPolicy::AllAuthenticated && conn.client_id.is_none() {
+                    tracing::debug!(%client, %target, "client sent no certificate; policy requires one");
+                    return;
+                }
+                let tls = Tls::inbound(conn.client_id);
+                let stats = self.metrics.tcp(direction, Peer::Src, target, &tls, None);
+                conn.io.get_mut().0.label(stats);
+                let (result, protocol, prefix) = detect::detect(&mut conn.io, timeout).await;
+                self.metrics.detected(direction, result);
+                let io = Prefixed::new(prefix.freeze(), conn.io);
+                return self.forward(io, protocol, target, client, tls, drain).await;
+            }
+        }
+        if inbound && self.policy == InboundPolicy::AllAuthenticated {
+            tracing::debug!(%client, %target, "plaintext client; policy requires mesh TLS");
+            return;
+        }
+        io.label(fallback);
+        let tls = if inbound {
+            plain
+        } else {
+            Tls::plain(
+                self.identity.is_some(),
+                NoTlsReason::NotProvidedByServiceDiscovery,
+            )
+        };
+        let io = Prefixed::new(prefix.freeze(), io);
+        self.forward(io, protocol, target, client, tls, drain).await
+    }
+
+    /// Serves a detected connection: its HTTP requests, or its bytes. `tls`
+    /// labels the requests' series.
+    async fn forward<I>(
+        &self,
+        mut io: I,
+        protocol: Protocol,
+        target: SocketAddr,
+        client: SocketAddr,
+        tls: Tls,
+        drain: CancellationToken,
+    ) where
+        I: AsyncRead + AsyncWrite + Failed + Unpin + Send + 'static,
+    {
+        let direction = self.direction;
+        tracing::debug!(%client, %target, ?protocol, "accepted");
         let version = match protocol {
             Protocol::Http1 => Version::Http1,
             Protocol::H2 => Version::H2,
-            Protocol::Opaque => {
+            Protocol::Opaque | Protocol::Tls => {
                 let forwarded = match self.connect_opaque(target).await {
                     Ok(upstream) => tcp::forward(&mut io, upstream).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = forwarded {
                     tracing::debug!(%client, %target, error = %e, "TCP forwarding ended with an error");
-                    io.get_mut().failed(&e);
+                    io.failed(&e);
                 }
                 return;
             }
@@ -198,6 +299,7 @@ impl Side {
             direction,
             version,
             target,
+            tls,
             &self.clients,
             self.resolver.clone(),
             self.metrics.clone(),

@@ -25,6 +25,18 @@ pub const ENV_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION: &str =
     "LINKERD2_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION";
 pub const ENV_SHUTDOWN_GRACE_PERIOD: &str = "LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD";
 pub const ENV_IDENTITY_DISABLED: &str = "LINKERD2_PROXY_IDENTITY_DISABLED";
+pub const ENV_IDENTITY_DIR: &str = "LINKERD2_PROXY_IDENTITY_DIR";
+pub const ENV_IDENTITY_TRUST_ANCHORS: &str = "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS";
+pub const ENV_IDENTITY_TOKEN_FILE: &str = "LINKERD2_PROXY_IDENTITY_TOKEN_FILE";
+pub const ENV_IDENTITY_LOCAL_NAME: &str = "LINKERD2_PROXY_IDENTITY_LOCAL_NAME";
+pub const ENV_IDENTITY_SVC_ADDR: &str = "LINKERD2_PROXY_IDENTITY_SVC_ADDR";
+pub const ENV_IDENTITY_SVC_NAME: &str = "LINKERD2_PROXY_IDENTITY_SVC_NAME";
+pub const ENV_IDENTITY_MIN_REFRESH: &str = "LINKERD2_PROXY_IDENTITY_MIN_REFRESH";
+pub const ENV_IDENTITY_MAX_REFRESH: &str = "LINKERD2_PROXY_IDENTITY_MAX_REFRESH";
+/// Who may connect to the inbound side, as Linkerd's default inbound policy:
+/// `all-unauthenticated` (anyone), `all-authenticated` (mTLS clients with a
+/// certificate only) or `deny`.
+pub const ENV_INBOUND_DEFAULT_POLICY: &str = "LINKERD2_PROXY_INBOUND_DEFAULT_POLICY";
 pub const ENV_HTTP1_HEADER_READ_TIMEOUT: &str = "LINKERD2_PROXY_HTTP1_HEADER_READ_TIMEOUT";
 pub const ENV_HTTP_MAX_HEADER_SIZE: &str = "LINKERD2_PROXY_HTTP_MAX_HEADER_SIZE";
 pub const ENV_HTTP2_MAX_CONCURRENT_STREAMS: &str = "LINKERD2_PROXY_HTTP2_MAX_CONCURRENT_STREAMS";
@@ -33,6 +45,7 @@ pub const ENV_HTTP2_MAX_PENDING_ACCEPT_RESETS: &str =
 pub const ENV_IDLE_TIMEOUT: &str = "LINKERD2_PROXY_IDLE_TIMEOUT";
 pub const ENV_CORES: &str = "LINKERD2_PROXY_CORES";
 pub const ENV_DESTINATION_SVC_ADDR: &str = "LINKERD2_PROXY_DESTINATION_SVC_ADDR";
+pub const ENV_DESTINATION_SVC_NAME: &str = "LINKERD2_PROXY_DESTINATION_SVC_NAME";
 pub const ENV_DESTINATION_GET_SUFFIXES: &str = "LINKERD2_PROXY_DESTINATION_GET_SUFFIXES";
 pub const ENV_DESTINATION_GET_NETWORKS: &str = "LINKERD2_PROXY_DESTINATION_GET_NETWORKS";
 
@@ -87,6 +100,40 @@ pub struct Config {
     pub admin_addr: SocketAddr,
     pub server: ServerConfig,
     pub shutdown_grace_period: Duration,
+    /// The proxy's identity and how to obtain its certificate; none when
+    /// identity is disabled (every connection is then plaintext).
+    pub identity: Option<IdentityConfig>,
+    pub inbound_policy: InboundPolicy,
+}
+
+/// The workload's identity, as the identity service will certify it.
+#[derive(Clone, Debug)]
+pub struct IdentityConfig {
+    /// `SA.NS.serviceaccount.identity.CONTROL_NS.TRUST_DOMAIN`.
+    pub local_name: String,
+    /// The roots every mesh certificate must chain to (DER).
+    pub trust_anchors: Vec<Vec<u8>>,
+    /// The ServiceAccount token, read anew for each request (it rotates).
+    pub token_file: std::path::PathBuf,
+    /// Where the private key is kept between restarts; in memory only when
+    /// unset.
+    pub dir: Option<std::path::PathBuf>,
+    /// The identity service, `host:port`.
+    pub svc_addr: String,
+    /// The identity service's own identity: when set, it is reached over
+    /// TLS to that name (through its proxy), as in a cluster.
+    pub svc_name: Option<String>,
+    /// Bounds on when a certificate is renewed (70% of its lifetime).
+    pub min_refresh: Duration,
+    pub max_refresh: Duration,
+}
+
+/// Which clients the inbound side serves.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum InboundPolicy {
+    AllUnauthenticated,
+    AllAuthenticated,
+    Deny,
 }
 
 /// One side of the proxy: where it listens and how it treats what it accepts.
@@ -117,6 +164,9 @@ pub struct ServerConfig {
 pub struct DestinationConfig {
     /// `host:port`; a name is resolved with DNS on each (re)connect.
     pub addr: String,
+    /// The destination service's identity: with identity enabled, it is
+    /// reached over TLS to that name.
+    pub svc_name: Option<String>,
     /// Authorities ending in one of these (e.g. `svc.cluster.local.`) are
     /// resolved; others go to their original destination.
     pub suffixes: Vec<String>,
@@ -174,17 +224,31 @@ impl PortSet {
 impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let r = Reader(env);
-        if !r
+        let identity_disabled = r
             .parse(ENV_IDENTITY_DISABLED, "true or false", parse_bool)?
-            .unwrap_or(false)
-        {
-            // Identity and mTLS are not built yet; refusing to start is better
-            // than silently running unauthenticated where the operator asked
-            // for identity.
+            .unwrap_or(false);
+        let identity = if identity_disabled {
+            None
+        } else {
+            Some(identity_config(&r)?)
+        };
+        let inbound_policy = r
+            .parse(
+                ENV_INBOUND_DEFAULT_POLICY,
+                "all-unauthenticated, all-authenticated or deny",
+                |s| match s {
+                    "all-unauthenticated" => Some(InboundPolicy::AllUnauthenticated),
+                    "all-authenticated" => Some(InboundPolicy::AllAuthenticated),
+                    "deny" => Some(InboundPolicy::Deny),
+                    _ => None,
+                },
+            )?
+            .unwrap_or(InboundPolicy::AllUnauthenticated);
+        if inbound_policy == InboundPolicy::AllAuthenticated && identity.is_none() {
             return Err(ConfigError {
-                name: ENV_IDENTITY_DISABLED,
-                value: env.get(ENV_IDENTITY_DISABLED).unwrap_or_default(),
-                expected: "true: this proxy does not support identity yet",
+                name: ENV_INBOUND_DEFAULT_POLICY,
+                value: "all-authenticated".into(),
+                expected: "a policy other than all-authenticated while identity is disabled",
             });
         }
         let skip_ports = |name| {
@@ -259,18 +323,16 @@ impl Config {
                 parse_networks,
             )?
             .unwrap_or_else(|| parse_networks(DEFAULT_DESTINATION_GET_NETWORKS).unwrap());
+        let destination_name = svc_name(&r, ENV_DESTINATION_SVC_NAME)?;
         Ok(Self {
             log: env
                 .get(ENV_LOG)
                 .unwrap_or_else(|| "warn,linkerd=info".into()),
             destination: r
-                .parse(ENV_DESTINATION_SVC_ADDR, "a HOST:PORT address", |s| {
-                    s.rsplit_once(':')
-                        .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-                        .map(|_| s.to_string())
-                })?
+                .parse(ENV_DESTINATION_SVC_ADDR, "a HOST:PORT address", host_port)?
                 .map(|addr| DestinationConfig {
                     addr,
+                    svc_name: destination_name,
                     suffixes: env
                         .get(ENV_DESTINATION_GET_SUFFIXES)
                         .unwrap_or_else(|| "svc.cluster.local.".into())
@@ -292,8 +354,119 @@ impl Config {
             shutdown_grace_period: r
                 .duration(ENV_SHUTDOWN_GRACE_PERIOD)?
                 .unwrap_or(Duration::from_secs(120)),
+            identity,
+            inbound_policy,
         })
     }
+}
+
+/// The identity settings, all required unless identity is disabled.
+fn identity_config(r: &Reader<'_>) -> Result<IdentityConfig, ConfigError> {
+    let required = |name: &'static str, expected: &'static str| {
+        r.0.get(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .ok_or(ConfigError {
+                name,
+                value: String::new(),
+                expected,
+            })
+    };
+    let local_name = required(
+        ENV_IDENTITY_LOCAL_NAME,
+        "this workload's identity name (or LINKERD2_PROXY_IDENTITY_DISABLED=true)",
+    )?;
+    if rustls::pki_types::DnsName::try_from(local_name.as_str()).is_err() {
+        return Err(ConfigError {
+            name: ENV_IDENTITY_LOCAL_NAME,
+            value: local_name,
+            expected: "a DNS-like name such as web.emojivoto.serviceaccount.identity.linkerd.cluster.local",
+        });
+    }
+    let anchors_pem = required(
+        ENV_IDENTITY_TRUST_ANCHORS,
+        "the trust anchors' PEM certificates (or LINKERD2_PROXY_IDENTITY_DISABLED=true)",
+    )?;
+    let trust_anchors = parse_pem_certs(&anchors_pem).ok_or(ConfigError {
+        name: ENV_IDENTITY_TRUST_ANCHORS,
+        value: anchors_pem.chars().take(40).collect(),
+        expected: "one or more PEM CERTIFICATE blocks",
+    })?;
+    let token_file = required(
+        ENV_IDENTITY_TOKEN_FILE,
+        "the path of the ServiceAccount token (or LINKERD2_PROXY_IDENTITY_DISABLED=true)",
+    )?;
+    let svc_addr = r
+        .parse(ENV_IDENTITY_SVC_ADDR, "a HOST:PORT address", host_port)?
+        .ok_or(ConfigError {
+            name: ENV_IDENTITY_SVC_ADDR,
+            value: String::new(),
+            expected: "the identity service's HOST:PORT (or LINKERD2_PROXY_IDENTITY_DISABLED=true)",
+        })?;
+    let min_refresh = r
+        .duration(ENV_IDENTITY_MIN_REFRESH)?
+        .unwrap_or(Duration::from_secs(10));
+    let max_refresh = r
+        .duration(ENV_IDENTITY_MAX_REFRESH)?
+        .unwrap_or(Duration::from_secs(24 * 3600));
+    if max_refresh < min_refresh {
+        return Err(ConfigError {
+            name: ENV_IDENTITY_MAX_REFRESH,
+            value: r.0.get(ENV_IDENTITY_MAX_REFRESH).unwrap_or_default(),
+            expected: "a duration no shorter than LINKERD2_PROXY_IDENTITY_MIN_REFRESH",
+        });
+    }
+    Ok(IdentityConfig {
+        local_name,
+        trust_anchors,
+        token_file: token_file.into(),
+        dir: r
+            .0
+            .get(ENV_IDENTITY_DIR)
+            .filter(|d| !d.trim().is_empty())
+            .map(Into::into),
+        svc_addr,
+        svc_name: svc_name(r, ENV_IDENTITY_SVC_NAME)?,
+        min_refresh,
+        max_refresh,
+    })
+}
+
+/// A control-plane service's identity: a DNS-like name, or unset.
+fn svc_name(r: &Reader<'_>, name: &'static str) -> Result<Option<String>, ConfigError> {
+    r.parse(
+        name,
+        "a DNS-like identity such as linkerd-identity.linkerd.serviceaccount.identity.linkerd.cluster.local",
+        |s| {
+            let valid = s.is_empty() || rustls::pki_types::DnsName::try_from(s).is_ok();
+            valid.then(|| s.to_string())
+        },
+    )
+    .map(|n| n.filter(|n| !n.is_empty()))
+}
+
+/// The DER of every CERTIFICATE block; `None` when there is none or one is
+/// malformed.
+fn parse_pem_certs(pem: &str) -> Option<Vec<Vec<u8>>> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // Each must be a certificate webpki can anchor trust in.
+    if certs.is_empty()
+        || certs
+            .iter()
+            .any(|c| webpki::anchor_from_trusted_cert(c).is_err())
+    {
+        return None;
+    }
+    Some(certs.into_iter().map(|c| c.to_vec()).collect())
+}
+
+fn host_port(s: &str) -> Option<String> {
+    s.rsplit_once(':')
+        .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        .map(|_| s.to_string())
 }
 
 /// `10.0.0.0/8,fd00::/8`; empty means none.
@@ -467,11 +640,71 @@ mod tests {
         assert!(!d.resolves_addr("10.96.0.1".parse().unwrap()));
     }
 
+    fn anchor_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
     #[test]
-    fn identity_must_be_disabled_for_now() {
-        let mut e = env(&[]);
+    fn identity_settings_are_required_unless_disabled() {
+        let pem = anchor_pem();
+        let full = [
+            (
+                ENV_IDENTITY_LOCAL_NAME,
+                "web.ns.serviceaccount.identity.linkerd.cluster.local",
+            ),
+            (ENV_IDENTITY_TRUST_ANCHORS, pem.as_str()),
+            (
+                ENV_IDENTITY_TOKEN_FILE,
+                "/var/run/secrets/tokens/linkerd-identity-token",
+            ),
+            (
+                ENV_IDENTITY_SVC_ADDR,
+                "linkerd-identity-headless.linkerd.svc.cluster.local.:8080",
+            ),
+        ];
+        let mut e = env(&full);
         e.remove(ENV_IDENTITY_DISABLED);
-        let err = Config::from_env(&e).unwrap_err();
-        assert_eq!(err.name, ENV_IDENTITY_DISABLED);
+        let c = Config::from_env(&e).unwrap();
+        let id = c.identity.unwrap();
+        assert_eq!(id.trust_anchors.len(), 1);
+        assert_eq!(id.min_refresh, Duration::from_secs(10));
+        assert_eq!(c.inbound_policy, InboundPolicy::AllUnauthenticated);
+        for (missing, _) in full {
+            let mut e = e.clone();
+            e.remove(missing);
+            let err = Config::from_env(&e).unwrap_err();
+            assert_eq!(err.name, missing);
+            assert!(
+                err.to_string()
+                    .contains("LINKERD2_PROXY_IDENTITY_DISABLED=true"),
+                "{err}"
+            );
+        }
+        let bad = [
+            (ENV_IDENTITY_LOCAL_NAME, "not a name"),
+            (
+                ENV_IDENTITY_TRUST_ANCHORS,
+                "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n",
+            ),
+            (ENV_IDENTITY_TRUST_ANCHORS, "no pem here"),
+            (ENV_IDENTITY_SVC_ADDR, "identity"),
+            (ENV_IDENTITY_MAX_REFRESH, "1s"),
+            (ENV_INBOUND_DEFAULT_POLICY, "cluster-only"),
+        ];
+        for (name, value) in bad {
+            let mut e = e.clone();
+            e.insert(name.into(), value.into());
+            let err = Config::from_env(&e).unwrap_err();
+            assert_eq!(err.name, name, "{err}");
+            assert!(!err.to_string().contains('\n'), "{err}");
+        }
+        // Disabled: nothing else is needed, and authentication cannot be required.
+        assert!(Config::from_env(&env(&[])).unwrap().identity.is_none());
+        let err = Config::from_env(&env(&[(ENV_INBOUND_DEFAULT_POLICY, "all-authenticated")]))
+            .unwrap_err();
+        assert_eq!(err.name, ENV_INBOUND_DEFAULT_POLICY);
     }
 }

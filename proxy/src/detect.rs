@@ -1,5 +1,5 @@
 //! Protocol detection: reads the first bytes a client sends and decides
-//! whether the connection is HTTP/1, HTTP/2 or opaque TCP.
+//! whether the connection is TLS, HTTP/1, HTTP/2 or opaque TCP.
 //!
 //! The decision is made as early as the bytes allow: binary garbage is opaque
 //! at its first byte, while a request line is read to its end so that an
@@ -20,8 +20,13 @@ const CAPACITY: usize = 8 * 1024;
 pub(crate) enum Protocol {
     Http1,
     H2,
+    /// A TLS handshake record: mesh TLS if its ClientHello names this proxy.
+    Tls,
     Opaque,
 }
+
+/// The first byte of a TLS handshake record; no HTTP request starts with it.
+const TLS_HANDSHAKE: u8 = 0x16;
 
 /// What the bytes so far say.
 #[derive(Debug, PartialEq, Eq)]
@@ -32,6 +37,9 @@ enum Verdict {
 
 fn classify(buf: &[u8]) -> Verdict {
     use Verdict::*;
+    if buf[0] == TLS_HANDSHAKE {
+        return Known(Protocol::Tls);
+    }
     let n = buf.len().min(H2_PREFACE.len());
     if buf[..n] == H2_PREFACE[..n] {
         return if buf.len() >= H2_PREFACE.len() {
@@ -109,6 +117,7 @@ pub(crate) async fn detect<I: AsyncRead + Unpin>(
         match result {
             Verdict::Known(Protocol::Http1) => return (DetectResult::Http1, Protocol::Http1, buf),
             Verdict::Known(Protocol::H2) => return (DetectResult::H2, Protocol::H2, buf),
+            Verdict::Known(Protocol::Tls) => return (DetectResult::Tls, Protocol::Tls, buf),
             Verdict::Known(Protocol::Opaque) => {
                 return (DetectResult::Opaque, Protocol::Opaque, buf);
             }
@@ -123,6 +132,21 @@ pub(crate) async fn detect<I: AsyncRead + Unpin>(
 /// The result a port that skips detection is counted under.
 pub(crate) fn skipped() -> (DetectResult, Protocol, BytesMut) {
     (DetectResult::Skipped, Protocol::Opaque, BytesMut::new())
+}
+
+/// On a port that skips protocol detection: whether the client opens with
+/// TLS within `timeout` (a meshed client proxy sends its ClientHello at
+/// once). A client that waits for the server to speak first only costs
+/// `timeout`; anything else is opaque.
+pub(crate) async fn tls_only<I: AsyncRead + Unpin>(
+    io: &mut I,
+    timeout: Duration,
+) -> (DetectResult, Protocol, BytesMut) {
+    let mut buf = BytesMut::with_capacity(CAPACITY);
+    match tokio::time::timeout(timeout, io.read_buf(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 && buf[0] == TLS_HANDSHAKE => (DetectResult::Tls, Protocol::Tls, buf),
+        _ => (DetectResult::Skipped, Protocol::Opaque, buf),
+    }
 }
 
 #[cfg(test)]
@@ -164,7 +188,8 @@ mod tests {
 
     #[test]
     fn binary_is_opaque_at_once() {
-        assert_eq!(classify(&[0x16, 0x03, 0x01, 0x02]), Known(Protocol::Opaque));
+        assert_eq!(classify(&[0x16, 0x03, 0x01, 0x02]), Known(Protocol::Tls));
+        assert_eq!(classify(&[0x16]), Known(Protocol::Tls));
         assert_eq!(classify(b"\x00\x01"), Known(Protocol::Opaque));
         assert_eq!(classify(b"GET /\x00"), Known(Protocol::Opaque));
         assert_eq!(

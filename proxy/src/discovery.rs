@@ -15,14 +15,16 @@
 use crate::{
     config::DestinationConfig,
     http::{Checkin, Clients, Healthy, Target},
-    metrics::{Direction, DstLabels, RouteStats, Tls},
+    identity::Local,
+    metrics::{Direction, DstLabels, RouteStats},
     tcp,
-    transport::Metered,
+    transport::Conn,
 };
 use http::{Request, Response};
 use hyper::body::Incoming;
 use linkerd_proxy_api::destination::{
-    GetDestination, WeightedAddr, destination_client::DestinationClient, update::Update as Kind,
+    GetDestination, WeightedAddr, destination_client::DestinationClient, protocol_hint,
+    tls_identity, update::Update as Kind,
 };
 use std::{
     collections::{BTreeMap, HashMap},
@@ -38,10 +40,7 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
-use tokio::{
-    net::TcpStream,
-    sync::{mpsc, watch},
-};
+use tokio::sync::{mpsc, watch};
 use tonic::{Code, transport::Channel};
 use tower::{
     ServiceExt,
@@ -90,8 +89,20 @@ type TcpBalance = Balance<PendingRequestsDiscover<Changes<Connector>, UntilClose
 /// A shared handle on one route's TCP balancer.
 type TcpBalancer = Buffer<(), <TcpBalance as tower::Service<()>>::Future>;
 
-/// Each endpoint's labels, by address.
-pub(crate) type Endpoints = Arc<BTreeMap<SocketAddr, Arc<DstLabels>>>;
+/// What destination says about each endpoint, by address.
+pub(crate) type Endpoints = Arc<BTreeMap<SocketAddr, Arc<EndpointMeta>>>;
+
+/// What destination says about one endpoint. Connections to it are shaped
+/// by all of it, so it is part of the key its connections are shared under.
+#[derive(Debug, Default, Hash, PartialEq, Eq)]
+pub(crate) struct EndpointMeta {
+    pub(crate) labels: Arc<DstLabels>,
+    /// The identity of the endpoint's proxy: connections to it are mesh
+    /// TLS, and its certificate must prove this name.
+    pub(crate) identity: Option<Arc<str>>,
+    /// The endpoint's proxy takes HTTP/2: HTTP/1 requests travel over it.
+    pub(crate) h2: bool,
+}
 
 /// What a name resolved to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -263,15 +274,18 @@ impl Route {
             let (tx, changes) = mpsc::unbounded_channel();
             let clients = self.clients.clone();
             let authority = self.key.clone();
-            let make = move |addr: SocketAddr, labels: &Arc<DstLabels>| Endpoint {
-                healthy: Healthy::new(clients.target(addr, Some(labels))),
-                stats: clients.metrics().route(
-                    Direction::Outbound,
-                    &authority,
-                    addr,
-                    &Tls::Disabled,
-                    Some(labels),
-                ),
+            let make = move |addr: SocketAddr, meta: &Arc<EndpointMeta>| {
+                let target = clients.target(addr, Some(meta));
+                Endpoint {
+                    stats: clients.metrics().route(
+                        Direction::Outbound,
+                        &authority,
+                        addr,
+                        target.tls(),
+                        Some(&meta.labels),
+                    ),
+                    healthy: Healthy::new(target),
+                }
             };
             tokio::spawn(follow(self.resolution.clone(), make, tx));
             let discover = PeakEwmaDiscover::new(
@@ -288,8 +302,8 @@ impl Route {
         self.tcp.get_or_init(|| {
             let (tx, changes) = mpsc::unbounded_channel();
             let clients = self.clients.clone();
-            let make = move |addr: SocketAddr, labels: &Arc<DstLabels>| {
-                Connector(Healthy::new(clients.target(addr, Some(labels))))
+            let make = move |addr: SocketAddr, meta: &Arc<EndpointMeta>| {
+                Connector(Healthy::new(clients.target(addr, Some(meta))))
             };
             tokio::spawn(follow(self.resolution.clone(), make, tx));
             let discover = PendingRequestsDiscover::new::<()>(Changes(changes), UntilClosed);
@@ -309,11 +323,21 @@ pub(crate) struct Resolver {
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Resolver {
-    pub(crate) fn new(config: DestinationConfig) -> Result<Self, tonic::transport::Error> {
-        // Connects on first use and reconnects after failures by itself.
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", config.addr))?
-            .connect_timeout(Duration::from_secs(1))
-            .connect_lazy();
+    /// With `identity`, a destination service that has a name is reached
+    /// over TLS to it.
+    pub(crate) fn new(
+        config: DestinationConfig,
+        identity: Option<&Local>,
+    ) -> Result<Self, crate::identity::Error> {
+        let tls = match (&config.svc_name, identity) {
+            (Some(name), Some(local)) => Some((
+                local.client_config().clone(),
+                crate::identity::service_name(name)?,
+            )),
+            _ => None,
+        };
+        let channel =
+            crate::control::channel(&config.addr, tls).map_err(crate::identity::Error::Service)?;
         Ok(Self {
             config,
             client: DestinationClient::new(channel),
@@ -464,24 +488,44 @@ async fn resolve(base: DestinationClient<Channel>, path: String, tx: watch::Send
     }
 }
 
-/// An added address and its labels: the set's, overridden by its own.
+/// An added address and what destination says of it; its labels are the
+/// set's, overridden by its own.
 fn endpoint(
     set_labels: &HashMap<String, String>,
     addr: &WeightedAddr,
-) -> Option<(SocketAddr, Arc<DstLabels>)> {
+) -> Option<(SocketAddr, Arc<EndpointMeta>)> {
     let sa = SocketAddr::try_from(addr.addr.as_ref()?).ok()?;
     let labels = set_labels
         .iter()
         .chain(&addr.metric_labels)
         .map(|(k, v)| (k.as_str(), v.as_str()));
-    Some((sa, Arc::new(DstLabels::new(labels))))
+    let identity = match addr.tls_identity.as_ref().and_then(|t| t.strategy.as_ref()) {
+        Some(tls_identity::Strategy::DnsLikeIdentity(id)) if !id.name.is_empty() => {
+            Some(Arc::from(id.name.as_str()))
+        }
+        _ => None,
+    };
+    let h2 = matches!(
+        addr.protocol_hint
+            .as_ref()
+            .and_then(|h| h.protocol.as_ref()),
+        Some(protocol_hint::Protocol::H2(_))
+    );
+    Some((
+        sa,
+        Arc::new(EndpointMeta {
+            labels: Arc::new(DstLabels::new(labels)),
+            identity,
+            h2,
+        }),
+    ))
 }
 
 /// Turns resolution changes into a balancer's inserts and removes; an
-/// endpoint whose labels change is replaced.
+/// endpoint whose labels, identity or protocol change is replaced.
 async fn follow<S>(
     mut resolution: watch::Receiver<Resolution>,
-    make: impl Fn(SocketAddr, &Arc<DstLabels>) -> S,
+    make: impl Fn(SocketAddr, &Arc<EndpointMeta>) -> S,
     changes: mpsc::UnboundedSender<Change<SocketAddr, S>>,
 ) {
     let mut known: Endpoints = Arc::default();
@@ -495,10 +539,10 @@ async fn follow<S>(
                 return;
             }
         }
-        for (addr, labels) in next.iter() {
-            if known.get(addr) != Some(labels)
+        for (addr, meta) in next.iter() {
+            if known.get(addr) != Some(meta)
                 && changes
-                    .send(Change::Insert(*addr, make(*addr, labels)))
+                    .send(Change::Insert(*addr, make(*addr, meta)))
                     .is_err()
             {
                 return;
@@ -560,10 +604,10 @@ impl tower::Service<Req> for Endpoint {
 /// call is a new connection.
 pub(crate) struct Connector(Healthy);
 
-type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<Metered<TcpStream>>> + Send>>;
+type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<Conn>> + Send>>;
 
 impl tower::Service<()> for Connector {
-    type Response = Metered<TcpStream>;
+    type Response = Conn;
     type Error = io::Error;
     type Future = ConnectFuture;
 
@@ -582,10 +626,10 @@ impl tower::Service<()> for Connector {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct UntilClosed;
 
-impl TrackCompletion<Handle, Metered<TcpStream>> for UntilClosed {
+impl TrackCompletion<Handle, Conn> for UntilClosed {
     type Output = tcp::Upstream;
 
-    fn track_completion(&self, handle: Handle, io: Metered<TcpStream>) -> tcp::Upstream {
+    fn track_completion(&self, handle: Handle, io: Conn) -> tcp::Upstream {
         tcp::Upstream::balanced(io, handle)
     }
 }
@@ -599,14 +643,16 @@ mod tests {
     async fn unheld_routes_are_dropped_after_two_sweeps() {
         let config = DestinationConfig {
             addr: "127.0.0.1:1".into(),
+            svc_name: None,
             suffixes: vec!["svc.cluster.local.".into()],
             networks: vec!["10.0.0.0/8".parse().unwrap()],
         };
-        let resolver = Resolver::new(config).unwrap();
+        let resolver = Resolver::new(config, None).unwrap();
         let clients = Arc::new(Clients::new(
             Direction::Outbound,
             Duration::from_secs(1),
             Metrics::new(),
+            None,
         ));
         let held = resolver
             .route("web.ns.svc.cluster.local:80", &clients)
@@ -649,8 +695,10 @@ mod tests {
             ]),
             ..Default::default()
         };
-        let (sa, labels) = endpoint(&set, &addr).unwrap();
+        let (sa, meta) = endpoint(&set, &addr).unwrap();
         assert_eq!(sa, "10.0.0.1:8080".parse().unwrap());
+        assert_eq!((meta.identity.clone(), meta.h2), (None, false));
+        let labels = &meta.labels;
         assert_eq!(labels.get("dst_namespace"), Some("emojivoto"));
         assert_eq!(labels.get("dst_pod"), Some("web-1"));
         assert_eq!(labels.get("dst_service"), Some("web-canary"));

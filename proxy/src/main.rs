@@ -5,11 +5,14 @@
 mod admin;
 mod app;
 mod config;
+mod control;
 mod detect;
 mod discovery;
 mod http;
+mod identity;
 mod metrics;
 mod tcp;
+mod tls;
 mod transport;
 
 use std::process::ExitCode;

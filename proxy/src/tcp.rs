@@ -1,27 +1,24 @@
 //! Opaque TCP: bytes copied both ways between the client and the target.
 
-use crate::transport::Metered;
+use crate::transport::Conn;
 use std::io;
-use tokio::{
-    io::{AsyncRead, AsyncWrite},
-    net::TcpStream,
-};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tower::load::pending_requests::Handle;
 
 /// The connection an opaque client connection is forwarded to.
 pub(crate) struct Upstream {
-    pub(crate) io: Metered<TcpStream>,
+    pub(crate) io: Conn,
     /// For a balanced connection: counts it against its endpoint's load
     /// for as long as it is open.
     _load: Option<Handle>,
 }
 
 impl Upstream {
-    pub(crate) fn direct(io: Metered<TcpStream>) -> Self {
+    pub(crate) fn direct(io: Conn) -> Self {
         Self { io, _load: None }
     }
 
-    pub(crate) fn balanced(io: Metered<TcpStream>, load: Handle) -> Self {
+    pub(crate) fn balanced(io: Conn, load: Handle) -> Self {
         Self {
             io,
             _load: Some(load),

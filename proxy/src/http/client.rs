@@ -11,9 +11,12 @@
 //!   request. When the client connection ends, the upstream one goes back to
 //!   a small per-target idle pool for the next client connection.
 
+use super::orig_proto;
 use crate::{
-    metrics::{Direction, DstLabels, Metrics, Peer, TcpStats, Tls},
-    transport::{self, Metered},
+    discovery::EndpointMeta,
+    identity::{self, Local},
+    metrics::{Direction, Metrics, NoTlsReason, Peer, TcpStats, Tls},
+    transport::{self, Conn, Metered},
 };
 use hyper::{
     Request, Response,
@@ -21,6 +24,7 @@ use hyper::{
     client::conn::{TrySendError, http1, http2},
 };
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
 use std::{
     collections::HashMap,
     io,
@@ -51,6 +55,8 @@ pub(crate) enum Error {
     Handshake(#[source] hyper::Error),
     #[error(transparent)]
     Request(#[from] hyper::Error),
+    #[error("the request's authority is not usable: {0}")]
+    Uri(#[source] http::Error),
 }
 
 /// Every target this side of the proxy has talked to.
@@ -59,24 +65,51 @@ pub(crate) struct Clients {
     direction: Direction,
     connect_timeout: Duration,
     metrics: Arc<Metrics>,
-    /// By address and, for discovered endpoints, their labels: an address
-    /// reached as two services' endpoint is counted as each.
+    /// This proxy's identity, for mesh TLS to meshed endpoints.
+    identity: Option<Arc<Local>>,
+    /// By address and, for discovered endpoints, what destination says of
+    /// them: an address reached as two services' endpoint is counted as each.
     targets: Mutex<HashMap<TargetKey, Arc<Target>>>,
 }
 
-type TargetKey = (SocketAddr, Option<Arc<DstLabels>>);
+type TargetKey = (SocketAddr, Option<Arc<EndpointMeta>>);
 
 impl Clients {
     pub(crate) fn new(
         direction: Direction,
         connect_timeout: Duration,
         metrics: Arc<Metrics>,
+        identity: Option<Arc<Local>>,
     ) -> Self {
         Self {
             direction,
             connect_timeout,
             metrics,
+            identity,
             targets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The TLS of a connection to `meta`'s endpoint (or to an undiscovered
+    /// target): mesh TLS when both this proxy and the endpoint have an
+    /// identity, otherwise plaintext and why.
+    fn mesh_tls(&self, meta: Option<&EndpointMeta>) -> (Tls, Option<MeshTls>) {
+        let Some(local) = &self.identity else {
+            return (Tls::Disabled, None);
+        };
+        if self.direction == Direction::Inbound {
+            return (Tls::None(NoTlsReason::Loopback), None);
+        }
+        let peer = meta.and_then(|m| m.identity.clone());
+        match peer.and_then(|id| Some((identity::server_name(&id)?, id))) {
+            Some((server_name, id)) => (
+                Tls::outbound(id),
+                Some(MeshTls {
+                    local: local.clone(),
+                    server_name,
+                }),
+            ),
+            None => (Tls::None(NoTlsReason::NotProvidedByServiceDiscovery), None),
         }
     }
 
@@ -85,9 +118,13 @@ impl Clients {
     }
 
     /// The shared state for `target`; looked up once per client connection
-    /// (or per discovered endpoint, with its labels).
-    pub(crate) fn target(&self, target: SocketAddr, dst: Option<&Arc<DstLabels>>) -> Arc<Target> {
-        let key = (target, dst.cloned());
+    /// (or per discovered endpoint, with what destination says of it).
+    pub(crate) fn target(
+        &self,
+        target: SocketAddr,
+        meta: Option<&Arc<EndpointMeta>>,
+    ) -> Arc<Target> {
+        let key = (target, meta.cloned());
         let mut targets = self.targets.lock().unwrap();
         if targets.len() >= MAX_TARGETS && !targets.contains_key(&key) {
             // Only this map holds a target no client connection is using;
@@ -97,12 +134,17 @@ impl Clients {
         targets
             .entry(key)
             .or_insert_with(|| {
+                let (tls, mesh) = self.mesh_tls(meta.map(|m| &**m));
+                let dst = meta.map(|m| &m.labels);
                 Arc::new(Target {
                     addr: target,
                     connect_timeout: self.connect_timeout,
                     stats: self
                         .metrics
-                        .tcp(self.direction, Peer::Dst, target, &Tls::Disabled, dst),
+                        .tcp(self.direction, Peer::Dst, target, &tls, dst),
+                    h2_upgrade: meta.is_some_and(|m| m.h2),
+                    tls,
+                    mesh,
                     h2: tokio::sync::Mutex::new(None),
                     idle: Mutex::new(Vec::new()),
                     health: Health::default(),
@@ -118,9 +160,22 @@ pub(crate) struct Target {
     addr: SocketAddr,
     connect_timeout: Duration,
     stats: Arc<TcpStats>,
+    /// The `tls` labels of everything sent to this target.
+    tls: Tls,
+    /// Set for a meshed endpoint: connections are mesh TLS to its identity.
+    mesh: Option<MeshTls>,
+    /// HTTP/1 requests travel as HTTP/2 (the peer is a meshed proxy).
+    h2_upgrade: bool,
     h2: tokio::sync::Mutex<Option<http2::SendRequest<Incoming>>>,
     idle: Mutex<Vec<(http1::SendRequest<Incoming>, Instant)>>,
     health: Health,
+}
+
+/// How to reach a meshed endpoint: as this proxy, to the endpoint's name.
+#[derive(Debug)]
+struct MeshTls {
+    local: Arc<Local>,
+    server_name: ServerName<'static>,
 }
 
 /// Whether a target accepts connections. A balancer must not send to a
@@ -164,22 +219,68 @@ type H1 = http1::SendRequest<Incoming>;
 type H2 = http2::SendRequest<Incoming>;
 
 impl Target {
-    /// A new connection, counted in the target's TCP series; a failure
-    /// takes the target out of rotation for a while.
-    pub(crate) async fn connect_tcp(&self) -> io::Result<Metered<tokio::net::TcpStream>> {
-        match transport::connect(self.addr, self.connect_timeout).await {
-            Ok(stream) => {
-                self.health.succeeded();
-                Ok(Metered::new(stream, self.stats.clone()))
+    pub(crate) fn tls(&self) -> &Tls {
+        &self.tls
+    }
+
+    /// A new connection, counted in the target's TCP series, with mesh TLS
+    /// to a meshed endpoint; a failure takes the target out of rotation for
+    /// a while. A meshed endpoint whose certificate does not prove its
+    /// identity is a failure like any other: there is no plaintext retry.
+    pub(crate) async fn connect_tcp(&self) -> io::Result<Conn> {
+        let result = self.connect_once().await;
+        match &result {
+            Ok(_) => self.health.succeeded(),
+            Err(_) => self.health.failed(),
+        }
+        result
+    }
+
+    async fn connect_once(&self) -> io::Result<Conn> {
+        // Certified first, so the ClientHello follows the connect at once:
+        // the peer may give a hello little time on ports that skip detection.
+        if let Some(mesh) = &self.mesh
+            && !mesh.local.certified(self.connect_timeout).await
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "this proxy has no certificate yet for mesh TLS",
+            ));
+        }
+        let stream = transport::connect(self.addr, self.connect_timeout).await?;
+        let io = Metered::new(stream, self.stats.clone());
+        let Some(mesh) = &self.mesh else {
+            return Ok(Conn::Plain(io));
+        };
+        let connector = tokio_rustls::TlsConnector::from(mesh.local.client_config().clone());
+        let handshake = connector.connect(mesh.server_name.clone(), io);
+        match tokio::time::timeout(self.connect_timeout, handshake).await {
+            Ok(Ok(tls)) => Ok(Conn::Tls(Box::new(tls))),
+            Ok(Err(e)) => {
+                self.stats.tls_failed();
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("mesh TLS to {:?} failed: {e}", self.server_name()),
+                ))
             }
-            Err(e) => {
-                self.health.failed();
-                Err(e)
+            Err(_) => {
+                self.stats.tls_failed();
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "mesh TLS handshake timed out",
+                ))
             }
         }
     }
 
-    async fn connect(&self) -> Result<TokioIo<Metered<tokio::net::TcpStream>>, Error> {
+    fn server_name(&self) -> String {
+        match &self.mesh {
+            Some(m) => m.server_name.to_str().into_owned(),
+            None => String::new(),
+        }
+    }
+
+    async fn connect(&self) -> Result<TokioIo<Conn>, Error> {
         self.connect_tcp()
             .await
             .map(TokioIo::new)
@@ -262,6 +363,13 @@ pub(crate) enum Upstream {
 }
 
 impl Upstream {
+    pub(crate) fn target(&self) -> &Arc<Target> {
+        match self {
+            Self::H1(slot) => &slot.target,
+            Self::H2 { target, .. } => target,
+        }
+    }
+
     pub(crate) fn new(target: Arc<Target>, version: Version) -> Self {
         match version {
             Version::Http1 => Self::H1(H1Slot {
@@ -349,11 +457,18 @@ impl Target {
     /// HTTP/1 connection comes from, and goes back to, the idle pool.
     pub(crate) async fn send(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
     ) -> Result<(Response<Incoming>, Option<Checkin>), Error> {
         if req.version() == http::Version::HTTP_2 {
             let mut send = self.h2().await?;
             return Ok((send.send_request(req).await?, None));
+        }
+        if self.h2_upgrade {
+            let orig = orig_proto::upgrade_request(&mut req).map_err(Error::Uri)?;
+            let mut send = self.h2().await?;
+            let mut rsp = send.send_request(req).await?;
+            orig_proto::downgrade_response(&mut rsp, orig);
+            return Ok((rsp, None));
         }
         let home = Home::Pool(self.clone());
         send_h1(self, None, req, false, home).await

@@ -4,6 +4,7 @@
 mod body;
 mod client;
 mod headers;
+mod orig_proto;
 
 pub(crate) use self::client::{Checkin, Clients, Error as ClientError, Healthy, Target, Version};
 use self::{
@@ -35,6 +36,9 @@ use tokio_util::sync::CancellationToken;
 
 /// The header on responses the proxy made itself, saying why.
 const L5D_PROXY_ERROR: &str = "l5d-proxy-error";
+/// The identity of an inbound request's meshed client, for the application.
+/// Set only from a verified client certificate; a client's own is removed.
+const L5D_CLIENT_ID: &str = "l5d-client-id";
 
 /// Serves one HTTP connection until the client closes it, it sits idle past
 /// the idle timeout, or `drain` asks for a graceful shutdown.
@@ -226,6 +230,10 @@ pub(crate) struct Proxy {
     direction: Direction,
     version: Version,
     target: SocketAddr,
+    /// The connection's TLS, for its requests' series.
+    tls: Tls,
+    /// Inbound: the `l5d-client-id` for the connection's requests.
+    client_id: Option<http::HeaderValue>,
     upstream: RefCell<Upstream>,
     /// Outbound: resolves service names to balanced endpoints.
     resolver: Option<Arc<Resolver>>,
@@ -239,18 +247,29 @@ pub(crate) struct Proxy {
 }
 
 impl Proxy {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         direction: Direction,
         version: Version,
         target: SocketAddr,
+        tls: Tls,
         clients: &Arc<Clients>,
         resolver: Option<Arc<Resolver>>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let client_id = match &tls {
+            Tls::Established {
+                client_id: Some(id),
+                ..
+            } => http::HeaderValue::from_str(id).ok(),
+            _ => None,
+        };
         Self {
             direction,
             version,
             target,
+            tls,
+            client_id,
             upstream: RefCell::new(Upstream::new(clients.target(target, None), version)),
             resolver,
             clients: clients.clone(),
@@ -264,7 +283,7 @@ impl Proxy {
     fn route(&self, authority: &str) -> Arc<RouteStats> {
         self.route.get(authority, || {
             self.metrics
-                .route(self.direction, authority, self.target, &Tls::Disabled, None)
+                .route(self.direction, authority, self.target, &self.tls, None)
         })
     }
 
@@ -376,8 +395,26 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
         };
         let downstream = upgrade.then(|| hyper::upgrade::on(&mut req));
         headers::strip_hop_by_hop(req.headers_mut(), upgrade);
+        // Inbound, an HTTP/1 request a meshed client proxy carried over
+        // HTTP/2 goes to the application as the HTTP/1 it was.
+        let downgraded = match self.direction {
+            Direction::Inbound => {
+                let headers = req.headers_mut();
+                headers.remove(L5D_CLIENT_ID);
+                if let Some(id) = &self.client_id {
+                    headers.insert(L5D_CLIENT_ID, id.clone());
+                }
+                if self.version == Version::H2 {
+                    orig_proto::downgrade_request(&mut req)
+                } else {
+                    None
+                }
+            }
+            Direction::Outbound => None,
+        };
         let normalized = match self.version {
             Version::Http1 => self.origin_form(&mut req),
+            Version::H2 if downgraded.is_some() => self.origin_form(&mut req),
             Version::H2 => self.absolute_uri(&mut req),
         };
         if let Err(e) = normalized {
@@ -394,7 +431,12 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
         let h2 = self.version == Version::H2;
         let response = match dispatch {
             Some(dispatch) => Either::Right(dispatch.send(req)),
-            None => Either::Left(self.send_direct(req, upgrade)),
+            None if downgraded.is_some() => {
+                // HTTP/1 to the application, on its HTTP/1 pool.
+                let target = self.upstream.borrow().target().clone();
+                Either::Left(Either::Right(target.send(req)))
+            }
+            None => Either::Left(Either::Left(self.send_direct(req, upgrade))),
         };
         Box::pin(async move {
             let result = match response {
@@ -439,6 +481,9 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
                         Some(client::Error::Request(_)) => {
                             (StatusCode::BAD_GATEWAY, "the target closed the request")
                         }
+                        Some(client::Error::Uri(_)) => {
+                            (StatusCode::BAD_REQUEST, "invalid authority")
+                        }
                         None if e.is::<discovery::NoEndpoints>() => (
                             StatusCode::SERVICE_UNAVAILABLE,
                             "the service has no endpoints",
@@ -462,6 +507,9 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
                 _ => {}
             }
             headers::strip_hop_by_hop(rsp.headers_mut(), upgrade && upgraded);
+            if let Some(orig) = downgraded {
+                orig_proto::upgrade_response(&mut rsp, orig);
+            }
             Ok(rsp.map(|b| ResponseBody::new(b, recorder, checkin)))
         })
     }

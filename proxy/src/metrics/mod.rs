@@ -47,17 +47,88 @@ impl Direction {
     }
 }
 
-/// The `tls` label and the labels that go with it.
+/// The `tls` label and the labels that go with it, as linkerd2-proxy sets them.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub(crate) enum Tls {
     /// Plaintext because identity is disabled on this proxy.
     Disabled,
+    /// Plaintext, for this reason.
+    None(NoTlsReason),
+    /// Mesh mTLS: inbound with the client's identity (when it sent a
+    /// certificate), outbound with the server's.
+    Established {
+        client_id: Option<Arc<str>>,
+        server_id: Option<Arc<str>>,
+    },
+}
+
+/// Why a connection of a proxy with identity is not mesh TLS.
+#[derive(Copy, Clone, Debug, Hash, PartialEq, Eq)]
+pub(crate) enum NoTlsReason {
+    /// Between the proxy and its own pod's application.
+    Loopback,
+    /// The client did not start mesh TLS with this proxy.
+    NoTlsFromRemote,
+    /// Destination gave no identity for the target.
+    NotProvidedByServiceDiscovery,
 }
 
 impl Tls {
-    fn labels(&self) -> [(&'static str, &str); 2] {
+    pub(crate) fn inbound(client_id: Option<Arc<str>>) -> Self {
+        Self::Established {
+            client_id,
+            server_id: None,
+        }
+    }
+
+    pub(crate) fn outbound(server_id: Arc<str>) -> Self {
+        Self::Established {
+            client_id: None,
+            server_id: Some(server_id),
+        }
+    }
+
+    /// Plaintext for `reason`, or `Disabled` on a proxy without identity.
+    pub(crate) fn plain(identity: bool, reason: NoTlsReason) -> Self {
+        if identity {
+            Self::None(reason)
+        } else {
+            Self::Disabled
+        }
+    }
+
+    fn extend_labels(&self, labels: &mut Labels) {
+        let mut push = |k: &'static str, v: &str| labels.push((Cow::Borrowed(k), v.to_string()));
         match self {
-            Self::Disabled => [("tls", "no_identity"), ("no_tls_reason", "disabled")],
+            Self::Disabled => {
+                push("tls", "no_identity");
+                push("no_tls_reason", "disabled");
+            }
+            Self::None(reason) => {
+                push("tls", "no_identity");
+                push(
+                    "no_tls_reason",
+                    match reason {
+                        NoTlsReason::Loopback => "loopback",
+                        NoTlsReason::NoTlsFromRemote => "no_tls_from_remote",
+                        NoTlsReason::NotProvidedByServiceDiscovery => {
+                            "not_provided_by_service_discovery"
+                        }
+                    },
+                );
+            }
+            Self::Established {
+                client_id,
+                server_id,
+            } => {
+                push("tls", "true");
+                if let Some(id) = client_id {
+                    push("client_id", id);
+                }
+                if let Some(id) = server_id {
+                    push("server_id", id);
+                }
+            }
         }
     }
 }
@@ -101,11 +172,7 @@ type Labels = Vec<(Cow<'static, str>, String)>;
 
 /// The labels every HTTP and TCP series ends with.
 fn tls_and_dst(labels: &mut Labels, tls: &Tls, dst: Option<&DstLabels>) {
-    labels.extend(
-        tls.labels()
-            .iter()
-            .map(|(k, v)| (Cow::Borrowed(*k), v.to_string())),
-    );
+    tls.extend_labels(labels);
     if let Some(dst) = dst {
         dst.extend_labels(labels);
     }
@@ -141,6 +208,8 @@ impl Class {
 pub(crate) enum DetectResult {
     Http1,
     H2,
+    /// A TLS ClientHello.
+    Tls,
     /// Bytes that are neither HTTP/1 nor HTTP/2.
     Opaque,
     /// The port is configured to skip detection.
@@ -153,9 +222,10 @@ pub(crate) enum DetectResult {
     Error,
 }
 
-const DETECT_RESULTS: [DetectResult; 7] = [
+const DETECT_RESULTS: [DetectResult; 8] = [
     DetectResult::Http1,
     DetectResult::H2,
+    DetectResult::Tls,
     DetectResult::Opaque,
     DetectResult::Skipped,
     DetectResult::Timeout,
@@ -168,6 +238,7 @@ impl DetectResult {
         match self {
             Self::Http1 => "http/1",
             Self::H2 => "h2",
+            Self::Tls => "tls",
             Self::Opaque => "opaque",
             Self::Skipped => "skipped",
             Self::Timeout => "timeout",
@@ -454,6 +525,9 @@ pub(crate) struct TcpStats {
     duration: Histogram,
     /// Closes by errno name; `""` is a clean close.
     closes: RwLock<Vec<(&'static str, AtomicU64)>>,
+    /// Mesh TLS handshakes that failed (a peer that did not prove the
+    /// identity expected of it, say).
+    tls_failures: AtomicU64,
 }
 
 impl TcpMetrics {
@@ -474,6 +548,7 @@ impl TcpMetrics {
                     write_bytes: AtomicU64::new(0),
                     duration: Histogram::new(DURATION_MS),
                     closes: RwLock::new(Vec::new()),
+                    tls_failures: AtomicU64::new(0),
                 })
             })
             .clone()
@@ -503,6 +578,16 @@ impl TcpMetrics {
                 e.encode_family(&s.key.labels().as_slice())?
                     .encode_counter::<NoLabelSet, _, u64>(&value(s), None)?;
             }
+        }
+        let mut e = encoder.encode_descriptor(
+            "tls_handshake_failure",
+            "Total count of mesh TLS handshakes that failed.",
+            None,
+            MetricType::Counter,
+        )?;
+        for s in conns.iter().filter(|s| s.tls_failures.load(Relaxed) > 0) {
+            e.encode_family(&s.key.labels().as_slice())?
+                .encode_counter::<NoLabelSet, _, u64>(&s.tls_failures.load(Relaxed), None)?;
         }
         let mut e = encoder.encode_descriptor(
             "tcp_close",
@@ -563,6 +648,10 @@ impl TcpStats {
     pub(crate) fn opened(&self) {
         self.open_total.fetch_add(1, Relaxed);
         self.open.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn tls_failed(&self) {
+        self.tls_failures.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn read(&self, n: usize) {

@@ -2,6 +2,11 @@
 //!
 //! The close is recorded on drop, so every path that ends a connection
 //! (clean EOF, error, timeout, shutdown) is counted exactly once.
+//!
+//! An accepted connection's labels may only be known after its first bytes
+//! (whether it is mesh TLS, and whose): such a connection starts unlabelled,
+//! keeps its byte counts aside, and is counted once [`Metered::label`] says
+//! under which series.
 
 use crate::metrics::TcpStats;
 use std::{
@@ -19,6 +24,10 @@ pin_project_lite::pin_project! {
         #[pin]
         io: T,
         stats: Arc<TcpStats>,
+        // Whether `stats` has counted this connection; until then, bytes
+        // read and written are kept in `pending`.
+        labelled: bool,
+        pending: (u64, u64),
         opened: Instant,
         errno: &'static str,
     }
@@ -26,6 +35,13 @@ pin_project_lite::pin_project! {
     impl<T> PinnedDrop for Metered<T> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            if !*this.labelled {
+                // Closed before its labels were known: counted under the
+                // series it was given to fall back on.
+                this.stats.opened();
+                this.stats.read(this.pending.0 as usize);
+                this.stats.wrote(this.pending.1 as usize);
+            }
             this.stats.closed(this.errno, this.opened.elapsed());
         }
     }
@@ -45,9 +61,48 @@ impl<T> Metered<T> {
         Self {
             io,
             stats,
+            labelled: true,
+            pending: (0, 0),
             opened: Instant::now(),
             errno: "",
         }
+    }
+
+    /// A connection counted only once [`Metered::label`] is called, or under
+    /// `fallback` if it closes first.
+    pub(crate) fn unlabelled(io: T, fallback: Arc<TcpStats>) -> Self {
+        Self {
+            io,
+            stats: fallback,
+            labelled: false,
+            pending: (0, 0),
+            opened: Instant::now(),
+            errno: "",
+        }
+    }
+
+    /// Counts the connection, and the bytes it has carried so far, in `stats`.
+    pub(crate) fn label(&mut self, stats: Arc<TcpStats>) {
+        if self.labelled {
+            return;
+        }
+        stats.opened();
+        stats.read(self.pending.0 as usize);
+        stats.wrote(self.pending.1 as usize);
+        self.stats = stats;
+        self.labelled = true;
+    }
+}
+
+/// A connection whose failure elsewhere (connecting upstream, say) is
+/// charged to its close, through whatever wraps it.
+pub(crate) trait Failed {
+    fn failed(&mut self, e: &io::Error);
+}
+
+impl<T> Failed for Metered<T> {
+    fn failed(&mut self, e: &io::Error) {
+        Metered::failed(self, e)
     }
 }
 
@@ -61,6 +116,14 @@ fn note<T>(errno: &mut &'static str, r: Poll<io::Result<T>>) -> Poll<io::Result<
     r
 }
 
+fn wrote(stats: &TcpStats, labelled: bool, pending: &mut (u64, u64), n: usize) {
+    if labelled {
+        stats.wrote(n);
+    } else {
+        pending.1 += n as u64;
+    }
+}
+
 impl<T: AsyncRead> AsyncRead for Metered<T> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -72,7 +135,11 @@ impl<T: AsyncRead> AsyncRead for Metered<T> {
         let r = note(this.errno, this.io.poll_read(cx, buf));
         let n = buf.filled().len() - before;
         if n > 0 {
-            this.stats.read(n);
+            if *this.labelled {
+                this.stats.read(n);
+            } else {
+                this.pending.0 += n as u64;
+            }
         }
         r
     }
@@ -83,7 +150,7 @@ impl<T: AsyncWrite> AsyncWrite for Metered<T> {
         let this = self.project();
         let r = note(this.errno, this.io.poll_write(cx, b));
         if let Poll::Ready(Ok(n)) = r {
-            this.stats.wrote(n);
+            wrote(this.stats, *this.labelled, this.pending, n);
         }
         r
     }
@@ -96,7 +163,7 @@ impl<T: AsyncWrite> AsyncWrite for Metered<T> {
         let this = self.project();
         let r = note(this.errno, this.io.poll_write_vectored(cx, bufs));
         if let Poll::Ready(Ok(n)) = r {
-            this.stats.wrote(n);
+            wrote(this.stats, *this.labelled, this.pending, n);
         }
         r
     }

@@ -1,11 +1,23 @@
 //! Sockets: finding where a redirected connection was going, and the IO
 //! wrappers every accepted or opened connection passes through.
 
+mod conn;
 mod metered;
 mod orig_dst;
 mod prefixed;
 
-pub(crate) use self::{metered::Metered, orig_dst::OrigDst, prefixed::Prefixed};
+pub(crate) use self::{
+    conn::Conn,
+    metered::{Failed, Metered},
+    orig_dst::OrigDst,
+    prefixed::Prefixed,
+};
+
+impl<T: Failed> Failed for tokio_rustls::server::TlsStream<T> {
+    fn failed(&mut self, e: &io::Error) {
+        self.get_mut().0.failed(e)
+    }
+}
 
 use std::{io, net::SocketAddr, time::Duration};
 use tokio::net::TcpStream;

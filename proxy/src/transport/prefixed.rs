@@ -21,9 +21,11 @@ impl<T> Prefixed<T> {
     pub(crate) fn new(prefix: Bytes, io: T) -> Self {
         Self { prefix, io }
     }
+}
 
-    pub(crate) fn get_mut(&mut self) -> &mut T {
-        &mut self.io
+impl<T: super::Failed> super::Failed for Prefixed<T> {
+    fn failed(&mut self, e: &io::Error) {
+        self.io.failed(e)
     }
 }
 

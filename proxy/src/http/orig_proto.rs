@@ -1,0 +1,100 @@
+//! HTTP/1 between meshed proxies travels as HTTP/2 (Linkerd's "h2 upgrade").
+//!
+//! The client proxy multiplexes HTTP/1 requests onto one HTTP/2 connection
+//! per meshed endpoint, marking each with `l5d-orig-proto`; the server proxy
+//! turns it back into the HTTP/1 request the application expects, and marks
+//! the response so the client proxy restores it too. Upgrades and CONNECT
+//! are never carried this way: they need the HTTP/1 connection itself.
+
+use http::{HeaderValue, Request, Response, Uri, Version, header::HOST, uri};
+
+pub(crate) const L5D_ORIG_PROTO: &str = "l5d-orig-proto";
+
+fn orig_value(version: Version) -> HeaderValue {
+    HeaderValue::from_static(if version == Version::HTTP_10 {
+        "HTTP/1.0"
+    } else {
+        "HTTP/1.1"
+    })
+}
+
+/// Outbound: makes an origin-form HTTP/1 request into an HTTP/2 one for a
+/// meshed peer. Returns the version to give the response back.
+pub(crate) fn upgrade_request<B>(req: &mut Request<B>) -> Result<Version, http::Error> {
+    let orig = req.version();
+    if req.uri().authority().is_none() {
+        let authority = match req.headers().get(HOST) {
+            Some(host) => uri::Authority::try_from(host.as_bytes())?,
+            None => uri::Authority::from_static("localhost"),
+        };
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.scheme = Some(uri::Scheme::HTTP);
+        parts.authority = Some(authority);
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(uri::PathAndQuery::from_static("/"));
+        }
+        *req.uri_mut() = Uri::from_parts(parts)?;
+    }
+    req.headers_mut().insert(L5D_ORIG_PROTO, orig_value(orig));
+    *req.version_mut() = Version::HTTP_2;
+    Ok(orig)
+}
+
+/// Outbound: the upgraded request's response, as its HTTP/1 client expects.
+pub(crate) fn downgrade_response<B>(rsp: &mut Response<B>, orig: Version) {
+    rsp.headers_mut().remove(L5D_ORIG_PROTO);
+    *rsp.version_mut() = orig;
+}
+
+/// Inbound: an upgraded request back as HTTP/1, if it is one; the version
+/// it was sent with.
+pub(crate) fn downgrade_request<B>(req: &mut Request<B>) -> Option<Version> {
+    let orig = req.headers_mut().remove(L5D_ORIG_PROTO)?;
+    let version = if orig.as_bytes() == b"HTTP/1.0" {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    *req.version_mut() = version;
+    Some(version)
+}
+
+/// Inbound: marks the response to a downgraded request for the client proxy.
+pub(crate) fn upgrade_response<B>(rsp: &mut Response<B>, orig: Version) {
+    rsp.headers_mut().insert(L5D_ORIG_PROTO, orig_value(orig));
+    *rsp.version_mut() = Version::HTTP_2;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut req = Request::get("/a?b")
+            .version(Version::HTTP_10)
+            .header(HOST, "web.ns.svc.cluster.local:80")
+            .body(())
+            .unwrap();
+        let orig = upgrade_request(&mut req).unwrap();
+        assert_eq!(orig, Version::HTTP_10);
+        assert_eq!(req.version(), Version::HTTP_2);
+        assert_eq!(
+            req.uri().to_string(),
+            "http://web.ns.svc.cluster.local:80/a?b"
+        );
+        assert_eq!(req.headers()[L5D_ORIG_PROTO], "HTTP/1.0");
+
+        assert_eq!(downgrade_request(&mut req), Some(Version::HTTP_10));
+        assert_eq!(req.version(), Version::HTTP_10);
+        assert!(!req.headers().contains_key(L5D_ORIG_PROTO));
+        assert_eq!(downgrade_request(&mut req), None, "only once");
+
+        let mut rsp = Response::new(());
+        upgrade_response(&mut rsp, Version::HTTP_11);
+        assert_eq!(rsp.headers()[L5D_ORIG_PROTO], "HTTP/1.1");
+        downgrade_response(&mut rsp, Version::HTTP_11);
+        assert_eq!(rsp.version(), Version::HTTP_11);
+        assert!(rsp.headers().is_empty());
+    }
+}
