@@ -15,7 +15,12 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use linkerd_tests::{backends, controller::Controller, proxy::Proxy};
+use linkerd_tests::{
+    backends,
+    controller::Controller,
+    mesh::{self, Mesh},
+    proxy::Proxy,
+};
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
@@ -276,7 +281,7 @@ fn main() {
                     proxied: proxy.inbound,
                     authority: "bench.test",
                     label: "proxy",
-                    pid: proxy.pid(),
+                    pids: vec![proxy.pid()],
                 };
                 measure(*proto, load, &paths, duration).await;
             }
@@ -307,11 +312,51 @@ fn main() {
                     proxied: balanced.outbound,
                     authority: "web.bench.svc.cluster.local:80",
                     label: "balance3",
-                    pid: balanced.pid(),
+                    pids: vec![balanced.pid()],
                 };
                 measure(Proto::Http1, load, &paths, duration).await;
             }
         }
+        // Meshed: client -> outbound proxy -> mTLS (HTTP/1 carried as
+        // HTTP/2) -> inbound proxy -> server; the CPU column is both proxies'.
+        let mesh = Mesh::start(&[("bench", "client"), ("bench", "web")], &[]).await;
+        let server = mesh
+            .proxy("bench", "web")
+            .inbound_target(backend)
+            .env("LINKERD2_PROXY_CORES", cores)
+            .env("LINKERD2_PROXY_LOG", "warn,linkerd_proxy::app=info")
+            .spawn()
+            .await;
+        let topology = format!(
+            "services: [{{name: web, namespace: bench, selector: {{app: web}}, ports: [{{port: 80, targetPort: http}}]}}]\npods:\n  - {{name: web-0, namespace: bench, ip: 127.0.0.1, labels: {{app: web}}, ports: {{http: {}}}, serviceAccount: web, meshed: true}}\n",
+            server.inbound.port()
+        );
+        let controller = Controller::destination(&topology).await;
+        let client = mesh
+            .proxy("bench", "client")
+            .outbound_target(backend)
+            .env("LINKERD2_PROXY_DESTINATION_SVC_ADDR", controller.grpc)
+            .env("LINKERD2_PROXY_CORES", cores)
+            .env("LINKERD2_PROXY_LOG", "warn,linkerd_proxy::app=info")
+            .spawn()
+            .await;
+        mesh::ready(&server).await;
+        mesh::ready(&client).await;
+        for proto in &protos {
+            for load in [Load::Rate(rate), Load::Max] {
+                let paths = Paths {
+                    direct: backend,
+                    proxied: client.outbound,
+                    authority: "web.bench.svc.cluster.local:80",
+                    label: "meshed",
+                    pids: vec![client.pid(), server.pid()],
+                };
+                measure(*proto, load, &paths, duration).await;
+            }
+        }
+        let meshed = client.metrics().await;
+        let tls = meshed.sum("request_total", &[("tls", "true")]);
+        println!("\nmeshed requests the client proxy sent over mTLS: {tls:.0}");
         let (rss, peak, cpu) = proc_stats(proxy.pid());
         println!(
             "\nproxy memory: idle RSS {:.1} MiB, RSS after load {:.1} MiB, peak RSS {:.1} MiB; total CPU {cpu:.2}s",
@@ -331,8 +376,13 @@ struct Paths {
     authority: &'static str,
     /// How the proxied row is named.
     label: &'static str,
-    /// The proxy's process, for its CPU time.
-    pid: u32,
+    /// The proxies' processes, for their CPU time.
+    pids: Vec<u32>,
+}
+
+/// The CPU time `pids` used so far, in seconds.
+fn cpu_of(pids: &[u32]) -> f64 {
+    pids.iter().map(|pid| proc_stats(*pid).2).sum()
 }
 
 /// Runs `load` direct and proxied and prints both rows.
@@ -357,9 +407,9 @@ async fn measure(proto: Proto, load: Load, paths: &Paths, duration: Duration) {
     let (_, _, own_before) = proc_stats(std::process::id());
     let direct = run(proto, paths.direct, "bench.test", load, duration).await;
     let (_, _, own_direct) = proc_stats(std::process::id());
-    let (_, _, cpu_before) = proc_stats(paths.pid);
+    let cpu_before = cpu_of(&paths.pids);
     let proxied = run(proto, paths.proxied, paths.authority, load, duration).await;
-    let (_, _, cpu_after) = proc_stats(paths.pid);
+    let cpu_after = cpu_of(&paths.pids);
     let (_, _, own_after) = proc_stats(std::process::id());
     let load_name = match load {
         Load::Rate(r) => format!("{r}rps"),

@@ -4,6 +4,7 @@
 pub mod backends;
 pub mod controller;
 pub mod kubeapi;
+pub mod mesh;
 pub mod metrics;
 pub mod netns;
 pub mod proxy;

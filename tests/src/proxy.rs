@@ -63,6 +63,12 @@ impl Builder {
         self
     }
 
+    /// Unsets a variable (a default of the builder's).
+    pub fn without(mut self, key: &str) -> Self {
+        self.env.remove(key);
+        self
+    }
+
     /// Every inbound connection goes to `addr`, as if iptables had sent it.
     pub fn inbound_target(self, addr: SocketAddr) -> Self {
         self.env("LINKERD2_PROXY_INBOUND_ORIG_DST_ADDR", addr)
