@@ -293,6 +293,15 @@ impl Target {
         shared.as_ref().filter(|s| !s.is_closed()).cloned()
     }
 
+    /// The shared HTTP/2 connection without waiting on its lock when it is
+    /// open, as it nearly always is.
+    async fn shared_h2(&self) -> Result<H2, Error> {
+        match self.try_h2() {
+            Some(send) => Ok(send),
+            None => self.h2().await,
+        }
+    }
+
     /// The shared HTTP/2 connection, made if there is none or it has closed.
     pub(crate) async fn h2(&self) -> Result<H2, Error> {
         let mut shared = self.h2.lock().await;
@@ -460,12 +469,12 @@ impl Target {
         mut req: Request<Incoming>,
     ) -> Result<(Response<Incoming>, Option<Checkin>), Error> {
         if req.version() == http::Version::HTTP_2 {
-            let mut send = self.h2().await?;
+            let mut send = self.shared_h2().await?;
             return Ok((send.send_request(req).await?, None));
         }
         if self.h2_upgrade {
             let orig = orig_proto::upgrade_request(&mut req).map_err(Error::Uri)?;
-            let mut send = self.h2().await?;
+            let mut send = self.shared_h2().await?;
             let mut rsp = send.send_request(req).await?;
             orig_proto::downgrade_response(&mut rsp, orig);
             return Ok((rsp, None));

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 const L5D_PROXY_ERROR: &str = "l5d-proxy-error";
 /// The identity of an inbound request's meshed client, for the application.
 /// Set only from a verified client certificate; a client's own is removed.
-const L5D_CLIENT_ID: &str = "l5d-client-id";
+static L5D_CLIENT_ID: http::HeaderName = http::HeaderName::from_static("l5d-client-id");
 
 /// Serves one HTTP connection until the client closes it, it sits idle past
 /// the idle timeout, or `drain` asks for a graceful shutdown.
@@ -400,9 +400,13 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
         let downgraded = match self.direction {
             Direction::Inbound => {
                 let headers = req.headers_mut();
-                headers.remove(L5D_CLIENT_ID);
-                if let Some(id) = &self.client_id {
-                    headers.insert(L5D_CLIENT_ID, id.clone());
+                match &self.client_id {
+                    Some(id) => {
+                        headers.insert(&L5D_CLIENT_ID, id.clone());
+                    }
+                    None => {
+                        headers.remove(&L5D_CLIENT_ID);
+                    }
                 }
                 if self.version == Version::H2 {
                     orig_proto::downgrade_request(&mut req)

@@ -6,9 +6,9 @@
 //! the response so the client proxy restores it too. Upgrades and CONNECT
 //! are never carried this way: they need the HTTP/1 connection itself.
 
-use http::{HeaderValue, Request, Response, Uri, Version, header::HOST, uri};
+use http::{HeaderName, HeaderValue, Request, Response, Uri, Version, header::HOST, uri};
 
-pub(crate) const L5D_ORIG_PROTO: &str = "l5d-orig-proto";
+static L5D_ORIG_PROTO: HeaderName = HeaderName::from_static("l5d-orig-proto");
 
 fn orig_value(version: Version) -> HeaderValue {
     HeaderValue::from_static(if version == Version::HTTP_10 {
@@ -35,21 +35,21 @@ pub(crate) fn upgrade_request<B>(req: &mut Request<B>) -> Result<Version, http::
         }
         *req.uri_mut() = Uri::from_parts(parts)?;
     }
-    req.headers_mut().insert(L5D_ORIG_PROTO, orig_value(orig));
+    req.headers_mut().insert(&L5D_ORIG_PROTO, orig_value(orig));
     *req.version_mut() = Version::HTTP_2;
     Ok(orig)
 }
 
 /// Outbound: the upgraded request's response, as its HTTP/1 client expects.
 pub(crate) fn downgrade_response<B>(rsp: &mut Response<B>, orig: Version) {
-    rsp.headers_mut().remove(L5D_ORIG_PROTO);
+    rsp.headers_mut().remove(&L5D_ORIG_PROTO);
     *rsp.version_mut() = orig;
 }
 
 /// Inbound: an upgraded request back as HTTP/1, if it is one; the version
 /// it was sent with.
 pub(crate) fn downgrade_request<B>(req: &mut Request<B>) -> Option<Version> {
-    let orig = req.headers_mut().remove(L5D_ORIG_PROTO)?;
+    let orig = req.headers_mut().remove(&L5D_ORIG_PROTO)?;
     let version = if orig.as_bytes() == b"HTTP/1.0" {
         Version::HTTP_10
     } else {
@@ -61,7 +61,7 @@ pub(crate) fn downgrade_request<B>(req: &mut Request<B>) -> Option<Version> {
 
 /// Inbound: marks the response to a downgraded request for the client proxy.
 pub(crate) fn upgrade_response<B>(rsp: &mut Response<B>, orig: Version) {
-    rsp.headers_mut().insert(L5D_ORIG_PROTO, orig_value(orig));
+    rsp.headers_mut().insert(&L5D_ORIG_PROTO, orig_value(orig));
     *rsp.version_mut() = Version::HTTP_2;
 }
 
@@ -83,16 +83,16 @@ mod tests {
             req.uri().to_string(),
             "http://web.ns.svc.cluster.local:80/a?b"
         );
-        assert_eq!(req.headers()[L5D_ORIG_PROTO], "HTTP/1.0");
+        assert_eq!(req.headers()[&L5D_ORIG_PROTO], "HTTP/1.0");
 
         assert_eq!(downgrade_request(&mut req), Some(Version::HTTP_10));
         assert_eq!(req.version(), Version::HTTP_10);
-        assert!(!req.headers().contains_key(L5D_ORIG_PROTO));
+        assert!(!req.headers().contains_key(&L5D_ORIG_PROTO));
         assert_eq!(downgrade_request(&mut req), None, "only once");
 
         let mut rsp = Response::new(());
         upgrade_response(&mut rsp, Version::HTTP_11);
-        assert_eq!(rsp.headers()[L5D_ORIG_PROTO], "HTTP/1.1");
+        assert_eq!(rsp.headers()[&L5D_ORIG_PROTO], "HTTP/1.1");
         downgrade_response(&mut rsp, Version::HTTP_11);
         assert_eq!(rsp.version(), Version::HTTP_11);
         assert!(rsp.headers().is_empty());
