@@ -7,6 +7,7 @@ pub mod kubeapi;
 pub mod mesh;
 pub mod metrics;
 pub mod netns;
+pub mod pods;
 pub mod proxy;
 
 /// The gRPC service the tests call through the proxy.

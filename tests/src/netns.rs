@@ -13,8 +13,14 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-/// Why namespaces cannot be used here, if they cannot.
+/// Why namespaces cannot be used here, if they cannot. Probed once per test
+/// process: tests running side by side must not race on the probe.
 pub fn unavailable() -> Option<String> {
+    static PROBED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    PROBED.get_or_init(probe).clone()
+}
+
+fn probe() -> Option<String> {
     if !nix::unistd::Uid::effective().is_root() {
         return Some("network namespaces need root".into());
     }
@@ -84,25 +90,6 @@ impl Netns {
             .collect()
     }
 
-    /// Loads rules into the namespace's iptables with `iptables-restore`.
-    pub fn iptables_restore(&self, rules: &str) -> io::Result<()> {
-        use std::io::Write;
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name, "iptables-restore", "--noflush"])
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        child.stdin.take().unwrap().write_all(rules.as_bytes())?;
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "iptables-restore failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(())
-    }
-
     /// Starts a runtime whose tasks run inside this namespace.
     pub fn runtime(&self) -> io::Result<NsRuntime> {
         let path = format!("/run/netns/{}", self.name);
@@ -164,6 +151,54 @@ pub fn connect(a: &Netns, a_ip: Ipv4Addr, b: &Netns, b_ip: Ipv4Addr) -> io::Resu
         ns.exec(&["ip", "link", "set", dev, "up"])?;
     }
     Ok(())
+}
+
+/// A switch: a bridge in a namespace of its own, so the host's interfaces
+/// are never touched. Namespaces attached to it share one subnet.
+pub struct Bridge {
+    ns: Netns,
+}
+
+impl Bridge {
+    pub fn create() -> io::Result<Self> {
+        let ns = Netns::create("sw")?;
+        ns.exec(&["ip", "link", "add", "br0", "type", "bridge"])?;
+        ns.exec(&["ip", "link", "set", "br0", "up"])?;
+        Ok(Self { ns })
+    }
+
+    /// Gives `ns` an `eth0` on the bridge with `ip/prefix`, and routes
+    /// `extra` (virtual addresses such as cluster IPs) out of it.
+    pub fn attach(&self, ns: &Netns, ip: Ipv4Addr, prefix: u8, extra: &[&str]) -> io::Result<()> {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let (port, peer) = (
+            format!("l5s{}x{n}", std::process::id()),
+            format!("l5p{}x{n}", std::process::id()),
+        );
+        run(
+            "ip",
+            &["link", "add", &port, "type", "veth", "peer", "name", &peer],
+        )?;
+        run("ip", &["link", "set", &port, "netns", &self.ns.name])?;
+        run("ip", &["link", "set", &peer, "netns", &ns.name])?;
+        self.ns
+            .exec(&["ip", "link", "set", &port, "master", "br0"])?;
+        self.ns.exec(&["ip", "link", "set", &port, "up"])?;
+        ns.exec(&["ip", "link", "set", &peer, "name", "eth0"])?;
+        ns.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{ip}/{prefix}"),
+            "dev",
+            "eth0",
+        ])?;
+        ns.exec(&["ip", "link", "set", "eth0", "up"])?;
+        for net in extra {
+            ns.exec(&["ip", "route", "add", net, "dev", "eth0"])?;
+        }
+        Ok(())
+    }
 }
 
 /// A Tokio runtime on a thread inside a namespace.

@@ -1,5 +1,5 @@
-//! The transparent proxy for real: a "pod" network namespace with SPEC's
-//! proxy-init iptables rules, the proxy running as uid 2102, and clients in
+//! The transparent proxy for real: a "pod" network namespace with
+//! `linkerd-proxy-init`'s iptables rules, the proxy running as uid 2102, and clients in
 //! another namespace that know nothing of the proxy.
 //!
 //! Skips, saying why, where network namespaces cannot be made (not root).
@@ -28,23 +28,6 @@ use tokio::{
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const POD_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const PROXY_UID: &str = "2102";
-
-/// SPEC's proxy-init rules (nat table): inbound TCP to every port but the
-/// proxy's own goes to 4143; outbound TCP, except the proxy's own and
-/// loopback, goes to 4140.
-const PROXY_INIT_RULES: &str = "\
-*nat
-:PROXY_INIT_REDIRECT - [0:0]
-:PROXY_INIT_OUTPUT - [0:0]
--A PROXY_INIT_REDIRECT -p tcp -m multiport --dports 4190,4191 -m comment --comment proxy-init/ignore-port-4190,4191 -j RETURN
--A PROXY_INIT_REDIRECT -p tcp -m comment --comment proxy-init/redirect-all-incoming-to-proxy-port -j REDIRECT --to-ports 4143
--A PREROUTING -m comment --comment proxy-init/install-proxy-init-prerouting -j PROXY_INIT_REDIRECT
--A PROXY_INIT_OUTPUT -m owner --uid-owner 2102 -m comment --comment proxy-init/ignore-proxy-user-id -j RETURN
--A PROXY_INIT_OUTPUT -o lo -m comment --comment proxy-init/ignore-loopback -j RETURN
--A PROXY_INIT_OUTPUT -p tcp -m comment --comment proxy-init/redirect-all-outgoing-to-proxy-port -j REDIRECT --to-ports 4140
--A OUTPUT -m comment --comment proxy-init/install-proxy-init-output -j PROXY_INIT_OUTPUT
-COMMIT
-";
 
 fn addr(ip: Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
@@ -186,7 +169,11 @@ async fn iptables_redirects_pod_traffic_through_the_proxy() {
     let pod = Netns::create("pod").unwrap();
     let client = Netns::create("cli").unwrap();
     netns::connect(&client, CLIENT_IP, &pod, POD_IP).unwrap();
-    pod.iptables_restore(PROXY_INIT_RULES).unwrap();
+    // SPEC's rules, as the init container writes them.
+    let mut init = pod.prefix();
+    init.push(proxy::bin("linkerd-proxy-init").display().to_string());
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    netns::run(init[0], &init[1..]).expect("linkerd-proxy-init");
     let pod_rt = pod.runtime().unwrap();
     let client_rt = client.runtime().unwrap();
     // The same applications in the pod and outside it, unaware of the proxy.

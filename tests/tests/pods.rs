@@ -1,0 +1,438 @@
+//! A meshed cluster of network-namespace pods: real iptables rules from
+//! `linkerd-proxy-init`, proxies as uid 2102, the control plane in its own
+//! namespace, and applications that know nothing of the mesh.
+//!
+//! Skips, saying why, where network namespaces cannot be made (not root).
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use linkerd_tests::{
+    backends,
+    echo::{Msg, echo_client::EchoClient},
+    mesh::identity,
+    netns::{self, Netns},
+    pods::{self, CONTROL_IP, Cluster, NS, PodSpec, Service},
+};
+use std::{
+    collections::BTreeSet,
+    net::{Ipv4Addr, SocketAddr},
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+const WEB_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+const WEB: &str = "web.emojivoto.svc.cluster.local";
+/// Ports of the `web` pods' applications: HTTP/1+2, gRPC, TCP echo, and one
+/// that proxy-init skips inbound.
+const HTTP: u16 = 8080;
+const GRPC: u16 = 8081;
+const ECHO: u16 = 8083;
+const SKIPPED_IN: u16 = 8084;
+/// An outbound port the client pod's proxy-init skips.
+const SKIPPED_OUT: u16 = 9000;
+
+macro_rules! skip_unless_namespaces {
+    ($name:literal) => {
+        if let Some(why) = pods::unavailable() {
+            eprintln!("SKIPPED {}: {why}", $name);
+            return;
+        }
+    };
+}
+
+async fn bind(ip: Ipv4Addr, port: u16) -> TcpListener {
+    TcpListener::bind(SocketAddr::from((ip, port)))
+        .await
+        .expect("bind in pod")
+}
+
+/// `web`'s applications, bound to the pod's own address so `/whoami` says
+/// which pod answered.
+async fn web_apps(ip: Ipv4Addr) {
+    backends::http_on(bind(ip, HTTP).await);
+    backends::grpc_echo_on(bind(ip, GRPC).await);
+    backends::tcp_echo_on(bind(ip, ECHO).await);
+    backends::http_on(bind(ip, SKIPPED_IN).await);
+}
+
+fn services() -> Vec<Service> {
+    vec![Service {
+        name: "web",
+        cluster_ip: WEB_IP,
+        ports: vec![(80, HTTP), (GRPC, GRPC), (ECHO, ECHO)],
+        app: "web",
+    }]
+}
+
+fn web_spec() -> PodSpec {
+    PodSpec {
+        app: "web",
+        meshed: true,
+        init_args: vec![format!("--inbound-ports-to-ignore={SKIPPED_IN}")],
+        ..Default::default()
+    }
+}
+
+async fn http1(target: SocketAddr, host: &str, path: &str) -> (u16, String) {
+    let stream = TcpStream::connect(target).await.expect("connect");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", host)
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let rsp = send.send_request(req).await.unwrap();
+    let status = rsp.status().as_u16();
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn h2(target: SocketAddr, authority: &str, path: &str) -> (u16, String) {
+    let stream = TcpStream::connect(target).await.expect("connect");
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(format!("http://{authority}{path}"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let rsp = send.send_request(req).await.unwrap();
+    let status = rsp.status().as_u16();
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// What the client application does: call `web` by name (its cluster IP,
+/// as DNS would give it) over every protocol: 22 HTTP requests, one gRPC
+/// call, four TCP connections. Returns which pods answered the HTTP/1
+/// requests and the headers one of them saw.
+async fn client_calls() -> (BTreeSet<String>, String) {
+    let http = SocketAddr::from((WEB_IP, 80));
+    let mut answered = BTreeSet::new();
+    for _ in 0..20 {
+        let (status, body) = http1(http, WEB, "/whoami").await;
+        assert_eq!(status, 200, "{body}");
+        answered.insert(body);
+    }
+    let (status, headers) = http1(http, WEB, "/headers").await;
+    assert_eq!(status, 200);
+    let (status, body) = h2(http, WEB, "/headers").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("version: HTTP/2.0"), "{body}");
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{WEB}:{GRPC}"))
+        .unwrap()
+        .connect_with_connector(tower_connector(SocketAddr::from((WEB_IP, GRPC))))
+        .await
+        .unwrap();
+    let mut grpc = EchoClient::new(channel);
+    let rsp = grpc
+        .unary(Msg {
+            text: "meshed".into(),
+            count: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rsp.into_inner().text, "meshed");
+
+    // Opaque TCP, balanced per connection by open connections: four held
+    // at once spread over both pods.
+    let mut held = Vec::new();
+    for i in 0..4u8 {
+        let mut tcp = TcpStream::connect(SocketAddr::from((WEB_IP, ECHO)))
+            .await
+            .unwrap();
+        let msg = [0u8, 1, b'm', b'e', b's', b'h', i];
+        tcp.write_all(&msg).await.unwrap();
+        let mut echoed = [0u8; 7];
+        tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut echoed))
+            .await
+            .expect("echo in time")
+            .unwrap();
+        assert_eq!(echoed, msg);
+        held.push(tcp);
+    }
+    drop(held);
+    (answered, headers)
+}
+
+/// A tonic connector that dials `addr` whatever the URI says: the channel's
+/// authority stays the service's name, as DNS would leave it.
+fn tower_connector(
+    addr: SocketAddr,
+) -> impl tower::Service<
+    http::Uri,
+    Response = TokioIo<TcpStream>,
+    Error = std::io::Error,
+    Future = impl Future<Output = std::io::Result<TokioIo<TcpStream>>> + Send,
+> + Send
++ Clone
++ 'static {
+    tower::service_fn(move |_: http::Uri| async move {
+        TcpStream::connect(addr).await.map(TokioIo::new)
+    })
+}
+
+#[tokio::test]
+async fn pods_mesh_by_name_over_every_protocol_with_mtls() {
+    skip_unless_namespaces!("pods_mesh_by_name_over_every_protocol_with_mtls");
+    let mut cluster = Cluster::start(services()).await;
+    let web0 = cluster
+        .pod("web-0", web_spec(), || {
+            web_apps(Ipv4Addr::new(198, 18, 0, 10))
+        })
+        .await;
+    let web1 = cluster
+        .pod("web-1", web_spec(), || {
+            web_apps(Ipv4Addr::new(198, 18, 0, 11))
+        })
+        .await;
+    let client = cluster
+        .pod(
+            "vote-bot",
+            PodSpec {
+                app: "vote-bot",
+                meshed: true,
+                init_args: vec![format!("--outbound-ports-to-ignore={SKIPPED_OUT}")],
+                ..Default::default()
+            },
+            || async {},
+        )
+        .await;
+    assert_eq!(
+        (web0.ip, web1.ip),
+        (Ipv4Addr::new(198, 18, 0, 10), Ipv4Addr::new(198, 18, 0, 11))
+    );
+
+    // Destination learns the pods once they are ready: wait for it.
+    let (answered, headers) = client.run(client_calls()).await;
+    let pods = BTreeSet::from([web0.addr(HTTP).to_string(), web1.addr(HTTP).to_string()]);
+    assert!(answered.is_subset(&pods), "{answered:?}");
+    let client_id = identity(NS, "vote-bot");
+    assert!(
+        headers.contains(&format!("l5d-client-id: {client_id}")),
+        "{headers}"
+    );
+
+    // mTLS, as both sides' metrics say.
+    let m = client.metrics().await;
+    let web_id = identity(NS, "web");
+    let out = [
+        ("direction", "outbound"),
+        ("tls", "true"),
+        ("server_id", web_id.as_str()),
+    ];
+    assert_eq!(m.sum("request_total", &out), 23.0, "{}", m.text);
+    let tcp_out = [
+        ("direction", "outbound"),
+        ("peer", "dst"),
+        ("tls", "true"),
+        ("server_id", web_id.as_str()),
+        ("dst_service", "web"),
+    ];
+    for pod in ["web-0", "web-1"] {
+        let to_pod = [tcp_out.as_slice(), &[("dst_pod", pod)]].concat();
+        assert!(
+            m.sum("tcp_open_total", &to_pod) >= 2.0,
+            "opaque TCP balanced over both pods: {}",
+            m.text
+        );
+    }
+    // The proxy's own connections to the control plane were not looped
+    // back into its outbound listener.
+    for port in [pods::DESTINATION_PORT, pods::IDENTITY_PORT] {
+        let control = SocketAddr::from((CONTROL_IP, port)).to_string();
+        assert!(
+            !m.has("tcp_open_total", &[("target_addr", control.as_str())]),
+            "{}",
+            m.text
+        );
+    }
+    let mut inbound = 0.0;
+    let mut opaque = 0.0;
+    for pod in [&web0, &web1] {
+        let m = pod.metrics().await;
+        let labels = [
+            ("direction", "inbound"),
+            ("tls", "true"),
+            ("client_id", client_id.as_str()),
+        ];
+        inbound += m.sum("request_total", &labels);
+        let echo = pod.addr(ECHO).to_string();
+        opaque += m.sum(
+            "tcp_open_total",
+            &[
+                ("peer", "src"),
+                ("target_addr", echo.as_str()),
+                ("tls", "true"),
+                ("client_id", client_id.as_str()),
+            ],
+        );
+        assert_eq!(
+            m.sum("request_total", &[("tls", "no_identity")]),
+            0.0,
+            "{}",
+            m.text
+        );
+    }
+    assert_eq!(inbound, 23.0);
+    assert_eq!(opaque, 4.0);
+
+    // Skipped ports: the client's outbound 9000 leaves without its proxy,
+    // and web-0's inbound 8084 reaches the application without web-0's.
+    let outside = cluster
+        .pod(
+            "outside",
+            PodSpec {
+                app: "outside",
+                ..Default::default()
+            },
+            || async {
+                let ip = Ipv4Addr::new(198, 18, 0, 13);
+                backends::http_on(bind(ip, SKIPPED_OUT).await);
+                backends::http_on(bind(ip, SKIPPED_OUT + 1).await);
+            },
+        )
+        .await;
+    let (skipped, counted) = (outside.addr(SKIPPED_OUT), outside.addr(SKIPPED_OUT + 1));
+    let peers = client
+        .run(async move {
+            let a = http1(skipped, "outside", "/peer").await;
+            let b = http1(counted, "outside", "/peer").await;
+            (a, b)
+        })
+        .await;
+    assert_eq!((peers.0.0, peers.1.0), (200, 200));
+    let m = client.metrics().await;
+    assert!(!m.has(
+        "tcp_open_total",
+        &[("target_addr", skipped.to_string().as_str())]
+    ));
+    assert_eq!(
+        m.sum(
+            "request_total",
+            &[("target_addr", counted.to_string().as_str())]
+        ),
+        1.0,
+        "{}",
+        m.text
+    );
+    let direct = web0.addr(SKIPPED_IN);
+    let (status, peer) = outside.run(http1(direct, "web", "/peer")).await;
+    assert_eq!(status, 200);
+    assert!(peer.starts_with("198.18.0.13:"), "the app saw {peer}");
+    let m = web0.metrics().await;
+    assert!(!m.has(
+        "tcp_open_total",
+        &[("target_addr", direct.to_string().as_str())]
+    ));
+
+    // Without its proxy a pod is unreachable, not bypassed.
+    let mut web0 = web0;
+    let proxy = web0.proxy.take().unwrap();
+    proxy.sigterm();
+    assert!(proxy.wait(Duration::from_secs(10)).await.success());
+    let target = web0.addr(HTTP);
+    let refused = outside
+        .run(async move {
+            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(target)).await
+        })
+        .await;
+    assert!(
+        matches!(refused, Ok(Err(_))),
+        "web-0's application was reachable without its proxy: {refused:?}"
+    );
+    drop((web0, web1, client, outside, cluster));
+}
+
+#[tokio::test]
+async fn proxy_init_is_idempotent_and_simulates() {
+    skip_unless_namespaces!("proxy_init_is_idempotent_and_simulates");
+    let init = linkerd_tests::proxy::bin("linkerd-proxy-init")
+        .display()
+        .to_string();
+    let args = [
+        "--inbound-ports-to-ignore=22,8000-8100",
+        "--outbound-ports-to-ignore=5432",
+        "--subnets-to-ignore=10.0.0.0/8",
+    ];
+    let simulated = netns::run(&init, &[&["--simulate"], &args[..]].concat()).unwrap();
+    let simulated = String::from_utf8(simulated.stdout).unwrap();
+    assert!(simulated.contains(
+        "-A PROXY_INIT_REDIRECT -p tcp -m multiport --dports 22,4190,4191,8000:8100 -m comment --comment proxy-init/ignore-port-22,4190,4191,8000:8100 -j RETURN"
+    ), "{simulated}");
+    assert!(simulated.contains("--to-ports 4143") && simulated.contains("--to-ports 4140"));
+
+    let ns = Netns::create("init").unwrap();
+    let mut argv = ns.prefix();
+    argv.push(init.clone());
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let save = || {
+        let out = ns.exec(&["iptables-save", "-t", "nat"]).unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("-A "))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    netns::run(argv[0], &argv[1..]).unwrap();
+    let once = save();
+    netns::run(argv[0], &argv[1..]).unwrap();
+    let twice = save();
+    assert_eq!(once, twice, "a second run changed the rules");
+    let unique: BTreeSet<&String> = twice.iter().collect();
+    assert_eq!(
+        unique.len(),
+        twice.len(),
+        "a rule appears twice: {twice:#?}"
+    );
+    assert_eq!(twice.len(), 9, "{twice:#?}");
+    for rule in &twice {
+        assert!(rule.contains("proxy-init/"), "uncommented: {rule}");
+    }
+
+    // A refusal changes nothing: an IPv6 network in the IPv4 table.
+    let bad = netns::run(
+        argv[0],
+        &[&argv[1..], &["--subnets-to-ignore=fd00::/8"][..]].concat(),
+    );
+    let e = bad.unwrap_err().to_string();
+    assert!(e.contains("linkerd-proxy-init:"), "{e}");
+    assert_eq!(save(), twice);
+}
+
+#[tokio::test]
+async fn proxy_init_refuses_bad_flags_with_one_line() {
+    let init = linkerd_tests::proxy::bin("linkerd-proxy-init")
+        .display()
+        .to_string();
+    for bad in [
+        "--inbound-ports-to-ignore=99999",
+        "--outbound-ports-to-ignore=80-20",
+        "--subnets-to-ignore=10.0.0.0/33",
+        "--proxy-uid=root",
+        "--iptables-mode=ebpf",
+    ] {
+        let out = std::process::Command::new(&init)
+            .args([bad, "--simulate"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with("error: invalid value"),
+            "{bad}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{bad} printed rules");
+    }
+}
