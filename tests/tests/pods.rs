@@ -371,44 +371,56 @@ async fn proxy_init_is_idempotent_and_simulates() {
     ), "{simulated}");
     assert!(simulated.contains("--to-ports 4143") && simulated.contains("--to-ports 4140"));
 
-    let ns = Netns::create("init").unwrap();
-    let mut argv = ns.prefix();
-    argv.push(init.clone());
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let save = || {
-        let out = ns.exec(&["iptables-save", "-t", "nat"]).unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .filter(|l| l.starts_with("-A "))
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    };
-    netns::run(argv[0], &argv[1..]).unwrap();
-    let once = save();
-    netns::run(argv[0], &argv[1..]).unwrap();
-    let twice = save();
-    assert_eq!(once, twice, "a second run changed the rules");
-    let unique: BTreeSet<&String> = twice.iter().collect();
-    assert_eq!(
-        unique.len(),
-        twice.len(),
-        "a rule appears twice: {twice:#?}"
-    );
-    assert_eq!(twice.len(), 9, "{twice:#?}");
-    for rule in &twice {
-        assert!(rule.contains("proxy-init/"), "uncommented: {rule}");
-    }
+    // Both iptables back ends, where installed.
+    let mut tried = 0;
+    for mode in ["nft", "legacy"] {
+        let save_bin = format!("iptables-{mode}-save");
+        if netns::run("sh", &["-c", &format!("command -v {save_bin}")]).is_err() {
+            eprintln!("proxy_init_is_idempotent_and_simulates: no {save_bin}; {mode} not tried");
+            continue;
+        }
+        tried += 1;
+        let ns = Netns::create(mode).unwrap();
+        let mut argv = ns.prefix();
+        argv.push(init.clone());
+        argv.push(format!("--iptables-mode={mode}"));
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let save = || {
+            let out = ns.exec(&[&save_bin, "-t", "nat"]).unwrap();
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .filter(|l| l.starts_with("-A "))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        netns::run(argv[0], &argv[1..]).unwrap();
+        let once = save();
+        netns::run(argv[0], &argv[1..]).unwrap();
+        let twice = save();
+        assert_eq!(once, twice, "{mode}: a second run changed the rules");
+        let unique: BTreeSet<&String> = twice.iter().collect();
+        assert_eq!(
+            unique.len(),
+            twice.len(),
+            "{mode}: a rule appears twice: {twice:#?}"
+        );
+        assert_eq!(twice.len(), 9, "{mode}: {twice:#?}");
+        for rule in &twice {
+            assert!(rule.contains("proxy-init/"), "{mode}: uncommented: {rule}");
+        }
 
-    // A refusal changes nothing: an IPv6 network in the IPv4 table.
-    let bad = netns::run(
-        argv[0],
-        &[&argv[1..], &["--subnets-to-ignore=fd00::/8"][..]].concat(),
-    );
-    let e = bad.unwrap_err().to_string();
-    assert!(e.contains("linkerd-proxy-init:"), "{e}");
-    assert_eq!(save(), twice);
+        // A refusal changes nothing: an IPv6 network in the IPv4 table.
+        let bad = netns::run(
+            argv[0],
+            &[&argv[1..], &["--subnets-to-ignore=fd00::/8"][..]].concat(),
+        );
+        let e = bad.unwrap_err().to_string();
+        assert!(e.contains("linkerd-proxy-init:"), "{e}");
+        assert_eq!(save(), twice, "{mode}: a refused run changed the rules");
+    }
+    assert!(tried > 0, "neither iptables-nft nor iptables-legacy is installed");
 }
 
 #[tokio::test]
