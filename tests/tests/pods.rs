@@ -420,7 +420,10 @@ async fn proxy_init_is_idempotent_and_simulates() {
         assert!(e.contains("linkerd-proxy-init:"), "{e}");
         assert_eq!(save(), twice, "{mode}: a refused run changed the rules");
     }
-    assert!(tried > 0, "neither iptables-nft nor iptables-legacy is installed");
+    assert!(
+        tried > 0,
+        "neither iptables-nft nor iptables-legacy is installed"
+    );
 }
 
 #[tokio::test]
@@ -447,4 +450,15 @@ async fn proxy_init_refuses_bad_flags_with_one_line() {
         );
         assert!(out.stdout.is_empty(), "{bad} printed rules");
     }
+    // No iptables at all: one line saying so, exit 1.
+    let out = std::process::Command::new(&init)
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "linkerd-proxy-init: cannot run iptables-save: No such file or directory (os error 2) (is iptables installed?)"
+    );
 }
