@@ -13,6 +13,7 @@ use crate::{
     http::{self, Clients, Version},
     identity::{IdentityMetrics, Local},
     metrics::{Direction, Metrics, NoTlsReason, Peer, Tls},
+    tap::Taps,
     tcp,
     tls::{self, Hello},
     transport::{Failed, Metered, OrigDst, Prefixed},
@@ -56,6 +57,7 @@ struct Side {
     identity: Option<Arc<Local>>,
     /// Inbound: which clients are served.
     policy: InboundPolicy,
+    taps: Arc<Taps>,
 }
 
 pub async fn run(config: Config) -> Result<(), Error> {
@@ -87,6 +89,23 @@ pub async fn run(config: Config) -> Result<(), Error> {
         }
         None => None,
     };
+    let taps = Taps::new();
+    match (&config.tap_svc_name, &identity) {
+        (Some(tap_identity), Some(local)) => {
+            let control = bind("tap", config.control_addr).await?;
+            tokio::spawn(crate::tap::serve(
+                control,
+                local.clone(),
+                tap_identity.as_str().into(),
+                taps.clone(),
+                drain.clone(),
+            ));
+        }
+        (Some(_), None) => {
+            tracing::warn!("tap needs identity (it is mTLS only); not serving tap");
+        }
+        (None, _) => {}
+    }
     let mut registry = metrics.registry();
     if identity.is_some() {
         identity_metrics.register(&mut registry);
@@ -116,6 +135,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             metrics: metrics.clone(),
             identity: identity.clone(),
             policy: config.inbound_policy,
+            taps: taps.clone(),
         });
         tokio::spawn(accept(listener, side, drain.clone(), tracker.clone()));
     }
@@ -295,11 +315,16 @@ impl Side {
                 return;
             }
         };
+        let ctx = http::ConnCtx {
+            client,
+            target,
+            tls,
+            taps: self.taps.clone(),
+        };
         let proxy = http::Proxy::new(
             direction,
             version,
-            target,
-            tls,
+            ctx,
             &self.clients,
             self.resolver.clone(),
             self.metrics.clone(),

@@ -11,6 +11,9 @@ pub const ENV_LOG: &str = "LINKERD2_PROXY_LOG";
 pub const ENV_INBOUND_LISTEN_ADDR: &str = "LINKERD2_PROXY_INBOUND_LISTEN_ADDR";
 pub const ENV_OUTBOUND_LISTEN_ADDR: &str = "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR";
 pub const ENV_ADMIN_LISTEN_ADDR: &str = "LINKERD2_PROXY_ADMIN_LISTEN_ADDR";
+pub const ENV_CONTROL_LISTEN_ADDR: &str = "LINKERD2_PROXY_CONTROL_LISTEN_ADDR";
+/// The tap controller's identity: only it may tap this proxy.
+pub const ENV_TAP_SVC_NAME: &str = "LINKERD2_PROXY_TAP_SVC_NAME";
 /// Development and test aid, as in linkerd2-proxy: use this address as every
 /// accepted connection's original destination instead of asking the kernel.
 pub const ENV_INBOUND_ORIG_DST_ADDR: &str = "LINKERD2_PROXY_INBOUND_ORIG_DST_ADDR";
@@ -98,6 +101,10 @@ pub struct Config {
     pub inbound: ListenerConfig,
     pub outbound: ListenerConfig,
     pub admin_addr: SocketAddr,
+    /// The control listener, which serves tap.
+    pub control_addr: SocketAddr,
+    /// Tap is served (to this identity only) when set and identity is on.
+    pub tap_svc_name: Option<String>,
     pub server: ServerConfig,
     pub shutdown_grace_period: Duration,
     /// The proxy's identity and how to obtain its certificate; none when
@@ -324,6 +331,7 @@ impl Config {
             )?
             .unwrap_or_else(|| parse_networks(DEFAULT_DESTINATION_GET_NETWORKS).unwrap());
         let destination_name = svc_name(&r, ENV_DESTINATION_SVC_NAME)?;
+        let tap_svc_name = svc_name(&r, ENV_TAP_SVC_NAME)?;
         Ok(Self {
             log: env
                 .get(ENV_LOG)
@@ -350,6 +358,10 @@ impl Config {
             admin_addr: r
                 .addr(ENV_ADMIN_LISTEN_ADDR)?
                 .unwrap_or(([0, 0, 0, 0], 4191).into()),
+            control_addr: r
+                .addr(ENV_CONTROL_LISTEN_ADDR)?
+                .unwrap_or(([0, 0, 0, 0], 4190).into()),
+            tap_svc_name,
             server,
             shutdown_grace_period: r
                 .duration(ENV_SHUTDOWN_GRACE_PERIOD)?

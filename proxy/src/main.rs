@@ -11,6 +11,7 @@ mod discovery;
 mod http;
 mod identity;
 mod metrics;
+mod tap;
 mod tcp;
 mod tls;
 mod transport;

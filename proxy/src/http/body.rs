@@ -3,7 +3,10 @@
 //! stream ends.
 
 use super::{Activity, client::Checkin};
-use crate::metrics::{Class, RouteStats};
+use crate::{
+    metrics::{Class, RouteStats},
+    tap::Tapped,
+};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -32,6 +35,8 @@ pub(crate) struct Recorder {
     /// recorder means the client gave up on the request.
     answered: bool,
     finished: bool,
+    /// Set when a tap session observes this request.
+    tap: Option<Box<Tapped>>,
 }
 
 impl Drop for Recorder {
@@ -68,7 +73,12 @@ impl Recorder {
             activity,
             answered: false,
             finished: false,
+            tap: None,
         }
+    }
+
+    pub(crate) fn tap(&mut self, tapped: Box<Tapped>) {
+        self.tap = Some(tapped);
     }
 
     pub(crate) fn answered(&mut self) {
@@ -92,9 +102,21 @@ impl Recorder {
         if self.grpc {
             self.grpc_status = grpc_status(headers);
         }
+        if let Some(tap) = self.tap.as_mut() {
+            tap.response_init(status, headers);
+        }
+    }
+
+    fn data(&mut self, n: usize) {
+        if let Some(tap) = self.tap.as_mut() {
+            tap.data(n);
+        }
     }
 
     fn trailers(&mut self, trailers: &HeaderMap) {
+        if let Some(tap) = self.tap.as_mut() {
+            tap.trailers(trailers);
+        }
         if self.grpc
             && let Some(s) = grpc_status(trailers)
         {
@@ -121,6 +143,9 @@ impl Recorder {
         };
         self.route
             .response(self.status, self.grpc_status, class, self.started.elapsed());
+        if let Some(tap) = self.tap.as_mut() {
+            tap.response_end(clean, self.grpc_status);
+        }
         if !self.answered {
             self.activity.abandoned();
         }
@@ -200,8 +225,12 @@ impl Body for ResponseBody {
         let frame = std::task::ready!(inner.poll_frame(cx));
         match &frame {
             Some(Ok(f)) => {
-                if let (Some(t), Some(rec)) = (f.trailers_ref(), this.recorder.as_mut()) {
-                    rec.trailers(t);
+                if let Some(rec) = this.recorder.as_mut() {
+                    if let Some(data) = f.data_ref() {
+                        rec.data(data.len());
+                    } else if let Some(t) = f.trailers_ref() {
+                        rec.trailers(t);
+                    }
                 }
             }
             Some(Err(_)) => {

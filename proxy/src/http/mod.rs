@@ -15,6 +15,7 @@ use crate::discovery::{self, Answer, Dispatch, EndpointError, Resolver, Route};
 use crate::{
     config::ServerConfig,
     metrics::{Direction, Metrics, RouteStats, Tls},
+    tap::{self, Taps},
 };
 use futures_util::{TryFutureExt, future::Either};
 use http::{Method, Request, Response, StatusCode, Uri, header::HOST, uri};
@@ -244,19 +245,37 @@ pub(crate) struct Proxy {
     activity: Arc<Activity>,
     /// The last authority's request metrics.
     route: LastAuthority<Arc<RouteStats>>,
+    taps: Arc<Taps>,
+    /// The client's address, for tap events.
+    client: SocketAddr,
+    /// This connection's number in tap events, and its tapped requests'.
+    tap_base: u32,
+    tap_seq: std::cell::Cell<u64>,
+}
+
+/// What a connection's requests share beyond its target.
+pub(crate) struct ConnCtx {
+    pub(crate) client: SocketAddr,
+    pub(crate) target: SocketAddr,
+    pub(crate) tls: Tls,
+    pub(crate) taps: Arc<Taps>,
 }
 
 impl Proxy {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         direction: Direction,
         version: Version,
-        target: SocketAddr,
-        tls: Tls,
+        ctx: ConnCtx,
         clients: &Arc<Clients>,
         resolver: Option<Arc<Resolver>>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let ConnCtx {
+            client,
+            target,
+            tls,
+            taps,
+        } = ctx;
         let client_id = match &tls {
             Tls::Established {
                 client_id: Some(id),
@@ -277,7 +296,40 @@ impl Proxy {
             metrics,
             activity: Arc::new(Activity::new()),
             route: LastAuthority::default(),
+            tap_base: taps.next_base(),
+            taps,
+            client,
+            tap_seq: std::cell::Cell::new(0),
         }
+    }
+
+    /// The tap sessions that want this request, if any.
+    fn tap(&self, req: &Request<Incoming>, authority: &str) -> Option<Box<tap::Tapped>> {
+        let no_labels = Default::default();
+        let facts = tap::Facts {
+            source: self.client,
+            destination: self.target,
+            destination_labels: &no_labels,
+            scheme: req.uri().scheme_str().unwrap_or("http"),
+            method: req.method(),
+            authority,
+            path: req.uri().path(),
+        };
+        let stream = self.tap_seq.get();
+        let tapped = self.taps.tap(
+            &facts,
+            tap::Meta {
+                inbound: self.direction == Direction::Inbound,
+                base: self.tap_base,
+                stream,
+                tls: &self.tls,
+                headers: req.headers(),
+            },
+        );
+        if tapped.is_some() {
+            self.tap_seq.set(stream + 1);
+        }
+        tapped
     }
 
     fn route(&self, authority: &str) -> Arc<RouteStats> {
@@ -432,6 +484,11 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
             });
         }
 
+        if self.taps.is_active()
+            && let Some(tapped) = self.tap(&req, authority_of(&req))
+        {
+            recorder.tap(tapped);
+        }
         let h2 = self.version == Version::H2;
         let response = match dispatch {
             Some(dispatch) => Either::Right(dispatch.send(req)),
