@@ -157,3 +157,76 @@ impl Wire {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+impl Mesh {
+    /// TLS settings for a client that is ServiceAccount `sa` of `ns` (a
+    /// token for it must be known): a certificate from the identity service,
+    /// trusting the mesh's anchor. For talking to proxies as, say, the tap
+    /// controller.
+    pub async fn client_tls(&self, ns: &str, sa: &str) -> std::sync::Arc<rustls::ClientConfig> {
+        use linkerd2_proxy_api::identity::{CertifyRequest, identity_client::IdentityClient};
+        use rustls::pki_types::{
+            CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, pem::PemObject,
+        };
+        let name = identity(ns, sa);
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::new(vec![name.clone()])
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap();
+        let mut client = IdentityClient::connect(format!("http://{}", self.identity.grpc))
+            .await
+            .expect("identity service");
+        let token = std::fs::read(self.dir.join(format!("{ns}-{sa}.token"))).expect("token");
+        let rsp = client
+            .certify(CertifyRequest {
+                identity: name,
+                token,
+                certificate_signing_request: csr.der().to_vec(),
+            })
+            .await
+            .expect("certify")
+            .into_inner();
+        let mut chain = vec![CertificateDer::from(rsp.leaf_certificate)];
+        chain.extend(
+            rsp.intermediate_certificates
+                .into_iter()
+                .map(CertificateDer::from),
+        );
+        let mut roots = rustls::RootCertStore::empty();
+        for anchor in CertificateDer::pem_slice_iter(self.trust_anchors.as_bytes()) {
+            roots.add(anchor.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .unwrap();
+        std::sync::Arc::new(config)
+    }
+}
+
+/// A gRPC channel to `addr` over mesh TLS to `server` (its identity).
+pub async fn tls_channel(
+    addr: SocketAddr,
+    server: &str,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let name = rustls::pki_types::ServerName::try_from(server.to_string()).unwrap();
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let (tls, name) = (tls.clone(), name.clone());
+            async move {
+                let tcp = TcpStream::connect(addr).await?;
+                let stream = tokio_rustls::TlsConnector::from(tls)
+                    .connect(name, tcp)
+                    .await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+}

@@ -45,6 +45,7 @@ impl Default for Builder {
             ("LINKERD2_PROXY_INBOUND_LISTEN_ADDR", "127.0.0.1:0"),
             ("LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR", "127.0.0.1:0"),
             ("LINKERD2_PROXY_ADMIN_LISTEN_ADDR", "127.0.0.1:0"),
+            ("LINKERD2_PROXY_CONTROL_LISTEN_ADDR", "127.0.0.1:0"),
             ("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "5s"),
         ];
         Self {
@@ -115,14 +116,21 @@ impl Builder {
         )
     }
 
-    /// Starts the proxy and waits until its three listeners are bound.
+    /// Starts the proxy and waits until its listeners are bound (tap's too,
+    /// when it serves tap).
     pub async fn spawn(self) -> Proxy {
-        let (child, addrs) =
-            spawn_listening(self.command(), &["inbound", "outbound", "admin"]).await;
+        let mut names = vec!["inbound", "outbound", "admin"];
+        let tap = self.env.contains_key("LINKERD2_PROXY_TAP_SVC_NAME")
+            && !self.env.contains_key("LINKERD2_PROXY_IDENTITY_DISABLED");
+        if tap {
+            names.push("tap");
+        }
+        let (child, addrs) = spawn_listening(self.command(), &names).await;
         Proxy {
             inbound: addrs["inbound"],
             outbound: addrs["outbound"],
             admin: addrs["admin"],
+            tap: addrs.get("tap").copied(),
             child,
         }
     }
@@ -198,6 +206,8 @@ pub struct Proxy {
     pub inbound: SocketAddr,
     pub outbound: SocketAddr,
     pub admin: SocketAddr,
+    /// The control listener, when the proxy serves tap.
+    pub tap: Option<SocketAddr>,
     child: Child,
 }
 

@@ -1,0 +1,310 @@
+//! The proxy's tap server across binaries: a real proxy with an identity,
+//! tapped over mTLS as the tap controller, with Linkerd2's own API crate.
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use linkerd_tests::{
+    backends,
+    echo::{Msg, echo_client::EchoClient},
+    mesh::{self, Mesh, identity},
+    proxy::Proxy,
+};
+use linkerd2_proxy_api::{
+    http_types::{HttpMethod, http_method},
+    tap::{
+        ObserveRequest, TapEvent, eos,
+        observe_request::{
+            Extract, Match,
+            extract::{self, http as extract_http},
+            r#match::{self, Http, Seq, http as match_http},
+        },
+        tap_client::TapClient,
+        tap_event::{self, http::Event},
+    },
+};
+use std::{net::SocketAddr, time::Duration};
+use tokio::net::TcpStream;
+use tonic::{Code, Streaming, transport::Channel};
+
+const NS: &str = "emojivoto";
+
+fn tap_name() -> String {
+    identity("linkerd", "linkerd-tap")
+}
+
+async fn mesh() -> Mesh {
+    Mesh::start(&[("linkerd", "linkerd-tap"), (NS, "web")], &[]).await
+}
+
+/// The `web` pod's proxy in front of `app`, serving tap to the tap identity.
+async fn web(mesh: &Mesh, app: SocketAddr) -> Proxy {
+    let proxy = mesh
+        .proxy(NS, "web")
+        .inbound_target(app)
+        .env("LINKERD2_PROXY_TAP_SVC_NAME", tap_name())
+        .spawn()
+        .await;
+    mesh::ready(&proxy).await;
+    proxy
+}
+
+async fn tap_client(mesh: &Mesh, proxy: &Proxy, ns: &str, sa: &str) -> TapClient<Channel> {
+    let tls = mesh.client_tls(ns, sa).await;
+    let channel = mesh::tls_channel(proxy.tap.unwrap(), &identity(NS, "web"), tls)
+        .await
+        .expect("tap channel");
+    TapClient::new(channel)
+}
+
+fn path_prefix(prefix: &str) -> Match {
+    Match {
+        r#match: Some(r#match::Match::Http(Http {
+            r#match: Some(match_http::Match::Path(match_http::StringMatch {
+                r#match: Some(match_http::string_match::Match::Prefix(prefix.into())),
+            })),
+        })),
+    }
+}
+
+fn method_is(m: http_method::Registered) -> Match {
+    Match {
+        r#match: Some(r#match::Match::Http(Http {
+            r#match: Some(match_http::Match::Method(HttpMethod {
+                r#type: Some(http_method::Type::Registered(m as i32)),
+            })),
+        })),
+    }
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, Bytes) {
+    request(addr, "GET", path).await
+}
+
+async fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, Bytes) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "web.emojivoto.svc.cluster.local")
+        .header("x-tapped", "yes")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let rsp = send.send_request(req).await.unwrap();
+    let status = rsp.status().as_u16();
+    (status, rsp.into_body().collect().await.unwrap().to_bytes())
+}
+
+fn http_event(e: &TapEvent) -> &Event {
+    match &e.event {
+        Some(tap_event::Event::Http(h)) => h.event.as_ref().unwrap(),
+        None => panic!("no event in {e:?}"),
+    }
+}
+
+async fn next(events: &mut Streaming<TapEvent>) -> TapEvent {
+    tokio::time::timeout(Duration::from_secs(5), events.message())
+        .await
+        .expect("a tap event in time")
+        .expect("tap stream")
+        .expect("an event, not the end")
+}
+
+#[tokio::test]
+async fn tap_streams_each_requests_events_and_ends_at_its_limit() {
+    let mesh = mesh().await;
+    let web = web(&mesh, backends::http().await).await;
+    let mut tap = tap_client(&mesh, &web, "linkerd", "linkerd-tap").await;
+    let req = ObserveRequest {
+        limit: 2,
+        r#match: Some(Match {
+            r#match: Some(r#match::Match::All(Seq {
+                matches: vec![path_prefix("/"), method_is(http_method::Registered::Get)],
+            })),
+        }),
+        extract: Some(Extract {
+            extract: Some(extract::Extract::Http(extract::Http {
+                extract: Some(extract_http::Extract::Headers(extract_http::Headers {})),
+            })),
+        }),
+    };
+    let mut events = tap.observe(req).await.unwrap().into_inner();
+
+    let (status, body) = get(web.inbound, "/echo-this").await;
+    assert_eq!(status, 200);
+    let req_init = next(&mut events).await;
+    assert_eq!(
+        req_init.proxy_direction,
+        tap_event::ProxyDirection::Inbound as i32
+    );
+    let Event::RequestInit(init) = http_event(&req_init) else {
+        panic!("{req_init:?}")
+    };
+    assert_eq!(init.path, "/echo-this");
+    assert_eq!(init.authority, "web.emojivoto.svc.cluster.local");
+    assert_eq!(
+        init.method.as_ref().unwrap().r#type,
+        Some(http_method::Type::Registered(
+            http_method::Registered::Get as i32
+        ))
+    );
+    let headers = &init.headers.as_ref().unwrap().headers;
+    assert!(
+        headers
+            .iter()
+            .any(|h| h.name == "x-tapped" && h.value == b"yes")
+    );
+    let stream_id = init.id.unwrap();
+    let source = req_init.source.as_ref().unwrap();
+    assert_eq!(
+        source.ip.as_ref().and_then(|ip| ip.ip),
+        Some(linkerd2_proxy_api::net::ip_address::Ip::Ipv4(u32::from(
+            std::net::Ipv4Addr::LOCALHOST
+        )))
+    );
+    assert_ne!(source.port, 0);
+    let labels = &req_init.source_meta.as_ref().unwrap().labels;
+    assert_eq!(labels.get("tls").map(String::as_str), Some("no_identity"));
+
+    let rsp = next(&mut events).await;
+    let Event::ResponseInit(rsp_init) = http_event(&rsp) else {
+        panic!("{rsp:?}")
+    };
+    assert_eq!(rsp_init.id, Some(stream_id));
+    assert_eq!(rsp_init.http_status, 200);
+    let end = next(&mut events).await;
+    let Event::ResponseEnd(end) = http_event(&end) else {
+        panic!("{end:?}")
+    };
+    assert_eq!(end.id, Some(stream_id));
+    assert_eq!(end.response_bytes, body.len() as u64);
+    assert!(end.eos.is_none(), "a clean HTTP end: {:?}", end.eos);
+
+    // A POST does not match; the second GET is the last the limit allows.
+    assert_eq!(request(web.inbound, "POST", "/posted").await.0, 200);
+    get(web.inbound, "/second").await;
+    let second = next(&mut events).await;
+    let Event::RequestInit(init) = http_event(&second) else {
+        panic!("{second:?}")
+    };
+    assert_eq!(init.path, "/second");
+    assert_ne!(init.id, Some(stream_id));
+    next(&mut events).await;
+    next(&mut events).await;
+    get(web.inbound, "/third").await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), events.message())
+        .await
+        .expect("the stream ends");
+    assert!(
+        matches!(ended, Ok(None)),
+        "ends with OK after the limit: {ended:?}"
+    );
+}
+
+#[tokio::test]
+async fn tap_reports_grpc_status_and_filters_that_match_nothing_see_nothing() {
+    let mesh = mesh().await;
+    let web = web(&mesh, backends::grpc_echo().await).await;
+    let mut tap = tap_client(&mesh, &web, "linkerd", "linkerd-tap").await;
+    let mut nothing = tap
+        .observe(ObserveRequest {
+            limit: 10,
+            r#match: Some(path_prefix("/nothing/")),
+            extract: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut grpc_events = tap
+        .observe(ObserveRequest {
+            limit: 10,
+            r#match: Some(path_prefix("/linkerd.test.echo.Echo/")),
+            extract: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", web.inbound))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut echo = EchoClient::new(channel);
+    echo.unary(Msg {
+        text: "ok".into(),
+        count: 1,
+    })
+    .await
+    .unwrap();
+    let err = echo
+        .fail(Msg {
+            text: String::new(),
+            count: 5,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    let mut ends = Vec::new();
+    while ends.len() < 2 {
+        let e = next(&mut grpc_events).await;
+        if let Event::ResponseEnd(end) = http_event(&e) {
+            ends.push(end.eos.and_then(|e| e.end));
+        }
+    }
+    assert_eq!(
+        ends,
+        [
+            Some(eos::End::GrpcStatusCode(0)),
+            Some(eos::End::GrpcStatusCode(5))
+        ]
+    );
+    let quiet = tokio::time::timeout(Duration::from_millis(300), nothing.message()).await;
+    assert!(quiet.is_err(), "a filter matching nothing saw {quiet:?}");
+}
+
+#[tokio::test]
+async fn only_the_tap_identity_may_tap() {
+    let mesh = mesh().await;
+    let web = web(&mesh, backends::http().await).await;
+    let any = ObserveRequest {
+        limit: 1,
+        r#match: Some(path_prefix("/")),
+        extract: None,
+    };
+    // Another workload's certificate.
+    let mut impostor = tap_client(&mesh, &web, NS, "web").await;
+    let refused = impostor.observe(any.clone()).await;
+    assert!(refused.is_err(), "{refused:?}");
+    // Plaintext gRPC.
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{}", web.tap.unwrap()))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let refused = TapClient::new(channel).observe(any.clone()).await;
+        assert!(refused.is_err(), "{refused:?}");
+    }
+    // The tap controller is served, and bad requests are refused by name.
+    let mut tap = tap_client(&mesh, &web, "linkerd", "linkerd-tap").await;
+    let no_limit = ObserveRequest {
+        limit: 0,
+        ..any.clone()
+    };
+    let e = tap.observe(no_limit).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("limit"), "{e:?}");
+    let no_match = ObserveRequest {
+        r#match: None,
+        ..any.clone()
+    };
+    let e = tap.observe(no_match).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(tap.observe(any).await.is_ok());
+}
