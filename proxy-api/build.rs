@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "proto/destination.proto",
     "proto/identity.proto",
     "proto/tap.proto",
+    "proto/tap_controller.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

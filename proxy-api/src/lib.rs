@@ -32,3 +32,14 @@ pub mod identity {
 pub mod tap {
     include!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.tap.rs"));
 }
+
+/// The tap controller's API (this project's own), which `linkerd tap` calls.
+pub mod tap_controller {
+    include!(concat!(env!("OUT_DIR"), "/io.linkerd.tap_controller.rs"));
+}
+
+/// The generated code names `io.linkerd.proxy.tap` from `io.linkerd.tap_controller`
+/// as `super::proxy::tap`; the packages are flattened into this crate's root.
+mod proxy {
+    pub(crate) use super::tap;
+}
