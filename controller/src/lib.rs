@@ -6,3 +6,4 @@ pub mod admin;
 pub mod destination;
 pub mod discovery;
 pub mod identity;
+pub mod tap;

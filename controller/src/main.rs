@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use linkerd_controller::{admin, destination, discovery, identity};
+use linkerd_controller::{admin, destination, discovery, identity, tap};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use tokio::net::TcpListener;
 
@@ -28,6 +28,54 @@ enum Command {
     Identity(IdentityArgs),
     /// Writes a new trust anchor and issuer: ca-bundle.crt, ca.key, crt.pem, key.pem.
     IssuerCerts(IssuerCertsArgs),
+    /// Serves tap: taps a resource's meshed pods and merges their events.
+    Tap(TapArgs),
+}
+
+#[derive(Args)]
+struct TapArgs {
+    /// Find pods in this topology file instead of with the Kubernetes API.
+    #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
+    local: Option<PathBuf>,
+    /// The kubeconfig to reach the Kubernetes API with. Without it: the
+    /// in-cluster config, else $KUBECONFIG or ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// How often the topology file is checked for changes.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    poll_interval: Duration,
+    #[arg(long, default_value = "0.0.0.0:8088")]
+    addr: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:9998")]
+    admin_addr: SocketAddr,
+    /// The identity service, which certifies this controller for tapping.
+    #[arg(
+        long,
+        default_value = "linkerd-identity-headless.linkerd.svc.cluster.local.:8080"
+    )]
+    identity_addr: String,
+    /// The trust anchors that proxies' certificates chain to.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/run/linkerd/identity/trust-roots/ca-bundle.crt"
+    )]
+    trust_anchors: PathBuf,
+    /// This controller's ServiceAccount token, for the identity service.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/run/secrets/tokens/linkerd-identity-token"
+    )]
+    token_file: PathBuf,
+    /// This controller's service account: proxies serve tap to its identity.
+    #[arg(long, default_value = "linkerd-tap")]
+    service_account: String,
+    /// The control plane's namespace, part of every workload identity.
+    #[arg(long, default_value = "linkerd")]
+    controller_namespace: String,
+    #[arg(long, default_value = "cluster.local")]
+    identity_trust_domain: String,
 }
 
 #[derive(Args)]
@@ -176,7 +224,68 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Destination(args) => destination(args).await,
         Command::Identity(args) => identity(args).await,
         Command::IssuerCerts(args) => issuer_certs(args),
+        Command::Tap(args) => tap(args).await,
     }
+}
+
+async fn tap(args: TapArgs) -> anyhow::Result<()> {
+    match &args.local {
+        Some(path) => {
+            let discover =
+                discovery::local::LocalDiscovery::load(path.clone(), args.poll_interval)?;
+            serve_tap(discover, args).await
+        }
+        None => {
+            let client = kube_client(args.kubeconfig.as_deref()).await?;
+            tracing::info!("waiting for the Kubernetes API's first lists");
+            let discover = discovery::kubernetes::KubeDiscovery::start(client).await;
+            serve_tap(discover, args).await
+        }
+    }
+}
+
+async fn serve_tap<D: discovery::Discover>(discover: D, args: TapArgs) -> anyhow::Result<()> {
+    let trust_anchors_pem = std::fs::read_to_string(&args.trust_anchors).with_context(|| {
+        format!(
+            "cannot read the trust anchors {}",
+            args.trust_anchors.display()
+        )
+    })?;
+    let name = format!(
+        "{}.{}.serviceaccount.identity.{}.{}",
+        args.service_account,
+        args.controller_namespace,
+        args.controller_namespace,
+        args.identity_trust_domain
+    );
+    let credentials = tap::Credentials::start(tap::CredentialsConfig {
+        name,
+        trust_anchors_pem,
+        token_file: args.token_file.clone(),
+        identity_addr: args.identity_addr.clone(),
+    })
+    .with_context(|| {
+        format!(
+            "cannot set up tap's identity from {}",
+            args.trust_anchors.display()
+        )
+    })?;
+    let naming = tap::Naming {
+        control_namespace: args.controller_namespace,
+        trust_domain: args.identity_trust_domain,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let service = tap::TapService::new(discover, credentials, naming, stopped).into_server();
+    serve_grpc(
+        "tap",
+        tonic::service::Routes::new(service),
+        (args.addr, args.admin_addr),
+        prometheus_client::registry::Registry::default(),
+        move || {
+            let _ = stop.send(true);
+        },
+    )
+    .await
 }
 
 async fn identity(args: IdentityArgs) -> anyhow::Result<()> {

@@ -111,6 +111,20 @@ impl Discover for KubeDiscovery {
             this.resolve(target)
         })
     }
+
+    fn pods(&self) -> Vec<super::Workload> {
+        self.pods
+            .state()
+            .iter()
+            .filter_map(|pod| {
+                let ip = pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
+                Some(super::Workload {
+                    ip,
+                    endpoint: endpoint(pod),
+                })
+            })
+            .collect()
+    }
 }
 
 /// What `target` resolves to in the caches.

@@ -116,6 +116,10 @@ impl Discover for LocalDiscovery {
             topology.resolve(target)
         })
     }
+
+    fn pods(&self) -> Vec<super::Workload> {
+        self.topology.borrow().workloads()
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,17 @@ pub trait Discover: Clone + Send + Sync + 'static {
     /// The target's resolution now, updated whenever it changes, for as long
     /// as the receiver is kept.
     fn watch(&self, target: &Target) -> watch::Receiver<Resolution>;
+
+    /// Every pod with an address now: what tap (and later the public API)
+    /// selects by workload and names by address.
+    fn pods(&self) -> Vec<Workload>;
+}
+
+/// A pod, by address, and the workload behind it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    pub ip: IpAddr,
+    pub endpoint: Endpoint,
 }
 
 /// Re-resolves `target` each time `changes` moves and publishes only real
@@ -270,6 +281,17 @@ fn default_service_account() -> String {
 }
 
 impl Topology {
+    /// Every pod, as [`Discover::pods`] lists them.
+    pub fn workloads(&self) -> Vec<Workload> {
+        self.pods
+            .iter()
+            .map(|p| Workload {
+                ip: p.ip,
+                endpoint: p.endpoint(),
+            })
+            .collect()
+    }
+
     /// Resolves `target` the way Kubernetes would route to it.
     pub fn resolve(&self, target: &Target) -> Resolution {
         if let Target::Addr(addr) = target {
