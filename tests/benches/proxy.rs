@@ -239,6 +239,13 @@ fn main() {
         _ => vec![Proto::Http1, Proto::H2],
     };
     let duration = Duration::from_secs(secs);
+    // Which comparisons to run: proxy, balance3, meshed, tap (all by default).
+    let cases: Vec<String> = std::env::var("BENCH_CASES")
+        .unwrap_or_else(|_| "proxy,balance3,meshed,tap".into())
+        .split(',')
+        .map(|c| c.trim().to_string())
+        .collect();
+    let case = |name: &str| cases.iter().any(|c| c == name);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -274,7 +281,7 @@ fn main() {
             "proxy cpu",
             "loadgen cpu"
         );
-        for proto in &protos {
+        for proto in protos.iter().filter(|_| case("proxy")) {
             for load in [Load::Rate(rate), Load::Max] {
                 let paths = Paths {
                     direct: backend,
@@ -288,7 +295,7 @@ fn main() {
         }
         // Outbound through discovery: a service of three backends, resolved
         // through a controller and balanced per request by peak-EWMA.
-        if protos.contains(&Proto::Http1) {
+        if protos.contains(&Proto::Http1) && case("balance3") {
             let others = [backends::http().await, backends::http().await];
             let topology = format!(
                 "services: [{{name: web, namespace: bench, selector: {{app: web}}, ports: [{{port: 80, targetPort: http}}]}}]\npods:\n{}",
@@ -319,10 +326,15 @@ fn main() {
         }
         // Meshed: client -> outbound proxy -> mTLS (HTTP/1 carried as
         // HTTP/2) -> inbound proxy -> server; the CPU column is both proxies'.
-        let mesh = Mesh::start(&[("bench", "client"), ("bench", "web")], &[]).await;
+        let mesh = Mesh::start(
+            &[("bench", "client"), ("bench", "web"), ("linkerd", "linkerd-tap")],
+            &[],
+        )
+        .await;
         let server = mesh
             .proxy("bench", "web")
             .inbound_target(backend)
+            .env("LINKERD2_PROXY_TAP_SVC_NAME", mesh::identity("linkerd", "linkerd-tap"))
             .env("LINKERD2_PROXY_CORES", cores)
             .env("LINKERD2_PROXY_LOG", "warn,linkerd_proxy::app=info")
             .spawn()
@@ -342,7 +354,7 @@ fn main() {
             .await;
         mesh::ready(&server).await;
         mesh::ready(&client).await;
-        for proto in &protos {
+        for proto in protos.iter().filter(|_| case("meshed")) {
             for load in [Load::Rate(rate), Load::Max] {
                 let paths = Paths {
                     direct: backend,
@@ -356,7 +368,31 @@ fn main() {
         }
         let meshed = client.metrics().await;
         let tls = meshed.sum("request_total", &[("tls", "true")]);
-        println!("\nmeshed requests the client proxy sent over mTLS: {tls:.0}");
+        println!("\nmeshed requests the client proxy sent over mTLS: {tls:.0}\n");
+
+        // Tap: the server proxy's inbound path (plaintext from the load
+        // generator), first untapped, then with a tap session that observes
+        // every request and reads its events as the tap controller would.
+        if protos.contains(&Proto::Http1) && case("tap") {
+            for load in [Load::Rate(rate), Load::Max] {
+                let paths = Paths {
+                    direct: backend,
+                    proxied: server.inbound,
+                    authority: "web.bench.svc.cluster.local:80",
+                    label: "untapped",
+                    pids: vec![server.pid()],
+                };
+                measure(Proto::Http1, load, &paths, duration).await;
+                let events = tap_everything(&mesh, &server).await;
+                let paths = Paths {
+                    label: "tapped",
+                    ..paths
+                };
+                measure(Proto::Http1, load, &paths, duration).await;
+                let seen = events.stop().await;
+                println!("tap events read during the tapped runs: {seen}");
+            }
+        }
         let (rss, peak, cpu) = proc_stats(proxy.pid());
         println!(
             "\nproxy memory: idle RSS {:.1} MiB, RSS after load {:.1} MiB, peak RSS {:.1} MiB; total CPU {cpu:.2}s",
@@ -365,6 +401,70 @@ fn main() {
             peak as f64 / 1024.0
         );
     });
+}
+
+/// A tap session on `proxy` matching every request, read on its own task.
+struct TapReader {
+    task: tokio::task::JoinHandle<u64>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TapReader {
+    async fn stop(self) -> u64 {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or(0)
+    }
+}
+
+async fn tap_everything(mesh: &Mesh, proxy: &Proxy) -> TapReader {
+    use linkerd2_proxy_api::tap::{
+        ObserveRequest,
+        observe_request::{Match, r#match},
+        tap_client::TapClient,
+    };
+    let tls = mesh.client_tls("linkerd", "linkerd-tap").await;
+    let channel = mesh::tls_channel(proxy.tap.unwrap(), &mesh::identity("bench", "web"), tls)
+        .await
+        .expect("tap channel");
+    let everything = Match {
+        r#match: Some(r#match::Match::Not(Box::new(Match {
+            r#match: Some(r#match::Match::Any(r#match::Seq { matches: vec![] })),
+        }))),
+    };
+    let mut events = TapClient::new(channel)
+        .observe(ObserveRequest {
+            limit: u32::MAX,
+            r#match: Some(everything),
+            extract: None,
+        })
+        .await
+        .expect("observe")
+        .into_inner();
+    // Read on a thread of its own, as the tap controller is a process of its
+    // own: decoding must not slow the load generator.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let n = rt.block_on(async move {
+            let mut n = 0u64;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return n,
+                    e = events.message() => match e {
+                        Ok(Some(_)) => n += 1,
+                        _ => return n,
+                    },
+                }
+            }
+        });
+        let _ = done_tx.send(n);
+    });
+    let task = tokio::spawn(async move { done.await.unwrap_or(0) });
+    TapReader { task, stop }
 }
 
 /// Where one comparison sends its load.

@@ -4,7 +4,7 @@
 //! shared bridge. A meshed pod runs `linkerd-proxy-init` (the real iptables
 //! rules), then `linkerd-proxy` as uid 2102, beside applications that know
 //! nothing of it. The control plane (destination and identity on the local
-//! backend) runs in a namespace of its own, at [`CONTROL_IP`], and learns
+//! backend, and tap) runs in a namespace of its own, at [`CONTROL_IP`], and learns
 //! the pods from the topology file the cluster writes as pods are added.
 //! Services get virtual cluster IPs in 198.19.0.0/16, which only a proxy
 //! can reach, as with kube-proxy absent.
@@ -31,6 +31,7 @@ use tokio::process::{Child, Command};
 pub const CONTROL_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 pub const DESTINATION_PORT: u16 = 8086;
 pub const IDENTITY_PORT: u16 = 8080;
+pub const TAP_PORT: u16 = 8088;
 /// The networks the proxies resolve original destinations in.
 pub const NETWORKS: &str = "198.18.0.0/15";
 const CLUSTER_IPS: &str = "198.19.0.0/16";
@@ -106,7 +107,7 @@ impl Pod {
 
 pub struct Cluster {
     controllers: Vec<Child>,
-    _control: (NsRuntime, Netns),
+    control: (NsRuntime, Netns),
     bridge: Bridge,
     dir: PathBuf,
     trust_anchors: String,
@@ -144,7 +145,7 @@ impl Cluster {
         let control_rt = control.runtime().expect("control runtime");
         let mut cluster = Self {
             controllers: Vec::new(),
-            _control: (control_rt, control),
+            control: (control_rt, control),
             bridge,
             dir,
             trust_anchors: g.trust_anchor_pem,
@@ -153,14 +154,23 @@ impl Cluster {
             tokens: Vec::new(),
             next_ip: 10,
         };
+        // The tap controller is a workload too: it proves its identity to
+        // the proxies with a certificate from the identity service.
+        let tap_token = cluster.dir.join("linkerd-tap.token");
+        std::fs::write(&tap_token, "linkerd-tap-token").unwrap();
+        cluster.tokens.push(
+            "  - {token: linkerd-tap-token, namespace: linkerd, serviceAccount: linkerd-tap}\n"
+                .into(),
+        );
         cluster.write_topology();
         let topology = cluster.dir.join("topology.yaml");
         for (service, port, admin) in [
             ("destination", DESTINATION_PORT, 9996),
             ("identity", IDENTITY_PORT, 9990),
+            ("tap", TAP_PORT, 9998),
         ] {
             let mut cmd = Command::new("ip");
-            cmd.args(["netns", "exec", &cluster._control.1.name])
+            cmd.args(["netns", "exec", &cluster.control.1.name])
                 .arg(bin("linkerd-controller"))
                 .arg(service)
                 .args(["--addr", &format!("{CONTROL_IP}:{port}")])
@@ -169,11 +179,21 @@ impl Cluster {
                 .arg(&topology)
                 .stdin(Stdio::null())
                 .kill_on_drop(true);
-            if service == "identity" {
-                cmd.arg("--trust-anchors")
-                    .arg(cluster.dir.join("ca-bundle.crt"))
-                    .arg("--issuer-dir")
-                    .arg(&cluster.dir);
+            match service {
+                "identity" => {
+                    cmd.arg("--trust-anchors")
+                        .arg(cluster.dir.join("ca-bundle.crt"))
+                        .arg("--issuer-dir")
+                        .arg(&cluster.dir);
+                }
+                "tap" => {
+                    cmd.arg("--trust-anchors")
+                        .arg(cluster.dir.join("ca-bundle.crt"))
+                        .arg("--token-file")
+                        .arg(&tap_token)
+                        .args(["--identity-addr", &format!("{CONTROL_IP}:{IDENTITY_PORT}")]);
+                }
+                _ => {}
             }
             let (child, _) = spawn_listening(cmd, &[service_marker(service), "admin"]).await;
             cluster.controllers.push(child);
@@ -266,6 +286,11 @@ impl Cluster {
                 .env("LINKERD2_PROXY_IDENTITY_LOCAL_NAME", mesh::identity(NS, sa))
                 .env("LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS", &self.trust_anchors)
                 .env("LINKERD2_PROXY_IDENTITY_TOKEN_FILE", token.display())
+                .env("LINKERD2_PROXY_CONTROL_LISTEN_ADDR", "0.0.0.0:4190")
+                .env(
+                    "LINKERD2_PROXY_TAP_SVC_NAME",
+                    mesh::identity("linkerd", "linkerd-tap"),
+                )
                 .env(
                     "LINKERD2_PROXY_IDENTITY_SVC_ADDR",
                     SocketAddr::from((CONTROL_IP, IDENTITY_PORT)),
@@ -296,8 +321,38 @@ impl Cluster {
             spec.app, spec.app, spec.meshed
         ));
         self.write_topology();
+        // Joined once the control plane knows it (asked from the control
+        // plane's own namespace, so no pod's proxy sees the question).
+        let known = self.control.0.run(known_to_destination(ip)).await;
+        assert!(known, "destination never learned of {name} ({ip})");
         pod
     }
+}
+
+/// Whether destination resolves `ip` (as a pod) within a few seconds.
+async fn known_to_destination(ip: Ipv4Addr) -> bool {
+    use linkerd2_proxy_api::destination::{
+        GetDestination, destination_client::DestinationClient, update::Update,
+    };
+    let addr = SocketAddr::from((CONTROL_IP, DESTINATION_PORT));
+    let known = crate::eventually(Duration::from_secs(10), || async move {
+        let mut client = DestinationClient::connect(format!("http://{addr}"))
+            .await
+            .ok()?;
+        let req = GetDestination {
+            scheme: "k8s".into(),
+            path: format!("{ip}:80"),
+            context_token: String::new(),
+        };
+        let mut updates = client.get(req).await.ok()?.into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(1), updates.message())
+            .await
+            .ok()?
+            .ok()??;
+        matches!(first.update, Some(Update::Add(_))).then_some(())
+    })
+    .await;
+    known.is_some()
 }
 
 /// The pods' namespace (Kubernetes', not the network's).
@@ -306,7 +361,8 @@ pub const NS: &str = "emojivoto";
 fn service_marker(service: &str) -> &'static str {
     match service {
         "destination" => "destination",
-        _ => "identity",
+        "identity" => "identity",
+        _ => "tap",
     }
 }
 

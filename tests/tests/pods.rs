@@ -354,6 +354,148 @@ async fn pods_mesh_by_name_over_every_protocol_with_mtls() {
 }
 
 #[tokio::test]
+async fn tap_shows_every_request_a_client_sends_with_its_fields() {
+    use linkerd_proxy_api::{
+        tap::tap_event::{self, http::Event},
+        tap_controller::{Resource, TapRequest, tap_by_resource_client::TapByResourceClient},
+    };
+    skip_unless_namespaces!("tap_shows_every_request_a_client_sends_with_its_fields");
+    let mut cluster = Cluster::start(services()).await;
+    let _web0 = cluster
+        .pod("web-0", web_spec(), || {
+            web_apps(Ipv4Addr::new(198, 18, 0, 10))
+        })
+        .await;
+    let _web1 = cluster
+        .pod("web-1", web_spec(), || {
+            web_apps(Ipv4Addr::new(198, 18, 0, 11))
+        })
+        .await;
+    let client = cluster
+        .pod(
+            "vote-bot",
+            PodSpec {
+                app: "vote-bot",
+                meshed: true,
+                ..Default::default()
+            },
+            || async {},
+        )
+        .await;
+
+    // Tap deploy/web from inside the client pod (any pod reaches the
+    // control plane), then send known traffic.
+    let tap = SocketAddr::from((CONTROL_IP, pods::TAP_PORT));
+    let events = client
+        .run(async move {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{tap}"))
+                .unwrap()
+                .connect()
+                .await
+                .expect("tap controller");
+            let mut tap = TapByResourceClient::new(channel);
+            let req = TapRequest {
+                target: Some(Resource {
+                    r#type: "deploy".into(),
+                    namespace: NS.into(),
+                    name: "web".into(),
+                }),
+                max_rps: 1000.0,
+                ..Default::default()
+            };
+            let mut stream = tap.tap(req).await.expect("tap").into_inner();
+            let http = SocketAddr::from((WEB_IP, 80));
+            for i in 0..6 {
+                let (status, _) = http1(http, WEB, &format!("/whoami?n={i}")).await;
+                assert_eq!(status, 200);
+            }
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{WEB}:{GRPC}"))
+                .unwrap()
+                .connect_with_connector(tower_connector(SocketAddr::from((WEB_IP, GRPC))))
+                .await
+                .unwrap();
+            let mut grpc = EchoClient::new(channel);
+            for _ in 0..2 {
+                grpc.unary(Msg {
+                    text: "tapped".into(),
+                    count: 1,
+                })
+                .await
+                .unwrap();
+            }
+            let mut events = Vec::new();
+            let ends = |events: &Vec<linkerd_proxy_api::tap::TapEvent>| {
+                events
+                    .iter()
+                    .filter(|e| matches!(event(e), Some(Event::ResponseEnd(_))))
+                    .count()
+            };
+            while ends(&events) < 8 {
+                let next = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                    .await
+                    .expect("tap events in time")
+                    .expect("tap stream")
+                    .expect("an event");
+                events.push(next);
+            }
+            events
+        })
+        .await;
+
+    fn event(e: &linkerd_proxy_api::tap::TapEvent) -> Option<&Event> {
+        match &e.event {
+            Some(tap_event::Event::Http(h)) => h.event.as_ref(),
+            None => None,
+        }
+    }
+    let client_id = identity(NS, "vote-bot");
+    let mut paths = BTreeSet::new();
+    let mut statuses = Vec::new();
+    let mut grpc_ok = 0;
+    for e in &events {
+        assert_eq!(e.proxy_direction, tap_event::ProxyDirection::Inbound as i32);
+        let src = &e.source_meta.as_ref().unwrap().labels;
+        assert_eq!(
+            src.get("pod").map(String::as_str),
+            Some("vote-bot"),
+            "{e:?}"
+        );
+        assert_eq!(src.get("tls").map(String::as_str), Some("true"));
+        assert_eq!(src.get("client_id"), Some(&client_id));
+        let dst = &e.destination_meta.as_ref().unwrap().labels;
+        assert_eq!(
+            dst.get("deployment").map(String::as_str),
+            Some("web"),
+            "{e:?}"
+        );
+        match event(e) {
+            Some(Event::RequestInit(init)) => {
+                assert_eq!(init.authority.split(':').next(), Some(WEB));
+                paths.insert(init.path.clone());
+            }
+            Some(Event::ResponseInit(rsp)) => statuses.push(rsp.http_status),
+            Some(Event::ResponseEnd(end)) => {
+                if let Some(linkerd_proxy_api::tap::eos::End::GrpcStatusCode(0)) =
+                    end.eos.as_ref().and_then(|e| e.end)
+                {
+                    grpc_ok += 1;
+                }
+            }
+            None => panic!("empty event"),
+        }
+    }
+    assert_eq!(
+        paths,
+        BTreeSet::from([
+            "/whoami".to_string(),
+            "/linkerd.test.echo.Echo/Unary".to_string()
+        ])
+    );
+    assert_eq!(statuses, vec![200; 8]);
+    assert_eq!(grpc_ok, 2);
+}
+
+#[tokio::test]
 async fn proxy_init_is_idempotent_and_simulates() {
     skip_unless_namespaces!("proxy_init_is_idempotent_and_simulates");
     let init = linkerd_tests::proxy::bin("linkerd-proxy-init")
