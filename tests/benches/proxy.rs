@@ -383,14 +383,22 @@ fn main() {
                     pids: vec![server.pid()],
                 };
                 measure(Proto::Http1, load, &paths, duration).await;
-                let events = tap_everything(&mesh, &server).await;
-                let paths = Paths {
-                    label: "tapped",
+                let events = tap_everything(&mesh, &server, Some(100)).await;
+                let tapped = Paths {
+                    label: "tap100",
                     ..paths
+                };
+                measure(Proto::Http1, load, &tapped, duration).await;
+                let seen = events.stop().await;
+                println!("tap events read at 100 requests/s: {seen}");
+                let events = tap_everything(&mesh, &server, None).await;
+                let paths = Paths {
+                    label: "tap-all",
+                    ..tapped
                 };
                 measure(Proto::Http1, load, &paths, duration).await;
                 let seen = events.stop().await;
-                println!("tap events read during the tapped runs: {seen}");
+                println!("tap events read tapping every request: {seen}");
             }
         }
         let (rss, peak, cpu) = proc_stats(proxy.pid());
@@ -416,32 +424,29 @@ impl TapReader {
     }
 }
 
-async fn tap_everything(mesh: &Mesh, proxy: &Proxy) -> TapReader {
+/// A tap of every request `proxy` serves, read as the tap controller does:
+/// `per_second` requests at a time, a session each second (the controller's
+/// default is 100), or with `None` one session without a limit.
+async fn tap_everything(mesh: &Mesh, proxy: &Proxy, per_second: Option<u32>) -> TapReader {
     use linkerd2_proxy_api::tap::{
         ObserveRequest,
         observe_request::{Match, r#match},
         tap_client::TapClient,
     };
     let tls = mesh.client_tls("linkerd", "linkerd-tap").await;
-    let channel = mesh::tls_channel(proxy.tap.unwrap(), &mesh::identity("bench", "web"), tls)
-        .await
-        .expect("tap channel");
+    let (addr, server) = (proxy.tap.unwrap(), mesh::identity("bench", "web"));
     let everything = Match {
         r#match: Some(r#match::Match::Not(Box::new(Match {
             r#match: Some(r#match::Match::Any(r#match::Seq { matches: vec![] })),
         }))),
     };
-    let mut events = TapClient::new(channel)
-        .observe(ObserveRequest {
-            limit: u32::MAX,
-            r#match: Some(everything),
-            extract: None,
-        })
-        .await
-        .expect("observe")
-        .into_inner();
-    // Read on a thread of its own, as the tap controller is a process of its
-    // own: decoding must not slow the load generator.
+    let observe = ObserveRequest {
+        limit: per_second.unwrap_or(u32::MAX),
+        r#match: Some(everything),
+        extract: None,
+    };
+    // On a thread and runtime of their own, as the tap controller is a
+    // process of its own: its decoding must not slow the load generator.
     let (stop, mut stopped) = tokio::sync::oneshot::channel();
     let (done_tx, done) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
@@ -450,14 +455,30 @@ async fn tap_everything(mesh: &Mesh, proxy: &Proxy) -> TapReader {
             .build()
             .unwrap();
         let n = rt.block_on(async move {
+            let channel = mesh::tls_channel(addr, &server, tls)
+                .await
+                .expect("tap channel");
+            let mut client = TapClient::new(channel);
             let mut n = 0u64;
             loop {
+                let started = tokio::time::Instant::now();
+                let mut events = client
+                    .observe(observe.clone())
+                    .await
+                    .expect("observe")
+                    .into_inner();
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => return n,
+                        e = events.message() => match e {
+                            Ok(Some(_)) => n += 1,
+                            _ => break,
+                        },
+                    }
+                }
                 tokio::select! {
                     _ = &mut stopped => return n,
-                    e = events.message() => match e {
-                        Ok(Some(_)) => n += 1,
-                        _ => return n,
-                    },
+                    _ = tokio::time::sleep_until(started + Duration::from_secs(1)) => {}
                 }
             }
         });
