@@ -1,0 +1,77 @@
+//! `linkerd`: the mesh's command line.
+
+mod resource;
+mod tap;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "linkerd", version, about = "linkerd manages the mesh")]
+struct Cli {
+    /// Where the control plane's API is (in local mode, the tap service's
+    /// address).
+    #[arg(
+        long,
+        global = true,
+        env = "LINKERD_API_ADDR",
+        default_value = "127.0.0.1:8088"
+    )]
+    api_addr: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Listen to a traffic stream: every request of a resource's pods, live.
+    Tap(tap::TapArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's first paragraph says what is wrong, on one line here;
+            // the usage is in --help.
+            let text = e.render().to_string();
+            let what: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!(
+                "linkerd: {} (see `linkerd --help`)",
+                what.join(" ").trim_start_matches("error: ")
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("linkerd: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Tap(args) => tap::run(args, &cli.api_addr).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("linkerd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

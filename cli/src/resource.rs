@@ -1,0 +1,98 @@
+//! Resources as users name them: `deploy/web`, `deployment web`, `po/web-1`,
+//! `ns/emojivoto`, with kubectl's short names.
+
+use linkerd_proxy_api::tap_controller::Resource;
+
+/// Kinds tap (and later stat) know, canonical name first.
+const KINDS: &[(&str, &[&str])] = &[
+    ("deployment", &["deploy", "deployments"]),
+    ("statefulset", &["sts", "statefulsets"]),
+    ("daemonset", &["ds", "daemonsets"]),
+    ("replicaset", &["rs", "replicasets"]),
+    ("job", &["jobs"]),
+    ("pod", &["po", "pods"]),
+    ("namespace", &["ns", "namespaces"]),
+];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum ParseError {
+    #[error("{0:?} is not a resource type tap knows: use one of deploy, sts, ds, rs, job, po, ns")]
+    Kind(String),
+    #[error("give a resource as TYPE/NAME (e.g. deploy/web) or TYPE NAME")]
+    Shape,
+}
+
+/// A kind's canonical name, from any of its names.
+pub(crate) fn canonical(kind: &str) -> Option<&'static str> {
+    let kind = kind.to_ascii_lowercase();
+    KINDS
+        .iter()
+        .find(|(name, short)| *name == kind || short.contains(&kind.as_str()))
+        .map(|(name, _)| *name)
+}
+
+/// `args` is `["deploy/web"]` or `["deploy", "web"]`; `namespace` is where
+/// it lives (a namespace resource names itself).
+pub(crate) fn parse(args: &[String], namespace: &str) -> Result<Resource, ParseError> {
+    let (kind, name) = match args {
+        [one] => match one.split_once('/') {
+            Some((kind, name)) => (kind, name),
+            None => (one.as_str(), ""),
+        },
+        [kind, name] if !kind.contains('/') => (kind.as_str(), name.as_str()),
+        _ => return Err(ParseError::Shape),
+    };
+    let kind = canonical(kind).ok_or_else(|| ParseError::Kind(kind.to_string()))?;
+    if name.contains('/') {
+        return Err(ParseError::Shape);
+    }
+    Ok(Resource {
+        r#type: kind.to_string(),
+        namespace: if kind == "namespace" {
+            String::new()
+        } else {
+            namespace.to_string()
+        },
+        name: name.to_string(),
+    })
+}
+
+/// The short name `linkerd tap -o wide` prints a resource with.
+pub(crate) fn short(kind: &str) -> &str {
+    KINDS
+        .iter()
+        .find(|(name, _)| *name == kind)
+        .and_then(|(_, short)| short.first().copied())
+        .unwrap_or(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn users_name_resources_as_kubectl_does() {
+        let r = parse(&args(&["deploy/web"]), "emojivoto").unwrap();
+        assert_eq!(
+            (r.r#type.as_str(), r.namespace.as_str(), r.name.as_str()),
+            ("deployment", "emojivoto", "web")
+        );
+        let r = parse(&args(&["po", "web-1"]), "default").unwrap();
+        assert_eq!((r.r#type.as_str(), r.name.as_str()), ("pod", "web-1"));
+        let r = parse(&args(&["ns/emojivoto"]), "default").unwrap();
+        assert_eq!((r.r#type.as_str(), r.namespace.as_str()), ("namespace", ""));
+        let r = parse(&args(&["deployments"]), "emojivoto").unwrap();
+        assert_eq!(r.name, "");
+        assert_eq!(
+            parse(&args(&["svc/web"]), "x"),
+            Err(ParseError::Kind("svc".into()))
+        );
+        assert_eq!(parse(&args(&["a", "b", "c"]), "x"), Err(ParseError::Shape));
+        assert_eq!(parse(&args(&["deploy/a/b"]), "x"), Err(ParseError::Shape));
+        assert_eq!(short("deployment"), "deploy");
+    }
+}

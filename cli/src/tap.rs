@@ -1,0 +1,459 @@
+//! `linkerd tap`: live requests of a resource's pods, one line per event.
+
+use crate::resource;
+use clap::{Args, ValueEnum};
+use linkerd_proxy_api::{
+    net::{IpAddress, TcpAddress, ip_address},
+    tap::{
+        TapEvent, eos,
+        tap_event::{self, ProxyDirection, http::Event},
+    },
+    tap_controller::{TapRequest, tap_by_resource_client::TapByResourceClient},
+};
+use std::{collections::BTreeMap, fmt::Write, io::Write as _, net::IpAddr, time::Duration};
+
+#[derive(Args, Debug)]
+pub(crate) struct TapArgs {
+    /// The resource to tap: TYPE/NAME (deploy/web, po/web-1, ns/emojivoto) or TYPE NAME.
+    #[arg(required = true, num_args = 1..=2, value_name = "RESOURCE")]
+    resource: Vec<String>,
+    /// The resource's namespace.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// Only requests to this resource (TYPE/NAME).
+    #[arg(long, value_name = "RESOURCE")]
+    to: Option<String>,
+    /// The namespace of the --to resource (default: --namespace).
+    #[arg(long, value_name = "NAMESPACE")]
+    to_namespace: Option<String>,
+    /// Only requests with this HTTP method.
+    #[arg(long)]
+    method: Option<String>,
+    /// Only requests whose path starts with this.
+    #[arg(long)]
+    path: Option<String>,
+    /// Only requests to this authority.
+    #[arg(long)]
+    authority: Option<String>,
+    /// At most this many requests a second are shown.
+    #[arg(long, default_value_t = 100.0)]
+    max_rps: f64,
+    /// `wide` adds the pods' resources; `json` prints each event as JSON.
+    #[arg(short, long, value_enum)]
+    output: Option<Output>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    Wide,
+    Json,
+}
+
+/// Taps until the stream ends or the user interrupts.
+pub(crate) async fn run(args: TapArgs, api_addr: &str) -> anyhow::Result<()> {
+    let target = resource::parse(&args.resource, &args.namespace)?;
+    let to = match &args.to {
+        Some(to) => {
+            let ns = args.to_namespace.as_deref().unwrap_or(&args.namespace);
+            Some(resource::parse(std::slice::from_ref(to), ns)?)
+        }
+        None => None,
+    };
+    if args.max_rps.is_nan() || args.max_rps <= 0.0 {
+        anyhow::bail!("--max-rps must be above 0");
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{api_addr}"))
+        .map_err(|_| anyhow::anyhow!("--api-addr {api_addr:?} is not HOST:PORT"))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the tap service at {api_addr} ({e}): is the control plane running? (--api-addr sets where it is)"
+            )
+        })?;
+    let req = TapRequest {
+        target: Some(target),
+        to,
+        method: args.method.unwrap_or_default(),
+        path_prefix: args.path.unwrap_or_default(),
+        authority: args.authority.unwrap_or_default(),
+        max_rps: args.max_rps,
+        extract_headers: false,
+    };
+    let mut events = TapByResourceClient::new(channel)
+        .tap(req)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    let mut out = std::io::stdout().lock();
+    loop {
+        let event = tokio::select! {
+            e = events.message() => e,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        match event {
+            Ok(Some(e)) => {
+                let line = match args.output {
+                    Some(Output::Json) => json(&e).to_string(),
+                    wide => match line(&e, wide == Some(Output::Wide)) {
+                        Some(line) => line,
+                        None => continue,
+                    },
+                };
+                // A closed pipe (`| head`) ends tap quietly.
+                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(s) => anyhow::bail!("tap ended: {}", s.message()),
+        }
+    }
+}
+
+fn ip(ip: Option<&IpAddress>) -> Option<IpAddr> {
+    match ip?.ip? {
+        ip_address::Ip::Ipv4(v4) => Some(IpAddr::V4(v4.into())),
+        ip_address::Ip::Ipv6(v6) => {
+            let bits = (u128::from(v6.first) << 64) | u128::from(v6.last);
+            Some(IpAddr::V6(bits.into()))
+        }
+    }
+}
+
+fn addr(a: Option<&TcpAddress>) -> String {
+    match a.and_then(|a| Some((ip(a.ip.as_ref())?, a.port))) {
+        Some((IpAddr::V6(v6), port)) => format!("[{v6}]:{port}"),
+        Some((ip, port)) => format!("{ip}:{port}"),
+        None => "-".into(),
+    }
+}
+
+fn labels(meta: Option<&tap_event::EndpointMeta>) -> BTreeMap<&str, &str> {
+    meta.map(|m| {
+        m.labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// `deploy/web`, or `po/web-1` for a pod without an owner.
+fn resource_of(labels: &BTreeMap<&str, &str>) -> Option<String> {
+    for kind in [
+        "deployment",
+        "statefulset",
+        "daemonset",
+        "replicaset",
+        "job",
+    ] {
+        if let Some(name) = labels.get(kind) {
+            return Some(format!("{}/{name}", resource::short(kind)));
+        }
+    }
+    labels.get("pod").map(|p| format!("po/{p}"))
+}
+
+fn micros(d: Option<&prost_types::Duration>) -> u128 {
+    d.map_or(0, |d| {
+        (d.seconds.max(0) as u128) * 1_000_000 + (d.nanos.max(0) as u128) / 1_000
+    })
+}
+
+fn method_name(r: &tap_event::http::RequestInit) -> String {
+    use linkerd_proxy_api::http_types::http_method::{Registered, Type};
+    match r.method.as_ref().and_then(|m| m.r#type.as_ref()) {
+        Some(Type::Registered(n)) => Registered::try_from(*n)
+            .map(|r| r.as_str_name().to_string())
+            .unwrap_or_else(|_| "?".into()),
+        Some(Type::Unregistered(s)) => s.clone(),
+        None => "?".into(),
+    }
+}
+
+/// gRPC's name for a status code, as Linkerd prints it.
+fn grpc_status_name(code: u32) -> String {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "Canceled",
+        "Unknown",
+        "InvalidArgument",
+        "DeadlineExceeded",
+        "NotFound",
+        "AlreadyExists",
+        "PermissionDenied",
+        "ResourceExhausted",
+        "FailedPrecondition",
+        "Aborted",
+        "OutOfRange",
+        "Unimplemented",
+        "Internal",
+        "Unavailable",
+        "DataLoss",
+        "Unauthenticated",
+    ];
+    NAMES
+        .get(code as usize)
+        .map_or_else(|| code.to_string(), |n| n.to_string())
+}
+
+/// One event as SPEC's line: `req id=0:1 proxy=in  src=... dst=... tls=true ...`.
+pub(crate) fn line(e: &TapEvent, wide: bool) -> Option<String> {
+    let inbound = e.proxy_direction == ProxyDirection::Inbound as i32;
+    let (src, dst) = (
+        labels(e.source_meta.as_ref()),
+        labels(e.destination_meta.as_ref()),
+    );
+    // TLS is what the proxy saw of the peer it talked to.
+    let tls = if inbound { &src } else { &dst };
+    let tls = tls.get("tls").copied().unwrap_or("no_identity");
+    let http = match &e.event {
+        Some(tap_event::Event::Http(h)) => h.event.as_ref()?,
+        None => return None,
+    };
+    let (kind, id) = match http {
+        Event::RequestInit(r) => ("req", r.id),
+        Event::ResponseInit(r) => ("rsp", r.id),
+        Event::ResponseEnd(r) => ("end", r.id),
+    };
+    let id = id.unwrap_or_default();
+    let mut out = format!(
+        "{kind} id={}:{} proxy={:<3} src={} dst={} tls={tls}",
+        id.base,
+        id.stream,
+        if inbound { "in" } else { "out" },
+        addr(e.source.as_ref()),
+        addr(e.destination.as_ref()),
+    );
+    match http {
+        Event::RequestInit(r) => {
+            let _ = write!(
+                out,
+                " :method={} :authority={} :path={}",
+                method_name(r),
+                r.authority,
+                r.path
+            );
+        }
+        Event::ResponseInit(r) => {
+            let _ = write!(
+                out,
+                " :status={} latency={}µs",
+                r.http_status,
+                micros(r.since_request_init.as_ref())
+            );
+        }
+        Event::ResponseEnd(r) => {
+            match r.eos.as_ref().and_then(|e| e.end) {
+                Some(eos::End::GrpcStatusCode(code)) => {
+                    let _ = write!(out, " grpc-status={}", grpc_status_name(code));
+                }
+                Some(eos::End::ResetErrorCode(code)) => {
+                    let _ = write!(out, " reset-error={code}");
+                }
+                None => {}
+            }
+            let _ = write!(
+                out,
+                " duration={}µs response-length={}B",
+                micros(r.since_response_init.as_ref()),
+                r.response_bytes
+            );
+        }
+    }
+    if wide {
+        for (side, l) in [("src", &src), ("dst", &dst)] {
+            if let Some(res) = resource_of(l) {
+                let _ = write!(out, " {side}_res={res}");
+            }
+            if let Some(ns) = l.get("namespace") {
+                let _ = write!(out, " {side}_ns={ns}");
+            }
+        }
+    }
+    Some(out)
+}
+
+fn endpoint_json(
+    a: Option<&TcpAddress>,
+    meta: Option<&tap_event::EndpointMeta>,
+) -> serde_json::Value {
+    let (ip, port) = a
+        .and_then(|a| Some((ip(a.ip.as_ref())?.to_string(), a.port)))
+        .unwrap_or_default();
+    serde_json::json!({ "ip": ip, "port": port, "metadata": labels(meta) })
+}
+
+/// One event as a JSON object, in the shape of Linkerd's `tap -o json`.
+pub(crate) fn json(e: &TapEvent) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "source": endpoint_json(e.source.as_ref(), e.source_meta.as_ref()),
+        "destination": endpoint_json(e.destination.as_ref(), e.destination_meta.as_ref()),
+        "proxyDirection": if e.proxy_direction == ProxyDirection::Inbound as i32 { "INBOUND" } else { "OUTBOUND" },
+    });
+    let id = |id: Option<tap_event::http::StreamId>| {
+        let id = id.unwrap_or_default();
+        serde_json::json!({ "base": id.base, "stream": id.stream })
+    };
+    let http = match &e.event {
+        Some(tap_event::Event::Http(h)) => h.event.as_ref(),
+        None => None,
+    };
+    let (key, body) = match http {
+        Some(Event::RequestInit(r)) => (
+            "requestInitEvent",
+            serde_json::json!({
+                "id": id(r.id),
+                "method": method_name(r),
+                "authority": r.authority,
+                "path": r.path,
+            }),
+        ),
+        Some(Event::ResponseInit(r)) => (
+            "responseInitEvent",
+            serde_json::json!({
+                "id": id(r.id),
+                "sinceRequestInit": { "micros": micros(r.since_request_init.as_ref()) as u64 },
+                "httpStatus": r.http_status,
+            }),
+        ),
+        Some(Event::ResponseEnd(r)) => (
+            "responseEndEvent",
+            serde_json::json!({
+                "id": id(r.id),
+                "sinceRequestInit": { "micros": micros(r.since_request_init.as_ref()) as u64 },
+                "sinceResponseInit": { "micros": micros(r.since_response_init.as_ref()) as u64 },
+                "responseBytes": r.response_bytes,
+                "grpcStatusCode": r.eos.as_ref().and_then(|e| e.end).and_then(|e| match e {
+                    eos::End::GrpcStatusCode(c) => Some(c),
+                    eos::End::ResetErrorCode(_) => None,
+                }),
+            }),
+        ),
+        None => return v,
+    };
+    v[key] = body;
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use linkerd_proxy_api::{
+        http_types::{HttpMethod, http_method},
+        tap::{Eos, tap_event::http},
+    };
+
+    fn event(inbound: bool, e: Event) -> TapEvent {
+        let meta = |pairs: &[(&str, &str)]| {
+            Some(tap_event::EndpointMeta {
+                labels: pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            })
+        };
+        TapEvent {
+            source: Some(
+                "10.1.0.5:40000"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            ),
+            source_meta: meta(&[
+                ("tls", "true"),
+                ("pod", "vote-bot-1"),
+                ("deployment", "vote-bot"),
+                ("namespace", "emojivoto"),
+            ]),
+            destination: Some(
+                "10.1.0.7:8080"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            ),
+            destination_meta: meta(&[("pod", "web-0"), ("namespace", "emojivoto")]),
+            route_meta: None,
+            proxy_direction: if inbound {
+                ProxyDirection::Inbound as i32
+            } else {
+                ProxyDirection::Outbound as i32
+            },
+            event: Some(tap_event::Event::Http(tap_event::Http { event: Some(e) })),
+        }
+    }
+
+    fn id() -> Option<http::StreamId> {
+        Some(http::StreamId { base: 0, stream: 1 })
+    }
+
+    #[test]
+    fn lines_follow_linkerd() {
+        let req = event(
+            true,
+            Event::RequestInit(http::RequestInit {
+                id: id(),
+                method: Some(HttpMethod {
+                    r#type: Some(http_method::Type::Registered(
+                        http_method::Registered::Get as i32,
+                    )),
+                }),
+                scheme: None,
+                authority: "web.emojivoto.svc.cluster.local".into(),
+                path: "/api/list".into(),
+                headers: None,
+            }),
+        );
+        assert_eq!(
+            line(&req, false).unwrap(),
+            "req id=0:1 proxy=in  src=10.1.0.5:40000 dst=10.1.0.7:8080 tls=true :method=GET :authority=web.emojivoto.svc.cluster.local :path=/api/list"
+        );
+        assert!(line(&req, true).unwrap().ends_with(
+            " src_res=deploy/vote-bot src_ns=emojivoto dst_res=po/web-0 dst_ns=emojivoto"
+        ));
+        let duration = |micros: i32| {
+            Some(prost_types::Duration {
+                seconds: 0,
+                nanos: micros * 1000,
+            })
+        };
+        let rsp = event(
+            true,
+            Event::ResponseInit(http::ResponseInit {
+                id: id(),
+                since_request_init: duration(1234),
+                http_status: 200,
+                headers: None,
+            }),
+        );
+        assert!(
+            line(&rsp, false)
+                .unwrap()
+                .ends_with("tls=true :status=200 latency=1234µs")
+        );
+        let end = event(
+            false,
+            Event::ResponseEnd(http::ResponseEnd {
+                id: id(),
+                since_request_init: duration(2000),
+                since_response_init: duration(56),
+                response_bytes: 42,
+                eos: Some(Eos {
+                    end: Some(eos::End::GrpcStatusCode(5)),
+                }),
+                trailers: None,
+            }),
+        );
+        // Outbound: TLS is the server's, which this event's metadata lacks.
+        assert_eq!(
+            line(&end, false).unwrap(),
+            "end id=0:1 proxy=out src=10.1.0.5:40000 dst=10.1.0.7:8080 tls=no_identity grpc-status=NotFound duration=56µs response-length=42B"
+        );
+        let j = json(&end);
+        assert_eq!(j["responseEndEvent"]["grpcStatusCode"], 5);
+        assert_eq!(j["proxyDirection"], "OUTBOUND");
+        assert_eq!(j["source"]["metadata"]["pod"], "vote-bot-1");
+    }
+}
