@@ -201,6 +201,12 @@ impl Cluster {
         cluster
     }
 
+    /// The command prefix that runs a program in the control plane's
+    /// namespace (where `linkerd` reaches the controllers).
+    pub fn control_prefix(&self) -> Vec<String> {
+        self.control.1.prefix()
+    }
+
     fn write_topology(&self) {
         let mut yaml = String::from("services:\n");
         for s in &self.services {

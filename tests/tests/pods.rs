@@ -496,6 +496,116 @@ async fn tap_shows_every_request_a_client_sends_with_its_fields() {
 }
 
 #[tokio::test]
+async fn linkerd_tap_prints_every_request_the_test_sent() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    skip_unless_namespaces!("linkerd_tap_prints_every_request_the_test_sent");
+    let mut cluster = Cluster::start(services()).await;
+    let _web0 = cluster
+        .pod("web-0", web_spec(), || {
+            web_apps(Ipv4Addr::new(198, 18, 0, 10))
+        })
+        .await;
+    let client = cluster
+        .pod(
+            "vote-bot",
+            PodSpec {
+                app: "vote-bot",
+                meshed: true,
+                ..Default::default()
+            },
+            || async {},
+        )
+        .await;
+    let mut argv = cluster.control_prefix();
+    argv.push(linkerd_tests::proxy::bin("linkerd").display().to_string());
+    let tap = SocketAddr::from((CONTROL_IP, pods::TAP_PORT)).to_string();
+    argv.extend(
+        [
+            "tap",
+            "deploy/web",
+            "-n",
+            NS,
+            "--api-addr",
+            &tap,
+            "-o",
+            "wide",
+        ]
+        .map(String::from),
+    );
+    let mut cli = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+
+    // Warm up until tap is listening, then send the known requests.
+    let http = SocketAddr::from((WEB_IP, 80));
+    let warm = async {
+        loop {
+            client.run(http1(http, WEB, "/warmup")).await;
+            let seen = tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await;
+            if let Ok(Ok(Some(line))) = seen
+                && line.contains(":path=/warmup")
+            {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), warm)
+        .await
+        .expect("linkerd tap printed nothing");
+    let sent: Vec<String> = (0..5).map(|i| format!("/tapped/{i}")).collect();
+    for path in sent.clone() {
+        let (status, _) = client
+            .run(async move { http1(http, WEB, &path).await })
+            .await;
+        assert_eq!(status, 200);
+    }
+    let mut seen = Vec::new();
+    let collect = async {
+        // Warm-up requests may still be arriving: count the known ones' ends
+        // by their ids once their req lines are in.
+        while !sent.iter().all(|path| {
+            seen.iter()
+                .find(|l: &&String| l.starts_with("req ") && l.contains(&format!(":path={path} ")))
+                .and_then(|req| req.split(' ').nth(1))
+                .is_some_and(|id| seen.iter().any(|l| l.starts_with(&format!("end {id} "))))
+        }) {
+            let line = lines.next_line().await.unwrap().expect("tap kept running");
+            seen.push(line);
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), collect).await;
+    let text = seen.join("\n");
+    for path in &sent {
+        let req = seen
+            .iter()
+            .find(|l| l.starts_with("req ") && l.contains(&format!(":path={path} ")))
+            .unwrap_or_else(|| panic!("no req line for {path}:\n{text}"));
+        assert!(req.contains("proxy=in "), "{req}");
+        assert!(req.contains("tls=true"), "{req}");
+        assert!(req.contains(":method=GET"), "{req}");
+        assert!(req.contains(&format!(":authority={WEB}")), "{req}");
+        assert!(req.contains("src_res=deploy/vote-bot"), "{req}");
+        assert!(req.contains("dst_res=deploy/web"), "{req}");
+        let id = req.split(' ').nth(1).unwrap();
+        let rsp = seen
+            .iter()
+            .find(|l| l.starts_with(&format!("rsp {id} ")))
+            .unwrap_or_else(|| panic!("no rsp line for {id}:\n{text}"));
+        assert!(rsp.contains(":status=200 latency="), "{rsp}");
+        let end = seen
+            .iter()
+            .find(|l| l.starts_with(&format!("end {id} ")))
+            .unwrap_or_else(|| panic!("no end line for {id}:\n{text}"));
+        assert!(end.contains("response-length=5B"), "{end}");
+    }
+    drop(cli);
+}
+
+#[tokio::test]
 async fn proxy_init_is_idempotent_and_simulates() {
     skip_unless_namespaces!("proxy_init_is_idempotent_and_simulates");
     let init = linkerd_tests::proxy::bin("linkerd-proxy-init")
