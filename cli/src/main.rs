@@ -2,6 +2,7 @@
 
 mod resource;
 mod tap;
+mod top;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Listen to a traffic stream: every request of a resource's pods, live.
     Tap(tap::TapArgs),
+    /// A live table of a resource's busiest request paths (q quits).
+    Top(top::TopArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Tap(args) => tap::run(args, &cli.api_addr).await,
+            Command::Top(args) => top::run(args, &cli.api_addr).await,
         }
     });
     match result {

@@ -11,9 +11,11 @@ use linkerd_proxy_api::{
     tap_controller::{TapRequest, tap_by_resource_client::TapByResourceClient},
 };
 use std::{collections::BTreeMap, fmt::Write, io::Write as _, net::IpAddr, time::Duration};
+use tonic::Streaming;
 
+/// Which requests to watch: shared by `tap` and `top`.
 #[derive(Args, Debug)]
-pub(crate) struct TapArgs {
+pub(crate) struct Selection {
     /// The resource to tap: TYPE/NAME (deploy/web, po/web-1, ns/emojivoto) or TYPE NAME.
     #[arg(required = true, num_args = 1..=2, value_name = "RESOURCE")]
     resource: Vec<String>,
@@ -38,6 +40,54 @@ pub(crate) struct TapArgs {
     /// At most this many requests a second are shown.
     #[arg(long, default_value_t = 100.0)]
     max_rps: f64,
+}
+
+impl Selection {
+    /// Opens the tap stream at the tap service.
+    pub(crate) async fn open(self, api_addr: &str) -> anyhow::Result<Streaming<TapEvent>> {
+        let target = resource::parse(&self.resource, &self.namespace)?;
+        let to = match &self.to {
+            Some(to) => {
+                let ns = self.to_namespace.as_deref().unwrap_or(&self.namespace);
+                Some(resource::parse(std::slice::from_ref(to), ns)?)
+            }
+            None => None,
+        };
+        if self.max_rps.is_nan() || self.max_rps <= 0.0 {
+            anyhow::bail!("--max-rps must be above 0");
+        }
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{api_addr}"))
+            .map_err(|_| anyhow::anyhow!("--api-addr {api_addr:?} is not HOST:PORT"))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot reach the tap service at {api_addr} ({e}): is the control plane running? (--api-addr sets where it is)"
+                )
+            })?;
+        let req = TapRequest {
+            target: Some(target),
+            to,
+            method: self.method.unwrap_or_default(),
+            path_prefix: self.path.unwrap_or_default(),
+            authority: self.authority.unwrap_or_default(),
+            max_rps: self.max_rps,
+            extract_headers: false,
+        };
+        let events = TapByResourceClient::new(channel)
+            .tap(req)
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
+        Ok(events)
+    }
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct TapArgs {
+    #[command(flatten)]
+    selection: Selection,
     /// `wide` adds the pods' resources; `json` prints each event as JSON.
     #[arg(short, long, value_enum)]
     output: Option<Output>,
@@ -51,41 +101,7 @@ pub(crate) enum Output {
 
 /// Taps until the stream ends or the user interrupts.
 pub(crate) async fn run(args: TapArgs, api_addr: &str) -> anyhow::Result<()> {
-    let target = resource::parse(&args.resource, &args.namespace)?;
-    let to = match &args.to {
-        Some(to) => {
-            let ns = args.to_namespace.as_deref().unwrap_or(&args.namespace);
-            Some(resource::parse(std::slice::from_ref(to), ns)?)
-        }
-        None => None,
-    };
-    if args.max_rps.is_nan() || args.max_rps <= 0.0 {
-        anyhow::bail!("--max-rps must be above 0");
-    }
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{api_addr}"))
-        .map_err(|_| anyhow::anyhow!("--api-addr {api_addr:?} is not HOST:PORT"))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach the tap service at {api_addr} ({e}): is the control plane running? (--api-addr sets where it is)"
-            )
-        })?;
-    let req = TapRequest {
-        target: Some(target),
-        to,
-        method: args.method.unwrap_or_default(),
-        path_prefix: args.path.unwrap_or_default(),
-        authority: args.authority.unwrap_or_default(),
-        max_rps: args.max_rps,
-        extract_headers: false,
-    };
-    let mut events = TapByResourceClient::new(channel)
-        .tap(req)
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        .into_inner();
+    let mut events = args.selection.open(api_addr).await?;
     let mut out = std::io::stdout().lock();
     loop {
         let event = tokio::select! {
@@ -122,7 +138,7 @@ fn ip(ip: Option<&IpAddress>) -> Option<IpAddr> {
     }
 }
 
-fn addr(a: Option<&TcpAddress>) -> String {
+pub(crate) fn addr(a: Option<&TcpAddress>) -> String {
     match a.and_then(|a| Some((ip(a.ip.as_ref())?, a.port))) {
         Some((IpAddr::V6(v6), port)) => format!("[{v6}]:{port}"),
         Some((ip, port)) => format!("{ip}:{port}"),
@@ -130,7 +146,7 @@ fn addr(a: Option<&TcpAddress>) -> String {
     }
 }
 
-fn labels(meta: Option<&tap_event::EndpointMeta>) -> BTreeMap<&str, &str> {
+pub(crate) fn labels(meta: Option<&tap_event::EndpointMeta>) -> BTreeMap<&str, &str> {
     meta.map(|m| {
         m.labels
             .iter()
@@ -156,13 +172,13 @@ fn resource_of(labels: &BTreeMap<&str, &str>) -> Option<String> {
     labels.get("pod").map(|p| format!("po/{p}"))
 }
 
-fn micros(d: Option<&prost_types::Duration>) -> u128 {
+pub(crate) fn micros(d: Option<&prost_types::Duration>) -> u128 {
     d.map_or(0, |d| {
         (d.seconds.max(0) as u128) * 1_000_000 + (d.nanos.max(0) as u128) / 1_000
     })
 }
 
-fn method_name(r: &tap_event::http::RequestInit) -> String {
+pub(crate) fn method_name(r: &tap_event::http::RequestInit) -> String {
     use linkerd_proxy_api::http_types::http_method::{Registered, Type};
     match r.method.as_ref().and_then(|m| m.r#type.as_ref()) {
         Some(Type::Registered(n)) => Registered::try_from(*n)
