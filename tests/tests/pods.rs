@@ -606,6 +606,117 @@ async fn linkerd_tap_prints_every_request_the_test_sent() {
 }
 
 #[tokio::test]
+async fn linkerd_top_shows_the_busiest_paths_in_a_terminal() {
+    use std::{
+        io::{Read, Write},
+        sync::{Arc, Mutex},
+    };
+    skip_unless_namespaces!("linkerd_top_shows_the_busiest_paths_in_a_terminal");
+    let mut cluster = Cluster::start(services()).await;
+    let _web0 = cluster
+        .pod("web-0", web_spec(), || {
+            web_apps(Ipv4Addr::new(198, 18, 0, 10))
+        })
+        .await;
+    let client = cluster
+        .pod(
+            "vote-bot",
+            PodSpec {
+                app: "vote-bot",
+                meshed: true,
+                ..Default::default()
+            },
+            || async {},
+        )
+        .await;
+
+    // A real pseudo-terminal, 40x160, read through a terminal emulator.
+    let size = nix::pty::Winsize {
+        ws_row: 40,
+        ws_col: 160,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
+    let mut argv = cluster.control_prefix();
+    argv.push(linkerd_tests::proxy::bin("linkerd").display().to_string());
+    let tap = SocketAddr::from((CONTROL_IP, pods::TAP_PORT)).to_string();
+    argv.extend(["top", "deploy/web", "-n", NS, "--api-addr", &tap].map(String::from));
+    let slave = std::fs::File::from(pty.slave);
+    let mut top = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let screen = Arc::new(Mutex::new(vt100::Parser::new(40, 160, 0)));
+    let mut master = std::fs::File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    let feed = screen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            feed.lock().unwrap().process(&buf[..n]);
+        }
+    });
+    let contents = || screen.lock().unwrap().screen().contents();
+    let header = linkerd_tests::eventually(Duration::from_secs(10), || async {
+        contents().contains("Success Rate").then_some(())
+    })
+    .await;
+    assert!(header.is_some(), "no table drawn:\n{}", contents());
+
+    // Three requests to /busy and one to /quiet, sent until top shows them
+    // (its tap may start after the first ones).
+    let http = SocketAddr::from((WEB_IP, 80));
+    let shown = linkerd_tests::eventually(Duration::from_secs(15), || async {
+        for path in ["/busy", "/busy", "/busy", "/quiet"] {
+            client.run(http1(http, WEB, path)).await;
+        }
+        let text = contents();
+        let row = |path: &str| {
+            text.lines().find(|l| l.contains(path)).map(|l| {
+                l.trim_matches('│')
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+        };
+        match (row("/busy"), row("/quiet")) {
+            (Some(busy), Some(quiet)) => Some((busy, quiet, text)),
+            _ => None,
+        }
+    })
+    .await;
+    let (busy, quiet, text) =
+        shown.unwrap_or_else(|| panic!("rows never appeared:\n{}", contents()));
+    // Source, Destination, Method, Path, Count, Best, Worst, Last, Success Rate.
+    let cells: Vec<&str> = busy.iter().map(String::as_str).collect();
+    assert_eq!(&cells[..4], ["vote-bot", "web-0", "GET", "/busy"], "{text}");
+    let busy_count: u64 = cells[4].parse().unwrap();
+    let quiet_cells: Vec<&str> = quiet.iter().map(String::as_str).collect();
+    let quiet_count: u64 = quiet_cells[4].parse().unwrap();
+    assert!(busy_count >= 3 * quiet_count.max(1) - 2, "{text}");
+    assert_eq!(cells[8], "100.00%", "{text}");
+    // Sorted by count: /busy above /quiet.
+    let (busy_at, quiet_at) = (text.find("/busy").unwrap(), text.find("/quiet").unwrap());
+    assert!(busy_at < quiet_at, "{text}");
+
+    // q quits, cleanly.
+    master.write_all(b"q").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), top.wait())
+        .await
+        .expect("top quits on q")
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
 async fn proxy_init_is_idempotent_and_simulates() {
     skip_unless_namespaces!("proxy_init_is_idempotent_and_simulates");
     let init = linkerd_tests::proxy::bin("linkerd-proxy-init")
