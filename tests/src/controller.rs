@@ -134,6 +134,37 @@ impl Controller {
         }
     }
 
+    /// Starts the tap service on `backend`, holding `yaml`'s world, with
+    /// `extra` flags (its identity settings).
+    pub async fn tap_with(backend: Backend, yaml: &str, extra: &[&str]) -> Self {
+        let dir = scratch_dir();
+        let (mut cmd, api) = match backend {
+            Backend::Local => {
+                let topology = dir.join("topology.yaml");
+                std::fs::write(&topology, yaml).expect("write topology");
+                (service_command("tap", "--local", &topology), None)
+            }
+            Backend::Kubernetes => {
+                let api = FakeApi::start().await;
+                api.set_topology(&parse(yaml));
+                let kubeconfig = api.write_kubeconfig(&dir);
+                (
+                    service_command("tap", "--kubeconfig", &kubeconfig),
+                    Some(api),
+                )
+            }
+        };
+        cmd.args(extra);
+        let (child, addrs) = spawn_listening(cmd, &["tap", "admin"]).await;
+        Self {
+            grpc: addrs["tap"],
+            admin: addrs["admin"],
+            dir,
+            child,
+            api,
+        }
+    }
+
     /// Starts the identity service on `backend` (tokens from `yaml`), with
     /// the certificates in `certs`.
     pub async fn identity_with(backend: Backend, yaml: &str, certs: &Path, extra: &[&str]) -> Self {

@@ -308,3 +308,111 @@ async fn only_the_tap_identity_may_tap() {
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(tap.observe(any).await.is_ok());
 }
+
+linkerd_tests::on_both_backends!(the_tap_controller_finds_pods_on_either_backend);
+
+/// The tap controller on either discovery backend: a pod at its own loopback
+/// address (its proxy's tap on 4190 there, as in a pod) is found as
+/// `deploy/web` and its requests come back named by their pods.
+async fn the_tap_controller_finds_pods_on_either_backend(
+    backend: linkerd_tests::controller::Backend,
+) {
+    use linkerd_proxy_api::{
+        tap::tap_event::{Event as Ev, http::Event as Http},
+        tap_controller::{Resource, TapRequest, tap_by_resource_client::TapByResourceClient},
+    };
+    // Each backend gets its own address: the two runs may overlap.
+    let ip = match backend {
+        linkerd_tests::controller::Backend::Local => "127.0.0.41",
+        linkerd_tests::controller::Backend::Kubernetes => "127.0.0.42",
+    };
+    let mesh = mesh().await;
+    // The application at the pod's address too, as inbound traffic is.
+    let app = backends::http_on(tokio::net::TcpListener::bind((ip, 0)).await.unwrap());
+    let web = mesh
+        .proxy(NS, "web")
+        .inbound_target(app)
+        .env("LINKERD2_PROXY_INBOUND_LISTEN_ADDR", format!("{ip}:0"))
+        .env("LINKERD2_PROXY_CONTROL_LISTEN_ADDR", format!("{ip}:4190"))
+        .env("LINKERD2_PROXY_TAP_SVC_NAME", tap_name())
+        .spawn()
+        .await;
+    mesh::ready(&web).await;
+    let topology = format!(
+        "pods:\n  - {{name: web-0, namespace: {NS}, ip: {ip}, labels: {{app: web}}, owner: {{kind: Deployment, name: web}}, serviceAccount: web, meshed: true}}\n"
+    );
+    let token = mesh.dir.join("linkerd-linkerd-tap.token");
+    let trust = mesh.dir.join("ca-bundle.crt");
+    let identity_addr = mesh.identity.grpc.to_string();
+    let tap = linkerd_tests::controller::Controller::tap_with(
+        backend,
+        &topology,
+        &[
+            "--identity-addr",
+            &identity_addr,
+            "--token-file",
+            token.to_str().unwrap(),
+            "--trust-anchors",
+            trust.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", tap.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = TapByResourceClient::new(channel);
+    let target = |kind: &str, name: &str| Resource {
+        r#type: kind.into(),
+        namespace: NS.into(),
+        name: name.into(),
+    };
+    // A Kubernetes backend lists after start: ask until the pod is known.
+    let mut events = linkerd_tests::eventually(Duration::from_secs(10), || {
+        let mut client = client.clone();
+        let req = TapRequest {
+            target: Some(target("deploy", "web")),
+            ..Default::default()
+        };
+        async move { client.tap(req).await.ok() }
+    })
+    .await
+    .expect("tap deploy/web")
+    .into_inner();
+    get(web.inbound, "/named").await;
+    let init = tokio::time::timeout(Duration::from_secs(5), events.message())
+        .await
+        .expect("an event in time")
+        .expect("tap stream")
+        .expect("an event");
+    let Some(Ev::Http(h)) = &init.event else {
+        panic!("{init:?}")
+    };
+    assert!(matches!(&h.event, Some(Http::RequestInit(r)) if r.path == "/named"));
+    let dst = &init.destination_meta.as_ref().unwrap().labels;
+    assert_eq!(dst.get("pod").map(String::as_str), Some("web-0"));
+    assert_eq!(dst.get("deployment").map(String::as_str), Some("web"));
+
+    // Refusals name the problem.
+    let e = client
+        .tap(TapRequest {
+            target: Some(target("deploy", "nothing")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(
+        e.message().contains("no pods found for deployment/nothing"),
+        "{e:?}"
+    );
+    let e = client
+        .tap(TapRequest {
+            target: Some(target("svc", "web")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+}
