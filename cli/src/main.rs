@@ -1,5 +1,6 @@
 //! `linkerd`: the mesh's command line.
 
+mod api;
 mod resource;
 mod tap;
 mod top;
@@ -10,15 +11,20 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "linkerd", version, about = "linkerd manages the mesh")]
 struct Cli {
-    /// Where the control plane's API is (in local mode, the tap service's
-    /// address).
-    #[arg(
-        long,
-        global = true,
-        env = "LINKERD_API_ADDR",
-        default_value = "127.0.0.1:8088"
-    )]
-    api_addr: String,
+    /// Reach the control plane at this address (the local mesh) instead of
+    /// through the Kubernetes API.
+    #[arg(long, global = true, env = "LINKERD_API_ADDR")]
+    api_addr: Option<String>,
+    /// The kubeconfig to reach the cluster with ($KUBECONFIG or
+    /// ~/.kube/config by default).
+    #[arg(long, global = true, value_name = "FILE")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    context: Option<String>,
+    /// The control plane's namespace.
+    #[arg(short = 'L', long, global = true, default_value = "linkerd")]
+    linkerd_namespace: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,10 +71,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let target = api::Target {
+        api_addr: cli.api_addr,
+        kubeconfig: cli.kubeconfig,
+        context: cli.context,
+        namespace: cli.linkerd_namespace,
+    };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Tap(args) => tap::run(args, &cli.api_addr).await,
-            Command::Top(args) => top::run(args, &cli.api_addr).await,
+            Command::Tap(args) => tap::run(args, &target).await,
+            Command::Top(args) => top::run(args, &target).await,
         }
     });
     match result {

@@ -1,6 +1,6 @@
 //! `linkerd tap`: live requests of a resource's pods, one line per event.
 
-use crate::resource;
+use crate::{api, resource};
 use clap::{Args, ValueEnum};
 use linkerd_proxy_api::{
     net::{IpAddress, TcpAddress, ip_address},
@@ -10,7 +10,7 @@ use linkerd_proxy_api::{
     },
     tap_controller::{TapRequest, tap_by_resource_client::TapByResourceClient},
 };
-use std::{collections::BTreeMap, fmt::Write, io::Write as _, net::IpAddr, time::Duration};
+use std::{collections::BTreeMap, fmt::Write, io::Write as _, net::IpAddr};
 use tonic::Streaming;
 
 /// Which requests to watch: shared by `tap` and `top`.
@@ -44,7 +44,7 @@ pub(crate) struct Selection {
 
 impl Selection {
     /// Opens the tap stream at the tap service.
-    pub(crate) async fn open(self, api_addr: &str) -> anyhow::Result<Streaming<TapEvent>> {
+    pub(crate) async fn open(self, api: &api::Target) -> anyhow::Result<Streaming<TapEvent>> {
         let target = resource::parse(&self.resource, &self.namespace)?;
         let to = match &self.to {
             Some(to) => {
@@ -56,16 +56,7 @@ impl Selection {
         if self.max_rps.is_nan() || self.max_rps <= 0.0 {
             anyhow::bail!("--max-rps must be above 0");
         }
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{api_addr}"))
-            .map_err(|_| anyhow::anyhow!("--api-addr {api_addr:?} is not HOST:PORT"))?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot reach the tap service at {api_addr} ({e}): is the control plane running? (--api-addr sets where it is)"
-                )
-            })?;
+        let channel = api.channel(&api::TAP).await?;
         let req = TapRequest {
             target: Some(target),
             to,
@@ -100,8 +91,8 @@ pub(crate) enum Output {
 }
 
 /// Taps until the stream ends or the user interrupts.
-pub(crate) async fn run(args: TapArgs, api_addr: &str) -> anyhow::Result<()> {
-    let mut events = args.selection.open(api_addr).await?;
+pub(crate) async fn run(args: TapArgs, api: &api::Target) -> anyhow::Result<()> {
+    let mut events = args.selection.open(api).await?;
     let mut out = std::io::stdout().lock();
     loop {
         let event = tokio::select! {

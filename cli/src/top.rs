@@ -185,13 +185,13 @@ impl Drop for Screen {
     }
 }
 
-pub(crate) async fn run(args: TopArgs, api_addr: &str) -> anyhow::Result<()> {
+pub(crate) async fn run(args: TopArgs, api: &crate::api::Target) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() {
         anyhow::bail!(
             "linkerd top draws a live table and needs a terminal; use `linkerd tap` to print events"
         );
     }
-    let mut events = args.selection.open(api_addr).await?;
+    let mut events = args.selection.open(api).await?;
     terminal::enable_raw_mode()?;
     let _screen = Screen;
     execute!(std::io::stdout(), EnterAlternateScreen)?;

@@ -1,0 +1,127 @@
+//! How the CLI reaches the control plane's services: straight to an address
+//! (`--api-addr`, the local mesh), or, in a cluster, through the Kubernetes
+//! API by port-forwarding to one of the service's pods, as `kubectl
+//! port-forward` does (no ports opened on the machine).
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, Client, api::ListParams};
+use std::{path::PathBuf, time::Duration};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Where the control plane is, from the root flags.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    /// A direct address, when given.
+    pub(crate) api_addr: Option<String>,
+    pub(crate) kubeconfig: Option<PathBuf>,
+    pub(crate) context: Option<String>,
+    /// The control plane's namespace.
+    pub(crate) namespace: String,
+}
+
+/// A control-plane service: its pods' `linkerd.io/control-plane-component`
+/// label and its gRPC port.
+pub(crate) struct Service {
+    pub(crate) component: &'static str,
+    pub(crate) port: u16,
+}
+
+pub(crate) const TAP: Service = Service {
+    component: "tap",
+    port: 8088,
+};
+
+impl Target {
+    /// A gRPC channel to `service`.
+    pub(crate) async fn channel(&self, service: &Service) -> anyhow::Result<Channel> {
+        match &self.api_addr {
+            Some(addr) => Endpoint::from_shared(format!("http://{addr}"))
+                .map_err(|_| anyhow::anyhow!("--api-addr {addr:?} is not HOST:PORT"))?
+                .connect_timeout(Duration::from_secs(5))
+                .connect()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot reach the {} service at {addr} ({e}): is the control plane running? (--api-addr sets where it is)",
+                        service.component
+                    )
+                }),
+            None => self.forwarded(service).await,
+        }
+    }
+
+    async fn client(&self) -> anyhow::Result<Client> {
+        let options = kube::config::KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read the kubeconfig {}: {e}", path.display())
+                })?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &options).await
+            }
+            None => kube::Config::from_kubeconfig(&options).await,
+        }
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "no usable kubeconfig ({e}): use --kubeconfig, or --api-addr for a local mesh"
+            )
+        })?;
+        Ok(Client::try_from(config)?)
+    }
+
+    /// Port-forwards to a running pod of `service` for each connection.
+    async fn forwarded(&self, service: &Service) -> anyhow::Result<Channel> {
+        let client = self.client().await?;
+        let pods: Api<Pod> = Api::namespaced(client, &self.namespace);
+        let selector = format!("linkerd.io/control-plane-component={}", service.component);
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot list the control plane's pods: {e}"))?;
+        let running = list.items.into_iter().find(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .is_none_or(|phase| phase == "Running")
+        });
+        let Some(name) = running.and_then(|p| p.metadata.name) else {
+            anyhow::bail!(
+                "no running {} pod in namespace {}: is the control plane installed? (`linkerd check`; -L sets its namespace)",
+                service.component,
+                self.namespace
+            );
+        };
+        let port = service.port;
+        let connector = tower::service_fn(move |_: Uri| {
+            let (pods, name) = (pods.clone(), name.clone());
+            async move {
+                let mut forwarder = pods
+                    .portforward(&name, &[port])
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let stream = forwarder
+                    .take_stream(port)
+                    .ok_or_else(|| std::io::Error::other("the port-forward has no stream"))?;
+                // The forwarder's task lives as long as the stream is used.
+                tokio::spawn(async move {
+                    let _ = forwarder.join().await;
+                });
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        });
+        Endpoint::from_static("http://control-plane.invalid")
+            .connect_timeout(Duration::from_secs(10))
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot port-forward to {} in namespace {}: {e}",
+                    service.component,
+                    self.namespace
+                )
+            })
+    }
+}
