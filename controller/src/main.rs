@@ -10,7 +10,10 @@ use tokio::net::TcpListener;
 #[command(
     name = "linkerd-controller",
     version,
-    about = "The mesh's control plane"
+    about = "The mesh's control plane",
+    // A flag given twice takes its last value, as a manifest's override
+    // of a default would expect.
+    args_override_self = true
 )]
 struct Cli {
     /// Log filter, e.g. `info` or `warn,linkerd_controller=debug`.
