@@ -85,11 +85,15 @@ impl FakeApi {
                                 let body = req.into_body().collect().await.map(|b| b.to_bytes());
                                 return Ok::<_, Infallible>(api.token_review(body.ok()));
                             }
+                            if req.uri().path().ends_with("/portforward") {
+                                return Ok::<_, Infallible>(api.portforward(req));
+                            }
                             Ok::<_, Infallible>(api.handle(req))
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
                         .await;
                 });
             }
@@ -225,6 +229,40 @@ impl FakeApi {
         if state.down {
             return outage();
         }
+        // A namespaced list of pods (`kubectl get pods -n NS -l K=V`).
+        if let Some(ns) = path
+            .strip_prefix("/api/v1/namespaces/")
+            .and_then(|rest| rest.strip_suffix("/pods"))
+        {
+            let selector = query
+                .get("labelSelector")
+                .map(|s| percent_decode(s))
+                .unwrap_or_default();
+            let wanted: Vec<(&str, &str)> = selector
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .collect();
+            let items: Vec<Value> = state
+                .objects
+                .get("/api/v1/pods")
+                .into_iter()
+                .flat_map(|m| m.values())
+                .filter(|p| p["metadata"]["namespace"] == ns)
+                .filter(|p| {
+                    wanted
+                        .iter()
+                        .all(|(k, v)| p["metadata"]["labels"][*k].as_str() == Some(*v))
+                })
+                .cloned()
+                .collect();
+            let list = json!({
+                "kind": "PodList",
+                "apiVersion": "v1",
+                "metadata": {"resourceVersion": state.version.to_string()},
+                "items": items,
+            });
+            return json_response(StatusCode::OK, &list);
+        }
         let Some((collection, list_kind, api_version)) = KINDS.iter().find(|(p, _, _)| *p == path)
         else {
             return json_response(
@@ -275,6 +313,147 @@ impl FakeApi {
         });
         json_response(StatusCode::OK, &list)
     }
+}
+
+impl FakeApi {
+    /// `pods/NAME/portforward` as the API server serves it: a WebSocket with
+    /// the `v4.channel.k8s.io` framing (per port a data and an error channel,
+    /// each opened with the port number), relayed to the pod's IP. One port.
+    fn portforward(&self, mut req: Request<Incoming>) -> Response<Body> {
+        use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role};
+        let path = req.uri().path().to_string();
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .push(format!("{} {}", req.method(), req.uri()));
+        let pod = path
+            .strip_prefix("/api/v1/namespaces/")
+            .and_then(|rest| rest.strip_suffix("/portforward"))
+            .and_then(|rest| rest.split_once("/pods/"));
+        let port: Option<u16> = req.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("ports="))
+                .and_then(|p| p.parse().ok())
+        });
+        let ip = pod.and_then(|(ns, name)| {
+            let state = self.state.lock().unwrap();
+            let obj = state
+                .objects
+                .get("/api/v1/pods")?
+                .get(&(ns.to_string(), name.to_string()))?;
+            obj["status"]["podIP"]
+                .as_str()?
+                .parse::<std::net::IpAddr>()
+                .ok()
+        });
+        let key = req
+            .headers()
+            .get("sec-websocket-key")
+            .map(|k| derive_accept_key(k.as_bytes()));
+        let (Some(ip), Some(port), Some(accept)) = (ip, port, key) else {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                &status(404, "NotFound", "no such pod, port or upgrade"),
+            );
+        };
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                None,
+            )
+            .await;
+            relay_port(ws, SocketAddr::new(ip, port)).await;
+        });
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-accept", accept)
+            .header("sec-websocket-protocol", "v4.channel.k8s.io")
+            .body(BodyExt::boxed(Full::new(Bytes::new())))
+            .unwrap()
+    }
+}
+
+/// Relays channel 0 of a port-forward WebSocket to `target` and back.
+async fn relay_port<S>(ws: tokio_tungstenite::WebSocketStream<S>, target: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut sink, mut stream) = ws.split();
+    let port = target.port().to_le_bytes();
+    for ch in [0u8, 1] {
+        let opening = Bytes::from(vec![ch, port[0], port[1]]);
+        if sink.send(Message::Binary(opening)).await.is_err() {
+            return;
+        }
+    }
+    let Ok(tcp) = tokio::net::TcpStream::connect(target).await else {
+        let error = Bytes::from([&[1u8][..], b"connection refused"].concat());
+        let _ = sink.send(Message::Binary(error)).await;
+        return;
+    };
+    let (mut from_pod, mut to_pod) = tcp.into_split();
+    let upstream = async {
+        while let Some(Ok(msg)) = stream.next().await {
+            let data = match &msg {
+                Message::Binary(b) if b.len() > 1 && b[0] == 0 => &b[1..],
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if to_pod.write_all(data).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_pod.shutdown().await;
+    };
+    let downstream = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match from_pod.read(&mut buf[1..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf[0] = 0;
+                    let frame = Bytes::copy_from_slice(&buf[..=n]);
+                    if sink.send(Message::Binary(frame)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = sink.close().await;
+    };
+    tokio::join!(upstream, downstream);
+}
+
+/// `%2F` and friends in a query value.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl State {

@@ -416,3 +416,114 @@ async fn the_tap_controller_finds_pods_on_either_backend(
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
 }
+
+/// In a cluster, `linkerd tap` reaches the tap service through the
+/// Kubernetes API: it finds a running `linkerd-tap` pod and port-forwards to
+/// it (the fake API relays the WebSocket to the pod's address).
+#[tokio::test]
+async fn linkerd_tap_reaches_the_tap_service_through_the_kubernetes_api() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let (web_ip, tap_ip) = ("127.0.0.45", "127.0.0.46");
+    let mesh = mesh().await;
+    let app = backends::http_on(tokio::net::TcpListener::bind((web_ip, 0)).await.unwrap());
+    let web = mesh
+        .proxy(NS, "web")
+        .inbound_target(app)
+        .env("LINKERD2_PROXY_INBOUND_LISTEN_ADDR", format!("{web_ip}:0"))
+        .env(
+            "LINKERD2_PROXY_CONTROL_LISTEN_ADDR",
+            format!("{web_ip}:4190"),
+        )
+        .env("LINKERD2_PROXY_TAP_SVC_NAME", tap_name())
+        .spawn()
+        .await;
+    mesh::ready(&web).await;
+    let web_pod = format!(
+        "  - {{name: web-0, namespace: {NS}, ip: {web_ip}, labels: {{app: web}}, owner: {{kind: Deployment, name: web}}, serviceAccount: web, meshed: true}}\n"
+    );
+    let token = mesh.dir.join("linkerd-linkerd-tap.token");
+    let trust = mesh.dir.join("ca-bundle.crt");
+    let identity_addr = mesh.identity.grpc.to_string();
+    let tap_addr = format!("{tap_ip}:8088");
+    let _tap = linkerd_tests::controller::Controller::tap_with(
+        linkerd_tests::controller::Backend::Local,
+        &format!("pods:\n{web_pod}"),
+        &[
+            "--addr",
+            &tap_addr,
+            "--identity-addr",
+            &identity_addr,
+            "--token-file",
+            token.to_str().unwrap(),
+            "--trust-anchors",
+            trust.to_str().unwrap(),
+        ],
+    )
+    .await;
+
+    // The cluster as the CLI sees it: the tap controller's pod.
+    let api = linkerd_tests::kubeapi::FakeApi::start().await;
+    let topology: linkerd_controller::discovery::Topology = serde_saphyr::from_str(&format!(
+        "pods:\n{web_pod}  - {{name: tap-5d8f9-x2x, namespace: linkerd, ip: {tap_ip}, labels: {{linkerd.io/control-plane-component: tap}}, serviceAccount: linkerd-tap}}\n"
+    ))
+    .unwrap();
+    api.set_topology(&topology);
+    let kubeconfig = api.write_kubeconfig(&mesh.dir);
+    let mut cli = tokio::process::Command::new(linkerd_tests::proxy::bin("linkerd"))
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["tap", "deploy/web", "-n", NS])
+        .env_remove("LINKERD_API_ADDR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    let seen = async {
+        loop {
+            get(web.inbound, "/through-the-api").await;
+            if let Ok(Ok(Some(line))) =
+                tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
+            {
+                return line;
+            }
+        }
+    };
+    let line = match tokio::time::timeout(Duration::from_secs(15), seen).await {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = cli.start_kill();
+            let out = cli.wait_with_output().await.unwrap();
+            panic!(
+                "linkerd tap printed nothing: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    assert!(line.starts_with("req "), "{line}");
+    assert!(line.contains(":path=/through-the-api"), "{line}");
+    let forwarded = api.requests().iter().any(|r| {
+        r.contains("/namespaces/linkerd/pods/tap-5d8f9-x2x/portforward?")
+            && r.contains("ports=8088")
+    });
+    assert!(forwarded, "{:?}", api.requests());
+
+    // No tap pod: one line saying so.
+    let empty = linkerd_tests::kubeapi::FakeApi::start().await;
+    let dir = mesh.dir.join("empty-cluster");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = empty.write_kubeconfig(&dir);
+    let out = tokio::process::Command::new(linkerd_tests::proxy::bin("linkerd"))
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["tap", "deploy/web", "-n", NS])
+        .env_remove("LINKERD_API_ADDR")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no running tap pod in namespace linkerd"),
+        "{stderr}"
+    );
+}
