@@ -539,6 +539,19 @@ async fn linkerd_tap_prints_every_request_the_test_sent() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    // A second tap whose filter matches none of the traffic.
+    let quiet_argv: Vec<String> = argv
+        .iter()
+        .cloned()
+        .chain(["--path".to_string(), "/nothing/".to_string()])
+        .collect();
+    let mut quiet = tokio::process::Command::new(&quiet_argv[0])
+        .args(&quiet_argv[1..])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut quiet_lines = BufReader::new(quiet.stdout.take().unwrap()).lines();
 
     // Warm up until tap is listening, then send the known requests.
     let http = SocketAddr::from((WEB_IP, 80));
@@ -563,6 +576,31 @@ async fn linkerd_tap_prints_every_request_the_test_sent() {
             .await;
         assert_eq!(status, 200);
     }
+    // gRPC: one call that succeeds, one that fails with NotFound.
+    client
+        .run(async move {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{WEB}:{GRPC}"))
+                .unwrap()
+                .connect_with_connector(tower_connector(SocketAddr::from((WEB_IP, GRPC))))
+                .await
+                .unwrap();
+            let mut grpc = EchoClient::new(channel);
+            let msg = Msg {
+                text: "tapped".into(),
+                count: 5,
+            };
+            grpc.unary(msg.clone()).await.unwrap();
+            assert_eq!(
+                grpc.fail(msg).await.unwrap_err().code(),
+                tonic::Code::NotFound
+            );
+        })
+        .await;
+    let grpc_paths = [
+        "/linkerd.test.echo.Echo/Unary".to_string(),
+        "/linkerd.test.echo.Echo/Fail".to_string(),
+    ];
+    let sent: Vec<String> = sent.into_iter().chain(grpc_paths.clone()).collect();
     let mut seen = Vec::new();
     let collect = async {
         // Warm-up requests may still be arriving: count the known ones' ends
@@ -580,13 +618,15 @@ async fn linkerd_tap_prints_every_request_the_test_sent() {
     let _ = tokio::time::timeout(Duration::from_secs(10), collect).await;
     let text = seen.join("\n");
     for path in &sent {
+        let grpc = grpc_paths.contains(path);
         let req = seen
             .iter()
             .find(|l| l.starts_with("req ") && l.contains(&format!(":path={path} ")))
             .unwrap_or_else(|| panic!("no req line for {path}:\n{text}"));
         assert!(req.contains("proxy=in "), "{req}");
         assert!(req.contains("tls=true"), "{req}");
-        assert!(req.contains(":method=GET"), "{req}");
+        let method = if grpc { ":method=POST" } else { ":method=GET" };
+        assert!(req.contains(method), "{req}");
         assert!(req.contains(&format!(":authority={WEB}")), "{req}");
         assert!(req.contains("src_res=deploy/vote-bot"), "{req}");
         assert!(req.contains("dst_res=deploy/web"), "{req}");
@@ -600,9 +640,24 @@ async fn linkerd_tap_prints_every_request_the_test_sent() {
             .iter()
             .find(|l| l.starts_with(&format!("end {id} ")))
             .unwrap_or_else(|| panic!("no end line for {id}:\n{text}"));
-        assert!(end.contains("response-length=5B"), "{end}");
+        if grpc {
+            let status = if path.ends_with("/Fail") {
+                "grpc-status=NotFound"
+            } else {
+                "grpc-status=OK"
+            };
+            assert!(end.contains(status), "{end}");
+        } else {
+            assert!(end.contains("response-length=5B"), "{end}");
+        }
     }
-    drop(cli);
+    // The filter that matched nothing printed nothing.
+    let nothing = tokio::time::timeout(Duration::from_millis(300), quiet_lines.next_line()).await;
+    assert!(
+        nothing.is_err(),
+        "a filter matching nothing printed {nothing:?}"
+    );
+    drop((cli, quiet));
 }
 
 #[tokio::test]
