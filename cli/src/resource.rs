@@ -1,18 +1,7 @@
 //! Resources as users name them: `deploy/web`, `deployment web`, `po/web-1`,
 //! `ns/emojivoto`, with kubectl's short names.
 
-use linkerd_proxy_api::tap_controller::Resource;
-
-/// Kinds tap (and later stat) know, canonical name first.
-const KINDS: &[(&str, &[&str])] = &[
-    ("deployment", &["deploy", "deployments"]),
-    ("statefulset", &["sts", "statefulsets"]),
-    ("daemonset", &["ds", "daemonsets"]),
-    ("replicaset", &["rs", "replicasets"]),
-    ("job", &["jobs"]),
-    ("pod", &["po", "pods"]),
-    ("namespace", &["ns", "namespaces"]),
-];
+use linkerd_proxy_api::tap_controller::{Resource, canonical_kind};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum ParseError {
@@ -20,15 +9,6 @@ pub(crate) enum ParseError {
     Kind(String),
     #[error("give a resource as TYPE/NAME (e.g. deploy/web) or TYPE NAME")]
     Shape,
-}
-
-/// A kind's canonical name, from any of its names.
-pub(crate) fn canonical(kind: &str) -> Option<&'static str> {
-    let kind = kind.to_ascii_lowercase();
-    KINDS
-        .iter()
-        .find(|(name, short)| *name == kind || short.contains(&kind.as_str()))
-        .map(|(name, _)| *name)
 }
 
 /// `args` is `["deploy/web"]` or `["deploy", "web"]`; `namespace` is where
@@ -42,7 +22,7 @@ pub(crate) fn parse(args: &[String], namespace: &str) -> Result<Resource, ParseE
         [kind, name] if !kind.contains('/') => (kind.as_str(), name.as_str()),
         _ => return Err(ParseError::Shape),
     };
-    let kind = canonical(kind).ok_or_else(|| ParseError::Kind(kind.to_string()))?;
+    let kind = canonical_kind(kind).ok_or_else(|| ParseError::Kind(kind.to_string()))?;
     if name.contains('/') {
         return Err(ParseError::Shape);
     }
@@ -55,15 +35,6 @@ pub(crate) fn parse(args: &[String], namespace: &str) -> Result<Resource, ParseE
         },
         name: name.to_string(),
     })
-}
-
-/// The short name `linkerd tap -o wide` prints a resource with.
-pub(crate) fn short(kind: &str) -> &str {
-    KINDS
-        .iter()
-        .find(|(name, _)| *name == kind)
-        .and_then(|(_, short)| short.first().copied())
-        .unwrap_or(kind)
 }
 
 #[cfg(test)]
@@ -93,6 +64,5 @@ mod tests {
         );
         assert_eq!(parse(&args(&["a", "b", "c"]), "x"), Err(ParseError::Shape));
         assert_eq!(parse(&args(&["deploy/a/b"]), "x"), Err(ParseError::Shape));
-        assert_eq!(short("deployment"), "deploy");
     }
 }

@@ -157,7 +157,10 @@ fn resource_of(labels: &BTreeMap<&str, &str>) -> Option<String> {
         "job",
     ] {
         if let Some(name) = labels.get(kind) {
-            return Some(format!("{}/{name}", resource::short(kind)));
+            return Some(format!(
+                "{}/{name}",
+                linkerd_proxy_api::tap_controller::short_kind(kind)
+            ));
         }
     }
     labels.get("pod").map(|p| format!("po/{p}"))
@@ -170,14 +173,10 @@ pub(crate) fn micros(d: Option<&prost_types::Duration>) -> u128 {
 }
 
 pub(crate) fn method_name(r: &tap_event::http::RequestInit) -> String {
-    use linkerd_proxy_api::http_types::http_method::{Registered, Type};
-    match r.method.as_ref().and_then(|m| m.r#type.as_ref()) {
-        Some(Type::Registered(n)) => Registered::try_from(*n)
-            .map(|r| r.as_str_name().to_string())
-            .unwrap_or_else(|_| "?".into()),
-        Some(Type::Unregistered(s)) => s.clone(),
-        None => "?".into(),
-    }
+    r.method
+        .as_ref()
+        .and_then(|m| http::Method::try_from(m).ok())
+        .map_or_else(|| "?".into(), |m| m.to_string())
 }
 
 /// gRPC's name for a status code, as Linkerd prints it.

@@ -15,6 +15,8 @@ pub mod net {
 
 pub mod http_types {
     include!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.http_types.rs"));
+    mod method;
+    pub use method::InvalidMethod;
 }
 
 pub mod meta {
@@ -36,6 +38,8 @@ pub mod tap {
 /// The tap controller's API (this project's own), which `linkerd tap` calls.
 pub mod tap_controller {
     include!(concat!(env!("OUT_DIR"), "/io.linkerd.tap_controller.rs"));
+    mod kind;
+    pub use kind::{KINDS, canonical_kind, short_kind};
 }
 
 /// The generated code names `io.linkerd.proxy.tap` from `io.linkerd.tap_controller`

@@ -8,11 +8,11 @@
 
 mod client;
 
-pub use self::client::{Credentials, CredentialsConfig, CredentialsError};
+pub use self::client::{Credentials, CredentialsConfig, CredentialsError, channel as tls_channel};
 use crate::discovery::{Discover, Workload};
 use futures_util::{Stream, StreamExt};
 use linkerd_proxy_api::{
-    http_types::{HttpMethod, http_method},
+    http_types::HttpMethod,
     net::TcpAddress,
     tap::{
         ObserveRequest, TapEvent,
@@ -25,7 +25,7 @@ use linkerd_proxy_api::{
         tap_event,
     },
     tap_controller::{
-        Resource, TapRequest,
+        Resource, TapRequest, canonical_kind,
         tap_by_resource_server::{TapByResource, TapByResourceServer},
     },
 };
@@ -49,26 +49,6 @@ const TAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 const NAMES_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
 /// Events queued from all pods towards the client.
 const QUEUE: usize = 1024;
-
-/// The kinds a resource may name, canonical first, with kubectl's short names.
-pub const KINDS: &[(&str, &[&str])] = &[
-    ("deployment", &["deploy", "deployments"]),
-    ("statefulset", &["sts", "statefulsets"]),
-    ("daemonset", &["ds", "daemonsets"]),
-    ("replicaset", &["rs", "replicasets"]),
-    ("job", &["jobs"]),
-    ("pod", &["po", "pods"]),
-    ("namespace", &["ns", "namespaces"]),
-];
-
-/// A kind's canonical name, from any of its names.
-pub fn canonical_kind(kind: &str) -> Option<&'static str> {
-    let kind = kind.to_ascii_lowercase();
-    KINDS
-        .iter()
-        .find(|(name, short)| *name == kind || short.contains(&kind.as_str()))
-        .map(|(name, _)| *name)
-}
 
 /// Whether `w` belongs to `r`.
 pub fn selects(r: &Resource, w: &Workload) -> bool {
@@ -169,7 +149,9 @@ fn proxy_match(req: &TapRequest, to: Option<&[IpAddr]>) -> Result<Match, Status>
             http::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
                 Status::invalid_argument(format!("{:?} is not an HTTP method", req.method))
             })?;
-        all.push(text_match(match_http::Match::Method(method_proto(&method))));
+        all.push(text_match(match_http::Match::Method(HttpMethod::from(
+            &method,
+        ))));
     }
     if !req.path_prefix.is_empty() {
         all.push(text_match(match_http::Match::Path(
@@ -214,28 +196,6 @@ fn proxy_match(req: &TapRequest, to: Option<&[IpAddr]>) -> Result<Match, Status>
             _ => m::Match::All(Seq { matches: all }),
         }),
     })
-}
-
-fn method_proto(method: &http::Method) -> HttpMethod {
-    use http_method::{Registered as R, Type};
-    let registered = match *method {
-        http::Method::GET => Some(R::Get),
-        http::Method::POST => Some(R::Post),
-        http::Method::PUT => Some(R::Put),
-        http::Method::DELETE => Some(R::Delete),
-        http::Method::PATCH => Some(R::Patch),
-        http::Method::OPTIONS => Some(R::Options),
-        http::Method::CONNECT => Some(R::Connect),
-        http::Method::HEAD => Some(R::Head),
-        http::Method::TRACE => Some(R::Trace),
-        _ => None,
-    };
-    HttpMethod {
-        r#type: Some(match registered {
-            Some(r) => Type::Registered(r as i32),
-            None => Type::Unregistered(method.to_string()),
-        }),
-    }
 }
 
 fn check_resource(r: &Resource, what: &str) -> Result<Resource, Status> {
@@ -430,7 +390,7 @@ where
     D: Discover,
 {
     let mut bucket = Bucket::new(max_rps);
-    let mut passed: HashSet<(u32, u64, Option<String>)> = HashSet::new();
+    let mut passed: HashSet<(u32, u64, Option<SocketAddr>)> = HashSet::new();
     events.filter_map(move |event| {
         let out = match event {
             Err(status) => Some(Err(status)),
@@ -477,7 +437,7 @@ fn phase(e: &TapEvent) -> Phase {
 
 /// A request's id, unique across the merged proxies (their addresses tell
 /// them apart).
-fn stream_key(e: &TapEvent) -> (u32, u64, Option<String>) {
+fn stream_key(e: &TapEvent) -> (u32, u64, Option<SocketAddr>) {
     use tap_event::http::Event as H;
     let id = match &e.event {
         Some(tap_event::Event::Http(h)) => match &h.event {
@@ -496,7 +456,11 @@ fn stream_key(e: &TapEvent) -> (u32, u64, Option<String>) {
     } else {
         e.source.as_ref()
     };
-    (id.base, id.stream, proxy.map(|a| format!("{a:?}")))
+    (
+        id.base,
+        id.stream,
+        proxy.and_then(|a| SocketAddr::try_from(a).ok()),
+    )
 }
 
 fn ip_of(addr: Option<&TcpAddress>) -> Option<IpAddr> {

@@ -3,7 +3,7 @@
 
 use http::Method;
 use linkerd_proxy_api::{
-    http_types::{HttpMethod, Scheme, http_method, scheme},
+    http_types::{HttpMethod, Scheme, scheme},
     tap::observe_request::{
         Match as Proto,
         r#match::{self as proto, http::string_match},
@@ -180,25 +180,7 @@ fn text(s: &proto::http::StringMatch) -> Result<Text, InvalidMatch> {
 }
 
 fn method(m: &HttpMethod) -> Result<Method, InvalidMatch> {
-    use http_method::{Registered as R, Type};
-    match m.r#type.as_ref().ok_or_else(|| invalid("empty method"))? {
-        Type::Registered(r) => Ok(
-            match R::try_from(*r).map_err(|_| invalid("unknown method"))? {
-                R::Get => Method::GET,
-                R::Post => Method::POST,
-                R::Put => Method::PUT,
-                R::Delete => Method::DELETE,
-                R::Patch => Method::PATCH,
-                R::Options => Method::OPTIONS,
-                R::Connect => Method::CONNECT,
-                R::Head => Method::HEAD,
-                R::Trace => Method::TRACE,
-            },
-        ),
-        Type::Unregistered(s) => {
-            Method::from_bytes(s.as_bytes()).map_err(|_| invalid(format!("{s:?} is not a method")))
-        }
-    }
+    Method::try_from(m).map_err(|e| invalid(e.to_string()))
 }
 
 fn scheme_name(s: &Scheme) -> Result<String, InvalidMatch> {
@@ -211,29 +193,6 @@ fn scheme_name(s: &Scheme) -> Result<String, InvalidMatch> {
             },
         ),
         Type::Unregistered(s) => Ok(s.clone()),
-    }
-}
-
-/// The method as the tap API carries it.
-pub(crate) fn method_proto(m: &Method) -> HttpMethod {
-    use http_method::{Registered as R, Type};
-    let registered = match *m {
-        Method::GET => Some(R::Get),
-        Method::POST => Some(R::Post),
-        Method::PUT => Some(R::Put),
-        Method::DELETE => Some(R::Delete),
-        Method::PATCH => Some(R::Patch),
-        Method::OPTIONS => Some(R::Options),
-        Method::CONNECT => Some(R::Connect),
-        Method::HEAD => Some(R::Head),
-        Method::TRACE => Some(R::Trace),
-        _ => None,
-    };
-    HttpMethod {
-        r#type: Some(match registered {
-            Some(r) => Type::Registered(r as i32),
-            None => Type::Unregistered(m.as_str().to_string()),
-        }),
     }
 }
 
@@ -277,7 +236,7 @@ mod tests {
         let path = http_match(http::Match::Path(http::StringMatch {
             r#match: Some(string_match::Match::Prefix("/api".into())),
         }));
-        let get = http_match(http::Match::Method(method_proto(&Method::GET)));
+        let get = http_match(http::Match::Method(HttpMethod::from(&Method::GET)));
         let src = Proto {
             r#match: Some(proto::Match::Source(PTcp {
                 r#match: Some(tcp::Match::Netmask(tcp::Netmask {
@@ -326,7 +285,7 @@ mod tests {
             })),
         };
         assert!(Matcher::new(&bad_mask).is_err());
-        let mut deep = http_match(http::Match::Method(method_proto(&Method::GET)));
+        let mut deep = http_match(http::Match::Method(HttpMethod::from(&Method::GET)));
         for _ in 0..20 {
             deep = Proto {
                 r#match: Some(proto::Match::Not(Box::new(deep))),
