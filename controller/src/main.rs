@@ -232,19 +232,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn tap(args: TapArgs) -> anyhow::Result<()> {
-    match &args.local {
-        Some(path) => {
-            let discover =
-                discovery::local::LocalDiscovery::load(path.clone(), args.poll_interval)?;
-            serve_tap(discover, args).await
-        }
-        None => {
-            let client = kube_client(args.kubeconfig.as_deref()).await?;
-            tracing::info!("waiting for the Kubernetes API's first lists");
-            let discover = discovery::kubernetes::KubeDiscovery::start(client).await;
-            serve_tap(discover, args).await
-        }
-    }
+    let discover = discovery(
+        args.local.as_deref(),
+        args.kubeconfig.as_deref(),
+        args.poll_interval,
+    )
+    .await?;
+    serve_tap(discover, args).await
 }
 
 async fn serve_tap<D: discovery::Discover>(discover: D, args: TapArgs) -> anyhow::Result<()> {
@@ -375,19 +369,35 @@ async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 async fn destination(args: DestinationArgs) -> anyhow::Result<()> {
-    match &args.local {
-        Some(path) => {
-            let discover =
-                discovery::local::LocalDiscovery::load(path.clone(), args.poll_interval)?;
-            serve_destination(discover, args).await
-        }
+    let discover = discovery(
+        args.local.as_deref(),
+        args.kubeconfig.as_deref(),
+        args.poll_interval,
+    )
+    .await?;
+    serve_destination(discover, args).await
+}
+
+/// The discovery backend the flags choose: `--local FILE`, or the
+/// Kubernetes API (waiting for its first lists, so first answers are whole).
+async fn discovery(
+    local: Option<&std::path::Path>,
+    kubeconfig: Option<&std::path::Path>,
+    poll_interval: Duration,
+) -> anyhow::Result<discovery::AnyDiscovery> {
+    Ok(match local {
+        Some(path) => discovery::AnyDiscovery::Local(discovery::local::LocalDiscovery::load(
+            path.to_path_buf(),
+            poll_interval,
+        )?),
         None => {
-            let client = kube_client(args.kubeconfig.as_deref()).await?;
+            let client = kube_client(kubeconfig).await?;
             tracing::info!("waiting for the Kubernetes API's first lists");
-            let discover = discovery::kubernetes::KubeDiscovery::start(client).await;
-            serve_destination(discover, args).await
+            discovery::AnyDiscovery::Kubernetes(
+                discovery::kubernetes::KubeDiscovery::start(client).await,
+            )
         }
-    }
+    })
 }
 
 async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {

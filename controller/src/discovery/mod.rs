@@ -27,6 +27,29 @@ pub trait Discover: Clone + Send + Sync + 'static {
     fn pods(&self) -> Vec<Workload>;
 }
 
+/// The backend chosen at start-up: a topology file or the Kubernetes API.
+#[derive(Clone)]
+pub enum AnyDiscovery {
+    Local(local::LocalDiscovery),
+    Kubernetes(kubernetes::KubeDiscovery),
+}
+
+impl Discover for AnyDiscovery {
+    fn watch(&self, target: &Target) -> watch::Receiver<Resolution> {
+        match self {
+            Self::Local(d) => d.watch(target),
+            Self::Kubernetes(d) => d.watch(target),
+        }
+    }
+
+    fn pods(&self) -> Vec<Workload> {
+        match self {
+            Self::Local(d) => d.pods(),
+            Self::Kubernetes(d) => d.pods(),
+        }
+    }
+}
+
 /// A pod, by address, and the workload behind it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Workload {

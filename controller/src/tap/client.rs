@@ -165,8 +165,9 @@ impl Renew {
     }
 }
 
-/// A gRPC channel to a proxy's tap port over mesh TLS to its identity.
-pub(super) fn channel(addr: SocketAddr, identity: &str, tls: Arc<rustls::ClientConfig>) -> Channel {
+/// A gRPC channel to a proxy (its tap port, say) over mesh TLS to its
+/// identity, as `tls`'s client; it connects on first use.
+pub fn channel(addr: SocketAddr, identity: &str, tls: Arc<rustls::ClientConfig>) -> Channel {
     let name = ServerName::try_from(identity.to_string()).ok();
     Endpoint::from_shared(format!("http://{addr}"))
         .expect("a socket address is a valid URI")

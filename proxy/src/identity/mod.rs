@@ -148,6 +148,10 @@ impl Local {
     /// Resolves once the proxy has a certificate, or with `false` after
     /// `limit`: a connection that needs TLS waits for the first one.
     pub(crate) async fn certified(&self, limit: Duration) -> bool {
+        // Nearly always so: no timer, no receiver clone.
+        if self.is_certified() {
+            return true;
+        }
         let mut current = self.current.clone();
         let wait = current.wait_for(Option::is_some);
         matches!(tokio::time::timeout(limit, wait).await, Ok(Ok(_)))

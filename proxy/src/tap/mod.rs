@@ -244,16 +244,17 @@ impl Tapped {
             trailers: None,
             ended: false,
         };
-        let with_headers = tapped.sinks.iter().any(|s| s.headers);
-        let init = |headers: bool| ev::RequestInit {
-            id: Some(id),
-            method: Some(matcher::method_proto(f.method)),
-            scheme: Some(matcher::scheme_proto(f.scheme)),
-            authority: f.authority.to_string(),
-            path: f.path.to_string(),
-            headers: headers.then(|| headers_proto(meta.headers)),
-        };
-        tapped.emit_each(|headers| ev::Event::RequestInit(init(headers && with_headers)));
+        // Each sink gets the headers only if its session asked for them.
+        tapped.emit_each(|headers| {
+            ev::Event::RequestInit(ev::RequestInit {
+                id: Some(id),
+                method: Some(f.method.into()),
+                scheme: Some(matcher::scheme_proto(f.scheme)),
+                authority: f.authority.to_string(),
+                path: f.path.to_string(),
+                headers: headers.then(|| headers_proto(meta.headers)),
+            })
+        });
         tapped
     }
 
