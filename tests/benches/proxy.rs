@@ -455,9 +455,7 @@ async fn tap_everything(mesh: &Mesh, proxy: &Proxy, per_second: Option<u32>) -> 
             .build()
             .unwrap();
         let n = rt.block_on(async move {
-            let channel = mesh::tls_channel(addr, &server, tls)
-                .await
-                .expect("tap channel");
+            let channel = linkerd_controller::tap::tls_channel(addr, &server, tls);
             let mut client = TapClient::new(channel);
             let mut n = 0u64;
             loop {

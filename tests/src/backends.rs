@@ -318,6 +318,16 @@ pub fn grpc_echo_on(listener: TcpListener) -> SocketAddr {
 
 /// One HTTP/1.1 request on a new connection; returns status and body.
 pub async fn http1_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    http1(addr, method, &addr.to_string(), path).await
+}
+
+/// One HTTP/1.1 GET with `Host: host` on a new connection (a request to a
+/// service through a proxy); returns status and body.
+pub async fn http1_get(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
+    http1(addr, "GET", host, path).await
+}
+
+async fn http1(addr: SocketAddr, method: &str, host: &str, path: &str) -> (u16, String) {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -326,7 +336,25 @@ pub async fn http1_request(addr: SocketAddr, method: &str, path: &str) -> (u16, 
     let req = Request::builder()
         .method(method)
         .uri(path)
-        .header("host", addr.to_string())
+        .header("host", host)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let rsp = send.send_request(req).await.expect("request");
+    let status = rsp.status().as_u16();
+    let body = rsp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// One HTTP/2 (prior knowledge) GET of `http://{authority}{path}` on a new
+/// connection; returns status and body.
+pub async fn h2_get(addr: SocketAddr, authority: &str, path: &str) -> (u16, String) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let req = Request::get(format!("http://{authority}{path}"))
         .body(Empty::<Bytes>::new())
         .unwrap();
     let rsp = send.send_request(req).await.expect("request");

@@ -64,6 +64,32 @@ fn service_command(service: &str, source: &str, file: &Path) -> Command {
     cmd
 }
 
+/// `linkerd-controller SERVICE` on `backend`, holding `yaml`'s world: a
+/// topology file in `dir`, or a fake API (with its kubeconfig in `dir`).
+async fn backend_command(
+    service: &str,
+    backend: Backend,
+    yaml: &str,
+    dir: &Path,
+) -> (Command, Option<FakeApi>) {
+    match backend {
+        Backend::Local => {
+            let topology = dir.join("topology.yaml");
+            std::fs::write(&topology, yaml).expect("write topology");
+            (service_command(service, "--local", &topology), None)
+        }
+        Backend::Kubernetes => {
+            let api = FakeApi::start().await;
+            api.set_topology(&parse(yaml));
+            let kubeconfig = api.write_kubeconfig(dir);
+            (
+                service_command(service, "--kubeconfig", &kubeconfig),
+                Some(api),
+            )
+        }
+    }
+}
+
 /// `linkerd-controller identity` on `backend`, with the trust anchors and
 /// issuer in `certs` (`ca-bundle.crt`, `crt.pem`, `key.pem`) and `extra`
 /// flags; the command, ready to spawn, and the fake API it uses.
@@ -74,22 +100,7 @@ pub async fn identity_command(
     extra: &[&str],
 ) -> (Command, Option<FakeApi>, PathBuf) {
     let dir = scratch_dir();
-    let (mut cmd, api) = match backend {
-        Backend::Local => {
-            let topology = dir.join("topology.yaml");
-            std::fs::write(&topology, yaml).expect("write topology");
-            (service_command("identity", "--local", &topology), None)
-        }
-        Backend::Kubernetes => {
-            let api = FakeApi::start().await;
-            api.set_topology(&parse(yaml));
-            let kubeconfig = api.write_kubeconfig(&dir);
-            (
-                service_command("identity", "--kubeconfig", &kubeconfig),
-                Some(api),
-            )
-        }
-    };
+    let (mut cmd, api) = backend_command("identity", backend, yaml, &dir).await;
     cmd.arg("--trust-anchors")
         .arg(certs.join("ca-bundle.crt"))
         .arg("--issuer-dir")
@@ -111,67 +122,36 @@ impl Controller {
     /// Starts the destination service on `backend`, holding `yaml`'s world.
     pub async fn destination_with(backend: Backend, yaml: &str) -> Self {
         let dir = scratch_dir();
-        let (cmd, api) = match backend {
-            Backend::Local => {
-                let topology = dir.join("topology.yaml");
-                std::fs::write(&topology, yaml).expect("write topology");
-                (destination_command("--local", &topology), None)
-            }
-            Backend::Kubernetes => {
-                let api = FakeApi::start().await;
-                api.set_topology(&parse(yaml));
-                let kubeconfig = api.write_kubeconfig(&dir);
-                (destination_command("--kubeconfig", &kubeconfig), Some(api))
-            }
-        };
-        let (child, addrs) = spawn_listening(cmd, &["destination", "admin"]).await;
-        Self {
-            grpc: addrs["destination"],
-            admin: addrs["admin"],
-            dir,
-            child,
-            api,
-        }
+        let (cmd, api) = backend_command("destination", backend, yaml, &dir).await;
+        Self::spawn("destination", cmd, api, dir).await
     }
 
     /// Starts the tap service on `backend`, holding `yaml`'s world, with
     /// `extra` flags (its identity settings).
     pub async fn tap_with(backend: Backend, yaml: &str, extra: &[&str]) -> Self {
         let dir = scratch_dir();
-        let (mut cmd, api) = match backend {
-            Backend::Local => {
-                let topology = dir.join("topology.yaml");
-                std::fs::write(&topology, yaml).expect("write topology");
-                (service_command("tap", "--local", &topology), None)
-            }
-            Backend::Kubernetes => {
-                let api = FakeApi::start().await;
-                api.set_topology(&parse(yaml));
-                let kubeconfig = api.write_kubeconfig(&dir);
-                (
-                    service_command("tap", "--kubeconfig", &kubeconfig),
-                    Some(api),
-                )
-            }
-        };
+        let (mut cmd, api) = backend_command("tap", backend, yaml, &dir).await;
         cmd.args(extra);
-        let (child, addrs) = spawn_listening(cmd, &["tap", "admin"]).await;
-        Self {
-            grpc: addrs["tap"],
-            admin: addrs["admin"],
-            dir,
-            child,
-            api,
-        }
+        Self::spawn("tap", cmd, api, dir).await
     }
 
     /// Starts the identity service on `backend` (tokens from `yaml`), with
     /// the certificates in `certs`.
     pub async fn identity_with(backend: Backend, yaml: &str, certs: &Path, extra: &[&str]) -> Self {
         let (cmd, api, dir) = identity_command(backend, yaml, certs, extra).await;
-        let (child, addrs) = spawn_listening(cmd, &["identity", "admin"]).await;
+        Self::spawn("identity", cmd, api, dir).await
+    }
+
+    /// Runs `cmd` until its gRPC (`service`) and admin servers listen.
+    async fn spawn(
+        service: &'static str,
+        cmd: Command,
+        api: Option<FakeApi>,
+        dir: PathBuf,
+    ) -> Self {
+        let (child, addrs) = spawn_listening(cmd, &[service, "admin"]).await;
         Self {
-            grpc: addrs["identity"],
+            grpc: addrs[service],
             admin: addrs["admin"],
             dir,
             child,

@@ -45,12 +45,7 @@ impl Mesh {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("l5d-mesh-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("mesh dir");
-        let day = Duration::from_secs(24 * 3600);
-        let now = time::OffsetDateTime::now_utc();
-        let g = ca::generate(TRUST_DOMAIN, 365 * day, 30 * day, now).expect("generate CA");
-        std::fs::write(dir.join("ca-bundle.crt"), &g.trust_anchor_pem).unwrap();
-        std::fs::write(dir.join("crt.pem"), &g.issuer_pem).unwrap();
-        std::fs::write(dir.join("key.pem"), &g.issuer_key_pem).unwrap();
+        let trust_anchors = write_certs(&dir);
         let mut tokens = String::from("tokens:\n");
         for (ns, sa) in accounts {
             tokens.push_str(&format!(
@@ -65,7 +60,7 @@ impl Mesh {
         let identity = Controller::identity_with(Backend::Local, &tokens, &dir, extra).await;
         Self {
             identity,
-            trust_anchors: g.trust_anchor_pem,
+            trust_anchors,
             dir,
         }
     }
@@ -82,6 +77,18 @@ impl Mesh {
             )
             .env("LINKERD2_PROXY_IDENTITY_SVC_ADDR", self.identity.grpc)
     }
+}
+
+/// A fresh trust anchor (a year) and issuer (30 days) in `dir`, named as the
+/// chart mounts them (`ca-bundle.crt`, `crt.pem`, `key.pem`); the anchor's PEM.
+pub fn write_certs(dir: &std::path::Path) -> String {
+    let day = Duration::from_secs(24 * 3600);
+    let now = time::OffsetDateTime::now_utc();
+    let g = ca::generate(TRUST_DOMAIN, 365 * day, 30 * day, now).expect("generate CA");
+    std::fs::write(dir.join("ca-bundle.crt"), &g.trust_anchor_pem).unwrap();
+    std::fs::write(dir.join("crt.pem"), &g.issuer_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), &g.issuer_key_pem).unwrap();
+    g.trust_anchor_pem
 }
 
 impl Drop for Mesh {
@@ -207,26 +214,4 @@ impl Mesh {
             .unwrap();
         std::sync::Arc::new(config)
     }
-}
-
-/// A gRPC channel to `addr` over mesh TLS to `server` (its identity).
-pub async fn tls_channel(
-    addr: SocketAddr,
-    server: &str,
-    tls: std::sync::Arc<rustls::ClientConfig>,
-) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    let name = rustls::pki_types::ServerName::try_from(server.to_string()).unwrap();
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
-            let (tls, name) = (tls.clone(), name.clone());
-            async move {
-                let tcp = TcpStream::connect(addr).await?;
-                let stream = tokio_rustls::TlsConnector::from(tls)
-                    .connect(name, tcp)
-                    .await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-            }
-        }))
-        .await
 }

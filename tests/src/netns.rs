@@ -90,6 +90,24 @@ impl Netns {
             .collect()
     }
 
+    /// The command prefix that runs a program inside the namespace as the
+    /// proxy's user (uid and gid 2102, no groups), as a pod runs its proxy.
+    pub fn proxy_user_prefix(&self) -> Vec<String> {
+        let mut argv = self.prefix();
+        argv.extend(
+            [
+                "setpriv",
+                "--reuid",
+                "2102",
+                "--regid",
+                "2102",
+                "--clear-groups",
+            ]
+            .map(String::from),
+        );
+        argv
+    }
+
     /// Starts a runtime whose tasks run inside this namespace.
     pub fn runtime(&self) -> io::Result<NsRuntime> {
         let path = format!("/run/netns/{}", self.name);

@@ -17,7 +17,6 @@ use crate::{
     netns::{self, Bridge, Netns, NsRuntime},
     proxy::{Proxy, bin, spawn_listening},
 };
-use linkerd_controller::identity::ca;
 use std::{
     future::Future,
     net::{Ipv4Addr, SocketAddr},
@@ -35,7 +34,6 @@ pub const TAP_PORT: u16 = 8088;
 /// The networks the proxies resolve original destinations in.
 pub const NETWORKS: &str = "198.18.0.0/15";
 const CLUSTER_IPS: &str = "198.19.0.0/16";
-const PROXY_UID: &str = "2102";
 
 /// Why these tests cannot run here, if they cannot; print it and return.
 pub fn unavailable() -> Option<String> {
@@ -125,17 +123,7 @@ impl Cluster {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("l5d-pods-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("cluster dir");
-        let day = Duration::from_secs(24 * 3600);
-        let g = ca::generate(
-            mesh::TRUST_DOMAIN,
-            365 * day,
-            30 * day,
-            time::OffsetDateTime::now_utc(),
-        )
-        .expect("generate CA");
-        std::fs::write(dir.join("ca-bundle.crt"), &g.trust_anchor_pem).unwrap();
-        std::fs::write(dir.join("crt.pem"), &g.issuer_pem).unwrap();
-        std::fs::write(dir.join("key.pem"), &g.issuer_key_pem).unwrap();
+        let trust_anchors = mesh::write_certs(&dir);
 
         let bridge = Bridge::create().expect("bridge");
         let control = Netns::create("ctl").expect("control namespace");
@@ -148,7 +136,7 @@ impl Cluster {
             control: (control_rt, control),
             bridge,
             dir,
-            trust_anchors: g.trust_anchor_pem,
+            trust_anchors,
             services,
             pods: Vec::new(),
             tokens: Vec::new(),
@@ -235,11 +223,12 @@ impl Cluster {
     }
 
     /// Adds a pod: its namespace on the bridge, its applications (`apps`
-    /// runs inside it), and, when meshed, proxy-init's rules and a ready
-    /// proxy. It joins the topology once it is serving.
+    /// runs inside it, given the pod's address), and, when meshed,
+    /// proxy-init's rules and a ready proxy. It joins the topology once it
+    /// is serving.
     pub async fn pod<F, Fut>(&mut self, name: &str, spec: PodSpec, apps: F) -> Pod
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(Ipv4Addr) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let ip = Ipv4Addr::new(198, 18, 0, self.next_ip);
@@ -249,7 +238,7 @@ impl Cluster {
             .attach(&ns, ip, 16, &[CLUSTER_IPS])
             .expect("attach pod");
         let rt = ns.runtime().expect("pod runtime");
-        rt.run(apps()).await;
+        rt.run(apps(ip)).await;
 
         let sa = spec.app;
         let token = self.dir.join(format!("{name}.token"));
@@ -265,18 +254,7 @@ impl Cluster {
             let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
             netns::run(argv[0], &argv[1..]).expect("linkerd-proxy-init");
 
-            let mut wrapper = ns.prefix();
-            wrapper.extend(
-                [
-                    "setpriv",
-                    "--reuid",
-                    PROXY_UID,
-                    "--regid",
-                    PROXY_UID,
-                    "--clear-groups",
-                ]
-                .map(String::from),
-            );
+            let wrapper = ns.proxy_user_prefix();
             let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
             let mut builder = Proxy::builder()
                 .wrapper(&wrapper)

@@ -5,9 +5,9 @@
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use linkerd_tests::{
-    backends,
+    backends::{self, h2_get, http1_get},
     controller::Controller,
     echo::{Msg, echo_client::EchoClient},
     mesh::{self, Mesh, Wire, contains, identity},
@@ -71,38 +71,6 @@ async fn client(mesh: &Mesh, dst: &Controller) -> Proxy {
         .await;
     mesh::ready(&proxy).await;
     proxy
-}
-
-async fn http1_get(proxy: SocketAddr, authority: &str, path: &str) -> (u16, String) {
-    let stream = TcpStream::connect(proxy).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get(path)
-        .header("host", authority)
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    let rsp = send.send_request(req).await.unwrap();
-    let status = rsp.status().as_u16();
-    let body = rsp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-async fn h2_get(proxy: SocketAddr, authority: &str, path: &str) -> (u16, String) {
-    let stream = TcpStream::connect(proxy).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get(format!("http://{authority}{path}"))
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    let rsp = send.send_request(req).await.unwrap();
-    let status = rsp.status().as_u16();
-    let body = rsp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test]

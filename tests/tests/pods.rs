@@ -4,16 +4,13 @@
 //!
 //! Skips, saying why, where network namespaces cannot be made (not root).
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use linkerd_tests::{
-    backends,
+    backends::{self, h2_get, http1_get},
     echo::{Msg, echo_client::EchoClient},
     mesh::identity,
     netns::{self, Netns},
-    pods::{self, CONTROL_IP, Cluster, NS, PodSpec, Service},
+    pods::{self, CONTROL_IP, Cluster, NS, Pod, PodSpec, Service},
 };
 use std::{
     collections::BTreeSet,
@@ -69,6 +66,26 @@ fn services() -> Vec<Service> {
     }]
 }
 
+/// The meshed client pod, `vote-bot`, with extra proxy-init flags.
+fn client_spec(init_args: Vec<String>) -> PodSpec {
+    PodSpec {
+        app: "vote-bot",
+        meshed: true,
+        init_args,
+        ..Default::default()
+    }
+}
+
+/// `webs` pods of `web` (from 198.18.0.10 up), then the client pod.
+async fn web_and_client(cluster: &mut Cluster, webs: usize, client: PodSpec) -> (Vec<Pod>, Pod) {
+    let mut pods = Vec::new();
+    for i in 0..webs {
+        pods.push(cluster.pod(&format!("web-{i}"), web_spec(), web_apps).await);
+    }
+    let client = cluster.pod("vote-bot", client, |_| async {}).await;
+    (pods, client)
+}
+
 fn web_spec() -> PodSpec {
     PodSpec {
         app: "web",
@@ -76,38 +93,6 @@ fn web_spec() -> PodSpec {
         init_args: vec![format!("--inbound-ports-to-ignore={SKIPPED_IN}")],
         ..Default::default()
     }
-}
-
-async fn http1(target: SocketAddr, host: &str, path: &str) -> (u16, String) {
-    let stream = TcpStream::connect(target).await.expect("connect");
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get(path)
-        .header("host", host)
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    let rsp = send.send_request(req).await.unwrap();
-    let status = rsp.status().as_u16();
-    let body = rsp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-async fn h2(target: SocketAddr, authority: &str, path: &str) -> (u16, String) {
-    let stream = TcpStream::connect(target).await.expect("connect");
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get(format!("http://{authority}{path}"))
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    let rsp = send.send_request(req).await.unwrap();
-    let status = rsp.status().as_u16();
-    let body = rsp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// What the client application does: call `web` by name (its cluster IP,
@@ -118,13 +103,13 @@ async fn client_calls() -> (BTreeSet<String>, String) {
     let http = SocketAddr::from((WEB_IP, 80));
     let mut answered = BTreeSet::new();
     for _ in 0..20 {
-        let (status, body) = http1(http, WEB, "/whoami").await;
+        let (status, body) = http1_get(http, WEB, "/whoami").await;
         assert_eq!(status, 200, "{body}");
         answered.insert(body);
     }
-    let (status, headers) = http1(http, WEB, "/headers").await;
+    let (status, headers) = http1_get(http, WEB, "/headers").await;
     assert_eq!(status, 200);
-    let (status, body) = h2(http, WEB, "/headers").await;
+    let (status, body) = h2_get(http, WEB, "/headers").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("version: HTTP/2.0"), "{body}");
 
@@ -185,28 +170,13 @@ fn tower_connector(
 async fn pods_mesh_by_name_over_every_protocol_with_mtls() {
     skip_unless_namespaces!("pods_mesh_by_name_over_every_protocol_with_mtls");
     let mut cluster = Cluster::start(services()).await;
-    let web0 = cluster
-        .pod("web-0", web_spec(), || {
-            web_apps(Ipv4Addr::new(198, 18, 0, 10))
-        })
-        .await;
-    let web1 = cluster
-        .pod("web-1", web_spec(), || {
-            web_apps(Ipv4Addr::new(198, 18, 0, 11))
-        })
-        .await;
-    let client = cluster
-        .pod(
-            "vote-bot",
-            PodSpec {
-                app: "vote-bot",
-                meshed: true,
-                init_args: vec![format!("--outbound-ports-to-ignore={SKIPPED_OUT}")],
-                ..Default::default()
-            },
-            || async {},
-        )
-        .await;
+    let (webs, client) = web_and_client(
+        &mut cluster,
+        2,
+        client_spec(vec![format!("--outbound-ports-to-ignore={SKIPPED_OUT}")]),
+    )
+    .await;
+    let [web0, web1]: [Pod; 2] = webs.try_into().ok().unwrap();
     assert_eq!(
         (web0.ip, web1.ip),
         (Ipv4Addr::new(198, 18, 0, 10), Ipv4Addr::new(198, 18, 0, 11))
@@ -295,8 +265,7 @@ async fn pods_mesh_by_name_over_every_protocol_with_mtls() {
                 app: "outside",
                 ..Default::default()
             },
-            || async {
-                let ip = Ipv4Addr::new(198, 18, 0, 13);
+            |ip| async move {
                 backends::http_on(bind(ip, SKIPPED_OUT).await);
                 backends::http_on(bind(ip, SKIPPED_OUT + 1).await);
             },
@@ -305,8 +274,8 @@ async fn pods_mesh_by_name_over_every_protocol_with_mtls() {
     let (skipped, counted) = (outside.addr(SKIPPED_OUT), outside.addr(SKIPPED_OUT + 1));
     let peers = client
         .run(async move {
-            let a = http1(skipped, "outside", "/peer").await;
-            let b = http1(counted, "outside", "/peer").await;
+            let a = http1_get(skipped, "outside", "/peer").await;
+            let b = http1_get(counted, "outside", "/peer").await;
             (a, b)
         })
         .await;
@@ -326,7 +295,7 @@ async fn pods_mesh_by_name_over_every_protocol_with_mtls() {
         m.text
     );
     let direct = web0.addr(SKIPPED_IN);
-    let (status, peer) = outside.run(http1(direct, "web", "/peer")).await;
+    let (status, peer) = outside.run(http1_get(direct, "web", "/peer")).await;
     assert_eq!(status, 200);
     assert!(peer.starts_with("198.18.0.13:"), "the app saw {peer}");
     let m = web0.metrics().await;
@@ -361,27 +330,7 @@ async fn tap_shows_every_request_a_client_sends_with_its_fields() {
     };
     skip_unless_namespaces!("tap_shows_every_request_a_client_sends_with_its_fields");
     let mut cluster = Cluster::start(services()).await;
-    let _web0 = cluster
-        .pod("web-0", web_spec(), || {
-            web_apps(Ipv4Addr::new(198, 18, 0, 10))
-        })
-        .await;
-    let _web1 = cluster
-        .pod("web-1", web_spec(), || {
-            web_apps(Ipv4Addr::new(198, 18, 0, 11))
-        })
-        .await;
-    let client = cluster
-        .pod(
-            "vote-bot",
-            PodSpec {
-                app: "vote-bot",
-                meshed: true,
-                ..Default::default()
-            },
-            || async {},
-        )
-        .await;
+    let (_webs, client) = web_and_client(&mut cluster, 2, client_spec(vec![])).await;
 
     // Tap deploy/web from inside the client pod (any pod reaches the
     // control plane), then send known traffic.
@@ -406,7 +355,7 @@ async fn tap_shows_every_request_a_client_sends_with_its_fields() {
             let mut stream = tap.tap(req).await.expect("tap").into_inner();
             let http = SocketAddr::from((WEB_IP, 80));
             for i in 0..6 {
-                let (status, _) = http1(http, WEB, &format!("/whoami?n={i}")).await;
+                let (status, _) = http1_get(http, WEB, &format!("/whoami?n={i}")).await;
                 assert_eq!(status, 200);
             }
             let channel = tonic::transport::Endpoint::from_shared(format!("http://{WEB}:{GRPC}"))
@@ -500,22 +449,7 @@ async fn linkerd_tap_prints_every_request_the_test_sent() {
     use tokio::io::{AsyncBufReadExt, BufReader};
     skip_unless_namespaces!("linkerd_tap_prints_every_request_the_test_sent");
     let mut cluster = Cluster::start(services()).await;
-    let _web0 = cluster
-        .pod("web-0", web_spec(), || {
-            web_apps(Ipv4Addr::new(198, 18, 0, 10))
-        })
-        .await;
-    let client = cluster
-        .pod(
-            "vote-bot",
-            PodSpec {
-                app: "vote-bot",
-                meshed: true,
-                ..Default::default()
-            },
-            || async {},
-        )
-        .await;
+    let (_webs, client) = web_and_client(&mut cluster, 1, client_spec(vec![])).await;
     let mut argv = cluster.control_prefix();
     argv.push(linkerd_tests::proxy::bin("linkerd").display().to_string());
     let tap = SocketAddr::from((CONTROL_IP, pods::TAP_PORT)).to_string();
@@ -557,7 +491,7 @@ async fn linkerd_tap_prints_every_request_the_test_sent() {
     let http = SocketAddr::from((WEB_IP, 80));
     let warm = async {
         loop {
-            client.run(http1(http, WEB, "/warmup")).await;
+            client.run(http1_get(http, WEB, "/warmup")).await;
             let seen = tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await;
             if let Ok(Ok(Some(line))) = seen
                 && line.contains(":path=/warmup")
@@ -572,7 +506,7 @@ async fn linkerd_tap_prints_every_request_the_test_sent() {
     let sent: Vec<String> = (0..5).map(|i| format!("/tapped/{i}")).collect();
     for path in sent.clone() {
         let (status, _) = client
-            .run(async move { http1(http, WEB, &path).await })
+            .run(async move { http1_get(http, WEB, &path).await })
             .await;
         assert_eq!(status, 200);
     }
@@ -668,22 +602,7 @@ async fn linkerd_top_shows_the_busiest_paths_in_a_terminal() {
     };
     skip_unless_namespaces!("linkerd_top_shows_the_busiest_paths_in_a_terminal");
     let mut cluster = Cluster::start(services()).await;
-    let _web0 = cluster
-        .pod("web-0", web_spec(), || {
-            web_apps(Ipv4Addr::new(198, 18, 0, 10))
-        })
-        .await;
-    let client = cluster
-        .pod(
-            "vote-bot",
-            PodSpec {
-                app: "vote-bot",
-                meshed: true,
-                ..Default::default()
-            },
-            || async {},
-        )
-        .await;
+    let (_webs, client) = web_and_client(&mut cluster, 1, client_spec(vec![])).await;
 
     // A real pseudo-terminal, 40x160, read through a terminal emulator.
     let size = nix::pty::Winsize {
@@ -731,7 +650,7 @@ async fn linkerd_top_shows_the_busiest_paths_in_a_terminal() {
     let http = SocketAddr::from((WEB_IP, 80));
     let shown = linkerd_tests::eventually(Duration::from_secs(15), || async {
         for path in ["/busy", "/busy", "/busy", "/quiet"] {
-            client.run(http1(http, WEB, path)).await;
+            client.run(http1_get(http, WEB, path)).await;
         }
         let text = contents();
         let row = |path: &str| {
@@ -756,7 +675,9 @@ async fn linkerd_top_shows_the_busiest_paths_in_a_terminal() {
     let busy_count: u64 = cells[4].parse().unwrap();
     let quiet_cells: Vec<&str> = quiet.iter().map(String::as_str).collect();
     let quiet_count: u64 = quiet_cells[4].parse().unwrap();
-    assert!(busy_count >= 3 * quiet_count.max(1) - 2, "{text}");
+    // Three /busy per /quiet in each round; top may start tapping just
+    // before a round's /quiet, so that one may have no /busy before it.
+    assert!(busy_count >= 3 * (quiet_count - 1), "{text}");
     assert_eq!(cells[8], "100.00%", "{text}");
     // Sorted by count: /busy above /quiet.
     let (busy_at, quiet_at) = (text.find("/busy").unwrap(), text.find("/quiet").unwrap());

@@ -52,9 +52,8 @@ async fn web(mesh: &Mesh, app: SocketAddr) -> Proxy {
 
 async fn tap_client(mesh: &Mesh, proxy: &Proxy, ns: &str, sa: &str) -> TapClient<Channel> {
     let tls = mesh.client_tls(ns, sa).await;
-    let channel = mesh::tls_channel(proxy.tap.unwrap(), &identity(NS, "web"), tls)
-        .await
-        .expect("tap channel");
+    let channel =
+        linkerd_controller::tap::tls_channel(proxy.tap.unwrap(), &identity(NS, "web"), tls);
     TapClient::new(channel)
 }
 
@@ -311,6 +310,49 @@ async fn only_the_tap_identity_may_tap() {
 
 linkerd_tests::on_both_backends!(the_tap_controller_finds_pods_on_either_backend);
 
+/// `web-0` at its own loopback address `ip`: its application there too (as
+/// inbound traffic reaches it), its proxy's tap on `ip:4190`. Returns the
+/// proxy and the pod's topology entry.
+async fn loopback_web_pod(mesh: &Mesh, ip: &str) -> (Proxy, String) {
+    let app = backends::http_on(tokio::net::TcpListener::bind((ip, 0)).await.unwrap());
+    let web = mesh
+        .proxy(NS, "web")
+        .inbound_target(app)
+        .env("LINKERD2_PROXY_INBOUND_LISTEN_ADDR", format!("{ip}:0"))
+        .env("LINKERD2_PROXY_CONTROL_LISTEN_ADDR", format!("{ip}:4190"))
+        .env("LINKERD2_PROXY_TAP_SVC_NAME", tap_name())
+        .spawn()
+        .await;
+    mesh::ready(&web).await;
+    let entry = format!(
+        "  - {{name: web-0, namespace: {NS}, ip: {ip}, labels: {{app: web}}, owner: {{kind: Deployment, name: web}}, serviceAccount: web, meshed: true}}\n"
+    );
+    (web, entry)
+}
+
+/// The tap controller on `backend` holding `topology`, certified by `mesh`'s
+/// identity service, with `extra` flags.
+async fn tap_controller(
+    mesh: &Mesh,
+    backend: linkerd_tests::controller::Backend,
+    topology: &str,
+    extra: &[&str],
+) -> linkerd_tests::controller::Controller {
+    let token = mesh.dir.join("linkerd-linkerd-tap.token");
+    let trust = mesh.dir.join("ca-bundle.crt");
+    let identity_addr = mesh.identity.grpc.to_string();
+    let mut args = vec![
+        "--identity-addr",
+        &identity_addr,
+        "--token-file",
+        token.to_str().unwrap(),
+        "--trust-anchors",
+        trust.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    linkerd_tests::controller::Controller::tap_with(backend, topology, &args).await
+}
+
 /// The tap controller on either discovery backend: a pod at its own loopback
 /// address (its proxy's tap on 4190 there, as in a pod) is found as
 /// `deploy/web` and its requests come back named by their pods.
@@ -327,36 +369,8 @@ async fn the_tap_controller_finds_pods_on_either_backend(
         linkerd_tests::controller::Backend::Kubernetes => "127.0.0.42",
     };
     let mesh = mesh().await;
-    // The application at the pod's address too, as inbound traffic is.
-    let app = backends::http_on(tokio::net::TcpListener::bind((ip, 0)).await.unwrap());
-    let web = mesh
-        .proxy(NS, "web")
-        .inbound_target(app)
-        .env("LINKERD2_PROXY_INBOUND_LISTEN_ADDR", format!("{ip}:0"))
-        .env("LINKERD2_PROXY_CONTROL_LISTEN_ADDR", format!("{ip}:4190"))
-        .env("LINKERD2_PROXY_TAP_SVC_NAME", tap_name())
-        .spawn()
-        .await;
-    mesh::ready(&web).await;
-    let topology = format!(
-        "pods:\n  - {{name: web-0, namespace: {NS}, ip: {ip}, labels: {{app: web}}, owner: {{kind: Deployment, name: web}}, serviceAccount: web, meshed: true}}\n"
-    );
-    let token = mesh.dir.join("linkerd-linkerd-tap.token");
-    let trust = mesh.dir.join("ca-bundle.crt");
-    let identity_addr = mesh.identity.grpc.to_string();
-    let tap = linkerd_tests::controller::Controller::tap_with(
-        backend,
-        &topology,
-        &[
-            "--identity-addr",
-            &identity_addr,
-            "--token-file",
-            token.to_str().unwrap(),
-            "--trust-anchors",
-            trust.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let (web, entry) = loopback_web_pod(&mesh, ip).await;
+    let tap = tap_controller(&mesh, backend, &format!("pods:\n{entry}"), &[]).await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", tap.grpc))
         .unwrap()
         .connect()
@@ -425,39 +439,13 @@ async fn linkerd_tap_reaches_the_tap_service_through_the_kubernetes_api() {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let (web_ip, tap_ip) = ("127.0.0.45", "127.0.0.46");
     let mesh = mesh().await;
-    let app = backends::http_on(tokio::net::TcpListener::bind((web_ip, 0)).await.unwrap());
-    let web = mesh
-        .proxy(NS, "web")
-        .inbound_target(app)
-        .env("LINKERD2_PROXY_INBOUND_LISTEN_ADDR", format!("{web_ip}:0"))
-        .env(
-            "LINKERD2_PROXY_CONTROL_LISTEN_ADDR",
-            format!("{web_ip}:4190"),
-        )
-        .env("LINKERD2_PROXY_TAP_SVC_NAME", tap_name())
-        .spawn()
-        .await;
-    mesh::ready(&web).await;
-    let web_pod = format!(
-        "  - {{name: web-0, namespace: {NS}, ip: {web_ip}, labels: {{app: web}}, owner: {{kind: Deployment, name: web}}, serviceAccount: web, meshed: true}}\n"
-    );
-    let token = mesh.dir.join("linkerd-linkerd-tap.token");
-    let trust = mesh.dir.join("ca-bundle.crt");
-    let identity_addr = mesh.identity.grpc.to_string();
+    let (web, web_pod) = loopback_web_pod(&mesh, web_ip).await;
     let tap_addr = format!("{tap_ip}:8088");
-    let _tap = linkerd_tests::controller::Controller::tap_with(
+    let _tap = tap_controller(
+        &mesh,
         linkerd_tests::controller::Backend::Local,
         &format!("pods:\n{web_pod}"),
-        &[
-            "--addr",
-            &tap_addr,
-            "--identity-addr",
-            &identity_addr,
-            "--token-file",
-            token.to_str().unwrap(),
-            "--trust-anchors",
-            trust.to_str().unwrap(),
-        ],
+        &["--addr", &tap_addr],
     )
     .await;
 

@@ -27,7 +27,6 @@ use tokio::{
 
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const POD_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const PROXY_UID: &str = "2102";
 
 fn addr(ip: Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
@@ -180,18 +179,7 @@ async fn iptables_redirects_pod_traffic_through_the_proxy() {
     pod_rt.run(serve_apps()).await;
     client_rt.run(serve_apps()).await;
 
-    let mut wrapper = pod.prefix();
-    wrapper.extend(
-        [
-            "setpriv",
-            "--reuid",
-            PROXY_UID,
-            "--regid",
-            PROXY_UID,
-            "--clear-groups",
-        ]
-        .map(String::from),
-    );
+    let wrapper = pod.proxy_user_prefix();
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let proxy = Proxy::builder()
         .wrapper(&wrapper)
