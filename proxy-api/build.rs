@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "proto/identity.proto",
     "proto/tap.proto",
     "proto/tap_controller.proto",
+    "proto/public_api.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

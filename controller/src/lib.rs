@@ -6,4 +6,5 @@ pub mod admin;
 pub mod destination;
 pub mod discovery;
 pub mod identity;
+pub mod public_api;
 pub mod tap;

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use linkerd_controller::{admin, destination, discovery, identity, tap};
+use linkerd_controller::{admin, destination, discovery, identity, public_api, tap};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use tokio::net::TcpListener;
 
@@ -33,6 +33,40 @@ enum Command {
     IssuerCerts(IssuerCertsArgs),
     /// Serves tap: taps a resource's meshed pods and merges their events.
     Tap(TapArgs),
+    /// Serves the public API: pods, stats and edges (from Prometheus), and tap.
+    PublicApi(PublicApiArgs),
+}
+
+#[derive(Args)]
+struct PublicApiArgs {
+    /// Find pods in this topology file instead of with the Kubernetes API.
+    #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
+    local: Option<PathBuf>,
+    /// The kubeconfig to reach the Kubernetes API with. Without it: the
+    /// in-cluster config, else $KUBECONFIG or ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// How often the topology file is checked for changes.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    poll_interval: Duration,
+    /// The Prometheus that scrapes the proxies.
+    #[arg(
+        long,
+        default_value = "http://linkerd-prometheus.linkerd.svc.cluster.local:9090"
+    )]
+    prometheus_url: String,
+    /// The tap service, which taps are handed to.
+    #[arg(long, default_value = "linkerd-tap.linkerd.svc.cluster.local:8088")]
+    tap_addr: String,
+    #[arg(long, default_value = "0.0.0.0:8085")]
+    addr: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:9995")]
+    admin_addr: SocketAddr,
+    /// The control plane's namespace, part of every workload identity.
+    #[arg(long, default_value = "linkerd")]
+    controller_namespace: String,
+    #[arg(long, default_value = "cluster.local")]
+    identity_trust_domain: String,
 }
 
 #[derive(Args)]
@@ -228,7 +262,37 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Identity(args) => identity(args).await,
         Command::IssuerCerts(args) => issuer_certs(args),
         Command::Tap(args) => tap(args).await,
+        Command::PublicApi(args) => public_api(args).await,
     }
+}
+
+async fn public_api(args: PublicApiArgs) -> anyhow::Result<()> {
+    let prometheus =
+        public_api::Prometheus::new(&args.prometheus_url).context("--prometheus-url is invalid")?;
+    let tap = tonic::transport::Endpoint::from_shared(format!("http://{}", args.tap_addr))
+        .map_err(|_| anyhow::anyhow!("--tap-addr {:?} is not HOST:PORT", args.tap_addr))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy();
+    let discover = discovery(
+        args.local.as_deref(),
+        args.kubeconfig.as_deref(),
+        args.poll_interval,
+    )
+    .await?;
+    let naming = tap::Naming {
+        control_namespace: args.controller_namespace,
+        trust_domain: args.identity_trust_domain,
+    };
+    tracing::info!(prometheus = %args.prometheus_url, tap = %args.tap_addr, "public API");
+    let routes = public_api::PublicApi::new(discover, prometheus, naming, tap).into_routes();
+    serve_grpc(
+        "public-api",
+        routes,
+        (args.addr, args.admin_addr),
+        prometheus_client::registry::Registry::default(),
+        || {},
+    )
+    .await
 }
 
 async fn tap(args: TapArgs) -> anyhow::Result<()> {

@@ -42,6 +42,11 @@ pub mod tap_controller {
     pub use kind::{KINDS, canonical_kind, short_kind};
 }
 
+/// The public API (this project's own), which the CLI and the dashboard call.
+pub mod public_api {
+    include!(concat!(env!("OUT_DIR"), "/io.linkerd.public_api.rs"));
+}
+
 /// The generated code names `io.linkerd.proxy.tap` from `io.linkerd.tap_controller`
 /// as `super::proxy::tap`; the packages are flattened into this crate's root.
 mod proxy {

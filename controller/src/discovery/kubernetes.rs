@@ -117,10 +117,14 @@ impl Discover for KubeDiscovery {
             .state()
             .iter()
             .filter_map(|pod| {
-                let ip = pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
+                let status = pod.status.as_ref()?;
+                let ip = status.pod_ip.as_deref()?.parse().ok()?;
+                let phase = status.phase.as_deref();
                 Some(super::Workload {
                     ip,
                     endpoint: endpoint(pod),
+                    running: phase == Some("Running"),
+                    failed: phase == Some("Failed"),
                 })
             })
             .collect()

@@ -55,6 +55,10 @@ impl Discover for AnyDiscovery {
 pub struct Workload {
     pub ip: IpAddr,
     pub endpoint: Endpoint,
+    /// Running (the pod's phase), as `linkerd stat` counts pods.
+    pub running: bool,
+    /// Failed (the pod's phase).
+    pub failed: bool,
 }
 
 /// Re-resolves `target` each time `changes` moves and publishes only real
@@ -311,6 +315,8 @@ impl Topology {
             .map(|p| Workload {
                 ip: p.ip,
                 endpoint: p.endpoint(),
+                running: p.ready,
+                failed: false,
             })
             .collect()
     }

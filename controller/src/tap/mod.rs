@@ -51,7 +51,7 @@ const NAMES_REFRESH: std::time::Duration = std::time::Duration::from_millis(100)
 const QUEUE: usize = 1024;
 
 /// Whether `w` belongs to `r`.
-pub fn selects(r: &Resource, w: &Workload) -> bool {
+pub(crate) fn selects(r: &Resource, w: &Workload) -> bool {
     let ep = &w.endpoint;
     match r.r#type.as_str() {
         "namespace" => r.name.is_empty() || ep.namespace == r.name,
@@ -93,7 +93,7 @@ pub struct Naming {
 }
 
 impl Naming {
-    fn identity(&self, w: &Workload) -> String {
+    pub(crate) fn identity(&self, w: &Workload) -> String {
         format!(
             "{}.{}.serviceaccount.identity.{}.{}",
             w.endpoint.service_account.as_deref().unwrap_or("default"),
@@ -566,6 +566,8 @@ mod tests {
                 service_account: Some("web".into()),
                 meshed: true,
             },
+            running: true,
+            failed: false,
         }
     }
 

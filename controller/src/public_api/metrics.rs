@@ -1,0 +1,346 @@
+//! Where stats come from: the few query shapes `linkerd stat` and `linkerd
+//! edges` need, written as PromQL for a Prometheus. The shapes are typed
+//! rather than strings so that another source can answer the same questions
+//! with the same definitions.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use std::{collections::BTreeMap, fmt::Write, time::Duration};
+
+/// A label matcher: `label="value"`, or the label's presence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Matcher {
+    Eq(&'static str, String),
+    /// The label is present (`=~".+"`).
+    Present(String),
+}
+
+impl Matcher {
+    pub(crate) fn eq(label: &'static str, value: impl Into<String>) -> Self {
+        Self::Eq(label, value.into())
+    }
+}
+
+/// How series are combined.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Query {
+    /// `sum(increase(metric{..}[window])) by (..)`: a counter's growth.
+    Increase {
+        metric: &'static str,
+        matchers: Vec<Matcher>,
+        by: Vec<String>,
+        window: String,
+    },
+    /// `histogram_quantile(q, sum(rate(metric_bucket{..}[window])) by (le, ..))`.
+    Quantile {
+        quantile: f64,
+        histogram: &'static str,
+        matchers: Vec<Matcher>,
+        by: Vec<String>,
+        window: String,
+    },
+    /// `sum(metric{..}) by (..)`: a gauge, or a counter's presence.
+    Sum {
+        metric: &'static str,
+        matchers: Vec<Matcher>,
+        by: Vec<String>,
+    },
+}
+
+fn selector(metric: &str, matchers: &[Matcher]) -> String {
+    let mut out = format!("{metric}{{");
+    for (i, m) in matchers.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        // Label values are quoted as PromQL string literals (Go escapes).
+        let _ = match m {
+            Matcher::Eq(l, v) => write!(out, "{l}={}", quote(v)),
+            Matcher::Present(l) => write!(out, "{l}=~\".+\""),
+        };
+    }
+    out.push('}');
+    out
+}
+
+fn quote(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+impl Query {
+    /// The query in PromQL.
+    pub(crate) fn promql(&self) -> String {
+        match self {
+            Self::Increase {
+                metric,
+                matchers,
+                by,
+                window,
+            } => format!(
+                "sum(increase({}[{window}])) by ({})",
+                selector(metric, matchers),
+                by.join(", ")
+            ),
+            Self::Quantile {
+                quantile,
+                histogram,
+                matchers,
+                by,
+                window,
+            } => format!(
+                "histogram_quantile({quantile}, sum(rate({}[{window}])) by (le, {}))",
+                selector(&format!("{histogram}_bucket"), matchers),
+                by.join(", ")
+            ),
+            Self::Sum {
+                metric,
+                matchers,
+                by,
+            } => format!("sum({}) by ({})", selector(metric, matchers), by.join(", ")),
+        }
+    }
+}
+
+/// One series of a query's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Sample {
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) value: f64,
+}
+
+impl Sample {
+    pub(crate) fn label(&self, name: &str) -> &str {
+        self.labels.get(name).map_or("", String::as_str)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach Prometheus at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("Prometheus at {url} refused the query {query:?}: {reason}")]
+    Refused {
+        url: String,
+        query: String,
+        reason: String,
+    },
+    #[error("Prometheus at {url} answered something that is not a query result: {reason}")]
+    Invalid { url: String, reason: String },
+}
+
+/// A Prometheus server's HTTP query API.
+#[derive(Clone)]
+pub struct Prometheus {
+    base: String,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+/// Longer than any of our queries should take; a hung Prometheus must not
+/// hang `linkerd stat`.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a Prometheus URL such as http://prometheus.linkerd.svc.cluster.local:9090")]
+pub struct InvalidUrl(String);
+
+impl Prometheus {
+    /// `url` is Prometheus' base URL (`http://host:9090`, maybe with a path prefix).
+    pub fn new(url: &str) -> Result<Self, InvalidUrl> {
+        let base = url.trim_end_matches('/').to_string();
+        let uri: http::Uri = base.parse().map_err(|_| InvalidUrl(url.into()))?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return Err(InvalidUrl(url.into()));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Self { base, client })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Runs an instant query.
+    pub(crate) async fn query(&self, query: &Query) -> Result<Vec<Sample>, Error> {
+        let promql = query.promql();
+        let encoded: String = form_urlencoded::byte_serialize(promql.as_bytes()).collect();
+        let uri = format!("{}/api/v1/query?query={encoded}", self.base);
+        let unreachable = |reason: String| Error::Unreachable {
+            url: self.base.clone(),
+            reason,
+        };
+        let req = http::Request::get(uri)
+            .body(Empty::new())
+            .map_err(|e| unreachable(e.to_string()))?;
+        let fetch = async {
+            let rsp = self.client.request(req).await.map_err(|e| {
+                // hyper-util's error says "client error (Connect)"; its cause
+                // says what happened (connection refused, ...).
+                let cause =
+                    std::error::Error::source(&e).map_or_else(|| e.to_string(), |c| c.to_string());
+                unreachable(cause)
+            })?;
+            let status = rsp.status();
+            let body = rsp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .to_bytes();
+            Ok::<_, Error>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(TIMEOUT, fetch)
+            .await
+            .map_err(|_| unreachable(format!("no answer within {TIMEOUT:?}")))??;
+        parse(&self.base, &promql, status, &body)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Answer {
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    data: Option<Data>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Data {
+    result_type: String,
+    result: Vec<Series>,
+}
+
+#[derive(serde::Deserialize)]
+struct Series {
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+fn parse(
+    url: &str,
+    query: &str,
+    status: http::StatusCode,
+    body: &[u8],
+) -> Result<Vec<Sample>, Error> {
+    let invalid = |reason: String| Error::Invalid {
+        url: url.into(),
+        reason,
+    };
+    let answer: Answer = serde_json::from_slice(body).map_err(|e| {
+        if status.is_success() {
+            invalid(e.to_string())
+        } else {
+            invalid(format!("HTTP {status}"))
+        }
+    })?;
+    if answer.status != "success" {
+        return Err(Error::Refused {
+            url: url.into(),
+            query: query.into(),
+            reason: answer.error.unwrap_or_else(|| format!("HTTP {status}")),
+        });
+    }
+    let data = answer
+        .data
+        .ok_or_else(|| invalid("a success without data".into()))?;
+    if data.result_type != "vector" {
+        return Err(invalid(format!(
+            "a {} where a vector was expected",
+            data.result_type
+        )));
+    }
+    data.result
+        .into_iter()
+        .map(|s| {
+            // Prometheus writes NaN and ±Inf as Go does; Rust parses those.
+            let value = s
+                .value
+                .1
+                .parse::<f64>()
+                .map_err(|_| invalid(format!("{:?} is not a number", s.value.1)))?;
+            Ok(Sample {
+                labels: s.metric,
+                value,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn promql() {
+        let q = Query::Increase {
+            metric: "response_total",
+            matchers: vec![
+                Matcher::eq("direction", "inbound"),
+                Matcher::eq("namespace", "emo\"ji"),
+                Matcher::Present("deployment".into()),
+            ],
+            by: vec!["namespace".into(), "deployment".into()],
+            window: "1m".into(),
+        };
+        assert_eq!(
+            q.promql(),
+            r#"sum(increase(response_total{direction="inbound", namespace="emo\"ji", deployment=~".+"}[1m])) by (namespace, deployment)"#
+        );
+        let q = Query::Quantile {
+            quantile: 0.95,
+            histogram: "response_latency_ms",
+            matchers: vec![Matcher::eq("direction", "inbound")],
+            by: vec!["pod".into()],
+            window: "30s".into(),
+        };
+        assert_eq!(
+            q.promql(),
+            r#"histogram_quantile(0.95, sum(rate(response_latency_ms_bucket{direction="inbound"}[30s])) by (le, pod))"#
+        );
+    }
+
+    #[test]
+    fn answers() {
+        let ok = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"deployment":"web"},"value":[1700000000.1,"12.5"]},
+            {"metric":{},"value":[1700000000.1,"NaN"]}]}}"#;
+        let samples = parse("u", "q", http::StatusCode::OK, ok).unwrap();
+        assert_eq!(samples[0].label("deployment"), "web");
+        assert_eq!(samples[0].value, 12.5);
+        assert!(samples[1].value.is_nan());
+
+        let refused =
+            br#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#;
+        let e = parse("u", "q", http::StatusCode::BAD_REQUEST, refused).unwrap_err();
+        assert!(e.to_string().contains("parse error at char 3"), "{e}");
+
+        let e = parse("u", "q", http::StatusCode::BAD_GATEWAY, b"<html>").unwrap_err();
+        assert!(e.to_string().contains("502"), "{e}");
+    }
+
+    #[test]
+    fn urls() {
+        assert!(Prometheus::new("http://127.0.0.1:9090/").is_ok());
+        assert!(Prometheus::new("127.0.0.1:9090").is_err());
+        assert!(Prometheus::new("ftp://x").is_err());
+    }
+}

@@ -1,0 +1,202 @@
+//! The public API (`linkerd-controller public-api`, :8085): what the CLI and
+//! the dashboard ask. Pods come from discovery, stats and edges from
+//! Prometheus (the queries Linkerd's own use, on the proxies' metric names),
+//! and tap is handed to the tap service so that one address serves it all.
+
+mod edges;
+pub mod metrics;
+mod stat;
+
+pub use self::metrics::Prometheus;
+use crate::{discovery::Discover, tap::Naming};
+use futures_util::{StreamExt, future::try_join_all};
+use linkerd_proxy_api::{
+    public_api::{
+        EdgesRequest, EdgesResponse, ListPodsRequest, ListPodsResponse, Pod, StatSummaryRequest,
+        StatSummaryResponse, VersionRequest, VersionResponse,
+        api_server::{Api, ApiServer},
+        stat_summary_request::Outbound,
+    },
+    tap::TapEvent,
+    tap_controller::{
+        TapRequest,
+        tap_by_resource_client::TapByResourceClient,
+        tap_by_resource_server::{TapByResource, TapByResourceServer},
+    },
+};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    pin::Pin,
+};
+use tonic::{Request, Response, Status, transport::Channel};
+
+pub struct PublicApi<D> {
+    discovery: D,
+    prometheus: Prometheus,
+    naming: Naming,
+    tap: TapByResourceClient<Channel>,
+}
+
+impl<D: Discover> PublicApi<D> {
+    /// `tap` is the tap service's channel (connected lazily: the API works
+    /// without it, and a tap says it cannot reach it).
+    pub fn new(discovery: D, prometheus: Prometheus, naming: Naming, tap: Channel) -> Self {
+        Self {
+            discovery,
+            prometheus,
+            naming,
+            tap: TapByResourceClient::new(tap),
+        }
+    }
+
+    /// The API, and tap on the same address.
+    pub fn into_routes(self) -> tonic::service::Routes
+    where
+        D: Discover,
+    {
+        let shared = std::sync::Arc::new(self);
+        tonic::service::Routes::new(ApiServer::from_arc(shared.clone()))
+            .add_service(TapByResourceServer::new(TapRelay(shared.tap.clone())))
+    }
+
+    async fn run(&self, queries: &[metrics::Query]) -> Result<Vec<Vec<metrics::Sample>>, Status> {
+        try_join_all(queries.iter().map(|q| self.prometheus.query(q)))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))
+    }
+}
+
+/// The default window of stats.
+const DEFAULT_WINDOW: &str = "1m";
+
+#[tonic::async_trait]
+impl<D: Discover> Api for PublicApi<D> {
+    async fn version(
+        &self,
+        _: Request<VersionRequest>,
+    ) -> Result<Response<VersionResponse>, Status> {
+        Ok(Response::new(VersionResponse {
+            release: env!("CARGO_PKG_VERSION").to_string(),
+            metrics_source: self.prometheus.url().to_string(),
+        }))
+    }
+
+    async fn list_pods(
+        &self,
+        req: Request<ListPodsRequest>,
+    ) -> Result<Response<ListPodsResponse>, Status> {
+        let req = req.into_inner();
+        let mut pods: Vec<Pod> = self
+            .discovery
+            .pods()
+            .into_iter()
+            .filter(|w| req.namespace.is_empty() || w.endpoint.namespace == req.namespace)
+            .filter(|w| {
+                req.selector
+                    .as_ref()
+                    .is_none_or(|s| s.r#type.is_empty() || crate::tap::selects(s, w))
+            })
+            .map(|w| {
+                let ep = &w.endpoint;
+                let (owner_kind, owner_name) = ep.owner.clone().unwrap_or_default();
+                Pod {
+                    name: ep.pod.clone().unwrap_or_default(),
+                    namespace: ep.namespace.clone(),
+                    ip: w.ip.to_string(),
+                    owner_kind,
+                    owner_name,
+                    service_account: ep.service_account.clone().unwrap_or_default(),
+                    meshed: ep.meshed,
+                    ready: w.running,
+                    identity: if ep.meshed {
+                        self.naming.identity(&w)
+                    } else {
+                        String::new()
+                    },
+                }
+            })
+            .collect();
+        pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Ok(Response::new(ListPodsResponse { pods }))
+    }
+
+    async fn stat_summary(
+        &self,
+        req: Request<StatSummaryRequest>,
+    ) -> Result<Response<StatSummaryResponse>, Status> {
+        let req = req.into_inner();
+        let selector = req
+            .selector
+            .ok_or_else(|| Status::invalid_argument("a resource type is required"))?;
+        let window = match req.time_window.as_str() {
+            "" => DEFAULT_WINDOW.to_string(),
+            w => w.to_string(),
+        };
+        let (to, from) = match req.outbound {
+            Some(Outbound::ToResource(r)) => (Some(r), None),
+            Some(Outbound::FromResource(r)) => (None, Some(r)),
+            None => (None, None),
+        };
+        let plan = stat::Plan::new(selector, window, to, from, !req.skip_tcp_stats)
+            .map_err(Status::invalid_argument)?;
+        let answers = self.run(&plan.queries()).await?;
+        let rows = plan.rows(&answers, &self.discovery.pods());
+        tracing::debug!(window = plan.window(), rows = rows.len(), "stat summary");
+        Ok(Response::new(StatSummaryResponse { rows }))
+    }
+
+    async fn edges(&self, req: Request<EdgesRequest>) -> Result<Response<EdgesResponse>, Status> {
+        let selector = req
+            .into_inner()
+            .selector
+            .ok_or_else(|| Status::invalid_argument("a resource type is required"))?;
+        let plan = edges::Plan::new(&selector).map_err(Status::invalid_argument)?;
+        let answers = self.run(&plan.queries()).await?;
+        // Each workload's identities, to match the callee's `client_id`s.
+        let kind = stat::Kind::parse(&selector.r#type).map_err(Status::invalid_argument)?;
+        let mut identities: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        for w in self.discovery.pods().iter().filter(|w| w.endpoint.meshed) {
+            let ep = &w.endpoint;
+            let name = match kind.name {
+                "namespace" => Some(ep.namespace.clone()),
+                "pod" => ep.pod.clone(),
+                k => ep
+                    .owner
+                    .as_ref()
+                    .filter(|(owner, _)| owner == k)
+                    .map(|(_, n)| n.clone()),
+            };
+            if let Some(name) = name {
+                identities
+                    .entry((ep.namespace.clone(), name))
+                    .or_default()
+                    .insert(self.naming.identity(w));
+            }
+        }
+        Ok(Response::new(EdgesResponse {
+            edges: plan.edges(&answers, &identities),
+        }))
+    }
+}
+
+/// Tap, passed through to the tap service.
+struct TapRelay(TapByResourceClient<Channel>);
+
+type Events = Pin<Box<dyn futures_util::Stream<Item = Result<TapEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl TapByResource for TapRelay {
+    type TapStream = Events;
+
+    async fn tap(&self, req: Request<TapRequest>) -> Result<Response<Self::TapStream>, Status> {
+        let mut client = self.0.clone();
+        let events = client.tap(req.into_inner()).await.map_err(|e| {
+            if e.code() == tonic::Code::Unavailable {
+                Status::unavailable(format!("the tap service is unavailable: {}", e.message()))
+            } else {
+                e
+            }
+        })?;
+        Ok(Response::new(events.into_inner().boxed()))
+    }
+}
