@@ -10,6 +10,9 @@ use super::stat::Kind;
 use linkerd_proxy_api::{public_api::Edge, tap_controller::Resource};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A resource's namespace and name.
+type Name = (String, String);
+
 /// What edges are asked for.
 pub(crate) struct Plan {
     kind: Kind,
@@ -92,7 +95,7 @@ impl Plan {
     pub(crate) fn edges(
         &self,
         answers: &[Vec<Sample>],
-        identities: &BTreeMap<(String, String), BTreeSet<String>>,
+        identities: &BTreeMap<Name, BTreeSet<String>>,
     ) -> Vec<Edge> {
         let (label, dst_label) = self.labels();
         let src_of = |s: &Sample| (s.label("namespace").to_string(), s.label(label).to_string());
@@ -103,14 +106,14 @@ impl Plan {
             )
         };
         // Client identities each resource's proxies saw inbound.
-        let mut seen: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        let mut seen: BTreeMap<Name, BTreeSet<String>> = BTreeMap::new();
         for s in answers.iter().skip(2).flatten() {
             let id = s.label("client_id");
             if s.label("tls") == "true" && !id.is_empty() {
                 seen.entry(src_of(s)).or_default().insert(id.to_string());
             }
         }
-        let mut edges: BTreeMap<((String, String), (String, String)), Edge> = BTreeMap::new();
+        let mut edges: BTreeMap<(Name, Name), Edge> = BTreeMap::new();
         for s in answers.iter().take(2).flatten() {
             let (src, dst) = (src_of(s), dst_of(s));
             if src.1.is_empty() || dst.1.is_empty() {
@@ -150,7 +153,7 @@ impl Plan {
         edges.into_values().collect()
     }
 
-    fn resource(&self, (ns, name): &(String, String)) -> Resource {
+    fn resource(&self, (ns, name): &Name) -> Resource {
         Resource {
             r#type: self.kind.name.to_string(),
             namespace: ns.clone(),
