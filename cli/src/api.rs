@@ -17,6 +17,8 @@ pub(crate) struct Target {
     pub(crate) context: Option<String>,
     /// The control plane's namespace.
     pub(crate) namespace: String,
+    /// Say on stderr what is reached, and how.
+    pub(crate) verbose: bool,
 }
 
 /// A control-plane service: its pods' `linkerd.io/control-plane-component`
@@ -31,11 +33,25 @@ pub(crate) const TAP: Service = Service {
     port: 8088,
 };
 
+pub(crate) const PUBLIC_API: Service = Service {
+    component: "public-api",
+    port: 8085,
+};
+
+pub(crate) const DESTINATION: Service = Service {
+    component: "destination",
+    port: 8086,
+};
+
 impl Target {
     /// A gRPC channel to `service`.
+    /// With `--api-addr`, every service is that address: the public API
+    /// relays tap and destination.
     pub(crate) async fn channel(&self, service: &Service) -> anyhow::Result<Channel> {
         match &self.api_addr {
-            Some(addr) => Endpoint::from_shared(format!("http://{addr}"))
+            Some(addr) => {
+                self.say(format_args!("{}: connecting to {addr}", service.component));
+                Endpoint::from_shared(format!("http://{addr}"))
                 .map_err(|_| anyhow::anyhow!("--api-addr {addr:?} is not HOST:PORT"))?
                 .connect_timeout(Duration::from_secs(5))
                 .connect()
@@ -45,12 +61,59 @@ impl Target {
                         "cannot reach the {} service at {addr} ({e}): is the control plane running? (--api-addr sets where it is)",
                         service.component
                     )
-                }),
+                })
+            }
             None => self.forwarded(service).await,
         }
     }
 
-    async fn client(&self) -> anyhow::Result<Client> {
+    fn say(&self, what: std::fmt::Arguments<'_>) {
+        if self.verbose {
+            eprintln!("linkerd: {what}");
+        }
+    }
+
+    /// `GET path` from a proxy's admin server: straight to `addr`, or in
+    /// a cluster through a port-forward to the pod.
+    pub(crate) async fn proxy_admin_get(
+        &self,
+        namespace: &str,
+        pod: &str,
+        addr: std::net::SocketAddr,
+        path: &str,
+    ) -> anyhow::Result<String> {
+        let timeout = Duration::from_secs(10);
+        let fetch = async {
+            if self.api_addr.is_some() {
+                self.say(format_args!("{pod}: GET http://{addr}{path}"));
+                let io = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;
+                http_get(io, path).await
+            } else {
+                self.say(format_args!(
+                    "{pod}: port-forward to {}, GET {path}",
+                    addr.port()
+                ));
+                let pods: Api<Pod> = Api::namespaced(self.client().await?, namespace);
+                let mut forwarder = pods
+                    .portforward(pod, &[addr.port()])
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot port-forward to {pod}: {e}"))?;
+                let io = forwarder
+                    .take_stream(addr.port())
+                    .ok_or_else(|| anyhow::anyhow!("the port-forward to {pod} has no stream"))?;
+                let text = http_get(io, path).await;
+                drop(forwarder);
+                text
+            }
+        };
+        tokio::time::timeout(timeout, fetch)
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))?
+    }
+
+    pub(crate) async fn client(&self) -> anyhow::Result<Client> {
         let options = kube::config::KubeConfigOptions {
             context: self.context.clone(),
             ..Default::default()
@@ -124,4 +187,25 @@ impl Target {
                 )
             })
     }
+}
+
+/// One HTTP/1.1 `GET` on `io`, the body as text.
+async fn http_get<I>(io: I, path: &str) -> anyhow::Result<String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header(http::header::HOST, "localhost")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+    let rsp = sender.send_request(req).await?;
+    let status = rsp.status();
+    let body = rsp.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        anyhow::bail!("{path} answered {status}");
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }

@@ -1,9 +1,14 @@
 //! `linkerd`: the mesh's command line.
 
 mod api;
+mod diagnostics;
+mod edges;
 mod resource;
+mod stat;
+mod table;
 mod tap;
 mod top;
+mod version;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,16 +30,33 @@ struct Cli {
     /// The control plane's namespace.
     #[arg(short = 'L', long, global = true, default_value = "linkerd")]
     linkerd_namespace: String,
+    /// Say on stderr what the command reaches, and how.
+    #[arg(long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Golden metrics per resource: success rate, requests a second, latency, TCP connections.
+    Stat(stat::StatArgs),
     /// Listen to a traffic stream: every request of a resource's pods, live.
     Tap(tap::TapArgs),
     /// A live table of a resource's busiest request paths (q quits).
     Top(top::TopArgs),
+    /// Which workloads talk to which, and whether mTLS secures it.
+    Edges(edges::EdgesArgs),
+    /// The CLI's and the control plane's versions.
+    Version(version::VersionArgs),
+    /// Debugging views of the proxies and the control plane.
+    #[command(subcommand)]
+    Diagnostics(diagnostics::Diagnostics),
+    /// A shell completion script: `source <(linkerd completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,11 +98,24 @@ fn main() -> ExitCode {
         kubeconfig: cli.kubeconfig,
         context: cli.context,
         namespace: cli.linkerd_namespace,
+        verbose: cli.verbose,
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Stat(args) => stat::run(args, &target).await,
             Command::Tap(args) => tap::run(args, &target).await,
             Command::Top(args) => top::run(args, &target).await,
+            Command::Edges(args) => edges::run(args, &target).await,
+            Command::Version(args) => version::run(args, &target).await,
+            Command::Diagnostics(cmd) => diagnostics::run(cmd, &target).await,
+            Command::Completion { shell } => {
+                // Into a buffer first: clap_complete panics on a closed pipe.
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut cmd, "linkerd", &mut script);
+                let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+                Ok(())
+            }
         }
     });
     match result {

@@ -7,6 +7,10 @@ use linkerd_proxy_api::tap_controller::{Resource, canonical_kind};
 pub(crate) enum ParseError {
     #[error("{0:?} is not a resource type tap knows: use one of deploy, sts, ds, rs, job, po, ns")]
     Kind(String),
+    #[error(
+        "{0:?} is not a resource type stat knows: use one of deploy, sts, ds, rs, job, po, ns, svc, au"
+    )]
+    StatKind(String),
     #[error("give a resource as TYPE/NAME (e.g. deploy/web) or TYPE NAME")]
     Shape,
 }
@@ -14,6 +18,30 @@ pub(crate) enum ParseError {
 /// `args` is `["deploy/web"]` or `["deploy", "web"]`; `namespace` is where
 /// it lives (a namespace resource names itself).
 pub(crate) fn parse(args: &[String], namespace: &str) -> Result<Resource, ParseError> {
+    parse_with(args, namespace, |kind| {
+        canonical_kind(kind).ok_or_else(|| ParseError::Kind(kind.to_string()))
+    })
+}
+
+/// As [`parse`], and services and authorities too, which `stat` reports
+/// from their callers' side.
+pub(crate) fn parse_stat(args: &[String], namespace: &str) -> Result<Resource, ParseError> {
+    parse_with(args, namespace, |kind| {
+        canonical_kind(kind)
+            .or(match kind.to_ascii_lowercase().as_str() {
+                "svc" | "service" | "services" => Some("service"),
+                "au" | "authority" | "authorities" => Some("authority"),
+                _ => None,
+            })
+            .ok_or_else(|| ParseError::StatKind(kind.to_string()))
+    })
+}
+
+fn parse_with(
+    args: &[String],
+    namespace: &str,
+    canonical: impl Fn(&str) -> Result<&'static str, ParseError>,
+) -> Result<Resource, ParseError> {
     let (kind, name) = match args {
         [one] => match one.split_once('/') {
             Some((kind, name)) => (kind, name),
@@ -22,7 +50,7 @@ pub(crate) fn parse(args: &[String], namespace: &str) -> Result<Resource, ParseE
         [kind, name] if !kind.contains('/') => (kind.as_str(), name.as_str()),
         _ => return Err(ParseError::Shape),
     };
-    let kind = canonical_kind(kind).ok_or_else(|| ParseError::Kind(kind.to_string()))?;
+    let kind = canonical(kind)?;
     if name.contains('/') {
         return Err(ParseError::Shape);
     }
@@ -63,6 +91,12 @@ mod tests {
             Err(ParseError::Kind("svc".into()))
         );
         assert_eq!(parse(&args(&["a", "b", "c"]), "x"), Err(ParseError::Shape));
+        let r = parse_stat(&args(&["svc/web"]), "x").unwrap();
+        assert_eq!((r.r#type.as_str(), r.name.as_str()), ("service", "web"));
+        assert_eq!(
+            parse_stat(&args(&["cj"]), "x"),
+            Err(ParseError::StatKind("cj".into()))
+        );
         assert_eq!(parse(&args(&["deploy/a/b"]), "x"), Err(ParseError::Shape));
     }
 }

@@ -58,6 +58,12 @@ struct PublicApiArgs {
     /// The tap service, which taps are handed to.
     #[arg(long, default_value = "linkerd-tap.linkerd.svc.cluster.local:8088")]
     tap_addr: String,
+    /// The destination service, which `linkerd diagnostics endpoints` is handed to.
+    #[arg(
+        long,
+        default_value = "linkerd-dst-headless.linkerd.svc.cluster.local:8086"
+    )]
+    destination_addr: String,
     #[arg(long, default_value = "0.0.0.0:8085")]
     addr: SocketAddr,
     #[arg(long, default_value = "0.0.0.0:9995")]
@@ -269,10 +275,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
 async fn public_api(args: PublicApiArgs) -> anyhow::Result<()> {
     let prometheus =
         public_api::Prometheus::new(&args.prometheus_url).context("--prometheus-url is invalid")?;
-    let tap = tonic::transport::Endpoint::from_shared(format!("http://{}", args.tap_addr))
-        .map_err(|_| anyhow::anyhow!("--tap-addr {:?} is not HOST:PORT", args.tap_addr))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect_lazy();
+    let lazy = |flag: &str, addr: &str| {
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map(|e| e.connect_timeout(Duration::from_secs(5)).connect_lazy())
+            .map_err(|_| anyhow::anyhow!("{flag} {addr:?} is not HOST:PORT"))
+    };
+    let relays = public_api::Relays {
+        tap: lazy("--tap-addr", &args.tap_addr)?,
+        destination: lazy("--destination-addr", &args.destination_addr)?,
+    };
     let discover = discovery(
         args.local.as_deref(),
         args.kubeconfig.as_deref(),
@@ -284,7 +295,7 @@ async fn public_api(args: PublicApiArgs) -> anyhow::Result<()> {
         trust_domain: args.identity_trust_domain,
     };
     tracing::info!(prometheus = %args.prometheus_url, tap = %args.tap_addr, "public API");
-    let routes = public_api::PublicApi::new(discover, prometheus, naming, tap).into_routes();
+    let routes = public_api::PublicApi::new(discover, prometheus, naming).into_routes(relays);
     serve_grpc(
         "public-api",
         routes,

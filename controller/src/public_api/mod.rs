@@ -1,7 +1,8 @@
 //! The public API (`linkerd-controller public-api`, :8085): what the CLI and
 //! the dashboard ask. Pods come from discovery, stats and edges from
 //! Prometheus (the queries Linkerd's own use, on the proxies' metric names),
-//! and tap is handed to the tap service so that one address serves it all.
+//! and tap and destination are handed on to their services so that one
+//! address serves the CLI all it needs.
 
 mod edges;
 pub mod metrics;
@@ -11,6 +12,11 @@ pub use self::metrics::Prometheus;
 use crate::{discovery::Discover, tap::Naming};
 use futures_util::{StreamExt, future::try_join_all};
 use linkerd_proxy_api::{
+    destination::{
+        DestinationProfile, GetDestination, Update,
+        destination_client::DestinationClient,
+        destination_server::{Destination, DestinationServer},
+    },
     public_api::{
         EdgesRequest, EdgesResponse, ListPodsRequest, ListPodsResponse, Pod, StatSummaryRequest,
         StatSummaryResponse, VersionRequest, VersionResponse,
@@ -34,29 +40,34 @@ pub struct PublicApi<D> {
     discovery: D,
     prometheus: Prometheus,
     naming: Naming,
-    tap: TapByResourceClient<Channel>,
+}
+
+/// The services the public API hands requests on to, connected lazily: the
+/// API works without them, and a relayed call says which one it cannot reach.
+pub struct Relays {
+    pub tap: Channel,
+    pub destination: Channel,
 }
 
 impl<D: Discover> PublicApi<D> {
-    /// `tap` is the tap service's channel (connected lazily: the API works
-    /// without it, and a tap says it cannot reach it).
-    pub fn new(discovery: D, prometheus: Prometheus, naming: Naming, tap: Channel) -> Self {
+    pub fn new(discovery: D, prometheus: Prometheus, naming: Naming) -> Self {
         Self {
             discovery,
             prometheus,
             naming,
-            tap: TapByResourceClient::new(tap),
         }
     }
 
-    /// The API, and tap on the same address.
-    pub fn into_routes(self) -> tonic::service::Routes
-    where
-        D: Discover,
-    {
-        let shared = std::sync::Arc::new(self);
-        tonic::service::Routes::new(ApiServer::from_arc(shared.clone()))
-            .add_service(TapByResourceServer::new(TapRelay(shared.tap.clone())))
+    /// The API, with tap and destination relayed on the same address, so
+    /// a CLI needs one address (or one port-forward) for everything.
+    pub fn into_routes(self, relays: Relays) -> tonic::service::Routes {
+        tonic::service::Routes::new(ApiServer::new(self))
+            .add_service(TapByResourceServer::new(TapRelay(
+                TapByResourceClient::new(relays.tap),
+            )))
+            .add_service(DestinationServer::new(DestinationRelay(
+                DestinationClient::new(relays.destination),
+            )))
     }
 
     async fn run(&self, queries: &[metrics::Query]) -> Result<Vec<Vec<metrics::Sample>>, Status> {
@@ -179,6 +190,51 @@ impl<D: Discover> Api for PublicApi<D> {
     }
 }
 
+/// A relayed call's error, naming the service when it cannot be reached.
+fn relayed(service: &str, e: Status) -> Status {
+    if e.code() == tonic::Code::Unavailable {
+        Status::unavailable(format!(
+            "the {service} service is unavailable: {}",
+            e.message()
+        ))
+    } else {
+        e
+    }
+}
+
+/// Destination, passed through, for `linkerd diagnostics endpoints`.
+struct DestinationRelay(DestinationClient<Channel>);
+
+#[tonic::async_trait]
+impl Destination for DestinationRelay {
+    type GetStream = Pin<Box<dyn futures_util::Stream<Item = Result<Update, Status>> + Send>>;
+    type GetProfileStream =
+        Pin<Box<dyn futures_util::Stream<Item = Result<DestinationProfile, Status>> + Send>>;
+
+    async fn get(&self, req: Request<GetDestination>) -> Result<Response<Self::GetStream>, Status> {
+        let updates = self
+            .0
+            .clone()
+            .get(req.into_inner())
+            .await
+            .map_err(|e| relayed("destination", e))?;
+        Ok(Response::new(updates.into_inner().boxed()))
+    }
+
+    async fn get_profile(
+        &self,
+        req: Request<GetDestination>,
+    ) -> Result<Response<Self::GetProfileStream>, Status> {
+        let profiles = self
+            .0
+            .clone()
+            .get_profile(req.into_inner())
+            .await
+            .map_err(|e| relayed("destination", e))?;
+        Ok(Response::new(profiles.into_inner().boxed()))
+    }
+}
+
 /// Tap, passed through to the tap service.
 struct TapRelay(TapByResourceClient<Channel>);
 
@@ -190,13 +246,10 @@ impl TapByResource for TapRelay {
 
     async fn tap(&self, req: Request<TapRequest>) -> Result<Response<Self::TapStream>, Status> {
         let mut client = self.0.clone();
-        let events = client.tap(req.into_inner()).await.map_err(|e| {
-            if e.code() == tonic::Code::Unavailable {
-                Status::unavailable(format!("the tap service is unavailable: {}", e.message()))
-            } else {
-                e
-            }
-        })?;
+        let events = client
+            .tap(req.into_inner())
+            .await
+            .map_err(|e| relayed("tap", e))?;
         Ok(Response::new(events.into_inner().boxed()))
     }
 }

@@ -1,0 +1,279 @@
+//! `linkerd stat`: golden metrics per resource (success rate, requests a
+//! second, latency quantiles, TCP connections), from the public API.
+
+use crate::{api, resource, table::Table};
+use clap::{Args, ValueEnum};
+use linkerd_proxy_api::{
+    public_api::{
+        StatRow, StatSummaryRequest, api_client::ApiClient, stat_summary_request::Outbound,
+    },
+    tap_controller::short_kind,
+};
+
+#[derive(Args, Debug)]
+pub(crate) struct StatArgs {
+    /// What to report on: TYPE (deploy, po, ns, svc, ...), TYPE/NAME or TYPE NAME.
+    #[arg(required = true, num_args = 1..=2, value_name = "RESOURCE")]
+    resource: Vec<String>,
+    /// The resources' namespace.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// Every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// The window the stats cover (e.g. 30s, 1m, 1h).
+    #[arg(short = 't', long, default_value = "1m")]
+    time_window: String,
+    /// Only the traffic these resources send to this one (TYPE/NAME).
+    #[arg(long, value_name = "RESOURCE", conflicts_with = "from")]
+    to: Option<String>,
+    /// The namespace of the --to resource (default: --namespace).
+    #[arg(long, value_name = "NAMESPACE")]
+    to_namespace: Option<String>,
+    /// Only the traffic these resources receive from this one (TYPE/NAME).
+    #[arg(long, value_name = "RESOURCE")]
+    from: Option<String>,
+    /// The namespace of the --from resource (default: --namespace).
+    #[arg(long, value_name = "NAMESPACE")]
+    from_namespace: Option<String>,
+    /// `wide` adds TCP throughput; `json` prints the rows as JSON.
+    #[arg(short, long, value_enum)]
+    output: Option<Output>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    Table,
+    Wide,
+    Json,
+}
+
+pub(crate) async fn run(args: StatArgs, api: &api::Target) -> anyhow::Result<()> {
+    let namespace = if args.all_namespaces {
+        ""
+    } else {
+        &args.namespace
+    };
+    let mut selector = resource::parse_stat(&args.resource, namespace)?;
+    if args.all_namespaces && selector.r#type == "namespace" {
+        selector.name.clear();
+    }
+    let other = |r: &String, ns: &Option<String>| {
+        let ns = ns.as_deref().unwrap_or(&args.namespace);
+        resource::parse_stat(std::slice::from_ref(r), ns)
+    };
+    let outbound = match (&args.to, &args.from) {
+        (Some(to), _) => Some(Outbound::ToResource(other(to, &args.to_namespace)?)),
+        (None, Some(from)) => Some(Outbound::FromResource(other(from, &args.from_namespace)?)),
+        (None, None) => None,
+    };
+    let req = StatSummaryRequest {
+        selector: Some(selector),
+        time_window: args.time_window.clone(),
+        outbound,
+        skip_tcp_stats: false,
+    };
+    let channel = api.channel(&api::PUBLIC_API).await?;
+    let rows = ApiClient::new(channel)
+        .stat_summary(req)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner()
+        .rows;
+    let secs = window_seconds(&args.time_window);
+    let out = match args.output {
+        Some(Output::Json) => json(&rows, secs),
+        wide => {
+            let t = table(&rows, args.all_namespaces, wide == Some(Output::Wide), secs);
+            if t.is_empty() {
+                "No traffic found.\n".to_string()
+            } else {
+                t.render()
+            }
+        }
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// The window in seconds, for rates (the API has checked it).
+fn window_seconds(window: &str) -> f64 {
+    let split = window
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(window.len());
+    let n: f64 = window[..split].parse().unwrap_or(60.0);
+    match &window[split..] {
+        "s" => n,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => n * 60.0,
+    }
+}
+
+fn success(row: &StatRow) -> Option<f64> {
+    let s = row.stats.as_ref()?;
+    let total = s.success_count + s.failure_count;
+    (total > 0.0).then(|| s.success_count / total)
+}
+
+fn meshed(row: &StatRow) -> String {
+    if row.has_pods {
+        format!("{}/{}", row.meshed_pod_count, row.running_pod_count)
+    } else {
+        "-".into()
+    }
+}
+
+/// Latency in ms as Linkerd shows it, with a decimal below 10ms, where
+/// the buckets are fine enough for it to mean something.
+fn ms(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 10.0 => format!("{v:.0}ms"),
+        Some(v) => {
+            let s = format!("{v:.1}");
+            format!("{}ms", s.trim_end_matches(".0"))
+        }
+        None => "-".into(),
+    }
+}
+
+fn table(rows: &[StatRow], all_namespaces: bool, wide: bool, secs: f64) -> Table {
+    let mut header = Vec::new();
+    if all_namespaces {
+        header.push("NAMESPACE");
+    }
+    header.extend([
+        "NAME",
+        "MESHED",
+        "SUCCESS",
+        "RPS",
+        "LATENCY_P50",
+        "LATENCY_P95",
+        "LATENCY_P99",
+        "TCP_CONN",
+    ]);
+    if wide {
+        header.extend(["READ_BYTES/SEC", "WRITE_BYTES/SEC"]);
+    }
+    let mut t = Table::new(header, if all_namespaces { 2 } else { 1 });
+    for row in rows {
+        let Some(r) = &row.resource else { continue };
+        let mut cells = Vec::new();
+        if all_namespaces {
+            cells.push(r.namespace.clone());
+        }
+        cells.push(r.name.clone());
+        cells.push(meshed(row));
+        let stats = row.stats.as_ref();
+        cells.push(success(row).map_or("-".into(), |s| format!("{:.2}%", s * 100.0)));
+        cells.push(stats.map_or("-".into(), |s| format!("{:.1}rps", s.request_rate)));
+        cells.push(ms(stats.and_then(|s| s.latency_ms_p50)));
+        cells.push(ms(stats.and_then(|s| s.latency_ms_p95)));
+        cells.push(ms(stats.and_then(|s| s.latency_ms_p99)));
+        let tcp = row.tcp_stats.as_ref();
+        cells.push(tcp.map_or("-".into(), |t| format!("{:.0}", t.open_connections)));
+        if wide {
+            cells.push(tcp.map_or("-".into(), |t| {
+                format!("{:.1}B/s", t.read_bytes_total / secs)
+            }));
+            cells.push(tcp.map_or("-".into(), |t| {
+                format!("{:.1}B/s", t.write_bytes_total / secs)
+            }));
+        }
+        t.push(cells);
+    }
+    t
+}
+
+/// Linkerd's `stat -o json` shape: one object per row, nulls where there
+/// was no traffic, success as a ratio, latencies in ms.
+fn json(rows: &[StatRow], secs: f64) -> String {
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .filter_map(|row| {
+            let r = row.resource.as_ref()?;
+            let stats = row.stats.as_ref();
+            let tcp = row.tcp_stats.as_ref();
+            Some(serde_json::json!({
+                "namespace": r.namespace,
+                "kind": short_kind(&r.r#type),
+                "name": r.name,
+                "meshed": meshed(row),
+                "success": success(row),
+                "rps": stats.map(|s| s.request_rate),
+                "latency_ms_p50": stats.and_then(|s| s.latency_ms_p50),
+                "latency_ms_p95": stats.and_then(|s| s.latency_ms_p95),
+                "latency_ms_p99": stats.and_then(|s| s.latency_ms_p99),
+                "tcp_open_connections": tcp.map(|t| t.open_connections),
+                "tcp_read_bytes_rate": tcp.map(|t| t.read_bytes_total / secs),
+                "tcp_write_bytes_rate": tcp.map(|t| t.write_bytes_total / secs),
+            }))
+        })
+        .collect();
+    let mut out = serde_json::to_string_pretty(&rows).unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use linkerd_proxy_api::{
+        public_api::{BasicStats, TcpStats},
+        tap_controller::Resource,
+    };
+
+    fn row(name: &str, stats: Option<BasicStats>) -> StatRow {
+        StatRow {
+            resource: Some(Resource {
+                r#type: "deployment".into(),
+                namespace: "emojivoto".into(),
+                name: name.into(),
+            }),
+            time_window: "1m".into(),
+            meshed_pod_count: 1,
+            running_pod_count: 1,
+            has_pods: true,
+            stats,
+            tcp_stats: Some(TcpStats {
+                open_connections: 3.0,
+                read_bytes_total: 600.0,
+                write_bytes_total: 60.0,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn table_and_json() {
+        let rows = vec![
+            row(
+                "web",
+                Some(BasicStats {
+                    success_count: 112.0,
+                    failure_count: 8.0,
+                    request_rate: 2.0,
+                    latency_ms_p50: Some(3.5),
+                    latency_ms_p95: Some(48.0),
+                    latency_ms_p99: None,
+                }),
+            ),
+            row("vote-bot", None),
+        ];
+        assert_eq!(
+            table(&rows, false, false, 60.0).render(),
+            "NAME       MESHED   SUCCESS      RPS   LATENCY_P50   LATENCY_P95   LATENCY_P99   TCP_CONN\n\
+             web           1/1    93.33%   2.0rps         3.5ms          48ms             -          3\n\
+             vote-bot      1/1         -        -             -             -             -          3\n"
+        );
+        let wide = table(&rows, true, true, 60.0).render();
+        assert!(wide.starts_with("NAMESPACE   NAME "), "{wide}");
+        assert!(wide.contains("10.0B/s"), "{wide}");
+        let v: serde_json::Value = serde_json::from_str(&json(&rows, 60.0)).unwrap();
+        assert_eq!(v[0]["kind"], "deploy");
+        assert_eq!(v[0]["rps"], 2.0);
+        assert!((v[0]["success"].as_f64().unwrap() - 0.9333).abs() < 1e-3);
+        assert_eq!(v[1]["success"], serde_json::Value::Null);
+        assert_eq!(v[1]["tcp_read_bytes_rate"], 10.0);
+    }
+}
