@@ -289,7 +289,8 @@ async fn endpoints(args: EndpointsArgs, api: &api::Target) -> anyhow::Result<()>
         }
         _ if rows.is_empty() => {}
         _ => {
-            let mut t = Table::new(vec!["NAMESPACE", "IP", "PORT", "POD", "SERVICE"], 2);
+            let mut t =
+                Table::with_figures(vec!["NAMESPACE", "IP", "PORT", "POD", "SERVICE"], &[2]);
             for r in &rows {
                 t.push(vec![
                     r.namespace.clone(),

@@ -1,6 +1,7 @@
 //! `linkerd`: the mesh's command line.
 
 mod api;
+mod demo;
 mod diagnostics;
 mod edges;
 mod resource;
@@ -39,6 +40,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the mesh and a demo application on this machine (no cluster, no root).
+    Demo(demo::DemoArgs),
     /// Golden metrics per resource: success rate, requests a second, latency, TCP connections.
     Stat(stat::StatArgs),
     /// Listen to a traffic stream: every request of a resource's pods, live.
@@ -93,8 +96,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Without flags that name a cluster or an address, a running local
+    // demo is the control plane.
+    let api_addr = cli.api_addr.or_else(|| {
+        if cli.kubeconfig.is_some() || cli.context.is_some() {
+            return None;
+        }
+        let demo = demo::state::running()?;
+        if cli.verbose {
+            eprintln!(
+                "linkerd: using the local demo mesh (pid {}, {})",
+                demo.pid,
+                demo::state::path().display()
+            );
+        }
+        Some(demo.api_addr)
+    });
     let target = api::Target {
-        api_addr: cli.api_addr,
+        api_addr,
         kubeconfig: cli.kubeconfig,
         context: cli.context,
         namespace: cli.linkerd_namespace,
@@ -102,6 +121,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Demo(args) => demo::run(args).await,
             Command::Stat(args) => stat::run(args, &target).await,
             Command::Tap(args) => tap::run(args, &target).await,
             Command::Top(args) => top::run(args, &target).await,

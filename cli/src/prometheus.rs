@@ -131,6 +131,42 @@ pub fn proxy_targets(targets: &[ProxyTarget]) -> String {
     serde_json::to_string_pretty(&groups).expect("JSON of strings")
 }
 
+/// A local control-plane service's admin server, as Prometheus should see it.
+#[derive(Clone, Debug)]
+pub struct ControllerTarget {
+    pub admin: SocketAddr,
+    /// The service's name (`destination`, `identity`, ...).
+    pub component: String,
+}
+
+/// `targets/linkerd-controller.json`: each control-plane admin server with
+/// the labels its pod's `admin-http` port would have in the chart.
+pub fn controller_targets(targets: &[ControllerTarget]) -> String {
+    let groups: Vec<serde_json::Value> = targets
+        .iter()
+        .map(|t| {
+            let labels = BTreeMap::from([
+                ("__meta_kubernetes_namespace", "linkerd".to_string()),
+                (
+                    "__meta_kubernetes_pod_name",
+                    format!("linkerd-{}-5d8f9c-0", t.component),
+                ),
+                ("__meta_kubernetes_pod_container_name", t.component.clone()),
+                (
+                    "__meta_kubernetes_pod_container_port_name",
+                    "admin-http".to_string(),
+                ),
+                (
+                    "__meta_kubernetes_pod_label_linkerd_io_control_plane_component",
+                    t.component.clone(),
+                ),
+            ]);
+            serde_json::json!({ "targets": [t.admin.to_string()], "labels": labels })
+        })
+        .collect();
+    serde_json::to_string_pretty(&groups).expect("JSON of strings")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

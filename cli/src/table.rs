@@ -3,16 +3,28 @@
 
 pub(crate) struct Table {
     header: Vec<&'static str>,
-    /// How many leading columns are names (left-aligned).
-    names: usize,
+    /// Which columns are figures (right-aligned).
+    figures: Vec<bool>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
+    /// The first `names` columns are names, the rest figures.
     pub(crate) fn new(header: Vec<&'static str>, names: usize) -> Self {
+        let figures = (0..header.len()).map(|i| i >= names).collect();
         Self {
             header,
-            names,
+            figures,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Only the columns at `figures` are figures.
+    pub(crate) fn with_figures(header: Vec<&'static str>, figures: &[usize]) -> Self {
+        let figures = (0..header.len()).map(|i| figures.contains(&i)).collect();
+        Self {
+            header,
+            figures,
             rows: Vec::new(),
         }
     }
@@ -43,7 +55,7 @@ impl Table {
                     line.push_str("   ");
                 }
                 let pad = w - width(cell);
-                if i < self.names {
+                if !self.figures[i] {
                     line.push_str(cell);
                     line.extend(std::iter::repeat_n(' ', pad));
                 } else {

@@ -356,8 +356,9 @@ impl Plan {
                 .or_insert_with(|| plan.empty_row(ns, name))
         }
         // Every resource of the kind that has pods is listed, traffic or
-        // not, when the stats are its own.
-        if self.kind.has_pods() && matches!(self.direction, Direction::Inbound) {
+        // not, when the stats are its own; with --to or --from, those with
+        // traffic (pruned below).
+        if self.kind.has_pods() {
             for w in pods {
                 if let Some((ns, name)) = self.resource_of(w) {
                     let r = row(self, &mut rows, ns, name);

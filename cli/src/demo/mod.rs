@@ -1,0 +1,791 @@
+//! `linkerd demo`: the whole mesh on this machine, with no root and no
+//! cluster. The control plane runs on its local backend (a topology file
+//! for discovery and identity tokens); each of the demo's pods has its own
+//! loopback address, where its application and its own `linkerd-proxy`
+//! listen on their standard ports. A Prometheus scrapes the proxies with
+//! the chart's own configuration.
+//!
+//! Without iptables there is no original destination, so the data path is
+//! made explicit: an application calls its proxy's outbound listener by the
+//! service's cluster name (`Host`/`:authority`), destination gives the
+//! servers' inbound listeners as the service's endpoints, and each inbound
+//! proxy is told where its application is. The path stays application ->
+//! outbound proxy -> mTLS -> inbound proxy -> application, as in a cluster.
+
+mod app;
+pub(crate) mod state;
+
+use anyhow::Context;
+use clap::Args;
+use linkerd_cli::prometheus::{self, ProxyTarget};
+use std::{
+    collections::BTreeMap,
+    io::Write as _,
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use tokio::{net::TcpListener, process::Child, sync::watch};
+
+#[derive(Args, Debug)]
+pub(crate) struct DemoArgs {
+    /// The first address of the /24 the demo uses: the control plane gets
+    /// .1, the pods .10 and up (all of 127.0.0.0/8 is this machine).
+    #[arg(long, default_value = "127.77.0.0")]
+    addr_base: Ipv4Addr,
+    /// Votes a second that vote-bot sends (0: none; send your own).
+    #[arg(long, default_value_t = 10.0)]
+    rps: f64,
+    /// The share of votes the voting service fails (0 to 1).
+    #[arg(long, default_value_t = 0.15)]
+    failure_rate: f64,
+    /// How long the emoji service takes to answer.
+    #[arg(long, default_value = "25ms", value_parser = parse_ms)]
+    emoji_delay: Duration,
+    /// How often Prometheus scrapes the proxies.
+    #[arg(long, default_value = "5s")]
+    scrape_interval: String,
+    /// The Prometheus binary (default: `prometheus` on the PATH).
+    #[arg(long, value_name = "FILE")]
+    prometheus: Option<PathBuf>,
+    /// Run without Prometheus (stats are then unavailable).
+    #[arg(long)]
+    no_prometheus: bool,
+    /// Do not build the proxy and the controller first (under `cargo run`
+    /// they are built, with the CLI's profile, unless this is given).
+    #[arg(long)]
+    no_build: bool,
+}
+
+fn parse_ms(s: &str) -> Result<Duration, String> {
+    let invalid = || format!("{s:?} is not a duration such as 25ms or 1s");
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse().map(Duration::from_millis).map_err(|_| invalid());
+    }
+    if let Some(secs) = s.strip_suffix('s') {
+        return secs
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(invalid);
+    }
+    Err(invalid())
+}
+
+/// A pod of the demo.
+struct Pod {
+    deployment: &'static str,
+    /// Its service, if it serves.
+    service: Option<&'static str>,
+    ip: Ipv4Addr,
+}
+
+impl Pod {
+    fn name(&self) -> String {
+        format!("{}-5d8f9c-0", self.deployment)
+    }
+
+    fn at(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.ip.into(), port)
+    }
+}
+
+const NAMESPACE: &str = "emojivoto";
+const APP_PORT: u16 = 8080;
+const INBOUND: u16 = 4143;
+const OUTBOUND: u16 = 4140;
+const ADMIN: u16 = 4191;
+const CONTROL: u16 = 4190;
+const TAP_SA: &str = "linkerd-tap";
+
+/// The control plane's services: name, gRPC port, admin port.
+const CONTROLLERS: &[(&str, u16, u16)] = &[
+    ("identity", 8080, 9990),
+    ("destination", 8086, 9996),
+    ("tap", 8088, 9998),
+    ("public-api", 8085, 9995),
+];
+
+fn identity(sa: &str, ns: &str) -> String {
+    format!("{sa}.{ns}.serviceaccount.identity.linkerd.cluster.local")
+}
+
+/// Prints a step and, when it is done, how long it took.
+struct Step(Instant);
+
+impl Step {
+    fn start(what: &str) -> Self {
+        print!("  {what} ... ");
+        let _ = std::io::stdout().flush();
+        Self(Instant::now())
+    }
+
+    fn done(self) {
+        println!("done ({:.1}s)", self.0.elapsed().as_secs_f64());
+    }
+}
+
+/// What the demo started, stopped (in reverse) when it ends.
+struct Running {
+    children: Vec<(String, Child)>,
+    logs: PathBuf,
+}
+
+impl Running {
+    /// Starts `program` with `args` and `env`, its output in `<name>.log`.
+    fn spawn(
+        &mut self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.logs.join(format!("{name}.log")))?;
+        let child = tokio::process::Command::new(program)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        self.children.push((name.to_string(), child));
+        Ok(())
+    }
+
+    /// The last lines of a child's log, for an error.
+    fn tail(&self, name: &str) -> String {
+        let text =
+            std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join("\n    ")
+    }
+
+    /// Fails if a child has exited.
+    fn check(&mut self) -> anyhow::Result<()> {
+        for (name, child) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                let name = name.clone();
+                anyhow::bail!(
+                    "{name} exited ({status}); its log ends:\n    {}",
+                    self.tail(&name)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGTERM to every child, newest first, then SIGKILL to any still
+    /// running after a grace period.
+    async fn stop(&mut self) {
+        use nix::{sys::signal, unistd::Pid};
+        for (_, child) in self.children.iter().rev() {
+            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                let _ = signal::kill(Pid::from_raw(pid), signal::Signal::SIGTERM);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        for (_, child) in self.children.iter_mut().rev() {
+            if tokio::time::timeout_at(deadline, child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+        self.children.clear();
+    }
+}
+
+/// Polls `ready` every 100ms for up to `limit`, failing early if a child
+/// exits.
+async fn wait_for<F, Fut>(
+    running: &mut Running,
+    what: &str,
+    limit: Duration,
+    mut ready: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        running.check()?;
+        if ready().await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("{what} was not ready within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `GET path` answered 200.
+async fn http_ok(addr: SocketAddr, path: &str) -> bool {
+    let fetch = async {
+        let io = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .ok()?;
+        tokio::spawn(conn);
+        let req = http::Request::get(path)
+            .header(http::header::HOST, addr.to_string())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .ok()?;
+        let rsp = sender.send_request(req).await.ok()?;
+        Some(rsp.status() == http::StatusCode::OK)
+    };
+    tokio::time::timeout(Duration::from_secs(2), fetch)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// Where `linkerd-proxy` and `linkerd-controller` are: next to this
+/// binary. Under `cargo run` they are built first, with this binary's
+/// profile, so the README's one command is all a newcomer runs.
+fn binaries(no_build: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let dir = exe
+        .parent()
+        .context("this program's path has no directory")?
+        .to_path_buf();
+    if let (Some(cargo), false) = (std::env::var_os("CARGO"), no_build) {
+        let release = dir.file_name().is_some_and(|d| d == "release");
+        println!(
+            "==> building linkerd-proxy and linkerd-controller ({})",
+            if release { "release" } else { "debug" }
+        );
+        let mut build = std::process::Command::new(cargo);
+        build.args(["build", "-p", "linkerd-proxy", "-p", "linkerd-controller"]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .context("cannot run cargo to build the proxy and the controller")?;
+        if !status.success() {
+            anyhow::bail!("building the proxy and the controller failed ({status})");
+        }
+    }
+    let find = |name: &str| {
+        let path = dir.join(name);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(anyhow::anyhow!(
+                "{name} is not next to this program in {}: build it with `cargo build --release` (or run the demo with `cargo run --release -p linkerd-cli -- demo`)",
+                dir.display()
+            ))
+        }
+    };
+    Ok((find("linkerd-proxy")?, find("linkerd-controller")?))
+}
+
+/// The Prometheus to run, if any.
+fn prometheus_binary(args: &DemoArgs) -> Option<PathBuf> {
+    if args.no_prometheus {
+        return None;
+    }
+    if let Some(p) = &args.prometheus {
+        return Some(p.clone());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("prometheus"))
+            .find(|p| p.is_file())
+    })
+}
+
+fn offset(base: Ipv4Addr, n: u8) -> Ipv4Addr {
+    let [a, b, c, _] = base.octets();
+    Ipv4Addr::new(a, b, c, n)
+}
+
+pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.failure_rate) {
+        anyhow::bail!("--failure-rate must be between 0 and 1");
+    }
+    if !args.rps.is_finite() || args.rps < 0.0 || args.rps > 1000.0 {
+        anyhow::bail!("--rps must be between 0 and 1000");
+    }
+    if !args.addr_base.is_loopback() {
+        anyhow::bail!("--addr-base must be in 127.0.0.0/8 (this machine)");
+    }
+    let interval_ok = args
+        .scrape_interval
+        .strip_suffix('s')
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| n > 0);
+    if !interval_ok {
+        anyhow::bail!(
+            "--scrape-interval {:?} is not whole seconds such as 5s",
+            args.scrape_interval
+        );
+    }
+    if let Some(other) = state::running() {
+        anyhow::bail!(
+            "a demo is already running (pid {}, public API at {}); stop it first",
+            other.pid,
+            other.api_addr
+        );
+    }
+    let (proxy_bin, controller_bin) = binaries(args.no_build)?;
+    let prometheus_bin = prometheus_binary(&args);
+
+    let control = offset(args.addr_base, 1);
+    let pods = [
+        Pod {
+            deployment: "web",
+            service: Some("web-svc"),
+            ip: offset(args.addr_base, 10),
+        },
+        Pod {
+            deployment: "emoji",
+            service: Some("emoji-svc"),
+            ip: offset(args.addr_base, 11),
+        },
+        Pod {
+            deployment: "voting",
+            service: Some("voting-svc"),
+            ip: offset(args.addr_base, 12),
+        },
+        Pod {
+            deployment: "vote-bot",
+            service: None,
+            ip: offset(args.addr_base, 13),
+        },
+    ];
+    // Fail before starting anything if an address is taken.
+    let mut taken = Vec::new();
+    for (name, port, admin) in CONTROLLERS {
+        for p in [*port, *admin] {
+            taken.push((
+                format!("the {name} service"),
+                SocketAddr::new(control.into(), p),
+            ));
+        }
+    }
+    for pod in &pods {
+        for p in [APP_PORT, INBOUND, OUTBOUND, ADMIN, CONTROL] {
+            taken.push((format!("pod {}", pod.name()), pod.at(p)));
+        }
+    }
+    for (what, addr) in &taken {
+        TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot use {addr} for {what}: is another demo running? (--addr-base moves it)")
+        })?;
+    }
+
+    let dir = std::env::temp_dir().join(format!("linkerd-demo-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("logs"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut running = Running {
+        children: Vec::new(),
+        logs: dir.join("logs"),
+    };
+    let (stop_tx, stop) = watch::channel(false);
+    let result = start_and_wait(
+        &args,
+        &mut running,
+        &dir,
+        (&proxy_bin, &controller_bin, prometheus_bin.as_deref()),
+        control,
+        &pods,
+        stop,
+    )
+    .await;
+    println!("==> stopping");
+    let _ = stop_tx.send(true);
+    running.stop().await;
+    state::remove();
+    match &result {
+        // Keep the logs of a failed start: the error points at them.
+        Err(_) => eprintln!("linkerd: the demo's logs are in {}", running.logs.display()),
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    println!("==> stopped; nothing of the demo is left running");
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_and_wait(
+    args: &DemoArgs,
+    running: &mut Running,
+    dir: &Path,
+    (proxy_bin, controller_bin, prometheus_bin): (&Path, &Path, Option<&Path>),
+    control: Ipv4Addr,
+    pods: &[Pod],
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    println!("==> starting the control plane on {control}");
+    let certs = dir.join("certs");
+    let step = Step::start("trust anchor and issuer");
+    let out = tokio::process::Command::new(controller_bin)
+        .arg("issuer-certs")
+        .arg("--out")
+        .arg(&certs)
+        .output()
+        .await
+        .context("cannot run linkerd-controller issuer-certs")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "linkerd-controller issuer-certs failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let trust_anchors = std::fs::read_to_string(certs.join("ca-bundle.crt"))?;
+    step.done();
+
+    // The topology: services, pods, and a token per service account.
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens)?;
+    let mut accounts: Vec<(&str, &str)> = pods.iter().map(|p| (NAMESPACE, p.deployment)).collect();
+    accounts.push(("linkerd", TAP_SA));
+    let mut yaml = String::from("services:\n");
+    for pod in pods {
+        if let Some(svc) = pod.service {
+            let port = if svc == "web-svc" { 80 } else { APP_PORT };
+            yaml.push_str(&format!(
+                "  - {{name: {svc}, namespace: {NAMESPACE}, selector: {{app: {}}}, ports: [{{port: {port}, targetPort: {INBOUND}}}]}}\n",
+                pod.deployment
+            ));
+        }
+    }
+    yaml.push_str("pods:\n");
+    for pod in pods {
+        yaml.push_str(&format!(
+            "  - {{name: {}, namespace: {NAMESPACE}, ip: {}, labels: {{app: {}}}, meshed: true, owner: {{kind: Deployment, name: {}}}, serviceAccount: {}}}\n",
+            pod.name(),
+            pod.ip,
+            pod.deployment,
+            pod.deployment,
+            pod.deployment
+        ));
+    }
+    yaml.push_str("tokens:\n");
+    for (ns, sa) in &accounts {
+        let token = format!("{ns}-{sa}-demo-token");
+        yaml.push_str(&format!(
+            "  - {{token: {token}, namespace: {ns}, serviceAccount: {sa}}}\n"
+        ));
+        std::fs::write(tokens.join(format!("{ns}-{sa}")), &token)?;
+    }
+    let topology = dir.join("topology.yaml");
+    std::fs::write(&topology, yaml)?;
+
+    let at = |port: u16| SocketAddr::new(control.into(), port).to_string();
+    let prometheus_url = format!("http://{}", at(9090));
+    let s = |v: &str| v.to_string();
+    let topo = topology.display().to_string();
+    for (name, port, admin) in CONTROLLERS {
+        let mut cmd_args = vec![
+            s(name),
+            s("--local"),
+            topo.clone(),
+            s("--addr"),
+            at(*port),
+            s("--admin-addr"),
+            at(*admin),
+        ];
+        match *name {
+            "identity" => cmd_args.extend([
+                s("--trust-anchors"),
+                certs.join("ca-bundle.crt").display().to_string(),
+                s("--issuer-dir"),
+                certs.display().to_string(),
+            ]),
+            "tap" => cmd_args.extend([
+                s("--identity-addr"),
+                at(8080),
+                s("--trust-anchors"),
+                certs.join("ca-bundle.crt").display().to_string(),
+                s("--token-file"),
+                tokens
+                    .join(format!("linkerd-{TAP_SA}"))
+                    .display()
+                    .to_string(),
+            ]),
+            "public-api" => cmd_args.extend([
+                s("--prometheus-url"),
+                prometheus_url.clone(),
+                s("--tap-addr"),
+                at(8088),
+                s("--destination-addr"),
+                at(8086),
+            ]),
+            _ => {}
+        }
+        let step = Step::start(name);
+        running.spawn(name, controller_bin, &cmd_args, &[])?;
+        let admin_addr = SocketAddr::new(control.into(), *admin);
+        wait_for(running, name, Duration::from_secs(30), || {
+            http_ok(admin_addr, "/ready")
+        })
+        .await?;
+        step.done();
+    }
+
+    println!("==> starting the demo application (namespace {NAMESPACE}), each pod with its proxy");
+    let bot_counts = Arc::new(app::BotCounts::default());
+    for pod in pods {
+        let step = Step::start(&format!("{} at {}", pod.name(), pod.ip));
+        let listener = TcpListener::bind(pod.at(APP_PORT)).await;
+        match (pod.deployment, listener) {
+            ("web", Ok(l)) => {
+                tokio::spawn(app::serve_web(l, pod.at(OUTBOUND), stop.clone()));
+            }
+            ("emoji", Ok(l)) => {
+                tokio::spawn(app::serve_emoji(l, args.emoji_delay, stop.clone()));
+            }
+            ("voting", Ok(l)) => {
+                tokio::spawn(app::serve_voting(l, args.failure_rate, stop.clone()));
+            }
+            (_, Ok(_)) => {}
+            (_, Err(e)) => anyhow::bail!("cannot listen on {}: {e}", pod.at(APP_PORT)),
+        }
+        let env: Vec<(String, String)> = [
+            ("LINKERD2_PROXY_LOG", s("warn,linkerd=info")),
+            (
+                "LINKERD2_PROXY_IDENTITY_LOCAL_NAME",
+                identity(pod.deployment, NAMESPACE),
+            ),
+            (
+                "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS",
+                trust_anchors.clone(),
+            ),
+            (
+                "LINKERD2_PROXY_IDENTITY_TOKEN_FILE",
+                tokens
+                    .join(format!("{NAMESPACE}-{}", pod.deployment))
+                    .display()
+                    .to_string(),
+            ),
+            ("LINKERD2_PROXY_IDENTITY_SVC_ADDR", at(8080)),
+            ("LINKERD2_PROXY_DESTINATION_SVC_ADDR", at(8086)),
+            ("LINKERD2_PROXY_TAP_SVC_NAME", identity(TAP_SA, "linkerd")),
+            (
+                "LINKERD2_PROXY_INBOUND_LISTEN_ADDR",
+                pod.at(INBOUND).to_string(),
+            ),
+            (
+                "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR",
+                pod.at(OUTBOUND).to_string(),
+            ),
+            (
+                "LINKERD2_PROXY_ADMIN_LISTEN_ADDR",
+                pod.at(ADMIN).to_string(),
+            ),
+            (
+                "LINKERD2_PROXY_CONTROL_LISTEN_ADDR",
+                pod.at(CONTROL).to_string(),
+            ),
+            // No iptables: the inbound side is told where the application
+            // is; outbound, requests are routed by the service they name,
+            // and anything else has nowhere to go (the discard port).
+            (
+                "LINKERD2_PROXY_INBOUND_ORIG_DST_ADDR",
+                pod.at(APP_PORT).to_string(),
+            ),
+            ("LINKERD2_PROXY_OUTBOUND_ORIG_DST_ADDR", at(9)),
+            ("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", s("1s")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let name = format!("proxy-{}", pod.deployment);
+        running.spawn(&name, proxy_bin, &[], &env)?;
+        let admin = pod.at(ADMIN);
+        wait_for(running, &name, Duration::from_secs(30), || {
+            http_ok(admin, "/ready")
+        })
+        .await?;
+        step.done();
+    }
+
+    let prometheus = match prometheus_bin {
+        Some(bin) => {
+            let step = Step::start(&format!("Prometheus at {}", at(9090)));
+            start_prometheus(running, bin, dir, control, pods, &args.scrape_interval)?;
+            let addr = SocketAddr::new(control.into(), 9090);
+            wait_for(running, "prometheus", Duration::from_secs(60), || {
+                http_ok(addr, "/-/ready")
+            })
+            .await?;
+            step.done();
+            true
+        }
+        None => {
+            println!(
+                "  Prometheus: not found, so `linkerd stat` and `linkerd edges` have no data \
+                 (install it: `sudo apt-get install prometheus`, or pass --prometheus FILE)"
+            );
+            false
+        }
+    };
+
+    let api_addr = at(8085);
+    state::write(&state::State {
+        pid: std::process::id(),
+        api_addr: api_addr.clone(),
+        prometheus_url: prometheus.then(|| prometheus_url.clone()),
+    })?;
+    tokio::spawn(app::vote_bot(
+        pods[3].at(OUTBOUND),
+        args.rps,
+        bot_counts.clone(),
+        stop.clone(),
+    ));
+
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| {
+            let cwd = std::env::current_dir().ok()?;
+            Some(
+                p.strip_prefix(&cwd)
+                    .map(|r| r.display().to_string())
+                    .unwrap_or_else(|_| p.display().to_string()),
+            )
+        })
+        .unwrap_or_else(|| "linkerd".into());
+    println!(
+        "==> the mesh is up ({:.0}s)\n",
+        started.elapsed().as_secs_f64()
+    );
+    print_summary(
+        args,
+        &me,
+        control,
+        pods,
+        prometheus.then_some(&prometheus_url),
+    );
+    println!("ready: public API at {api_addr}");
+    let _ = std::io::stdout().flush();
+
+    // Until Ctrl-C, SIGTERM, or a part of the mesh dies.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => break,
+            _ = check.tick() => running.check()?,
+        }
+    }
+    println!();
+    let sent = bot_counts.sent.load(std::sync::atomic::Ordering::Relaxed);
+    if sent > 0 {
+        let failed = bot_counts.failed.load(std::sync::atomic::Ordering::Relaxed);
+        println!("vote-bot sent {sent} votes, {failed} failed");
+    }
+    Ok(())
+}
+
+fn print_summary(
+    args: &DemoArgs,
+    me: &str,
+    control: Ipv4Addr,
+    pods: &[Pod],
+    prometheus: Option<&String>,
+) {
+    println!("What runs where:");
+    println!(
+        "  control plane   {control}: identity :8080, destination :8086, tap :8088, public API :8085"
+    );
+    if let Some(url) = prometheus {
+        println!("  prometheus      {url}");
+    }
+    for pod in pods {
+        let role = match pod.deployment {
+            "web" => "HTTP/1 front end; calls emoji and voting over gRPC".to_string(),
+            "emoji" => format!("gRPC; answers after {:?}", args.emoji_delay),
+            "voting" => format!("gRPC; fails {:.0}% of votes", args.failure_rate * 100.0),
+            _ => format!("votes through web, {} a second", args.rps),
+        };
+        println!(
+            "  deploy/{:<9} {} (app :{APP_PORT}, proxy :{INBOUND} :{OUTBOUND}, admin :{ADMIN})  {role}",
+            pod.deployment, pod.ip
+        );
+    }
+    println!(
+        "\nEvery call between them goes app -> outbound proxy -> mTLS -> inbound proxy -> app.\n\
+         Expect web and voting at about {:.0}% success, emoji at 100% and {:?} latency.\n",
+        (1.0 - args.failure_rate) * 100.0,
+        args.emoji_delay
+    );
+    println!("Try, in another terminal (Prometheus needs a scrape or two first):");
+    for cmd in [
+        "stat deploy -n emojivoto",
+        "edges deploy -n emojivoto",
+        "tap deploy/web -n emojivoto",
+        "top deploy/web -n emojivoto",
+        "stat deploy -n emojivoto --from deploy/web",
+        "diagnostics proxy-metrics -n emojivoto deploy/web",
+        "version",
+    ] {
+        println!("  {me} {cmd}");
+    }
+    println!("\nCtrl-C stops everything the demo started.");
+}
+
+fn start_prometheus(
+    running: &mut Running,
+    bin: &Path,
+    dir: &Path,
+    control: Ipv4Addr,
+    pods: &[Pod],
+    interval: &str,
+) -> anyhow::Result<()> {
+    let prom = dir.join("prometheus");
+    std::fs::create_dir_all(prom.join("targets"))?;
+    let listen = SocketAddr::new(control.into(), 9090);
+    let config = prometheus::local_config(prometheus::CONFIG, Some(interval))?
+        .replace("'localhost:9090'", &format!("'{listen}'"));
+    std::fs::write(prom.join("prometheus.yml"), config)?;
+    let targets: Vec<ProxyTarget> = pods
+        .iter()
+        .map(|p| ProxyTarget {
+            admin: p.at(ADMIN),
+            namespace: NAMESPACE.into(),
+            pod: p.name(),
+            owner: Some(("deployment".into(), p.deployment.into())),
+            labels: BTreeMap::from([("app".to_string(), p.deployment.to_string())]),
+        })
+        .collect();
+    std::fs::write(
+        prom.join("targets/linkerd-proxy.json"),
+        prometheus::proxy_targets(&targets),
+    )?;
+    let controllers: Vec<prometheus::ControllerTarget> = CONTROLLERS
+        .iter()
+        .map(|(name, _, admin)| prometheus::ControllerTarget {
+            admin: SocketAddr::new(control.into(), *admin),
+            component: (*name).to_string(),
+        })
+        .collect();
+    std::fs::write(
+        prom.join("targets/linkerd-controller.json"),
+        prometheus::controller_targets(&controllers),
+    )?;
+    let args = vec![
+        format!("--config.file={}", prom.join("prometheus.yml").display()),
+        format!("--storage.tsdb.path={}", prom.join("data").display()),
+        format!("--web.listen-address={listen}"),
+        "--storage.tsdb.retention.time=2h".into(),
+        "--log.level=warn".into(),
+    ];
+    running.spawn("prometheus", bin, &args, &[])
+}
