@@ -3,6 +3,7 @@
 
 pub mod backends;
 pub mod controller;
+pub mod demo;
 pub mod kubeapi;
 pub mod mesh;
 pub mod metrics;

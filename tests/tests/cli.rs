@@ -7,6 +7,8 @@ fn linkerd(args: &[&str]) -> (Option<i32>, String, String) {
     let out = std::process::Command::new(bin("linkerd"))
         .args(args)
         .env_remove("LINKERD_API_ADDR")
+        // Never a developer's running demo.
+        .env("LINKERD_DEMO_STATE", "/nonexistent/linkerd-demo.json")
         .output()
         .expect("run linkerd");
     (
@@ -40,6 +42,41 @@ fn bad_input_is_one_line_and_exit_code_one() {
             "cannot reach the tap service at 127.0.0.1:1",
         ),
         (&["frobnicate"][..], "unrecognized subcommand 'frobnicate'"),
+        (
+            &["stat", "cronjobz"][..],
+            "\"cronjobz\" is not a resource type stat knows",
+        ),
+        (
+            &["stat", "deploy", "--to", "deploy/a", "--from", "deploy/b"][..],
+            "cannot be used with",
+        ),
+        (
+            &["stat", "deploy", "--api-addr", "127.0.0.1:1"][..],
+            "cannot reach the public-api service at 127.0.0.1:1",
+        ),
+        (
+            &["edges", "deploy/web"][..],
+            "give edges a type (e.g. deploy), not a resource",
+        ),
+        (
+            &[
+                "diagnostics",
+                "endpoints",
+                "web",
+                "--api-addr",
+                "127.0.0.1:1",
+            ][..],
+            "cannot reach the destination service",
+        ),
+        (
+            &["demo", "--failure-rate", "2", "--no-build"][..],
+            "--failure-rate must be between 0 and 1",
+        ),
+        (
+            &["demo", "--addr-base", "10.0.0.0", "--no-build"][..],
+            "--addr-base must be in 127.0.0.0/8",
+        ),
+        (&["completion", "tcsh"][..], "invalid value 'tcsh'"),
     ] {
         let (code, stdout, stderr) = linkerd(args);
         assert_eq!(code, Some(1), "{args:?}: {stderr}");
@@ -50,5 +87,17 @@ fn bad_input_is_one_line_and_exit_code_one() {
     }
     let (code, stdout, _) = linkerd(&["--help"]);
     assert_eq!(code, Some(0));
-    assert!(stdout.contains("tap"));
+    for cmd in ["tap", "stat", "edges", "demo", "diagnostics", "completion"] {
+        assert!(stdout.contains(cmd), "{stdout}");
+    }
+    // Without a control plane, version says so and still succeeds.
+    let (code, stdout, _) = linkerd(&["version", "--api-addr", "127.0.0.1:1"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        stdout,
+        "Client version: 0.1.0\nServer version: unavailable\n"
+    );
+    let (code, stdout, _) = linkerd(&["completion", "bash"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("_linkerd()"), "{stdout}");
 }

@@ -32,3 +32,103 @@ fn proxy_demo_runs() {
     assert_eq!(count("inbound", "404"), 1.0, "{stdout}");
     assert_eq!(count("outbound", "200"), 5.0, "{stdout}");
 }
+
+/// The README's first command (`cargo run -p linkerd-cli -- demo`) and the
+/// commands it suggests, as written: the demo starts, and `stat`, `edges`
+/// and `tap` show its traffic. The binary cargo would run is run directly
+/// (cargo test holds the build directory), on its own addresses and state
+/// file.
+#[test]
+fn readme_demo_commands_work() {
+    if !installed("prometheus") {
+        eprintln!("SKIPPED: prometheus is not installed (tests/run.sh installs it)");
+        return;
+    }
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let commands: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("    "))
+        .collect();
+    let run = commands
+        .iter()
+        .find(|c| c.starts_with("cargo run") && c.contains("-- demo"))
+        .expect("the README runs the demo");
+    let args: Vec<&str> = run
+        .split_once(" -- ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let base = std::net::Ipv4Addr::new(127, 79, 0, 0);
+    let mut cmd = Command::new(linkerd_tests::proxy::bin("linkerd"));
+    cmd.args(&args)
+        .args(["--addr-base", &base.to_string()])
+        .current_dir(root)
+        // Not under cargo here: nothing to build.
+        .env_remove("CARGO");
+    let demo = linkerd_tests::demo::Demo::spawn(cmd, base);
+    let out = demo.output();
+    assert!(
+        out.contains("target/debug/linkerd stat deploy -n emojivoto"),
+        "{out}"
+    );
+
+    let next: Vec<Vec<&str>> = commands
+        .iter()
+        .filter_map(|c| c.strip_prefix("target/debug/linkerd "))
+        .map(|c| c.split_whitespace().collect())
+        .collect();
+    assert!(next.len() >= 3, "{next:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for args in next {
+        if args[0] == "tap" {
+            // Runs until interrupted: a few lines, then it is stopped.
+            let mut child = Command::new(linkerd_tests::proxy::bin("linkerd"))
+                .args(&args)
+                .env("LINKERD_DEMO_STATE", &demo.state)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let first = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+                .next()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(first.starts_with("req id="), "tap printed {first:?}");
+            continue;
+        }
+        // Prometheus needs a scrape or two before stat and edges have rows.
+        loop {
+            let (code, stdout, stderr) = demo.linkerd(&args);
+            assert_eq!(code, Some(0), "{args:?}: {stderr}");
+            let ready = match args[0] {
+                "stat" => stdout
+                    .lines()
+                    .any(|l| l.starts_with("web ") && l.contains("rps")),
+                "edges" => stdout.lines().any(|l| l.starts_with("vote-bot ")),
+                _ => true,
+            };
+            if ready {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{args:?} never showed the demo's traffic: {stdout}"
+            );
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+    let (code, out) = demo.interrupt();
+    assert_eq!(code, Some(0), "{out}");
+}
+
+fn installed(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

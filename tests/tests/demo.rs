@@ -1,0 +1,216 @@
+//! The local mesh (`linkerd demo`) with a real Prometheus: the test sends
+//! its own votes through vote-bot's proxy, then `linkerd stat` must show
+//! that traffic (count, the voting service's configured failure rate, the
+//! emoji service's configured delay), `linkerd edges` the mTLS identities
+//! of both ends, and Ctrl-C must leave nothing running.
+//!
+//! Skips, saying why, where Prometheus is not installed (`tests/run.sh`
+//! installs it).
+
+use linkerd_tests::{backends, demo::Demo};
+use serde_json::Value;
+use std::{net::Ipv4Addr, time::Duration};
+
+fn installed(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+const VOTES: usize = 200;
+
+fn row<'a>(rows: &'a Value, name: &str) -> &'a Value {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no row {name} in {rows:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stat_and_edges_show_the_traffic_sent() {
+    if !installed("prometheus") {
+        eprintln!("SKIPPED: prometheus is not installed (tests/run.sh installs it)");
+        return;
+    }
+    let base = Ipv4Addr::new(127, 78, 0, 0);
+    let demo = Demo::start(
+        base,
+        &[
+            "--rps",
+            "0",
+            "--scrape-interval",
+            "1s",
+            "--failure-rate",
+            "0.2",
+        ],
+    );
+    let out = demo.output();
+    for line in [
+        "deploy/web",
+        "deploy/emoji",
+        "fails 20% of votes",
+        "stat deploy -n emojivoto",
+    ] {
+        assert!(out.contains(line), "{line:?} not in:\n{out}");
+    }
+
+    // The test's own votes: through vote-bot's outbound proxy, by the web
+    // service's cluster name, as vote-bot would send them. A few first, so
+    // that Prometheus knows the series before the votes that are counted:
+    // what a counter counted before its first scrape is not in any
+    // `increase` (as in any Prometheus).
+    let outbound = demo.addr(13, 4140);
+    let web = "web-svc.emojivoto.svc.cluster.local:80";
+    for _ in 0..5 {
+        backends::http1_get(outbound, web, "/api/vote?choice=:crab:").await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            let mut pace = tokio::time::interval(Duration::from_millis(200));
+            for _ in 0..VOTES / 4 {
+                pace.tick().await;
+                let path = if worker % 2 == 0 {
+                    "/api/vote?choice=:crab:"
+                } else {
+                    "/api/vote?choice=:taco:"
+                };
+                let (status, _) = backends::http1_get(outbound, web, path).await;
+                statuses.push(status);
+            }
+            statuses
+        }));
+    }
+    let mut ok = 0;
+    let mut failed = 0;
+    for t in tasks {
+        for status in t.await.unwrap() {
+            match status {
+                200 => ok += 1,
+                500 => failed += 1,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+    }
+    // voting fails exactly a fifth of any run of votes.
+    assert_eq!((ok, failed), (VOTES * 4 / 5, VOTES / 5));
+
+    // Once Prometheus has scraped the last of it, stat shows it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let rows = loop {
+        let (code, stdout, stderr) =
+            demo.linkerd(&["stat", "deploy", "-n", "emojivoto", "-o", "json"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let rows: Value = serde_json::from_str(&stdout).expect("stat -o json is JSON");
+        let web = row(&rows, "web");
+        let requests = web["rps"].as_f64().unwrap_or(0.0) * 60.0;
+        if (requests - VOTES as f64).abs() <= VOTES as f64 * 0.15 {
+            break rows;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "web's requests never reached {VOTES} (last {requests:.1}): {rows:#}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let web = row(&rows, "web");
+    let emoji = row(&rows, "emoji");
+    let voting = row(&rows, "voting");
+    let bot = row(&rows, "vote-bot");
+    assert_eq!(web["meshed"], "1/1");
+    let near = |v: &Value, want: f64, tol: f64| (v.as_f64().unwrap() - want).abs() <= tol;
+    assert!(near(&web["success"], 0.8, 0.03), "{web:#}");
+    assert!(near(&voting["success"], 0.8, 0.03), "{voting:#}");
+    assert!(near(&emoji["success"], 1.0, 0.0), "{emoji:#}");
+    // emoji answers after 25ms: its p50 is within that bucket (20, 30].
+    let p50 = emoji["latency_ms_p50"].as_f64().unwrap();
+    assert!((20.0..=30.0).contains(&p50), "{emoji:#}");
+    assert!(web["latency_ms_p50"].as_f64().unwrap() >= 20.0, "{web:#}");
+    assert!(
+        voting["latency_ms_p50"].as_f64().unwrap() < 20.0,
+        "{voting:#}"
+    );
+    assert_eq!(
+        bot["success"],
+        Value::Null,
+        "vote-bot serves nothing: {bot:#}"
+    );
+    assert!(
+        web["tcp_open_connections"].as_f64().unwrap() >= 1.0,
+        "{web:#}"
+    );
+
+    // The table shows the same.
+    let (_, table, _) = demo.linkerd(&["stat", "deploy", "-n", "emojivoto"]);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .expect("a web row");
+    assert!(line.contains(" 1/1 ") && line.contains("rps"), "{table}");
+
+    // From web's side: the calls to emoji and voting.
+    let (_, from, _) = demo.linkerd(&[
+        "stat",
+        "deploy",
+        "-n",
+        "emojivoto",
+        "--from",
+        "deploy/web",
+        "-o",
+        "json",
+    ]);
+    let from: Value = serde_json::from_str(&from).unwrap();
+    assert_eq!(from.as_array().unwrap().len(), 2, "{from:#}");
+    assert!(
+        near(&row(&from, "voting")["success"], 0.8, 0.03),
+        "{from:#}"
+    );
+
+    // Edges, with both ends' identities.
+    let (code, edges, stderr) = demo.linkerd(&["edges", "deploy", "-n", "emojivoto", "-o", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let edges: Value = serde_json::from_str(&edges).unwrap();
+    let id = |sa: &str| format!("{sa}.emojivoto.serviceaccount.identity.linkerd.cluster.local");
+    for (src, dst) in [("vote-bot", "web"), ("web", "emoji"), ("web", "voting")] {
+        let e = edges
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["src"] == src && e["dst"] == dst)
+            .unwrap_or_else(|| panic!("no edge {src} -> {dst}: {edges:#}"));
+        assert_eq!(e["client_id"], id(src), "{e:#}");
+        assert_eq!(e["server_id"], id(dst), "{e:#}");
+    }
+    let (_, table, _) = demo.linkerd(&["edges", "deploy", "-n", "emojivoto"]);
+    assert!(table.starts_with("SRC "), "{table}");
+    assert!(table.lines().skip(1).all(|l| l.ends_with('√')), "{table}");
+
+    // The version, through the same API.
+    let (_, version, _) = demo.linkerd(&["version"]);
+    assert!(version.contains("Server version: 0.1.0"), "{version}");
+
+    // Ctrl-C: everything stops, every address is free again.
+    let (code, out) = demo.interrupt();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("nothing of the demo is left running"), "{out}");
+    for (n, port) in [
+        (1, 8085),
+        (1, 9090),
+        (1, 8086),
+        (10, 4143),
+        (10, 8080),
+        (13, 4191),
+    ] {
+        let [a, b, c, _] = base.octets();
+        let addr = std::net::SocketAddr::from((Ipv4Addr::new(a, b, c, n), port));
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "{addr} still answers"
+        );
+    }
+}
