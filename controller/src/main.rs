@@ -55,6 +55,17 @@ struct PublicApiArgs {
         default_value = "http://linkerd-prometheus.linkerd.svc.cluster.local:9090"
     )]
     prometheus_url: String,
+    /// No Prometheus: scrape every meshed pod's proxy (admin port 4191)
+    /// here, and compute stats from those scrapes with the same definitions.
+    #[arg(long)]
+    scrape_proxies: bool,
+    /// How often proxies are scraped, with --scrape-proxies.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    scrape_interval: Duration,
+    /// How much history is kept, with --scrape-proxies: the longest
+    /// window stats can cover.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    scrape_retention: Duration,
     /// The tap service, which taps are handed to.
     #[arg(long, default_value = "linkerd-tap.linkerd.svc.cluster.local:8088")]
     tap_addr: String,
@@ -273,8 +284,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn public_api(args: PublicApiArgs) -> anyhow::Result<()> {
-    let prometheus =
-        public_api::Prometheus::new(&args.prometheus_url).context("--prometheus-url is invalid")?;
     let lazy = |flag: &str, addr: &str| {
         tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .map(|e| e.connect_timeout(Duration::from_secs(5)).connect_lazy())
@@ -294,8 +303,25 @@ async fn public_api(args: PublicApiArgs) -> anyhow::Result<()> {
         control_namespace: args.controller_namespace,
         trust_domain: args.identity_trust_domain,
     };
-    tracing::info!(prometheus = %args.prometheus_url, tap = %args.tap_addr, "public API");
-    let routes = public_api::PublicApi::new(discover, prometheus, naming).into_routes(relays);
+    let metrics = if args.scrape_proxies {
+        if args.scrape_interval.is_zero() {
+            anyhow::bail!("--scrape-interval must be above 0");
+        }
+        tracing::info!(interval = ?args.scrape_interval, "stats from the proxies' own scrapes");
+        public_api::Metrics::Proxies(public_api::Scraper::start(
+            discover.clone(),
+            args.scrape_interval,
+            args.scrape_retention,
+        ))
+    } else {
+        tracing::info!(prometheus = %args.prometheus_url, "stats from Prometheus");
+        public_api::Metrics::Prometheus(Box::new(
+            public_api::Prometheus::new(&args.prometheus_url)
+                .context("--prometheus-url is invalid")?,
+        ))
+    };
+    tracing::info!(tap = %args.tap_addr, destination = %args.destination_addr, "public API");
+    let routes = public_api::PublicApi::new(discover, metrics, naming).into_routes(relays);
     serve_grpc(
         "public-api",
         routes,

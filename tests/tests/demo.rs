@@ -29,39 +29,12 @@ fn row<'a>(rows: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no row {name} in {rows:#}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stat_and_edges_show_the_traffic_sent() {
-    if !installed("prometheus") {
-        eprintln!("SKIPPED: prometheus is not installed (tests/run.sh installs it)");
-        return;
-    }
-    let base = Ipv4Addr::new(127, 78, 0, 0);
-    let demo = Demo::start(
-        base,
-        &[
-            "--rps",
-            "0",
-            "--scrape-interval",
-            "1s",
-            "--failure-rate",
-            "0.2",
-        ],
-    );
-    let out = demo.output();
-    for line in [
-        "deploy/web",
-        "deploy/emoji",
-        "fails 20% of votes",
-        "stat deploy -n emojivoto",
-    ] {
-        assert!(out.contains(line), "{line:?} not in:\n{out}");
-    }
-
-    // The test's own votes: through vote-bot's outbound proxy, by the web
-    // service's cluster name, as vote-bot would send them. A few first, so
-    // that Prometheus knows the series before the votes that are counted:
-    // what a counter counted before its first scrape is not in any
-    // `increase` (as in any Prometheus).
+/// The test's own votes: through vote-bot's outbound proxy, by the web
+/// service's cluster name, as vote-bot would send them. A few first, so that
+/// the metrics source knows the series before the votes that are counted:
+/// what a counter counted before its first scrape is in no `increase` (as
+/// in any Prometheus).
+async fn send_votes(demo: &Demo) {
     let outbound = demo.addr(13, 4140);
     let web = "web-svc.emojivoto.svc.cluster.local:80";
     for _ in 0..5 {
@@ -99,10 +72,12 @@ async fn stat_and_edges_show_the_traffic_sent() {
     }
     // voting fails exactly a fifth of any run of votes.
     assert_eq!((ok, failed), (VOTES * 4 / 5, VOTES / 5));
+}
 
-    // Once Prometheus has scraped the last of it, stat shows it.
+/// `linkerd stat deploy -o json`, once the last votes are in it.
+async fn stat_rows(demo: &Demo) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    let rows = loop {
+    loop {
         let (code, stdout, stderr) =
             demo.linkerd(&["stat", "deploy", "-n", "emojivoto", "-o", "json"]);
         assert_eq!(code, Some(0), "{stderr}");
@@ -110,20 +85,30 @@ async fn stat_and_edges_show_the_traffic_sent() {
         let web = row(&rows, "web");
         let requests = web["rps"].as_f64().unwrap_or(0.0) * 60.0;
         if (requests - VOTES as f64).abs() <= VOTES as f64 * 0.15 {
-            break rows;
+            let (_, table, _) = demo.linkerd(&["stat", "deploy", "-n", "emojivoto"]);
+            eprintln!("{table}");
+            return rows;
         }
         assert!(
             std::time::Instant::now() < deadline,
             "web's requests never reached {VOTES} (last {requests:.1}): {rows:#}"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    let web = row(&rows, "web");
-    let emoji = row(&rows, "emoji");
-    let voting = row(&rows, "voting");
-    let bot = row(&rows, "vote-bot");
+    }
+}
+
+fn near(v: &Value, want: f64, tol: f64) -> bool {
+    v.as_f64().is_some_and(|v| (v - want).abs() <= tol)
+}
+
+/// The rows match the votes sent and the demo's configuration: a fifth of
+/// votes fail at voting (so at web), emoji answers after 25ms.
+fn check_rows(rows: &Value) {
+    let web = row(rows, "web");
+    let emoji = row(rows, "emoji");
+    let voting = row(rows, "voting");
+    let bot = row(rows, "vote-bot");
     assert_eq!(web["meshed"], "1/1");
-    let near = |v: &Value, want: f64, tol: f64| (v.as_f64().unwrap() - want).abs() <= tol;
     assert!(near(&web["success"], 0.8, 0.03), "{web:#}");
     assert!(near(&voting["success"], 0.8, 0.03), "{voting:#}");
     assert!(near(&emoji["success"], 1.0, 0.0), "{emoji:#}");
@@ -144,6 +129,39 @@ async fn stat_and_edges_show_the_traffic_sent() {
         web["tcp_open_connections"].as_f64().unwrap() >= 1.0,
         "{web:#}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stat_and_edges_show_the_traffic_sent() {
+    if !installed("prometheus") {
+        eprintln!("SKIPPED: prometheus is not installed (tests/run.sh installs it)");
+        return;
+    }
+    let base = Ipv4Addr::new(127, 78, 0, 0);
+    let demo = Demo::start(
+        base,
+        &[
+            "--rps",
+            "0",
+            "--scrape-interval",
+            "1s",
+            "--failure-rate",
+            "0.2",
+        ],
+    );
+    let out = demo.output();
+    for line in [
+        "deploy/web",
+        "deploy/emoji",
+        "fails 20% of votes",
+        "stat deploy -n emojivoto",
+    ] {
+        assert!(out.contains(line), "{line:?} not in:\n{out}");
+    }
+
+    send_votes(&demo).await;
+    let rows = stat_rows(&demo).await;
+    check_rows(&rows);
 
     // The table shows the same.
     let (_, table, _) = demo.linkerd(&["stat", "deploy", "-n", "emojivoto"]);
@@ -213,4 +231,39 @@ async fn stat_and_edges_show_the_traffic_sent() {
             "{addr} still answers"
         );
     }
+}
+
+/// Without Prometheus the public API scrapes the proxies itself, and the
+/// same votes give the same figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_prometheus_the_api_scrapes_the_proxies() {
+    let demo = Demo::start(
+        Ipv4Addr::new(127, 80, 0, 0),
+        &[
+            "--no-prometheus",
+            "--rps",
+            "0",
+            "--scrape-interval",
+            "1s",
+            "--failure-rate",
+            "0.2",
+        ],
+    );
+    assert!(
+        demo.output()
+            .contains("the public API scrapes the proxies itself")
+    );
+    send_votes(&demo).await;
+    let rows = stat_rows(&demo).await;
+    check_rows(&rows);
+    let (code, edges, stderr) = demo.linkerd(&["edges", "deploy", "-n", "emojivoto"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        edges
+            .lines()
+            .any(|l| l.starts_with("vote-bot ") && l.ends_with('√')),
+        "{edges}"
+    );
+    let (code, out) = demo.interrupt();
+    assert_eq!(code, Some(0), "{out}");
 }

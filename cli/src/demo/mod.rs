@@ -50,7 +50,7 @@ pub(crate) struct DemoArgs {
     /// The Prometheus binary (default: `prometheus` on the PATH).
     #[arg(long, value_name = "FILE")]
     prometheus: Option<PathBuf>,
-    /// Run without Prometheus (stats are then unavailable).
+    /// Run without Prometheus: the public API scrapes the proxies itself.
     #[arg(long)]
     no_prometheus: bool,
     /// Do not build the proxy and the controller first (under `cargo run`
@@ -517,14 +517,18 @@ async fn start_and_wait(
                     .display()
                     .to_string(),
             ]),
-            "public-api" => cmd_args.extend([
-                s("--prometheus-url"),
-                prometheus_url.clone(),
-                s("--tap-addr"),
-                at(8088),
-                s("--destination-addr"),
-                at(8086),
-            ]),
+            "public-api" => {
+                cmd_args.extend([s("--tap-addr"), at(8088), s("--destination-addr"), at(8086)]);
+                // Without Prometheus, the API scrapes the proxies itself.
+                match prometheus_bin {
+                    Some(_) => cmd_args.extend([s("--prometheus-url"), prometheus_url.clone()]),
+                    None => cmd_args.extend([
+                        s("--scrape-proxies"),
+                        s("--scrape-interval"),
+                        args.scrape_interval.clone(),
+                    ]),
+                }
+            }
             _ => {}
         }
         let step = Step::start(name);
@@ -626,10 +630,15 @@ async fn start_and_wait(
             step.done();
             true
         }
+        None if args.no_prometheus => {
+            println!("  no Prometheus: the public API scrapes the proxies itself");
+            false
+        }
         None => {
             println!(
-                "  Prometheus: not found, so `linkerd stat` and `linkerd edges` have no data \
-                 (install it: `sudo apt-get install prometheus`, or pass --prometheus FILE)"
+                "  Prometheus: not installed, so the public API scrapes the proxies itself \
+                 (same numbers; for Prometheus and later Grafana: `sudo apt-get install \
+                 prometheus`, or --prometheus FILE)"
             );
             false
         }

@@ -6,9 +6,10 @@
 
 mod edges;
 pub mod metrics;
+mod scrape;
 mod stat;
 
-pub use self::metrics::Prometheus;
+pub use self::{metrics::Prometheus, scrape::Scraper};
 use crate::{discovery::Discover, tap::Naming};
 use futures_util::{StreamExt, future::try_join_all};
 use linkerd_proxy_api::{
@@ -38,8 +39,32 @@ use tonic::{Request, Response, Status, transport::Channel};
 
 pub struct PublicApi<D> {
     discovery: D,
-    prometheus: Prometheus,
+    metrics: Metrics,
     naming: Naming,
+}
+
+/// Where stats come from.
+#[derive(Clone)]
+pub enum Metrics {
+    Prometheus(Box<Prometheus>),
+    /// The public API's own scrapes of the proxies, when there is no Prometheus.
+    Proxies(Scraper),
+}
+
+impl Metrics {
+    async fn query(&self, q: &metrics::Query) -> Result<Vec<metrics::Sample>, metrics::Error> {
+        match self {
+            Self::Prometheus(p) => p.query(q).await,
+            Self::Proxies(s) => s.query(q),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Self::Prometheus(p) => p.url(),
+            Self::Proxies(_) => "proxies",
+        }
+    }
 }
 
 /// The services the public API hands requests on to, connected lazily: the
@@ -50,10 +75,10 @@ pub struct Relays {
 }
 
 impl<D: Discover> PublicApi<D> {
-    pub fn new(discovery: D, prometheus: Prometheus, naming: Naming) -> Self {
+    pub fn new(discovery: D, metrics: Metrics, naming: Naming) -> Self {
         Self {
             discovery,
-            prometheus,
+            metrics,
             naming,
         }
     }
@@ -71,7 +96,7 @@ impl<D: Discover> PublicApi<D> {
     }
 
     async fn run(&self, queries: &[metrics::Query]) -> Result<Vec<Vec<metrics::Sample>>, Status> {
-        try_join_all(queries.iter().map(|q| self.prometheus.query(q)))
+        try_join_all(queries.iter().map(|q| self.metrics.query(q)))
             .await
             .map_err(|e| Status::unavailable(e.to_string()))
     }
@@ -88,7 +113,7 @@ impl<D: Discover> Api for PublicApi<D> {
     ) -> Result<Response<VersionResponse>, Status> {
         Ok(Response::new(VersionResponse {
             release: env!("CARGO_PKG_VERSION").to_string(),
-            metrics_source: self.prometheus.url().to_string(),
+            metrics_source: self.metrics.name().to_string(),
         }))
     }
 
