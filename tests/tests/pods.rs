@@ -444,6 +444,85 @@ async fn tap_shows_every_request_a_client_sends_with_its_fields() {
     assert_eq!(grpc_ok, 2);
 }
 
+/// Outbound, a balanced request's events name the endpoint the balancer
+/// chose (a web pod, its TLS and labels), not the service's cluster IP,
+/// as an endpoint-level tap would.
+#[tokio::test]
+async fn outbound_tap_names_the_chosen_endpoint() {
+    use linkerd_proxy_api::{
+        tap::tap_event::{self, http::Event},
+        tap_controller::{Resource, TapRequest, tap_by_resource_client::TapByResourceClient},
+    };
+    skip_unless_namespaces!("outbound_tap_names_the_chosen_endpoint");
+    let mut cluster = Cluster::start(services()).await;
+    let (webs, client) = web_and_client(&mut cluster, 2, client_spec(vec![])).await;
+    let web_ips: BTreeSet<std::net::IpAddr> = webs.iter().map(|p| p.ip.into()).collect();
+    let tap = SocketAddr::from((CONTROL_IP, pods::TAP_PORT));
+    let events = client
+        .run(async move {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{tap}"))
+                .unwrap()
+                .connect()
+                .await
+                .expect("tap controller");
+            let req = TapRequest {
+                target: Some(Resource {
+                    r#type: "pod".into(),
+                    namespace: NS.into(),
+                    name: "vote-bot".into(),
+                }),
+                max_rps: 1000.0,
+                ..Default::default()
+            };
+            let mut stream = TapByResourceClient::new(channel)
+                .tap(req)
+                .await
+                .expect("tap")
+                .into_inner();
+            for i in 0..4 {
+                let (status, _) = http1_get(
+                    SocketAddr::from((WEB_IP, 80)),
+                    WEB,
+                    &format!("/whoami?n={i}"),
+                )
+                .await;
+                assert_eq!(status, 200);
+            }
+            let mut inits = Vec::new();
+            while inits.len() < 4 {
+                let e = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                    .await
+                    .expect("tap events in time")
+                    .expect("tap stream")
+                    .expect("an event");
+                if let Some(tap_event::Event::Http(h)) = &e.event
+                    && matches!(h.event, Some(Event::RequestInit(_)))
+                {
+                    inits.push(e);
+                }
+            }
+            inits
+        })
+        .await;
+    for e in &events {
+        assert_eq!(
+            e.proxy_direction,
+            tap_event::ProxyDirection::Outbound as i32
+        );
+        let dst = std::net::SocketAddr::try_from(e.destination.as_ref().unwrap()).unwrap();
+        assert!(web_ips.contains(&dst.ip()), "{dst} is not a web pod: {e:?}");
+        assert_eq!(dst.port(), HTTP);
+        let labels = &e.destination_meta.as_ref().unwrap().labels;
+        assert_eq!(labels.get("tls").map(String::as_str), Some("true"), "{e:?}");
+        assert_eq!(labels.get("server_id"), Some(&identity(NS, "web")), "{e:?}");
+        assert_eq!(
+            labels.get("deployment").map(String::as_str),
+            Some("web"),
+            "{e:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn linkerd_tap_prints_every_request_the_test_sent() {
     use tokio::io::{AsyncBufReadExt, BufReader};

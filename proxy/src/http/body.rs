@@ -87,6 +87,10 @@ impl Recorder {
 
     /// The balanced endpoint that took the request, whose series counted it.
     pub(crate) fn served_by(&mut self, endpoint: Arc<RouteStats>) {
+        if let Some(tap) = self.tap.as_mut() {
+            let (addr, tls) = endpoint.target();
+            tap.endpoint(addr, tls, endpoint.endpoint_labels());
+        }
         self.route = endpoint;
         self.counted = true;
     }

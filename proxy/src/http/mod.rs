@@ -304,7 +304,12 @@ impl Proxy {
     }
 
     /// The tap sessions that want this request, if any.
-    fn tap(&self, req: &Request<Incoming>, authority: &str) -> Option<Box<tap::Tapped>> {
+    fn tap(
+        &self,
+        req: &Request<Incoming>,
+        authority: &str,
+        balanced: bool,
+    ) -> Option<Box<tap::Tapped>> {
         let no_labels = Default::default();
         let facts = tap::Facts {
             source: self.client,
@@ -324,6 +329,7 @@ impl Proxy {
                 stream,
                 tls: &self.tls,
                 headers: req.headers(),
+                balanced,
             },
         );
         if tapped.is_some() {
@@ -485,7 +491,7 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
         }
 
         if self.taps.is_active()
-            && let Some(tapped) = self.tap(&req, authority_of(&req))
+            && let Some(tapped) = self.tap(&req, authority_of(&req), dispatch.is_some())
         {
             recorder.tap(tapped);
         }

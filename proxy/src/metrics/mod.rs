@@ -436,6 +436,20 @@ impl RouteKey {
 }
 
 impl RouteStats {
+    /// Where the series' requests went, and over what TLS: for a tapped
+    /// request, which endpoint the balancer chose.
+    pub(crate) fn target(&self) -> (SocketAddr, &Tls) {
+        (self.key.target, &self.key.tls)
+    }
+
+    /// The endpoint's labels from destination, without their `dst_` prefix.
+    pub(crate) fn endpoint_labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.key.dst.iter().flat_map(|d| {
+            d.0.iter()
+                .map(|(k, v)| (k.strip_prefix("dst_").unwrap_or(k), &**v))
+        })
+    }
+
     pub(crate) fn request(&self) {
         self.requests.fetch_add(1, Relaxed);
     }

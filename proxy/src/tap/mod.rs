@@ -148,6 +148,9 @@ pub(crate) struct Meta<'a> {
     pub(crate) stream: u64,
     pub(crate) tls: &'a Tls,
     pub(crate) headers: &'a http::HeaderMap,
+    /// The balancer has yet to choose the endpoint: the request's first
+    /// event waits for [`Tapped::endpoint`] so it names the endpoint.
+    pub(crate) balanced: bool,
 }
 
 /// One tapped request, from its arrival to the end of its response.
@@ -162,6 +165,15 @@ pub(crate) struct Tapped {
     bytes: u64,
     trailers: Option<http::HeaderMap>,
     ended: bool,
+    /// The request-init event, held until the endpoint is known.
+    pending: Option<PendingInit>,
+}
+
+/// A request-init event not sent yet.
+#[derive(Debug)]
+struct PendingInit {
+    init: ev::RequestInit,
+    headers: Option<Headers>,
 }
 
 fn headers_proto(headers: &http::HeaderMap) -> Headers {
@@ -234,7 +246,8 @@ impl Tapped {
             base: meta.base,
             stream: meta.stream,
         };
-        let tapped = Self {
+        let wants_headers = sinks.iter().any(|s| s.headers);
+        let mut tapped = Self {
             sinks,
             template,
             id,
@@ -243,19 +256,57 @@ impl Tapped {
             bytes: 0,
             trailers: None,
             ended: false,
+            pending: Some(PendingInit {
+                init: ev::RequestInit {
+                    id: Some(id),
+                    method: Some(f.method.into()),
+                    scheme: Some(matcher::scheme_proto(f.scheme)),
+                    authority: f.authority.to_string(),
+                    path: f.path.to_string(),
+                    headers: None,
+                },
+                headers: wants_headers.then(|| headers_proto(meta.headers)),
+            }),
         };
-        // Each sink gets the headers only if its session asked for them.
-        tapped.emit_each(|headers| {
-            ev::Event::RequestInit(ev::RequestInit {
-                id: Some(id),
-                method: Some(f.method.into()),
-                scheme: Some(matcher::scheme_proto(f.scheme)),
-                authority: f.authority.to_string(),
-                path: f.path.to_string(),
-                headers: headers.then(|| headers_proto(meta.headers)),
-            })
-        });
+        if !meta.balanced {
+            tapped.send_init();
+        }
         tapped
+    }
+
+    /// The endpoint the balancer chose: the events name it, its TLS and
+    /// its labels from destination, as an endpoint-level tap would.
+    pub(crate) fn endpoint<'a>(
+        &mut self,
+        addr: std::net::SocketAddr,
+        tls: &Tls,
+        labels: impl Iterator<Item = (&'a str, &'a str)>,
+    ) {
+        if self.pending.is_none() {
+            return;
+        }
+        let mut destination_labels = tls_labels(tls);
+        destination_labels.extend(labels.map(|(k, v)| (k.to_string(), v.to_string())));
+        self.template.destination = Some(addr.into());
+        self.template.destination_meta = Some(tap_event::EndpointMeta {
+            labels: destination_labels.into_iter().collect(),
+        });
+        self.send_init();
+    }
+
+    /// Sends the request-init event, if it has not gone yet; each sink gets
+    /// the headers only if its session asked for them.
+    fn send_init(&mut self) {
+        let Some(PendingInit { init, headers }) = self.pending.take() else {
+            return;
+        };
+        self.emit_each(|with_headers| {
+            let mut init = init.clone();
+            if with_headers {
+                init.headers = headers.clone();
+            }
+            ev::Event::RequestInit(init)
+        });
     }
 
     /// Sends one event to every sink; a full or closed queue loses it.
@@ -270,6 +321,8 @@ impl Tapped {
     }
 
     pub(crate) fn response_init(&mut self, status: http::StatusCode, headers: &http::HeaderMap) {
+        // A request answered before reaching an endpoint (none was ready).
+        self.send_init();
         let now = Instant::now();
         self.response_at = Some(now);
         let since = proto_duration(now - self.started);
@@ -299,6 +352,7 @@ impl Tapped {
         if std::mem::replace(&mut self.ended, true) {
             return;
         }
+        self.send_init();
         let now = Instant::now();
         let since_request = proto_duration(now - self.started);
         let since_response = proto_duration(now - self.response_at.unwrap_or(now));
