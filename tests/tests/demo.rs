@@ -40,7 +40,7 @@ async fn send_votes(demo: &Demo) {
     for _ in 0..5 {
         backends::http1_get(outbound, web, "/api/vote?choice=:crab:").await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let mut tasks = Vec::new();
     for worker in 0..4 {
         tasks.push(tokio::spawn(async move {
@@ -84,6 +84,7 @@ async fn stat_rows(demo: &Demo) -> Value {
         let rows: Value = serde_json::from_str(&stdout).expect("stat -o json is JSON");
         let web = row(&rows, "web");
         let requests = web["rps"].as_f64().unwrap_or(0.0) * 60.0;
+        eprintln!("web requests in stat: {requests:.1}");
         if (requests - VOTES as f64).abs() <= VOTES as f64 * 0.15 {
             let (_, table, _) = demo.linkerd(&["stat", "deploy", "-n", "emojivoto"]);
             eprintln!("{table}");
@@ -140,11 +141,13 @@ async fn stat_and_edges_show_the_traffic_sent() {
     let base = Ipv4Addr::new(127, 78, 0, 0);
     let demo = Demo::start(
         base,
+        // Prometheus' scrape timeout is its interval: 2s leaves room for a
+        // debug build's proxy on a busy machine.
         &[
             "--rps",
             "0",
             "--scrape-interval",
-            "1s",
+            "2s",
             "--failure-rate",
             "0.2",
         ],
@@ -187,6 +190,17 @@ async fn stat_and_edges_show_the_traffic_sent() {
     assert!(
         near(&row(&from, "voting")["success"], 0.8, 0.03),
         "{from:#}"
+    );
+
+    // Services, as their callers saw them, with their endpoints' pods.
+    let (_, svc, _) = demo.linkerd(&["stat", "svc", "-n", "emojivoto", "-o", "json"]);
+    let svc: Value = serde_json::from_str(&svc).unwrap();
+    let web_svc = row(&svc, "web-svc");
+    assert_eq!(web_svc["meshed"], "1/1", "{svc:#}");
+    assert!(near(&web_svc["success"], 0.8, 0.03), "{svc:#}");
+    assert!(
+        near(&row(&svc, "emoji-svc")["success"], 1.0, 0.0),
+        "{svc:#}"
     );
 
     // Edges, with both ends' identities.
@@ -264,6 +278,60 @@ async fn without_prometheus_the_api_scrapes_the_proxies() {
             .any(|l| l.starts_with("vote-bot ") && l.ends_with('√')),
         "{edges}"
     );
+
+    // Diagnostics: a pod's proxy metrics (and hashed), destination's answer.
+    let (code, metrics, stderr) = demo.linkerd(&[
+        "diagnostics",
+        "proxy-metrics",
+        "-n",
+        "emojivoto",
+        "deploy/web",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        metrics.starts_with("#\n# POD web-5d8f9c-0 (1 of 1)\n#\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("request_total{direction=\"inbound\""),
+        "{metrics}"
+    );
+    assert!(metrics.contains("web-svc.emojivoto.svc.cluster.local"));
+    let (_, hashed, _) = demo.linkerd(&[
+        "diagnostics",
+        "proxy-metrics",
+        "-n",
+        "emojivoto",
+        "deploy/web",
+        "--obfuscate",
+    ]);
+    assert!(
+        hashed.contains("request_total{direction=\"inbound\""),
+        "{hashed}"
+    );
+    assert!(!hashed.contains("web-svc.emojivoto"), "{hashed}");
+    assert!(!hashed.contains("serviceaccount.identity"), "{hashed}");
+    let (code, endpoints, stderr) = demo.linkerd(&[
+        "diagnostics",
+        "endpoints",
+        "web-svc.emojivoto.svc.cluster.local:80",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = endpoints.lines().collect();
+    assert_eq!(lines.len(), 2, "{endpoints}");
+    let cells: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        cells,
+        [
+            "emojivoto",
+            "127.80.0.10",
+            "4143",
+            "web-5d8f9c-0",
+            "web-svc.emojivoto"
+        ],
+        "{endpoints}"
+    );
+
     let (code, out) = demo.interrupt();
     assert_eq!(code, Some(0), "{out}");
 }

@@ -112,6 +112,27 @@ impl Discover for KubeDiscovery {
         })
     }
 
+    fn services(&self) -> Vec<super::ServiceEndpoints> {
+        self.services
+            .state()
+            .iter()
+            .map(|svc| {
+                let port = svc
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.ports.as_ref())
+                    .and_then(|p| p.first())
+                    .and_then(|p| u16::try_from(p.port).ok());
+                super::service_endpoints(
+                    svc.metadata.namespace.as_deref().unwrap_or_default(),
+                    svc.metadata.name.as_deref().unwrap_or_default(),
+                    port,
+                    |t| self.resolve(t),
+                )
+            })
+            .collect()
+    }
+
     fn pods(&self) -> Vec<super::Workload> {
         self.pods
             .state()

@@ -120,6 +120,10 @@ impl Discover for LocalDiscovery {
     fn pods(&self) -> Vec<super::Workload> {
         self.topology.borrow().workloads()
     }
+
+    fn services(&self) -> Vec<super::ServiceEndpoints> {
+        self.topology.borrow().service_endpoints()
+    }
 }
 
 #[cfg(test)]

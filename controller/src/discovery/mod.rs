@@ -22,9 +22,48 @@ pub trait Discover: Clone + Send + Sync + 'static {
     /// as the receiver is kept.
     fn watch(&self, target: &Target) -> watch::Receiver<Resolution>;
 
-    /// Every pod with an address now: what tap (and later the public API)
-    /// selects by workload and names by address.
+    /// Every pod with an address now: what tap and the public API select
+    /// by workload and name by address.
     fn pods(&self) -> Vec<Workload>;
+
+    /// Every service now, with its ready endpoints (on its first port):
+    /// what the public API reports services' pods with.
+    fn services(&self) -> Vec<ServiceEndpoints>;
+}
+
+/// A service and the endpoints that back it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceEndpoints {
+    pub namespace: String,
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// A service's summary, from its name, its first port and a resolver.
+fn service_endpoints(
+    namespace: &str,
+    name: &str,
+    port: Option<u16>,
+    resolve: impl Fn(&Target) -> Resolution,
+) -> ServiceEndpoints {
+    let endpoints = port
+        .map(|port| {
+            resolve(&Target::Service {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                port,
+            })
+        })
+        .and_then(|r| match r {
+            Resolution::Endpoints(e) => Some(e.addrs.into_values().collect::<Vec<_>>()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    ServiceEndpoints {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        endpoints,
+    }
 }
 
 /// The backend chosen at start-up: a topology file or the Kubernetes API.
@@ -46,6 +85,13 @@ impl Discover for AnyDiscovery {
         match self {
             Self::Local(d) => d.pods(),
             Self::Kubernetes(d) => d.pods(),
+        }
+    }
+
+    fn services(&self) -> Vec<ServiceEndpoints> {
+        match self {
+            Self::Local(d) => d.services(),
+            Self::Kubernetes(d) => d.services(),
         }
     }
 }
@@ -317,6 +363,21 @@ impl Topology {
                 endpoint: p.endpoint(),
                 running: p.ready,
                 failed: false,
+            })
+            .collect()
+    }
+
+    /// Every service, as [`Discover::services`] lists them.
+    pub fn service_endpoints(&self) -> Vec<ServiceEndpoints> {
+        self.services
+            .iter()
+            .map(|svc| {
+                service_endpoints(
+                    &svc.namespace,
+                    &svc.name,
+                    svc.ports.first().map(|p| p.port),
+                    |t| self.resolve(t),
+                )
             })
             .collect()
     }

@@ -22,7 +22,7 @@ pub(crate) struct Plan {
 impl Plan {
     pub(crate) fn new(selector: &Resource) -> Result<Self, String> {
         let kind = Kind::parse(&selector.r#type)?;
-        if !kind.has_pods() {
+        if !kind.is_workload() {
             return Err(format!(
                 "edges are between workloads; {:?} is not a workload type",
                 selector.r#type

@@ -19,8 +19,9 @@ use linkerd_proxy_api::{
         destination_server::{Destination, DestinationServer},
     },
     public_api::{
-        EdgesRequest, EdgesResponse, ListPodsRequest, ListPodsResponse, Pod, StatSummaryRequest,
-        StatSummaryResponse, VersionRequest, VersionResponse,
+        EdgesRequest, EdgesResponse, ListPodsRequest, ListPodsResponse, ListServicesRequest,
+        ListServicesResponse, Pod, Service, StatSummaryRequest, StatSummaryResponse,
+        VersionRequest, VersionResponse,
         api_server::{Api, ApiServer},
         stat_summary_request::Outbound,
     },
@@ -156,6 +157,27 @@ impl<D: Discover> Api for PublicApi<D> {
         Ok(Response::new(ListPodsResponse { pods }))
     }
 
+    async fn list_services(
+        &self,
+        req: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
+        let namespace = req.into_inner().namespace;
+        let mut services: Vec<Service> = self
+            .discovery
+            .services()
+            .into_iter()
+            .filter(|s| namespace.is_empty() || s.namespace == namespace)
+            .map(|s| Service {
+                endpoints: s.endpoints.len() as u32,
+                meshed_endpoints: s.endpoints.iter().filter(|e| e.meshed).count() as u32,
+                name: s.name,
+                namespace: s.namespace,
+            })
+            .collect();
+        services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Ok(Response::new(ListServicesResponse { services }))
+    }
+
     async fn stat_summary(
         &self,
         req: Request<StatSummaryRequest>,
@@ -176,7 +198,7 @@ impl<D: Discover> Api for PublicApi<D> {
         let plan = stat::Plan::new(selector, window, to, from, !req.skip_tcp_stats)
             .map_err(Status::invalid_argument)?;
         let answers = self.run(&plan.queries()).await?;
-        let rows = plan.rows(&answers, &self.discovery.pods());
+        let rows = plan.rows(&answers, &self.discovery.pods(), &self.discovery.services());
         tracing::debug!(window = plan.window(), rows = rows.len(), "stat summary");
         Ok(Response::new(StatSummaryResponse { rows }))
     }

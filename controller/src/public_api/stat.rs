@@ -12,7 +12,7 @@
 //! inbound and `peer="dst"` outbound.
 
 use super::metrics::{Matcher, Query, Sample};
-use crate::discovery::Workload;
+use crate::discovery::{ServiceEndpoints, Workload};
 use linkerd_proxy_api::{
     public_api::{BasicStats, StatRow, TcpStats},
     tap_controller::Resource,
@@ -85,8 +85,14 @@ impl Kind {
         self.name == "service"
     }
 
-    /// Whether the kind's resources have pods to count.
+    /// Whether the kind's resources have pods to count (a service's are
+    /// its endpoints).
     pub(crate) fn has_pods(&self) -> bool {
+        self.name != "authority"
+    }
+
+    /// Whether the kind's resources run pods of their own (edges join these).
+    pub(crate) fn is_workload(&self) -> bool {
         !matches!(self.name, "service" | "authority")
     }
 
@@ -343,7 +349,12 @@ impl Plan {
     }
 
     /// The rows from the queries' answers and the pods discovery knows.
-    pub(crate) fn rows(&self, answers: &[Vec<Sample>], pods: &[Workload]) -> Vec<StatRow> {
+    pub(crate) fn rows(
+        &self,
+        answers: &[Vec<Sample>],
+        pods: &[Workload],
+        services: &[ServiceEndpoints],
+    ) -> Vec<StatRow> {
         let secs = window_seconds(&self.window).unwrap_or(60.0);
         let mut rows: BTreeMap<(String, String), StatRow> = BTreeMap::new();
         fn row<'r>(
@@ -358,7 +369,18 @@ impl Plan {
         // Every resource of the kind that has pods is listed, traffic or
         // not, when the stats are its own; with --to or --from, those with
         // traffic (pruned below).
-        if self.kind.has_pods() {
+        if self.kind.only_outbound() {
+            for svc in services {
+                if !self.selector.namespace.is_empty() && self.selector.namespace != svc.namespace
+                    || !self.selector.name.is_empty() && self.selector.name != svc.name
+                {
+                    continue;
+                }
+                let r = row(self, &mut rows, svc.namespace.clone(), svc.name.clone());
+                r.running_pod_count = svc.endpoints.len() as u32;
+                r.meshed_pod_count = svc.endpoints.iter().filter(|e| e.meshed).count() as u32;
+            }
+        } else if self.kind.has_pods() {
             for w in pods {
                 if let Some((ns, name)) = self.resource_of(w) {
                     let r = row(self, &mut rows, ns, name);
@@ -644,7 +666,7 @@ mod tests {
             pod("emojivoto", "emoji-1", "emoji", true),
             pod("other", "web-1", "web", true),
         ];
-        let rows = plan.rows(&answers, &pods);
+        let rows = plan.rows(&answers, &pods, &[]);
         assert_eq!(rows.len(), 2, "{rows:?}");
         let emoji = &rows[0];
         assert_eq!(emoji.resource.as_ref().unwrap().name, "emoji");
