@@ -135,6 +135,15 @@ impl Controller {
         Self::spawn("tap", cmd, api, dir).await
     }
 
+    /// Starts the public API on `backend`, with `extra` flags (its
+    /// `--prometheus-url`, say).
+    pub async fn public_api_with(backend: Backend, yaml: &str, extra: &[&str]) -> Self {
+        let dir = scratch_dir();
+        let (mut cmd, api) = backend_command("public-api", backend, yaml, &dir).await;
+        cmd.args(extra);
+        Self::spawn("public-api", cmd, api, dir).await
+    }
+
     /// Starts the identity service on `backend` (tokens from `yaml`), with
     /// the certificates in `certs`.
     pub async fn identity_with(backend: Backend, yaml: &str, certs: &Path, extra: &[&str]) -> Self {
