@@ -282,7 +282,7 @@ fn binaries(no_build: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
             Ok(path)
         } else {
             Err(anyhow::anyhow!(
-                "{name} is not next to this program in {}: build it with `cargo build --release` (or run the demo with `cargo run --release -p linkerd-cli -- demo`)",
+                "{name} is not next to this program in {}: build it with `cargo build --workspace --bins`",
                 dir.display()
             ))
         }
