@@ -3,6 +3,7 @@
 //! same worlds the services see.
 
 pub mod admin;
+pub mod chart;
 pub mod destination;
 pub mod discovery;
 pub mod identity;
