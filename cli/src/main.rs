@@ -4,6 +4,7 @@ mod api;
 mod demo;
 mod diagnostics;
 mod edges;
+mod install;
 mod resource;
 mod stat;
 mod table;
@@ -55,6 +56,10 @@ enum Command {
     /// Debugging views of the proxies and the control plane.
     #[command(subcommand)]
     Diagnostics(diagnostics::Diagnostics),
+    /// The control plane's manifests, for `kubectl apply -f -` (the chart, as `helm template` renders it).
+    Install(install::InstallArgs),
+    /// What to delete to remove the control plane, for `kubectl delete -f -`.
+    Uninstall(install::UninstallArgs),
     /// A shell completion script: `source <(linkerd completion bash)`.
     Completion {
         #[arg(value_enum)]
@@ -128,6 +133,8 @@ fn main() -> ExitCode {
             Command::Edges(args) => edges::run(args, &target).await,
             Command::Version(args) => version::run(args, &target).await,
             Command::Diagnostics(cmd) => diagnostics::run(cmd, &target).await,
+            Command::Install(args) => install::run(args, &target.namespace),
+            Command::Uninstall(_) => install::uninstall(&target.namespace),
             Command::Completion { shell } => {
                 // Into a buffer first: clap_complete panics on a closed pipe.
                 let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -141,7 +148,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("linkerd: {e}");
+            // The whole chain on one line: what failed, then why.
+            eprintln!("linkerd: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -150,10 +150,16 @@ impl Chart {
     pub fn values(&self, overrides: Value) -> Result<Value, ChartError> {
         let mut values = self.defaults.clone();
         values::coalesce(&mut values, overrides);
-        if let Some(schema) = &self.schema {
-            schema::check(schema, &values).map_err(ChartError::Schema)?;
-        }
+        self.check(&values)?;
         Ok(values)
+    }
+
+    /// Checks complete values against the chart's schema.
+    pub fn check(&self, values: &Value) -> Result<(), ChartError> {
+        match &self.schema {
+            Some(schema) => schema::check(schema, values).map_err(ChartError::Schema),
+            None => Ok(()),
+        }
     }
 
     /// Helm's top-level object for a render.

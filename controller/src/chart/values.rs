@@ -301,11 +301,8 @@ fn insert(values: &mut Value, path: &[Seg], value: Value) -> Result<(), String> 
             }
             let map = values.as_object_mut().expect("made a map above");
             if rest.is_empty() {
-                if value.is_null() {
-                    map.remove(k);
-                } else {
-                    map.insert(k.clone(), value);
-                }
+                // A null stays, to delete the key when coalesced onto the chart's.
+                map.insert(k.clone(), value);
                 return Ok(());
             }
             let slot = map.entry(k.clone()).or_insert(Value::Null);
@@ -339,11 +336,13 @@ mod tests {
         )
         .unwrap();
         set(&mut v, "l={x,2},m[1].k=v,a.keep=null", false).unwrap();
+        assert_eq!(v["a"]["keep"], Value::Null);
+        v["a"].as_object_mut().unwrap().remove("keep");
         set(&mut v, "s=10", true).unwrap();
         assert_eq!(
             v,
             json!({
-                "a": {"b": true, "c": 10, "d": "010", "e": "0.5"},
+                "a": {"b": true, "c": 10, "d": "010", "e": "0.5", "f": null},
                 "g": 0, "h": "x,y", "l": ["x", 2], "m": [null, {"k": "v"}], "s": "10"
             })
         );

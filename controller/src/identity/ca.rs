@@ -260,6 +260,58 @@ pub fn generate(
     })
 }
 
+/// A TLS serving certificate for an in-cluster HTTPS service (the proxy
+/// injector's webhook): the CA the API server is given as `caBundle`, and a
+/// leaf for `dns_names` signed by it, as PEM.
+pub struct Serving {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+pub fn generate_serving(
+    dns_names: &[String],
+    lifetime: Duration,
+    now: OffsetDateTime,
+) -> Result<Serving, CaError> {
+    let Some(first) = dns_names.first() else {
+        return Err(CaError::Generate(rcgen::Error::CouldNotParseCertificate));
+    };
+    let mut ca_params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("ca.{first}"));
+    ca_params.distinguished_name = dn;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca_params.not_before = now - Duration::from_secs(60);
+    ca_params.not_after = now + lifetime;
+    ca_params.serial_number = Some(random_serial());
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let ca = ca_params.self_signed(&ca_key)?;
+
+    let mut params = CertificateParams::new(dns_names.to_vec())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, first.clone());
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_before = now - Duration::from_secs(60);
+    params.not_after = now + lifetime;
+    params.serial_number = Some(random_serial());
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let signer = rcgen::Issuer::new(ca_params, &ca_key);
+    let cert = params.signed_by(&key, &signer)?;
+    Ok(Serving {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
 /// 16 random bytes: serials must be unique per issuer, and a proxy keeps its
 /// key (so a serial derived from it) across renewals.
 fn random_serial() -> SerialNumber {

@@ -230,6 +230,13 @@ impl<'a> State<'a> {
                 }
                 Ok(fin.unwrap_or(last))
             }
+            Arg::Func(name)
+                if (name == "set" || name == "unset")
+                    && matches!(cmd.get(1), Some(Arg::Var(..))) =>
+            {
+                self.mutate(name, cmd, dot, fin)
+                    .map_err(|e| format!("error calling {name}: {e}"))
+            }
             Arg::Func(name) => {
                 let mut args = Vec::with_capacity(cmd.len());
                 for arg in &cmd[1..] {
@@ -258,6 +265,60 @@ impl<'a> State<'a> {
             }
             arg => self.arg(arg, dot),
         }
+    }
+
+    /// Sprig's `set` and `unset` change a map in place. Go's maps are shared, so
+    /// `$_ := set $v.a "k" 1` changes what `$v` holds: here the map is reached
+    /// through the variable and changed there.
+    fn mutate(
+        &mut self,
+        name: &str,
+        cmd: &[Arg],
+        dot: &Value,
+        fin: Option<Value>,
+    ) -> Result<Value, Fail> {
+        let Arg::Var(var, chain) = &cmd[1] else {
+            unreachable!("checked by the caller")
+        };
+        let mut args = Vec::new();
+        for arg in &cmd[2..] {
+            args.push(self.arg(arg, dot)?);
+        }
+        args.extend(fin);
+        let want = if name == "set" { 2 } else { 1 };
+        if args.len() != want {
+            return Err(format!(
+                "wrong number of args for {name}: want {} got {}",
+                want + 1,
+                args.len() + 1
+            ));
+        }
+        let key = args[0]
+            .as_str()
+            .ok_or("the key must be a string")?
+            .to_string();
+        let slot = self
+            .vars
+            .iter_mut()
+            .rev()
+            .find(|(n, _)| n == var)
+            .map(|(_, v)| v)
+            .ok_or_else(|| format!("undefined variable: {var}"))?;
+        let mut target = slot;
+        for f in chain {
+            target = target
+                .get_mut(f.as_str())
+                .ok_or_else(|| format!("nil pointer evaluating interface {{}}.{f}"))?;
+        }
+        let map = target
+            .as_object_mut()
+            .ok_or("the first argument must be a map")?;
+        if name == "set" {
+            map.insert(key, args.pop().unwrap_or(Value::Null));
+        } else {
+            map.remove(&key);
+        }
+        Ok(Value::Object(map.clone()))
     }
 
     fn method(&self, receiver: &Value, method: &str, args: Vec<Value>) -> Result<Value, Fail> {
