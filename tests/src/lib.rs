@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod netns;
 pub mod pods;
 pub mod proxy;
+pub mod tools;
 
 /// The gRPC service the tests call through the proxy.
 pub mod echo {

@@ -197,9 +197,26 @@ impl Chart {
     }
 
     /// What `helm template RELEASE CHART -n NAMESPACE` prints for `values`
-    /// (already coalesced): each manifest as `---`, `# Source: PATH`, its text,
-    /// ordered by kind as Helm installs them, then by file and position.
+    /// (already coalesced): each manifest as `---`, `# Source: PATH`, its text.
     pub fn render(&self, values: &Value, release: &Release) -> Result<String, ChartError> {
+        let mut out = String::new();
+        for m in self.manifests(values, release)? {
+            out.push_str("---\n# Source: ");
+            out.push_str(&m.source);
+            out.push('\n');
+            out.push_str(&m.text);
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    /// The rendered manifests, ordered by kind as Helm installs them, then by
+    /// file and position.
+    pub fn manifests(
+        &self,
+        values: &Value,
+        release: &Release,
+    ) -> Result<Vec<Manifest>, ChartError> {
         let ctx = self.context(values, release);
         let mut docs = Vec::new();
         for path in &self.manifests {
@@ -208,29 +225,36 @@ impl Chart {
                 continue;
             }
             for doc in split_manifests(&text) {
-                let head: Value =
+                let object: Value =
                     serde_saphyr::from_str(doc).map_err(|e| ChartError::Manifest {
                         file: path.clone(),
                         reason: e.to_string().lines().next().unwrap_or_default().to_string(),
                     })?;
-                let kind = head
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                docs.push((kind, path.as_str(), doc.to_string()));
+                docs.push(Manifest {
+                    source: path.clone(),
+                    text: doc.to_string(),
+                    object,
+                });
             }
         }
-        docs.sort_by(|a, b| kind_order(&a.0, &b.0));
-        let mut out = String::new();
-        for (_, path, doc) in docs {
-            out.push_str("---\n# Source: ");
-            out.push_str(path);
-            out.push('\n');
-            out.push_str(&doc);
-            out.push('\n');
-        }
-        Ok(out)
+        docs.sort_by(|a, b| kind_order(a.kind(), b.kind()));
+        Ok(docs)
+    }
+}
+
+/// One rendered object: the template it came from, its text, and its parse.
+pub struct Manifest {
+    pub source: String,
+    pub text: String,
+    pub object: Value,
+}
+
+impl Manifest {
+    pub fn kind(&self) -> &str {
+        self.object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 }
 
