@@ -4,6 +4,7 @@ mod api;
 mod demo;
 mod diagnostics;
 mod edges;
+mod inject;
 mod install;
 mod resource;
 mod stat;
@@ -58,6 +59,10 @@ enum Command {
     Diagnostics(diagnostics::Diagnostics),
     /// The control plane's manifests, for `kubectl apply -f -` (the chart, as `helm template` renders it).
     Install(install::InstallArgs),
+    /// Add the proxy to Kubernetes YAML (annotating pods for the proxy injector, or with --manual adding it).
+    Inject(inject::InjectArgs),
+    /// Remove the proxy from Kubernetes YAML.
+    Uninject(inject::UninjectArgs),
     /// What to delete to remove the control plane, for `kubectl delete -f -`.
     Uninstall(install::UninstallArgs),
     /// A shell completion script: `source <(linkerd completion bash)`.
@@ -134,6 +139,8 @@ fn main() -> ExitCode {
             Command::Version(args) => version::run(args, &target).await,
             Command::Diagnostics(cmd) => diagnostics::run(cmd, &target).await,
             Command::Install(args) => install::run(args, &target.namespace),
+            Command::Inject(args) => inject::inject(args, &target).await,
+            Command::Uninject(args) => inject::uninject(args),
             Command::Uninstall(_) => install::uninstall(&target.namespace),
             Command::Completion { shell } => {
                 // Into a buffer first: clap_complete panics on a closed pipe.

@@ -7,5 +7,6 @@ pub mod chart;
 pub mod destination;
 pub mod discovery;
 pub mod identity;
+pub mod inject;
 pub mod public_api;
 pub mod tap;
