@@ -53,6 +53,28 @@ struct State {
     tokens: BTreeMap<String, String>,
     /// The audiences each TokenReview asked for.
     reviewed_audiences: Vec<Vec<String>>,
+    /// Other objects (namespaces, config maps, ...), by their API path:
+    /// answered to GETs of that path and lists of their collection.
+    others: BTreeMap<String, Value>,
+}
+
+/// The API path of an object: `/api/v1/namespaces/NS/configmaps/NAME`.
+fn object_path(obj: &Value) -> String {
+    let api_version = obj["apiVersion"].as_str().unwrap_or("v1");
+    let base = if api_version.contains('/') {
+        format!("/apis/{api_version}")
+    } else {
+        format!("/api/{api_version}")
+    };
+    let plural = format!(
+        "{}s",
+        obj["kind"].as_str().unwrap_or_default().to_lowercase()
+    );
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    match obj["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{base}/namespaces/{ns}/{plural}/{name}"),
+        None => format!("{base}/{plural}/{name}"),
+    }
 }
 
 const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
@@ -130,6 +152,16 @@ impl FakeApi {
         for path in [slices, services, pods] {
             state.remove_missing(path, &next[path]);
         }
+    }
+
+    /// Adds (or replaces) an object other than the topology's: a Namespace, a
+    /// ConfigMap, ...; GETs of it and lists of its kind answer with it.
+    pub fn put(&self, mut obj: Value) {
+        let mut state = self.state.lock().unwrap();
+        state.version += 1;
+        obj["metadata"]["resourceVersion"] = json!(state.version.to_string());
+        obj["metadata"]["uid"] = json!(format!("uid-{}", state.version));
+        state.others.insert(object_path(&obj), obj);
     }
 
     /// Makes TokenReviews authenticate `token` as `username` (e.g.
@@ -228,6 +260,28 @@ impl FakeApi {
             .push(format!("{} {}", req.method(), req.uri()));
         if state.down {
             return outage();
+        }
+        if let Some(obj) = state.others.get(&path) {
+            return json_response(StatusCode::OK, obj);
+        }
+        let prefix = format!("{path}/");
+        let members: Vec<Value> = state
+            .others
+            .iter()
+            .filter(|(p, _)| {
+                p.strip_prefix(&prefix)
+                    .is_some_and(|rest| !rest.contains('/'))
+            })
+            .map(|(_, o)| o.clone())
+            .collect();
+        if let Some(first) = members.first() {
+            let list = json!({
+                "kind": format!("{}List", first["kind"].as_str().unwrap_or_default()),
+                "apiVersion": first["apiVersion"],
+                "metadata": {"resourceVersion": state.version.to_string()},
+                "items": members,
+            });
+            return json_response(StatusCode::OK, &list);
         }
         // A namespaced list of pods (`kubectl get pods -n NS -l K=V`).
         if let Some(ns) = path
