@@ -296,7 +296,7 @@ pub async fn inject(args: InjectArgs, target: &Target) -> Result<()> {
     let chart = Chart::linkerd()?;
     let values = installed_values(&args, &chart, target).await?;
     let injector = Injector::new(
-        chart,
+        std::sync::Arc::new(chart),
         values,
         Release {
             name: "linkerd".into(),

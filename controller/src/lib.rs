@@ -8,5 +8,6 @@ pub mod destination;
 pub mod discovery;
 pub mod identity;
 pub mod inject;
+pub mod injector;
 pub mod public_api;
 pub mod tap;

@@ -35,6 +35,26 @@ enum Command {
     Tap(TapArgs),
     /// Serves the public API: pods, stats and edges (from Prometheus), and tap.
     PublicApi(PublicApiArgs),
+    /// Serves the proxy injector: the mutating admission webhook that adds the proxy to pods.
+    ProxyInjector(ProxyInjectorArgs),
+}
+
+#[derive(Args)]
+struct ProxyInjectorArgs {
+    /// The kubeconfig to reach the Kubernetes API with. Without it: the
+    /// in-cluster config, else $KUBECONFIG or ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Where the webhook's serving certificate is mounted: tls.crt, tls.key.
+    #[arg(long, value_name = "DIR", default_value = "/var/run/linkerd/tls")]
+    tls_dir: PathBuf,
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    addr: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:9997")]
+    admin_addr: SocketAddr,
+    /// The control plane's namespace, where linkerd-config is.
+    #[arg(long, default_value = "linkerd")]
+    controller_namespace: String,
 }
 
 #[derive(Args)]
@@ -280,7 +300,42 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::IssuerCerts(args) => issuer_certs(args),
         Command::Tap(args) => tap(args).await,
         Command::PublicApi(args) => public_api(args).await,
+        Command::ProxyInjector(args) => proxy_injector(args).await,
     }
+}
+
+async fn proxy_injector(args: ProxyInjectorArgs) -> anyhow::Result<()> {
+    let read = |file: &str| {
+        let path = args.tls_dir.join(file);
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let tls = linkerd_controller::injector::tls_config(&read("tls.crt")?, &read("tls.key")?)
+        .map_err(|e| {
+            anyhow::anyhow!("the webhook certificate in {}: {e}", args.tls_dir.display())
+        })?;
+    let chart = linkerd_controller::chart::Chart::linkerd().context("the built-in chart")?;
+    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let metrics = linkerd_controller::injector::Metrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let webhook = linkerd_controller::injector::Webhook::new(
+        linkerd_controller::injector::Kube::new(client, args.controller_namespace.clone()),
+        chart,
+        args.controller_namespace,
+        metrics,
+    );
+    let listener = bind("proxy-injector", args.addr).await?;
+    let admin = bind("admin", args.admin_addr).await?;
+    tokio::spawn(admin::serve(admin, registry));
+    linkerd_controller::injector::serve(
+        listener,
+        std::sync::Arc::new(tls),
+        std::sync::Arc::new(webhook),
+        shutdown(),
+    )
+    .await;
+    tracing::info!("shutdown complete");
+    Ok(())
 }
 
 async fn public_api(args: PublicApiArgs) -> anyhow::Result<()> {

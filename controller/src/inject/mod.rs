@@ -107,7 +107,7 @@ pub struct How {
 }
 
 pub struct Injector {
-    chart: Chart,
+    chart: std::sync::Arc<Chart>,
     /// The installed values (the cluster's `linkerd-config`, or the chart's).
     values: Value,
     release: Release,
@@ -190,7 +190,7 @@ pub fn is_injected(spec: &Value) -> bool {
 
 impl Injector {
     pub fn new(
-        chart: Chart,
+        chart: std::sync::Arc<Chart>,
         values: Value,
         release: Release,
         created_by: impl Into<String>,
@@ -443,7 +443,7 @@ fn template_annotations(template: &Value) -> &Map<String, Value> {
 }
 
 /// Why a pod cannot take the proxy, if it cannot.
-fn refusals(spec: &Value) -> Result<(), String> {
+pub fn refusals(spec: &Value) -> Result<(), String> {
     if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
         return Err("it uses hostNetwork: true, where the proxy's iptables rules would capture the node's traffic".into());
     }

@@ -1,0 +1,344 @@
+//! The proxy injector: an HTTPS mutating admission webhook (AdmissionReview
+//! v1) that adds the proxy to pods created in namespaces or with pod templates
+//! annotated `linkerd.io/inject: enabled`, with the same injection as
+//! `linkerd inject --manual`.
+//!
+//! It never stands in a pod's way: whatever goes wrong (the API unreachable,
+//! linkerd-config unreadable, a pod that cannot be injected) is logged and
+//! counted, and the pod is admitted as it came. The webhook's failurePolicy
+//! is Ignore for the same reason.
+
+pub mod admission;
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::{counter::Counter, family::Family};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::chart::{Chart, Release, values};
+use crate::inject::Injector;
+
+/// AdmissionReviews are small; a pod spec is a few kilobytes.
+const MAX_BODY: usize = 4 << 20;
+/// Each API read may take this long; the API server gives the webhook 10s.
+const API_TIMEOUT: Duration = Duration::from_secs(4);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResponseLabels {
+    skip: String,
+    reason: String,
+}
+
+#[derive(Clone, Default)]
+pub struct Metrics {
+    requests: Counter,
+    responses: Family<ResponseLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "proxy_inject_admission_requests",
+            "AdmissionReviews received",
+            self.requests.clone(),
+        );
+        registry.register(
+            "proxy_inject_admission_responses",
+            "AdmissionReviews answered, by whether the pod was injected and why not",
+            self.responses.clone(),
+        );
+    }
+}
+
+/// What the webhook reads from the cluster: a namespace's annotations and the
+/// installed values. A trait so that the decision can be tested without one.
+pub trait Cluster: Send + Sync + 'static {
+    fn namespace(&self, name: &str) -> impl Future<Output = Result<Value, String>> + Send;
+    fn installed_values(&self) -> impl Future<Output = Result<Value, String>> + Send;
+}
+
+/// The Kubernetes API, through kube-rs.
+pub struct Kube {
+    client: kube::Client,
+    control_namespace: String,
+}
+
+impl Kube {
+    pub fn new(client: kube::Client, control_namespace: String) -> Self {
+        Kube {
+            client,
+            control_namespace,
+        }
+    }
+}
+
+async fn timed<T, E: std::fmt::Display>(
+    what: String,
+    f: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(API_TIMEOUT, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("cannot read {what}: {e}")),
+        Err(_) => Err(format!("cannot read {what}: no answer in {API_TIMEOUT:?}")),
+    }
+}
+
+impl Cluster for Kube {
+    async fn namespace(&self, name: &str) -> Result<Value, String> {
+        let api: kube::Api<Namespace> = kube::Api::all(self.client.clone());
+        let ns = timed(format!("namespace {name}"), api.get(name)).await?;
+        serde_json::to_value(ns).map_err(|e| e.to_string())
+    }
+
+    async fn installed_values(&self) -> Result<Value, String> {
+        let api: kube::Api<ConfigMap> =
+            kube::Api::namespaced(self.client.clone(), &self.control_namespace);
+        let what = format!("linkerd-config in namespace {}", self.control_namespace);
+        let config = timed(what.clone(), api.get("linkerd-config")).await?;
+        let text = config
+            .data
+            .as_ref()
+            .and_then(|d| d.get("values"))
+            .ok_or_else(|| format!("{what} has no values"))?;
+        values::from_yaml("linkerd-config's values", text).map_err(|e| e.to_string())
+    }
+}
+
+pub struct Webhook<C> {
+    cluster: C,
+    chart: Arc<Chart>,
+    release: Release,
+    metrics: Metrics,
+}
+
+impl<C: Cluster> Webhook<C> {
+    pub fn new(cluster: C, chart: Chart, control_namespace: String, metrics: Metrics) -> Self {
+        Webhook {
+            cluster,
+            chart: Arc::new(chart),
+            release: Release {
+                name: "linkerd".into(),
+                namespace: control_namespace,
+            },
+            metrics,
+        }
+    }
+
+    /// Answers one AdmissionReview. Always allows the pod; patches it when it
+    /// is to be injected.
+    pub async fn review(&self, review: &Value) -> Result<Value, String> {
+        self.metrics.requests.inc();
+        let request = review
+            .get("request")
+            .ok_or("the AdmissionReview has no request")?;
+        let uid = request
+            .get("uid")
+            .and_then(Value::as_str)
+            .ok_or("the request has no uid")?;
+        let (outcome, warnings) = self.decide(request).await;
+        let mut response = json!({"uid": uid, "allowed": true});
+        let (skip, reason) = match outcome {
+            Ok(admission::Decision::Inject { patch }) => {
+                use base64::Engine as _;
+                let patch = serde_json::to_vec(&patch).map_err(|e| e.to_string())?;
+                response["patchType"] = "JSONPatch".into();
+                response["patch"] = base64::engine::general_purpose::STANDARD
+                    .encode(patch)
+                    .into();
+                ("false", "injected".to_string())
+            }
+            Ok(admission::Decision::Skip(reason)) => ("true", reason.to_string()),
+            Err(e) => {
+                tracing::warn!(error = %e, "admitting the pod without its proxy");
+                ("true", "error".to_string())
+            }
+        };
+        if !warnings.is_empty() {
+            response["warnings"] = json!(warnings);
+        }
+        tracing::info!(uid, skip, reason, "admission review");
+        self.metrics
+            .responses
+            .get_or_create(&ResponseLabels {
+                skip: skip.into(),
+                reason,
+            })
+            .inc();
+        Ok(json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": response,
+        }))
+    }
+
+    async fn decide(&self, request: &Value) -> (Result<admission::Decision, String>, Vec<String>) {
+        let pod = match admission::pod_of(request) {
+            Ok(pod) => pod,
+            Err(skip) => return (Ok(admission::Decision::Skip(skip)), Vec::new()),
+        };
+        let ns_name = request
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        let namespace = match self.cluster.namespace(ns_name).await {
+            Ok(ns) => ns,
+            Err(e) => return (Err(e), Vec::new()),
+        };
+        if let Some(skip) = admission::skip(pod, &namespace) {
+            return (Ok(admission::Decision::Skip(skip)), Vec::new());
+        }
+        let installed = match self.cluster.installed_values().await {
+            Ok(v) => v,
+            Err(e) => return (Err(e), Vec::new()),
+        };
+        let values = match self.chart.values(installed) {
+            Ok(v) => v,
+            Err(e) => return (Err(format!("linkerd-config's values: {e}")), Vec::new()),
+        };
+        let injector = Injector::new(
+            self.chart.clone(),
+            values,
+            self.release.clone(),
+            format!("linkerd/proxy-injector {}", env!("CARGO_PKG_VERSION")),
+        );
+        match admission::inject(&injector, pod, &namespace) {
+            Ok((patch, warnings)) => (Ok(admission::Decision::Inject { patch }), warnings),
+            Err(e) => {
+                let warning = format!("linkerd: the pod was admitted without its proxy: {e}");
+                (Err(e), vec![warning])
+            }
+        }
+    }
+}
+
+/// Serves the webhook over TLS until `shutdown` resolves.
+pub async fn serve<C: Cluster>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    webhook: Arc<Webhook<C>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        let acceptor = acceptor.clone();
+        let webhook = webhook.clone();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(
+                Duration::from_secs(10),
+                acceptor.accept(stream),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let svc = service_fn(move |req| {
+                let webhook = webhook.clone();
+                async move { Ok::<_, Infallible>(handle(req, &webhook).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "webhook connection failed");
+            }
+        });
+    }
+}
+
+fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut rsp = Response::new(Full::new(Bytes::from(body)));
+    *rsp.status_mut() = status;
+    let content_type = if status == StatusCode::OK {
+        "application/json"
+    } else {
+        "text/plain"
+    };
+    rsp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    rsp
+}
+
+async fn handle<C: Cluster>(req: Request<Incoming>, webhook: &Webhook<C>) -> Response<Full<Bytes>> {
+    if req.method() != Method::POST {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST an AdmissionReview\n".into(),
+        );
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}\n"),
+            );
+        }
+    };
+    let review: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON: {e}\n"),
+            );
+        }
+    };
+    match webhook.review(&review).await {
+        Ok(answer) => reply(StatusCode::OK, answer.to_string()),
+        Err(e) => reply(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
+}
+
+/// The webhook's TLS: its certificate chain and key, as PEM files.
+pub fn tls_config(cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the certificate is not PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err("no certificate in the certificate file".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("the key is not PEM: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("the certificate and key do not fit: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
