@@ -56,6 +56,10 @@ struct State {
     /// Other objects (namespaces, config maps, ...), by their API path:
     /// answered to GETs of that path and lists of their collection.
     others: BTreeMap<String, Value>,
+    /// `(verb, resource)` pairs SelfSubjectAccessReviews answer "not allowed".
+    denied: Vec<(String, String)>,
+    /// The version `/version` reports, as `(major, minor)`.
+    server_version: (u32, u32),
 }
 
 /// The API path of an object: `/api/v1/namespaces/NS/configmaps/NAME`.
@@ -78,6 +82,35 @@ fn object_path(obj: &Value) -> String {
 }
 
 const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+const ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+
+/// Whether `obj`'s labels satisfy an equality selector (`k=v,k2=v2`, or
+/// `k!=v`, or a bare `k` for "has the label"), as `kubectl get -l` sends it.
+fn selects(obj: &Value, selector: &str) -> bool {
+    let labels = &obj["metadata"]["labels"];
+    selector.split(',').filter(|t| !t.is_empty()).all(|term| {
+        if let Some((k, v)) = term.split_once("!=") {
+            labels[k].as_str() != Some(v)
+        } else if let Some((k, v)) = term.split_once('=') {
+            labels[k].as_str() == Some(v.trim_start_matches('='))
+        } else {
+            labels.get(term).is_some()
+        }
+    })
+}
+
+/// Whether `path` names a collection (`/api/v1/configmaps`,
+/// `/apis/G/V/namespaces/NS/R`), which lists as empty when nothing is in it.
+fn is_collection(path: &str) -> bool {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    matches!(
+        parts.as_slice(),
+        ["api", _, _]
+            | ["apis", _, _, _]
+            | ["api", _, "namespaces", _, _]
+            | ["apis", _, _, "namespaces", _, _]
+    )
+}
 
 #[derive(Clone)]
 pub struct FakeApi {
@@ -91,7 +124,10 @@ impl FakeApi {
             .await
             .expect("bind fake API");
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            server_version: (1, 33),
+            ..State::default()
+        }));
         let api = Self { addr, state };
         let server = api.clone();
         tokio::spawn(async move {
@@ -106,6 +142,12 @@ impl FakeApi {
                             {
                                 let body = req.into_body().collect().await.map(|b| b.to_bytes());
                                 return Ok::<_, Infallible>(api.token_review(body.ok()));
+                            }
+                            if req.method() == http::Method::POST
+                                && req.uri().path() == ACCESS_REVIEWS
+                            {
+                                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                                return Ok::<_, Infallible>(api.access_review(body.ok()));
                             }
                             if req.uri().path().ends_with("/portforward") {
                                 return Ok::<_, Infallible>(api.portforward(req));
@@ -154,14 +196,74 @@ impl FakeApi {
         }
     }
 
-    /// Adds (or replaces) an object other than the topology's: a Namespace, a
-    /// ConfigMap, ...; GETs of it and lists of its kind answer with it.
+    /// Adds (or replaces) an object: a Namespace, a ConfigMap, anything
+    /// `linkerd install` renders; GETs of it and lists of its kind answer
+    /// with it. A Pod joins the topology's pods (lists, watches,
+    /// port-forwards).
     pub fn put(&self, mut obj: Value) {
         let mut state = self.state.lock().unwrap();
+        if obj["kind"] == "Pod" {
+            let k = key(&obj);
+            let exists = state
+                .objects
+                .get(KINDS[2].0)
+                .is_some_and(|m| m.contains_key(&k));
+            let event = if exists { "MODIFIED" } else { "ADDED" };
+            state.change(KINDS[2].0, event, k, obj);
+            return;
+        }
         state.version += 1;
         obj["metadata"]["resourceVersion"] = json!(state.version.to_string());
         obj["metadata"]["uid"] = json!(format!("uid-{}", state.version));
         state.others.insert(object_path(&obj), obj);
+    }
+
+    /// Removes an object `put` added (by its apiVersion, kind and name).
+    pub fn delete(&self, obj: &Value) {
+        let mut state = self.state.lock().unwrap();
+        if obj["kind"] == "Pod" {
+            let k = key(obj);
+            state.change(KINDS[2].0, "DELETED", k, obj.clone());
+            return;
+        }
+        state.others.remove(&object_path(obj));
+    }
+
+    /// Makes SelfSubjectAccessReviews for `verb` on `resource` (a plural,
+    /// `secrets`) answer "not allowed"; everything else is allowed.
+    pub fn deny(&self, verb: &str, resource: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.denied.push((verb.to_string(), resource.to_string()));
+    }
+
+    /// Sets the Kubernetes version `/version` reports.
+    pub fn set_server_version(&self, major: u32, minor: u32) {
+        self.state.lock().unwrap().server_version = (major, minor);
+    }
+
+    /// Answers a SelfSubjectAccessReview: allowed unless `deny` said not.
+    fn access_review(&self, body: Option<Bytes>) -> Response<Body> {
+        let mut state = self.state.lock().unwrap();
+        state.requests.push(format!("POST {ACCESS_REVIEWS}"));
+        if state.down {
+            return outage();
+        }
+        let Some(mut review) = body.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &status(400, "BadRequest", "not a SelfSubjectAccessReview"),
+            );
+        };
+        let attrs = &review["spec"]["resourceAttributes"];
+        let verb = attrs["verb"].as_str().unwrap_or_default();
+        let resource = attrs["resource"].as_str().unwrap_or_default();
+        let denied = state.denied.iter().any(|(v, r)| v == verb && r == resource);
+        review["status"] = if denied {
+            json!({"allowed": false, "reason": format!("RBAC: {verb} {resource} is not allowed")})
+        } else {
+            json!({"allowed": true})
+        };
+        json_response(StatusCode::CREATED, &review)
     }
 
     /// Makes TokenReviews authenticate `token` as `username` (e.g.
@@ -261,25 +363,41 @@ impl FakeApi {
         if state.down {
             return outage();
         }
+        let selector = query
+            .get("labelSelector")
+            .map(|s| percent_decode(s))
+            .unwrap_or_default();
+        if path == "/version" {
+            let (major, minor) = state.server_version;
+            return json_response(
+                StatusCode::OK,
+                &json!({
+                    "major": major.to_string(), "minor": minor.to_string(),
+                    "gitVersion": format!("v{major}.{minor}.0"), "gitCommit": "0",
+                    "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
+                    "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64",
+                }),
+            );
+        }
         if let Some(obj) = state.others.get(&path) {
             return json_response(StatusCode::OK, obj);
         }
         let prefix = format!("{path}/");
-        let members: Vec<Value> = state
+        let in_collection: Vec<&Value> = state
             .others
             .iter()
             .filter(|(p, _)| {
                 p.strip_prefix(&prefix)
                     .is_some_and(|rest| !rest.contains('/'))
             })
-            .map(|(_, o)| o.clone())
+            .map(|(_, o)| o)
             .collect();
-        if let Some(first) = members.first() {
+        if let Some(first) = in_collection.first() {
             let list = json!({
                 "kind": format!("{}List", first["kind"].as_str().unwrap_or_default()),
                 "apiVersion": first["apiVersion"],
                 "metadata": {"resourceVersion": state.version.to_string()},
-                "items": members,
+                "items": in_collection.iter().filter(|o| selects(o, &selector)).collect::<Vec<_>>(),
             });
             return json_response(StatusCode::OK, &list);
         }
@@ -288,25 +406,13 @@ impl FakeApi {
             .strip_prefix("/api/v1/namespaces/")
             .and_then(|rest| rest.strip_suffix("/pods"))
         {
-            let selector = query
-                .get("labelSelector")
-                .map(|s| percent_decode(s))
-                .unwrap_or_default();
-            let wanted: Vec<(&str, &str)> = selector
-                .split(',')
-                .filter_map(|kv| kv.split_once('='))
-                .collect();
             let items: Vec<Value> = state
                 .objects
                 .get("/api/v1/pods")
                 .into_iter()
                 .flat_map(|m| m.values())
                 .filter(|p| p["metadata"]["namespace"] == ns)
-                .filter(|p| {
-                    wanted
-                        .iter()
-                        .all(|(k, v)| p["metadata"]["labels"][*k].as_str() == Some(*v))
-                })
+                .filter(|p| selects(p, &selector))
                 .cloned()
                 .collect();
             let list = json!({
@@ -319,6 +425,15 @@ impl FakeApi {
         }
         let Some((collection, list_kind, api_version)) = KINDS.iter().find(|(p, _, _)| *p == path)
         else {
+            if is_collection(&path) {
+                let list = json!({
+                    "kind": "List",
+                    "apiVersion": "v1",
+                    "metadata": {"resourceVersion": state.version.to_string()},
+                    "items": [],
+                });
+                return json_response(StatusCode::OK, &list);
+            }
             return json_response(
                 StatusCode::NOT_FOUND,
                 &status(404, "NotFound", &format!("no route {path}")),
@@ -357,7 +472,12 @@ impl FakeApi {
         let items: Vec<Value> = state
             .objects
             .get(collection)
-            .map(|m| m.values().cloned().collect())
+            .map(|m| {
+                m.values()
+                    .filter(|o| selects(o, &selector))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         let list = json!({
             "kind": list_kind,
