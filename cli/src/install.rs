@@ -214,12 +214,9 @@ fn certificates(values: &mut Value, namespace: &str) -> Result<()> {
 
 /// The durations the controller accepts: a number and one of ms, s, m, h.
 fn parse_duration(s: &str) -> Result<()> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    if n.is_empty() || !matches!(unit, "ms" | "s" | "m" | "h") {
-        bail!("not a duration such as 20s, 5m or 24h");
-    }
-    Ok(())
+    crate::duration::parse(s)
+        .map(drop)
+        .map_err(anyhow::Error::msg)
 }
 
 #[derive(Args, Debug)]

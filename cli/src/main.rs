@@ -1,8 +1,10 @@
 //! `linkerd`: the mesh's command line.
 
 mod api;
+mod check;
 mod demo;
 mod diagnostics;
+mod duration;
 mod edges;
 mod inject;
 mod install;
@@ -63,6 +65,8 @@ enum Command {
     Inject(inject::InjectArgs),
     /// Remove the proxy from Kubernetes YAML.
     Uninject(inject::UninjectArgs),
+    /// Check the cluster, the control plane and (--proxy) the data plane; --pre before installing.
+    Check(check::CheckArgs),
     /// What to delete to remove the control plane, for `kubectl delete -f -`.
     Uninstall(install::UninstallArgs),
     /// A shell completion script: `source <(linkerd completion bash)`.
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
             Command::Install(args) => install::run(args, &target.namespace),
             Command::Inject(args) => inject::inject(args, &target).await,
             Command::Uninject(args) => inject::uninject(args),
+            Command::Check(args) => check::run(args, &target).await,
             Command::Uninstall(_) => install::uninstall(&target.namespace),
             Command::Completion { shell } => {
                 // Into a buffer first: clap_complete panics on a closed pipe.
@@ -154,6 +159,8 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The report said what failed.
+        Err(e) if e.is::<check::Failed>() => ExitCode::FAILURE,
         Err(e) => {
             // The whole chain on one line: what failed, then why.
             eprintln!("linkerd: {e:#}");
