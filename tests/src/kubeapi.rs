@@ -99,6 +99,113 @@ fn selects(obj: &Value, selector: &str) -> bool {
     })
 }
 
+/// The resources the fake's discovery documents list, by group version:
+/// (plural, kind, namespaced). What the chart and the tests' workloads use,
+/// so that kubectl can map every object `linkerd install` prints.
+/// A resource in discovery: plural, kind, namespaced.
+type Resource = (&'static str, &'static str, bool);
+
+const DISCOVERY: &[(&str, &[Resource])] = &[
+    (
+        "v1",
+        &[
+            ("namespaces", "Namespace", false),
+            ("nodes", "Node", false),
+            ("pods", "Pod", true),
+            ("services", "Service", true),
+            ("configmaps", "ConfigMap", true),
+            ("secrets", "Secret", true),
+            ("serviceaccounts", "ServiceAccount", true),
+            ("replicationcontrollers", "ReplicationController", true),
+        ],
+    ),
+    (
+        "apps/v1",
+        &[
+            ("deployments", "Deployment", true),
+            ("statefulsets", "StatefulSet", true),
+            ("daemonsets", "DaemonSet", true),
+            ("replicasets", "ReplicaSet", true),
+        ],
+    ),
+    (
+        "batch/v1",
+        &[("jobs", "Job", true), ("cronjobs", "CronJob", true)],
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        &[
+            ("clusterroles", "ClusterRole", false),
+            ("clusterrolebindings", "ClusterRoleBinding", false),
+            ("roles", "Role", true),
+            ("rolebindings", "RoleBinding", true),
+        ],
+    ),
+    (
+        "admissionregistration.k8s.io/v1",
+        &[(
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+            false,
+        )],
+    ),
+    (
+        "policy/v1",
+        &[("poddisruptionbudgets", "PodDisruptionBudget", true)],
+    ),
+    (
+        "discovery.k8s.io/v1",
+        &[("endpointslices", "EndpointSlice", true)],
+    ),
+    (
+        "authentication.k8s.io/v1",
+        &[("tokenreviews", "TokenReview", false)],
+    ),
+    (
+        "authorization.k8s.io/v1",
+        &[("selfsubjectaccessreviews", "SelfSubjectAccessReview", false)],
+    ),
+];
+
+/// The legacy (non-aggregated) discovery documents kubectl reads to map
+/// kinds to paths: `/api`, `/apis`, `/api/v1`, `/apis/GROUP/VERSION`.
+fn discovery(path: &str) -> Option<Value> {
+    if path == "/api" {
+        return Some(json!({
+            "kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
+        }));
+    }
+    if path == "/apis" {
+        let groups: Vec<Value> = DISCOVERY
+            .iter()
+            .filter_map(|(gv, _)| gv.split_once('/'))
+            .map(|(group, version)| {
+                let v = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+                json!({"name": group, "versions": [v], "preferredVersion": v})
+            })
+            .collect();
+        return Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}));
+    }
+    let gv = path
+        .strip_prefix("/api/")
+        .or_else(|| path.strip_prefix("/apis/"))?;
+    let (_, resources) = DISCOVERY.iter().find(|(g, _)| *g == gv)?;
+    let resources: Vec<Value> = resources
+        .iter()
+        .map(|(plural, kind, namespaced)| {
+            json!({
+                "name": plural, "singularName": kind.to_lowercase(), "namespaced": namespaced,
+                "kind": kind,
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            })
+        })
+        .collect();
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
+}
+
 /// Whether `path` names a collection (`/api/v1/configmaps`,
 /// `/apis/G/V/namespaces/NS/R`), which lists as empty when nothing is in it.
 fn is_collection(path: &str) -> bool {
@@ -151,6 +258,11 @@ impl FakeApi {
                             }
                             if req.uri().path().ends_with("/portforward") {
                                 return Ok::<_, Infallible>(api.portforward(req));
+                            }
+                            if req.method() == http::Method::POST {
+                                let path = req.uri().path().to_string();
+                                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                                return Ok::<_, Infallible>(api.create(&path, body.ok()));
                             }
                             Ok::<_, Infallible>(api.handle(req))
                         }
@@ -227,6 +339,71 @@ impl FakeApi {
             return;
         }
         state.others.remove(&object_path(obj));
+    }
+
+    /// Creates an object POSTed to its collection, as `kubectl apply` and
+    /// `create` do: 201 with the object, 409 when it exists.
+    fn create(&self, path: &str, body: Option<Bytes>) -> Response<Body> {
+        let Some(mut obj) = body.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &status(400, "BadRequest", "the body is not a JSON object"),
+            );
+        };
+        {
+            let mut state = self.state.lock().unwrap();
+            state.requests.push(format!("POST {path}"));
+            if state.down {
+                return outage();
+            }
+        }
+        if !is_collection(path) || !obj.is_object() {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                &status(404, "NotFound", &format!("no collection {path}")),
+            );
+        }
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        if let Some(i) = parts.iter().position(|p| *p == "namespaces")
+            && parts.len() == i + 3
+        {
+            obj["metadata"]["namespace"] = json!(parts[i + 1]);
+        }
+        let wanted = object_path(&obj);
+        if wanted.rsplit_once('/').map(|(c, _)| c) != Some(path) {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &status(
+                    400,
+                    "BadRequest",
+                    &format!("a {} does not belong in {path}", obj["kind"]),
+                ),
+            );
+        }
+        let exists = {
+            let state = self.state.lock().unwrap();
+            state.others.contains_key(&wanted)
+                || (obj["kind"] == "Pod"
+                    && state
+                        .objects
+                        .get(KINDS[2].0)
+                        .is_some_and(|m| m.contains_key(&key(&obj))))
+        };
+        if exists {
+            return json_response(
+                StatusCode::CONFLICT,
+                &status(409, "AlreadyExists", &format!("{wanted} already exists")),
+            );
+        }
+        self.put(obj);
+        let state = self.state.lock().unwrap();
+        let stored = state.others.get(&wanted).cloned().or_else(|| {
+            state
+                .objects
+                .get(KINDS[2].0)
+                .and_then(|m| m.values().find(|o| object_path(o) == wanted).cloned())
+        });
+        json_response(StatusCode::CREATED, &stored.unwrap_or(Value::Null))
     }
 
     /// Makes SelfSubjectAccessReviews for `verb` on `resource` (a plural,
@@ -378,6 +555,9 @@ impl FakeApi {
                     "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64",
                 }),
             );
+        }
+        if let Some(doc) = discovery(&path) {
+            return json_response(StatusCode::OK, &doc);
         }
         if let Some(obj) = state.others.get(&path) {
             return json_response(StatusCode::OK, obj);
