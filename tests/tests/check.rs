@@ -7,6 +7,7 @@
 use linkerd_controller::identity::ca;
 use linkerd_tests::kubeapi::FakeApi;
 use linkerd_tests::proxy::bin;
+use linkerd_tests::tools::tool;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -685,4 +686,122 @@ async fn no_control_plane_an_old_cluster_and_no_cluster_fail_clearly() {
     let run = linkerd(&dir, &["check", "--wait", "soon"]).await;
     assert!(!run.ok);
     assert!(run.stderr.contains("not a duration"), "{}", run.stderr);
+}
+
+/// Runs kubectl against the fake API with `input` on its stdin.
+async fn kubectl(kubectl: &Path, kubeconfig: &str, args: &[&str], input: &str) -> Run {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("kubectl answers within a minute")
+        .unwrap();
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn kubectl_applies_what_install_prints_and_check_passes_on_it() {
+    let Some(kubectl_bin) = tool("kubectl") else {
+        eprintln!(
+            "SKIPPED kubectl_applies_what_install_prints_and_check_passes_on_it: kubectl is not installed (tests/run.sh fetches it)"
+        );
+        return;
+    };
+    let c = Cluster::new("kubectl").await;
+    let install = linkerd(&c.dir, &["install"]).await;
+    assert!(install.ok, "{}", install.stderr);
+    let objects = documents(&install.stdout);
+
+    // `linkerd install | kubectl apply --dry-run=client -f -`: kubectl maps
+    // every object to its resource through discovery and creates nothing.
+    let dry = kubectl(
+        &kubectl_bin,
+        &c.kubeconfig,
+        &["apply", "--dry-run=client", "--validate=false", "-f", "-"],
+        &install.stdout,
+    )
+    .await;
+    assert!(dry.ok, "{}", dry.stderr);
+    let reported: Vec<&str> = dry.stdout.lines().collect();
+    assert_eq!(reported.len(), objects.len(), "{}", dry.stdout);
+    assert!(
+        reported.iter().all(|l| l.ends_with(" created (dry run)")),
+        "{}",
+        dry.stdout
+    );
+    assert!(reported.contains(&"deployment.apps/linkerd-destination created (dry run)"));
+    assert!(reported.contains(&"mutatingwebhookconfiguration.admissionregistration.k8s.io/linkerd-proxy-injector-webhook-config created (dry run)"));
+    assert!(
+        !c.api.requests().iter().any(|r| r.starts_with("POST")),
+        "a dry run creates nothing"
+    );
+
+    // For real: kubectl creates each object; the Deployments' pods start.
+    let applied = kubectl(
+        &kubectl_bin,
+        &c.kubeconfig,
+        &["apply", "--validate=false", "-f", "-"],
+        &install.stdout,
+    )
+    .await;
+    assert!(applied.ok, "{}", applied.stderr);
+    assert_eq!(
+        applied
+            .stdout
+            .lines()
+            .filter(|l| l.ends_with(" created"))
+            .count(),
+        objects.len(),
+        "{}",
+        applied.stdout
+    );
+    for deployment in objects.iter().filter(|o| o["kind"] == "Deployment") {
+        c.api.put(running_pod(deployment, 0));
+    }
+    let run = c.check(&[]).await;
+    assert!(run.ok, "{}{}", run.stdout, run.stderr);
+    assert!(
+        lines(&run.stdout).iter().all(|(m, _)| *m == '√'),
+        "{}",
+        run.stdout
+    );
+
+    // kubectl reads back what it created.
+    let got = kubectl(
+        &kubectl_bin,
+        &c.kubeconfig,
+        &[
+            "get",
+            "configmap",
+            "linkerd-config",
+            "-n",
+            "linkerd",
+            "-o",
+            "name",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(
+        got.stdout.trim(),
+        "configmap/linkerd-config",
+        "{}",
+        got.stderr
+    );
 }
