@@ -53,12 +53,16 @@ struct Overrides {
     /// The proxy's log filter.
     #[arg(long, value_name = "FILTER")]
     proxy_log_level: Option<String>,
+    /// The proxy's CPU request (as Kubernetes quantities: 100m).
     #[arg(long, value_name = "QUANTITY")]
     proxy_cpu_request: Option<String>,
+    /// The proxy's CPU limit.
     #[arg(long, value_name = "QUANTITY")]
     proxy_cpu_limit: Option<String>,
+    /// The proxy's memory request (20Mi).
     #[arg(long, value_name = "QUANTITY")]
     proxy_memory_request: Option<String>,
+    /// The proxy's memory limit.
     #[arg(long, value_name = "QUANTITY")]
     proxy_memory_limit: Option<String>,
     /// The proxy's admin port.
