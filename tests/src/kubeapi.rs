@@ -244,25 +244,18 @@ impl FakeApi {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let api = api.clone();
                         async move {
-                            if req.method() == http::Method::POST
-                                && req.uri().path() == TOKEN_REVIEWS
-                            {
-                                let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                                return Ok::<_, Infallible>(api.token_review(body.ok()));
-                            }
-                            if req.method() == http::Method::POST
-                                && req.uri().path() == ACCESS_REVIEWS
-                            {
-                                let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                                return Ok::<_, Infallible>(api.access_review(body.ok()));
-                            }
                             if req.uri().path().ends_with("/portforward") {
                                 return Ok::<_, Infallible>(api.portforward(req));
                             }
                             if req.method() == http::Method::POST {
                                 let path = req.uri().path().to_string();
-                                let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                                return Ok::<_, Infallible>(api.create(&path, body.ok()));
+                                let body =
+                                    req.into_body().collect().await.map(|b| b.to_bytes()).ok();
+                                return Ok::<_, Infallible>(match path.as_str() {
+                                    TOKEN_REVIEWS => api.token_review(body),
+                                    ACCESS_REVIEWS => api.access_review(body),
+                                    _ => api.create(&path, body),
+                                });
                             }
                             Ok::<_, Infallible>(api.handle(req))
                         }

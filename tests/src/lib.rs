@@ -2,6 +2,7 @@
 //! clients and servers on loopback or in network namespaces.
 
 pub mod backends;
+pub mod cli;
 pub mod controller;
 pub mod demo;
 pub mod kubeapi;

@@ -5,8 +5,8 @@
 //! named with its hint, in the table and in JSON.
 
 use linkerd_controller::identity::ca;
+use linkerd_tests::cli::{Run, documents, linkerd};
 use linkerd_tests::kubeapi::FakeApi;
-use linkerd_tests::proxy::bin;
 use linkerd_tests::tools::tool;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -21,29 +21,6 @@ struct Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the CLI without holding up the runtime, which serves the fake API.
-async fn linkerd(dir: &Path, args: &[&str]) -> Run {
-    let out = tokio::process::Command::new(bin("linkerd"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("LINKERD_API_ADDR")
-        .env("LINKERD_DEMO_STATE", "/nonexistent/linkerd-demo.json")
-        .output()
-        .await
-        .unwrap();
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 
@@ -85,15 +62,6 @@ impl Cluster {
         }
         objects
     }
-}
-
-fn documents(yaml: &str) -> Vec<Value> {
-    yaml.split("\n---\n")
-        .map(|d| d.trim_start_matches("---\n"))
-        .filter(|d| !d.trim().is_empty())
-        .map(|d| serde_saphyr::from_str::<Value>(d).unwrap())
-        .filter(|d| d.is_object())
-        .collect()
 }
 
 fn node(name: &str, heartbeat: time::OffsetDateTime) -> Value {
@@ -176,6 +144,25 @@ fn lines(out: &str) -> Vec<(char, String)> {
         .collect()
 }
 
+/// Asserts that the table shows `mark description`.
+#[track_caller]
+fn shows(out: &str, mark: char, description: &str) {
+    assert!(
+        lines(out).contains(&(mark, description.to_string())),
+        "no `{mark} {description}` in:\n{out}"
+    );
+}
+
+/// Asserts that the error under `description` says `text`.
+#[track_caller]
+fn says(out: &str, description: &str, text: &str) {
+    let detail = detail(out, description);
+    assert!(
+        detail.contains(text),
+        "{description}: no {text:?} in:\n{out}"
+    );
+}
+
 /// The lines under a check's line: its error and hint.
 fn detail(out: &str, description: &str) -> String {
     out.lines()
@@ -191,7 +178,6 @@ async fn pre_passes_on_an_empty_cluster_and_names_what_would_fail() {
     let c = Cluster::new("pre").await;
     let run = c.check(&["--pre"]).await;
     assert!(run.ok, "{}{}", run.stdout, run.stderr);
-    let checks = lines(&run.stdout);
     for wanted in [
         "can initialize the client",
         "can query the Kubernetes API",
@@ -206,11 +192,7 @@ async fn pre_passes_on_an_empty_cluster_and_names_what_would_fail() {
         "can read Secrets",
         "no clock skew detected",
     ] {
-        assert!(
-            checks.contains(&('√', wanted.to_string())),
-            "{wanted}: {}",
-            run.stdout
-        );
+        shows(&run.stdout, '√', wanted);
     }
     assert!(
         run.stdout
@@ -253,26 +235,16 @@ async fn pre_passes_on_an_empty_cluster_and_names_what_would_fail() {
         "the report says it all: {}",
         run.stderr
     );
-    let checks = lines(&run.stdout);
-    assert!(
-        checks.contains(&('×', "can create Secrets".into())),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        checks.contains(&('√', "can read Secrets".into())),
-        "{}",
-        run.stdout
-    );
+    shows(&run.stdout, '×', "can create Secrets");
+    shows(&run.stdout, '√', "can read Secrets");
     assert_eq!(
         detail(&run.stdout, "can create Secrets"),
         "    you may not create secrets in namespace linkerd: RBAC: create secrets is not allowed\n    see https://linkerd.io/2/checks/#pre-k8s for hints"
     );
-    assert!(
-        detail(&run.stdout, "can create non-namespaced resources")
-            .contains("you may not create clusterrolebindings"),
-        "{}",
-        run.stdout
+    says(
+        &run.stdout,
+        "can create non-namespaced resources",
+        "you may not create clusterrolebindings",
     );
     assert!(
         detail(
@@ -283,16 +255,8 @@ async fn pre_passes_on_an_empty_cluster_and_names_what_would_fail() {
         "{}",
         run.stdout
     );
-    assert!(
-        checks.contains(&('‼', "no clock skew detected".into())),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        detail(&run.stdout, "no clock skew detected").contains("node(s) node-2"),
-        "{}",
-        run.stdout
-    );
+    shows(&run.stdout, '‼', "no clock skew detected");
+    says(&run.stdout, "no clock skew detected", "node(s) node-2");
     assert!(
         run.stdout.ends_with("\nStatus check results are ×\n"),
         "{}",
@@ -325,11 +289,7 @@ async fn an_installed_control_plane_and_its_data_plane_pass() {
         "control plane and cli versions match",
         "control plane proxies are healthy",
     ] {
-        assert!(
-            checks.contains(&('√', wanted.to_string())),
-            "{wanted}: {}",
-            run.stdout
-        );
+        shows(&run.stdout, '√', wanted);
     }
 
     // The same as Linkerd's JSON.
@@ -387,40 +347,26 @@ async fn an_installed_control_plane_and_its_data_plane_pass() {
     c.api.put(pod.clone());
     let run = c.check(&["--proxy"]).await;
     assert!(run.ok, "{}{}", run.stdout, run.stderr);
-    let checks = lines(&run.stdout);
     for wanted in [
         "data plane proxies are ready",
         "data plane proxies certificate match CA",
         "data plane and cli versions match",
     ] {
-        assert!(
-            checks.contains(&('√', wanted.to_string())),
-            "{wanted}: {}",
-            run.stdout
-        );
+        shows(&run.stdout, '√', wanted);
     }
     let run = c.check(&["--proxy", "-n", "emojivoto"]).await;
-    assert!(
-        lines(&run.stdout).contains(&('√', "data plane namespace exists".into())),
-        "{}",
-        run.stdout
-    );
+    shows(&run.stdout, '√', "data plane namespace exists");
 
     // A proxy not (yet) certified, so not ready: named once --wait is up.
     set_ready(&mut pod, "linkerd-proxy", false);
     c.api.put(pod.clone());
     let run = c.check(&["--proxy", "--wait", "2s"]).await;
     assert!(!run.ok);
-    assert!(
-        lines(&run.stdout).contains(&('×', "data plane proxies are ready".into())),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        detail(&run.stdout, "data plane proxies are ready")
-            .contains("the linkerd-proxy of pod emojivoto/web-5d8f9-0 is not ready"),
-        "{}",
-        run.stdout
+    shows(&run.stdout, '×', "data plane proxies are ready");
+    says(
+        &run.stdout,
+        "data plane proxies are ready",
+        "the linkerd-proxy of pod emojivoto/web-5d8f9-0 is not ready",
     );
     assert!(run.stderr.contains("waiting"), "{}", run.stderr);
 
@@ -443,14 +389,11 @@ async fn an_installed_control_plane_and_its_data_plane_pass() {
     c.api.put(pod);
     let run = c.check(&["--proxy", "-n", "emojivoto"]).await;
     assert!(run.ok, "a warning is not a failure: {}", run.stdout);
-    assert!(
-        lines(&run.stdout).contains(&('‼', "data plane proxies certificate match CA".into())),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        detail(&run.stdout, "data plane proxies certificate match CA")
-            .contains("emojivoto/web-5d8f9-0")
+    shows(&run.stdout, '‼', "data plane proxies certificate match CA");
+    says(
+        &run.stdout,
+        "data plane proxies certificate match CA",
+        "emojivoto/web-5d8f9-0",
     );
     assert!(run.stdout.ends_with("Status check results are √\n"));
 }
@@ -486,10 +429,10 @@ async fn control_plane_problems_are_named_with_hints() {
         .await;
     let run = c.check(&[]).await;
     assert!(run.ok, "{}{}", run.stdout, run.stderr);
-    assert!(
-        lines(&run.stdout).contains(&('‼', "issuer cert is valid for at least 60 days".into())),
-        "{}",
-        run.stdout
+    shows(
+        &run.stdout,
+        '‼',
+        "issuer cert is valid for at least 60 days",
     );
     assert!(
         detail(&run.stdout, "issuer cert is valid for at least 60 days")
@@ -535,42 +478,23 @@ async fn control_plane_problems_are_named_with_hints() {
 
     let run = c.check(&["--wait", "1s"]).await;
     assert!(!run.ok);
-    let checks = lines(&run.stdout);
-    assert!(
-        checks.contains(&('×', "control plane pods are ready".into())),
-        "{}",
-        run.stdout
-    );
+    shows(&run.stdout, '×', "control plane pods are ready");
     assert_eq!(
         detail(&run.stdout, "control plane pods are ready"),
         "    container tap of pod/linkerd-tap-5d8f9-0 is not ready\n    see https://linkerd.io/2/checks/#l5d-api-control-ready for hints"
     );
-    assert!(
-        checks.contains(&('×', "control plane ClusterRoles exist".into())),
-        "{}",
-        run.stdout
+    shows(&run.stdout, '×', "control plane ClusterRoles exist");
+    says(
+        &run.stdout,
+        "control plane ClusterRoles exist",
+        "missing ClusterRoles: linkerd-linkerd-destination",
     );
-    assert!(
-        detail(&run.stdout, "control plane ClusterRoles exist")
-            .contains("missing ClusterRoles: linkerd-linkerd-destination"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        checks.contains(&('√', "control plane ClusterRoleBindings exist".into())),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        checks.contains(&('×', "proxy-injector webhook has valid cert".into())),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        detail(&run.stdout, "proxy-injector webhook has valid cert")
-            .contains("not signed by the caBundle"),
-        "{}",
-        run.stdout
+    shows(&run.stdout, '√', "control plane ClusterRoleBindings exist");
+    shows(&run.stdout, '×', "proxy-injector webhook has valid cert");
+    says(
+        &run.stdout,
+        "proxy-injector webhook has valid cert",
+        "not signed by the caBundle",
     );
     assert!(
         run.stdout.ends_with("\nStatus check results are ×\n"),
@@ -618,14 +542,15 @@ async fn no_control_plane_an_old_cluster_and_no_cluster_fail_clearly() {
     let run = c.check(&[]).await;
     assert!(!run.ok);
     let checks = lines(&run.stdout);
-    assert!(
-        checks.contains(&('×', "is running the minimum Kubernetes API version".into())),
-        "{}",
-        run.stdout
+    shows(
+        &run.stdout,
+        '×',
+        "is running the minimum Kubernetes API version",
     );
-    assert!(
-        detail(&run.stdout, "is running the minimum Kubernetes API version")
-            .contains("Kubernetes is on version 1.19, but version 1.22 or later is required")
+    says(
+        &run.stdout,
+        "is running the minimum Kubernetes API version",
+        "Kubernetes is on version 1.19, but version 1.22 or later is required",
     );
     // Nothing installed: the first control-plane check says so, and the
     // rest, which need it, are not run.
@@ -635,9 +560,10 @@ async fn no_control_plane_an_old_cluster_and_no_cluster_fail_clearly() {
         "{}",
         run.stdout
     );
-    assert!(
-        detail(&run.stdout, "'linkerd-config' config map exists")
-            .contains("is the control plane installed?")
+    says(
+        &run.stdout,
+        "'linkerd-config' config map exists",
+        "is the control plane installed?",
     );
 
     // An API server that is not there.

@@ -9,11 +9,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use linkerd_controller::identity::ca;
+use linkerd_tests::cli::{documents, linkerd};
 use linkerd_tests::kubeapi::FakeApi;
 use linkerd_tests::proxy::{bin, spawn_listening};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,34 +35,15 @@ impl Drop for World {
     }
 }
 
-/// Runs the CLI without holding up the runtime, which serves the fake API
-/// the CLI may ask.
-async fn linkerd(args: &[&str], dir: &Path) -> (bool, String, String) {
-    let out = tokio::process::Command::new(bin("linkerd"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("LINKERD_API_ADDR")
-        .env("LINKERD_DEMO_STATE", "/nonexistent/linkerd-demo.json")
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// The fake API holding what `linkerd install` would create (linkerd-config)
 /// and two namespaces, and the injector reading it.
 async fn world(name: &str) -> World {
     let dir = std::env::temp_dir().join(format!("l5d-injector-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (ok, installed, err) = linkerd(&["install"], &dir).await;
-    assert!(ok, "{err}");
-    let config: Value = installed
-        .split("\n---\n")
-        .map(|d| serde_saphyr::from_str::<Value>(d.trim_start_matches("---\n")).unwrap())
+    let installed = linkerd(&dir, &["install"]).await;
+    assert!(installed.ok, "{}", installed.stderr);
+    let config: Value = documents(&installed.stdout)
+        .into_iter()
         .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "linkerd-config")
         .unwrap();
     let api = FakeApi::start().await;
@@ -277,19 +259,14 @@ async fn injects_pods_of_annotated_namespaces_as_inject_does() {
         "config.linkerd.io/skip-outbound-ports": "3306",
     });
     std::fs::write(w.dir.join("pod.yaml"), same.to_string()).unwrap();
-    let (ok, out, err) = linkerd(
-        &[
-            "inject",
-            "--manual",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "pod.yaml",
-        ],
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let run = linkerd(
         &w.dir,
+        &["inject", "--manual", "--kubeconfig", kubeconfig, "pod.yaml"],
     )
     .await;
-    assert!(ok, "{err}");
-    let by_cli: Value = serde_saphyr::from_str(&out).unwrap();
+    assert!(run.ok, "{}", run.stderr);
+    let by_cli: Value = serde_saphyr::from_str(&run.stdout).unwrap();
     assert_eq!(by_cli["spec"]["containers"][0], spec["containers"][0]);
     assert_eq!(
         by_cli["spec"]["initContainers"][0],

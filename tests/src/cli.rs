@@ -1,0 +1,40 @@
+//! Running the `linkerd` CLI from async tests, whose runtime may be serving
+//! the fake Kubernetes API the CLI asks: so never a blocking wait.
+
+use crate::proxy::bin;
+use serde_json::Value;
+use std::path::Path;
+
+/// What a command printed, and whether it succeeded.
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `linkerd ARGS` in `dir`, away from any local demo or `LINKERD_API_ADDR`.
+pub async fn linkerd(dir: &Path, args: &[&str]) -> Run {
+    let out = tokio::process::Command::new(bin("linkerd"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("LINKERD_API_ADDR")
+        .env("LINKERD_DEMO_STATE", "/nonexistent/linkerd-demo.json")
+        .output()
+        .await
+        .expect("the linkerd binary runs");
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The objects of a multi-document YAML stream, as `linkerd install` prints.
+pub fn documents(yaml: &str) -> Vec<Value> {
+    yaml.split("\n---\n")
+        .map(|d| d.trim_start_matches("---\n"))
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_saphyr::from_str::<Value>(d).expect("each document is YAML"))
+        .filter(|d| d.is_object())
+        .collect()
+}
