@@ -1,7 +1,8 @@
 //! `linkerd top`: a live table of a resource's busiest request paths, built
 //! from the tap stream and redrawn a few times a second; `q` quits.
 
-use crate::tap::{self, Selection};
+use crate::tap::Selection;
+use linkerd_cli::tap_format;
 use clap::Args;
 use linkerd_proxy_api::tap::{
     TapEvent, eos,
@@ -67,7 +68,7 @@ pub(crate) struct Top {
 
 /// A pod name, else the address.
 fn end_name(meta: Option<&tap_event::EndpointMeta>, addr: &str) -> String {
-    let labels = tap::labels(meta);
+    let labels = tap_format::labels(meta);
     match labels.get("pod") {
         Some(pod) => pod.to_string(),
         None => addr.rsplit_once(':').map_or(addr, |(ip, _)| ip).to_string(),
@@ -83,8 +84,8 @@ impl Top {
         // Ids are per proxy; the proxy's own end tells proxies apart.
         let inbound = e.proxy_direction == tap_event::ProxyDirection::Inbound as i32;
         let (src, dst) = (
-            tap::addr(e.source.as_ref()),
-            tap::addr(e.destination.as_ref()),
+            tap_format::addr(e.source.as_ref()),
+            tap_format::addr(e.destination.as_ref()),
         );
         let proxy = if inbound { dst.clone() } else { src.clone() };
         match http {
@@ -93,7 +94,7 @@ impl Top {
                 let key = Key {
                     source: end_name(e.source_meta.as_ref(), &src),
                     destination: end_name(e.destination_meta.as_ref(), &dst),
-                    method: tap::method_name(r),
+                    method: tap_format::method_name(r),
                     path: r.path.clone(),
                 };
                 self.rows.entry(key.clone()).or_default().count += 1;
@@ -105,7 +106,7 @@ impl Top {
                 if let Some(f) = self.in_flight.get_mut(&(id.base, id.stream, proxy)) {
                     f.status = Some(r.http_status);
                     let latency =
-                        Duration::from_micros(tap::micros(r.since_request_init.as_ref()) as u64);
+                        Duration::from_micros(tap_format::micros(r.since_request_init.as_ref()) as u64);
                     let stats = self.rows.entry(f.key.clone()).or_default();
                     stats.best = Some(stats.best.map_or(latency, |b| b.min(latency)));
                     stats.worst = Some(stats.worst.map_or(latency, |w| w.max(latency)));
