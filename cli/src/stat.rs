@@ -3,11 +3,9 @@
 
 use crate::{api, resource, table::Table};
 use clap::{Args, ValueEnum};
-use linkerd_proxy_api::{
-    public_api::{
-        StatRow, StatSummaryRequest, api_client::ApiClient, stat_summary_request::Outbound,
-    },
-    tap_controller::short_kind,
+use linkerd_cli::stat_format::{meshed, ms, row_json, success, window_seconds};
+use linkerd_proxy_api::public_api::{
+    StatRow, StatSummaryRequest, api_client::ApiClient, stat_summary_request::Outbound,
 };
 
 #[derive(Args, Debug)]
@@ -96,47 +94,6 @@ pub(crate) async fn run(args: StatArgs, api: &api::Target) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The window in seconds, for rates (the API has checked it).
-fn window_seconds(window: &str) -> f64 {
-    let split = window
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(window.len());
-    let n: f64 = window[..split].parse().unwrap_or(60.0);
-    match &window[split..] {
-        "s" => n,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        _ => n * 60.0,
-    }
-}
-
-fn success(row: &StatRow) -> Option<f64> {
-    let s = row.stats.as_ref()?;
-    let total = s.success_count + s.failure_count;
-    (total > 0.0).then(|| s.success_count / total)
-}
-
-fn meshed(row: &StatRow) -> String {
-    if row.has_pods {
-        format!("{}/{}", row.meshed_pod_count, row.running_pod_count)
-    } else {
-        "-".into()
-    }
-}
-
-/// Latency in ms as Linkerd shows it, with a decimal below 10ms, where
-/// the buckets are fine enough for it to mean something.
-fn ms(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v >= 10.0 => format!("{v:.0}ms"),
-        Some(v) => {
-            let s = format!("{v:.1}");
-            format!("{}ms", s.trim_end_matches(".0"))
-        }
-        None => "-".into(),
-    }
-}
-
 fn table(rows: &[StatRow], all_namespaces: bool, wide: bool, secs: f64) -> Table {
     let mut header = Vec::new();
     if all_namespaces {
@@ -185,31 +142,9 @@ fn table(rows: &[StatRow], all_namespaces: bool, wide: bool, secs: f64) -> Table
     t
 }
 
-/// Linkerd's `stat -o json` shape: one object per row, nulls where there
-/// was no traffic, success as a ratio, latencies in ms.
+/// Linkerd's `stat -o json` shape: one object per row.
 fn json(rows: &[StatRow], secs: f64) -> String {
-    let rows: Vec<serde_json::Value> = rows
-        .iter()
-        .filter_map(|row| {
-            let r = row.resource.as_ref()?;
-            let stats = row.stats.as_ref();
-            let tcp = row.tcp_stats.as_ref();
-            Some(serde_json::json!({
-                "namespace": r.namespace,
-                "kind": short_kind(&r.r#type),
-                "name": r.name,
-                "meshed": meshed(row),
-                "success": success(row),
-                "rps": stats.map(|s| s.request_rate),
-                "latency_ms_p50": stats.and_then(|s| s.latency_ms_p50),
-                "latency_ms_p95": stats.and_then(|s| s.latency_ms_p95),
-                "latency_ms_p99": stats.and_then(|s| s.latency_ms_p99),
-                "tcp_open_connections": tcp.map(|t| t.open_connections),
-                "tcp_read_bytes_rate": tcp.map(|t| t.read_bytes_total / secs),
-                "tcp_write_bytes_rate": tcp.map(|t| t.write_bytes_total / secs),
-            }))
-        })
-        .collect();
+    let rows: Vec<serde_json::Value> = rows.iter().filter_map(|r| row_json(r, secs)).collect();
     let mut out = serde_json::to_string_pretty(&rows).unwrap_or_default();
     out.push('\n');
     out

@@ -2,8 +2,8 @@
 //! from the tap stream and redrawn a few times a second; `q` quits.
 
 use crate::tap::Selection;
-use linkerd_cli::tap_format;
 use clap::Args;
+use linkerd_cli::tap_format;
 use linkerd_proxy_api::tap::{
     TapEvent, eos,
     tap_event::{self, http::Event},
@@ -105,8 +105,9 @@ impl Top {
                 let id = r.id.unwrap_or_default();
                 if let Some(f) = self.in_flight.get_mut(&(id.base, id.stream, proxy)) {
                     f.status = Some(r.http_status);
-                    let latency =
-                        Duration::from_micros(tap_format::micros(r.since_request_init.as_ref()) as u64);
+                    let latency = Duration::from_micros(tap_format::micros(
+                        r.since_request_init.as_ref(),
+                    ) as u64);
                     let stats = self.rows.entry(f.key.clone()).or_default();
                     stats.best = Some(stats.best.map_or(latency, |b| b.min(latency)));
                     stats.worst = Some(stats.worst.map_or(latency, |w| w.max(latency)));
