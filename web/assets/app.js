@@ -1,0 +1,502 @@
+// The dashboard's UI: a page per hash route, built from /api, refreshed on
+// its own. No framework and no build step; the server embeds this file.
+"use strict";
+
+const REFRESH_MS = 5000;
+const WORKLOADS = [
+  ["deployment", "Deployments"],
+  ["statefulset", "StatefulSets"],
+  ["daemonset", "DaemonSets"],
+  ["job", "Jobs"],
+  ["pod", "Pods"],
+  ["service", "Services"],
+];
+const SHORT = { deployment: "deploy", statefulset: "sts", daemonset: "ds", replicaset: "rs", job: "job", pod: "po", namespace: "ns", service: "svc", authority: "au" };
+const LONG = Object.fromEntries(Object.entries(SHORT).map(([k, v]) => [v, k]));
+
+let config = { controllerNamespace: "linkerd", grafana: false };
+// What the current page must stop when it is left: timers, event streams.
+let cleanups = [];
+
+// ---- helpers ----
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+async function api(path, params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params || {})) if (v) q.set(k, v);
+  const rsp = await fetch(`/api/${path}?${q}`);
+  const body = await rsp.json().catch(() => ({ error: `${rsp.status} ${rsp.statusText}` }));
+  if (!rsp.ok) throw new Error(body.error || `${rsp.status} ${rsp.statusText}`);
+  return body;
+}
+
+function showError(e) {
+  const box = document.getElementById("error");
+  if (e) {
+    box.textContent = e.message || String(e);
+    box.hidden = false;
+  } else {
+    box.hidden = true;
+  }
+}
+
+function kindOf(k) { return LONG[k] || k; }
+
+function successCell(v) {
+  if (v === null || v === undefined) return h("td", { class: "num muted" }, "-");
+  const pct = v * 100;
+  const cls = pct >= 99 ? "sr-good" : pct >= 95 ? "sr-warn" : "sr-bad";
+  return h("td", { class: `num ${cls}`, "data-col": "success" }, `${pct.toFixed(2)}%`);
+}
+
+function ms(v) {
+  if (v === null || v === undefined) return "-";
+  if (v >= 10) return `${Math.round(v)}ms`;
+  return `${Number(v.toFixed(1))}ms`;
+}
+
+function rps(v) { return v === null || v === undefined ? "-" : `${v.toFixed(1)}rps`; }
+
+function num(v, col) { return h("td", { class: v === "-" ? "num muted" : "num", "data-col": col }, v); }
+
+function grafanaLink(kind, name, namespace) {
+  const k = kindOf(kind);
+  let url = `/grafana/d/linkerd-${k}?var-${k}=${encodeURIComponent(name)}`;
+  if (namespace) url += `&var-namespace=${encodeURIComponent(namespace)}`;
+  if (k === "namespace") url = `/grafana/d/linkerd-namespace?var-namespace=${encodeURIComponent(name)}`;
+  const title = config.grafana ? "Open in Grafana" : "Grafana is not part of this mesh";
+  return h("td", {}, h("a", { href: url, target: "_blank", rel: "noopener", title, class: config.grafana ? "" : "muted" }, "Grafana ↗"));
+}
+
+function detailHref(kind, name, namespace) {
+  const k = kindOf(kind);
+  if (k === "namespace") return `#/namespaces/${encodeURIComponent(name)}`;
+  return `#/namespaces/${encodeURIComponent(namespace)}/${k}/${encodeURIComponent(name)}`;
+}
+
+// A table of stat rows, as `linkerd stat` reports them.
+function statTable(rows, opts) {
+  opts = opts || {};
+  if (!rows.length) return h("div", { class: "panel empty" }, opts.empty || "No resources.");
+  const head = h("tr", {},
+    opts.namespaceColumn ? h("th", {}, "Namespace") : null,
+    h("th", {}, "Name"), h("th", { class: "num" }, "Meshed"), h("th", { class: "num" }, "Success rate"),
+    h("th", { class: "num" }, "RPS"), h("th", { class: "num" }, "P50"), h("th", { class: "num" }, "P95"),
+    h("th", { class: "num" }, "P99"), h("th", { class: "num" }, "TCP"),
+    opts.tls ? h("th", {}, "mTLS") : null,
+    h("th", {}, ""));
+  const body = rows.map((r) => {
+    const kind = kindOf(r.kind);
+    const linkable = kind !== "authority";
+    return h("tr", { "data-name": r.name, "data-kind": kind },
+      opts.namespaceColumn ? h("td", {}, r.namespace) : null,
+      h("td", {}, linkable ? h("a", { href: detailHref(kind, r.name, r.namespace) }, r.name) : r.name),
+      num(r.meshed, "meshed"),
+      successCell(r.success),
+      num(rps(r.rps), "rps"),
+      num(ms(r.latency_ms_p50), "p50"),
+      num(ms(r.latency_ms_p95), "p95"),
+      num(ms(r.latency_ms_p99), "p99"),
+      num(r.tcp_open_connections === null ? "-" : String(Math.round(r.tcp_open_connections)), "tcp"),
+      opts.tls ? tlsCell(opts.tls(r)) : null,
+      grafanaLink(kind, r.name, r.namespace));
+  });
+  return h("div", { class: "panel" }, h("table", { class: "stat" }, h("thead", {}, head), h("tbody", {}, body)));
+}
+
+function tlsCell(edge) {
+  if (!edge) return h("td", { class: "muted" }, "-");
+  if (edge.secured) return h("td", { class: "secured", title: `${edge.clientId} → ${edge.serverId}` }, "✔ secured");
+  return h("td", { class: "unsecured", title: edge.noTlsReason }, `not secured${edge.noTlsReason ? ` (${edge.noTlsReason})` : ""}`);
+}
+
+function crumbs(...parts) {
+  const el = document.getElementById("crumbs");
+  el.replaceChildren(...parts.flatMap((p, i) => [i ? " / " : "", typeof p === "string" ? p : h("a", { href: p[1] }, p[0])]));
+}
+
+// Runs `render` now and every REFRESH_MS while the page is shown.
+function refreshing(render) {
+  let stopped = false;
+  const tick = async () => {
+    try {
+      await render();
+      showError(null);
+    } catch (e) {
+      showError(e);
+    }
+  };
+  tick();
+  const timer = setInterval(() => { if (!stopped) tick(); }, REFRESH_MS);
+  cleanups.push(() => { stopped = true; clearInterval(timer); });
+}
+
+// ---- pages ----
+
+function namespacesPage(view) {
+  crumbs("Namespaces");
+  const table = h("div", {}, h("div", { class: "panel empty" }, "Loading…"));
+  view.replaceChildren(h("h1", {}, "Namespaces"), table);
+  refreshing(async () => {
+    const { rows } = await api("stat", { kind: "namespace" });
+    table.replaceChildren(statTable(rows, { empty: "No namespaces with pods." }));
+  });
+}
+
+function namespacePage(view, ns) {
+  crumbs(["Namespaces", "#/namespaces"], ns);
+  const sections = WORKLOADS.map(([kind, title]) => {
+    const holder = h("div", { id: `section-${kind}` });
+    return { kind, title, holder, box: h("div", {}, h("h2", {}, title), holder) };
+  });
+  const edges = h("div", {});
+  view.replaceChildren(h("h1", {}, `Namespace ${ns}`), ...sections.map((s) => s.box),
+    h("h2", {}, "Edges"), edges);
+  refreshing(async () => {
+    const results = await Promise.all(sections.map((s) => api("stat", { kind: s.kind, namespace: ns })));
+    sections.forEach((s, i) => {
+      const rows = results[i].rows;
+      s.box.hidden = !rows.length && s.kind !== "deployment";
+      s.holder.replaceChildren(statTable(rows, { empty: `No ${s.title.toLowerCase()} in ${ns}.` }));
+    });
+    const { edges: list } = await api("edges", { kind: "deployment", namespace: ns });
+    edges.replaceChildren(edgeTable(list));
+  });
+}
+
+function edgeTable(list) {
+  if (!list.length) return h("div", { class: "panel empty" }, "No traffic between meshed workloads yet.");
+  return h("div", { class: "panel" }, h("table", {},
+    h("thead", {}, h("tr", {}, h("th", {}, "Source"), h("th", {}, "Destination"), h("th", {}, "mTLS"), h("th", {}, "Client identity"), h("th", {}, "Server identity"))),
+    h("tbody", {}, list.map((e) => h("tr", {},
+      h("td", {}, h("a", { href: detailHref(e.src.kind, e.src.name, e.src.namespace) }, `${SHORT[e.src.kind] || e.src.kind}/${e.src.name}`)),
+      h("td", {}, h("a", { href: detailHref(e.dst.kind, e.dst.name, e.dst.namespace) }, `${SHORT[e.dst.kind] || e.dst.kind}/${e.dst.name}`)),
+      tlsCell(e),
+      h("td", { class: "muted" }, e.clientId || "-"),
+      h("td", { class: "muted" }, e.serverId || "-"))))));
+}
+
+function card(label, value, cls) {
+  return h("div", { class: "card" }, h("div", { class: "label" }, label), h("div", { class: `value ${cls || ""}` }, value));
+}
+
+function resourcePage(view, ns, kind, name) {
+  crumbs(["Namespaces", "#/namespaces"], [ns, `#/namespaces/${encodeURIComponent(ns)}`], `${SHORT[kind] || kind}/${name}`);
+  const cards = h("div", { class: "cards" });
+  const inbound = h("div", {});
+  const outbound = h("div", {});
+  const pods = h("div", {});
+  const calls = h("div", {}, h("div", { class: "panel empty" }, "Waiting for requests…"));
+  const grafana = grafanaLink(kind, name, ns).firstChild;
+  grafana.classList.add("title-link");
+  view.replaceChildren(
+    h("h1", {}, `${SHORT[kind] || kind}/${name} `, grafana),
+    cards,
+    h("h2", {}, "Inbound: who calls it"), inbound,
+    h("h2", {}, "Outbound: whom it calls"), outbound,
+    kind === "pod" || kind === "service" ? null : h("h2", {}, "Pods"), kind === "pod" || kind === "service" ? null : pods,
+    kind === "service" ? null : h("h2", {}, "Live calls"), kind === "service" ? null : calls);
+  const self = `${kind}/${name}`;
+  refreshing(async () => {
+    const [mine, ins, outs, edgeList] = await Promise.all([
+      api("stat", { kind, namespace: ns, name }),
+      api("stat", { kind: "deployment", to: self, toNamespace: ns }),
+      kind === "service" ? Promise.resolve({ rows: [] }) : api("stat", { kind: "deployment", from: self, fromNamespace: ns }),
+      kind === "deployment" ? api("edges", { kind: "deployment", namespace: "" }) : Promise.resolve({ edges: [] }),
+    ]);
+    const r = mine.rows[0];
+    cards.replaceChildren(
+      card("Success rate", r && r.success !== null ? `${(r.success * 100).toFixed(2)}%` : "-",
+        r && r.success !== null ? (r.success >= 0.99 ? "sr-good" : r.success >= 0.95 ? "sr-warn" : "sr-bad") : "muted"),
+      card("RPS", r ? rps(r.rps) : "-"),
+      card("P50", r ? ms(r.latency_ms_p50) : "-"),
+      card("P95", r ? ms(r.latency_ms_p95) : "-"),
+      card("P99", r ? ms(r.latency_ms_p99) : "-"),
+      card("Meshed", r ? r.meshed : "-"),
+      card("TCP", r && r.tcp_open_connections !== null ? String(Math.round(r.tcp_open_connections)) : "-"));
+    const edge = (src, dst) => edgeList.edges.find((e) => e.src.name === src.name && e.src.namespace === src.namespace && e.dst.name === dst.name && e.dst.namespace === dst.namespace);
+    const me = { name, namespace: ns };
+    const withTraffic = (rows) => rows.filter((x) => x.rps !== null);
+    inbound.replaceChildren(statTable(withTraffic(ins.rows), { namespaceColumn: true, empty: "Nothing called it in the last minute.", tls: kind === "deployment" ? (x) => edge(x, me) : null }));
+    outbound.replaceChildren(statTable(withTraffic(outs.rows), { namespaceColumn: true, empty: "It called nothing in the last minute.", tls: kind === "deployment" ? (x) => edge(me, x) : null }));
+    if (kind !== "pod" && kind !== "service") {
+      const [{ pods: list }, podStats] = await Promise.all([api("pods", { namespace: ns }), api("stat", { kind: "pod", namespace: ns })]);
+      const names = new Set(list.filter((p) => p.ownerKind === kind && p.ownerName === name).map((p) => p.name));
+      pods.replaceChildren(statTable(podStats.rows.filter((p) => names.has(p.name)), { empty: "No pods." }));
+    }
+  });
+  if (kind !== "service") liveCalls(calls, { resource: self, namespace: ns });
+}
+
+// Live calls of a resource: tap, aggregated by route as `linkerd top` does.
+function liveCalls(holder, filters) {
+  const routes = new Map();
+  const pending = new Map();
+  let dirty = true;
+  const stream = tap(filters, {
+    event(e) {
+      const key = requestKey(e);
+      if (e.requestInitEvent) {
+        pending.set(key, { e, start: Date.now() });
+      } else if (e.responseEndEvent) {
+        const p = pending.get(key);
+        pending.delete(key);
+        if (!p) return;
+        const req = p.e.requestInitEvent;
+        const dir = p.e.proxyDirection === "INBOUND" ? "in" : "out";
+        const peer = dir === "in" ? peerName(p.e.source) : peerName(p.e.destination);
+        const rkey = `${dir} ${peer} ${req.method} ${req.path}`;
+        const row = routes.get(rkey) || { dir, peer, method: req.method, path: req.path, count: 0, ok: 0, best: Infinity, worst: 0, last: 0 };
+        const end = e.responseEndEvent;
+        const latency = (end.sinceRequestInit.micros || 0) / 1000;
+        const failed = end.grpcStatusCode !== undefined && end.grpcStatusCode !== null ? end.grpcStatusCode !== 0 : (p.status || 0) >= 500;
+        row.count += 1;
+        row.ok += failed ? 0 : 1;
+        row.best = Math.min(row.best, latency);
+        row.worst = Math.max(row.worst, latency);
+        row.last = latency;
+        routes.set(rkey, row);
+        dirty = true;
+      } else if (e.responseInitEvent) {
+        const p = pending.get(key);
+        if (p) p.status = e.responseInitEvent.httpStatus;
+      }
+    },
+  });
+  const timer = setInterval(() => {
+    if (!dirty) return;
+    dirty = false;
+    const rows = [...routes.values()].sort((a, b) => b.count - a.count).slice(0, 50);
+    if (!rows.length) return;
+    holder.replaceChildren(h("div", { class: "panel" }, h("table", { class: "calls" },
+      h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "Peer"), h("th", {}, "Method"), h("th", {}, "Path"), h("th", { class: "num" }, "Count"),
+        h("th", { class: "num" }, "Best"), h("th", { class: "num" }, "Worst"), h("th", { class: "num" }, "Last"), h("th", { class: "num" }, "Success rate"))),
+      h("tbody", {}, rows.map((r) => h("tr", {},
+        h("td", {}, h("span", { class: `tag ${r.dir}` }, r.dir === "in" ? "FROM" : "TO")),
+        h("td", {}, r.peer), h("td", {}, r.method), h("td", {}, r.path), num(String(r.count), "count"),
+        num(ms(r.best), "best"), num(ms(r.worst), "worst"), num(ms(r.last), "last"), successCell(r.ok / r.count)))))));
+  }, 1000);
+  cleanups.push(() => { clearInterval(timer); stream.close(); });
+}
+
+function requestKey(e) {
+  const ev = e.requestInitEvent || e.responseInitEvent || e.responseEndEvent;
+  const where = e.proxyDirection === "INBOUND" ? e.destination : e.source;
+  return `${e.proxyDirection} ${where.ip}:${where.port} ${ev.id.base}:${ev.id.stream}`;
+}
+
+function peerName(end) {
+  const m = end.metadata || {};
+  for (const k of ["deployment", "statefulset", "daemonset", "job"]) if (m[k]) return `${SHORT[k]}/${m[k]}`;
+  if (m.pod) return `po/${m.pod}`;
+  // A meshed client seen inbound is known by its mTLS identity.
+  if (m.client_id) {
+    const [sa, ns] = m.client_id.split(".");
+    return `sa/${sa}.${ns}`;
+  }
+  return `${end.ip}:${end.port}`;
+}
+
+// Opens a tap stream (server-sent events); `handlers.event` gets each event.
+function tap(filters, handlers) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(filters)) if (v) q.set(k, v);
+  const source = new EventSource(`/api/tap?${q}`);
+  source.onmessage = (m) => handlers.event(JSON.parse(m.data));
+  source.addEventListener("open", () => handlers.open && handlers.open());
+  source.addEventListener("error", (m) => {
+    if (m.data) {
+      source.close();
+      const e = JSON.parse(m.data);
+      if (handlers.error) handlers.error(e.error);
+      else showError(new Error(e.error));
+    }
+  });
+  source.addEventListener("end", () => { source.close(); if (handlers.end) handlers.end(); });
+  return source;
+}
+
+function tapForm(onStart) {
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  const field = (name, label, placeholder, value) =>
+    h("label", {}, label, h("input", { name, placeholder, value: params.get(name) || value || "" }));
+  const button = h("button", { type: "submit", id: "tap-start" }, "Start");
+  const status = h("span", { class: "status", id: "tap-status" });
+  let stream = null;
+  const form = h("form", { class: "filters" },
+    field("namespace", "Namespace", "emojivoto", "default"),
+    field("resource", "Resource", "deploy/web"),
+    field("to", "To resource", "deploy/emoji"),
+    field("method", "Method", "GET"),
+    field("path", "Path prefix", "/api"),
+    field("authority", "Authority", ""),
+    field("maxRps", "Max RPS", "100", "100"),
+    button, status);
+  const stop = () => {
+    if (stream) stream.close();
+    stream = null;
+    button.textContent = "Start";
+    button.className = "";
+    if (status.textContent.startsWith("Listening")) status.textContent = "Stopped.";
+  };
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (stream) return stop();
+    const filters = Object.fromEntries(new FormData(form).entries());
+    if (!filters.resource) { status.textContent = "Name a resource to tap, such as deploy/web."; return; }
+    button.textContent = "Stop";
+    button.className = "stop";
+    status.textContent = "Starting…";
+    stream = onStart(filters, {
+      open() { status.textContent = `Listening to ${filters.resource} in ${filters.namespace}…`; },
+      error(e) { status.textContent = e; stop(); },
+      end() { status.textContent = "The tap ended."; stop(); },
+    });
+  });
+  cleanups.push(stop);
+  return form;
+}
+
+function tapPage(view) {
+  crumbs("Tap");
+  const rows = h("tbody", {});
+  const table = h("div", { class: "panel" }, h("table", { id: "tap-events" },
+    h("thead", {}, h("tr", {}, h("th", {}, "Direction"), h("th", {}, "Name"), h("th", {}, "Method"), h("th", {}, "Path"),
+      h("th", { class: "num" }, "Status"), h("th", { class: "num" }, "Latency"), h("th", {}, "mTLS"))), rows));
+  const byKey = new Map();
+  const form = tapForm((filters, handlers) => {
+    rows.replaceChildren();
+    byKey.clear();
+    return tap(filters, Object.assign({}, handlers, {
+      event(e) {
+        const key = requestKey(e);
+        if (e.requestInitEvent) {
+          const inbound = e.proxyDirection === "INBOUND";
+          const meta = inbound ? e.source.metadata : e.destination.metadata;
+          const tls = (meta && meta.tls) === "true";
+          const cells = {
+            status: num("…", "status"),
+            latency: num("…", "latency"),
+          };
+          const row = h("tr", {},
+            h("td", {}, h("span", { class: `tag ${inbound ? "in" : ""}` }, inbound ? "FROM" : "TO")),
+            h("td", {}, inbound ? peerName(e.source) : peerName(e.destination)),
+            h("td", {}, e.requestInitEvent.method),
+            h("td", {}, e.requestInitEvent.path),
+            cells.status, cells.latency,
+            h("td", { class: tls ? "secured" : "unsecured" }, tls ? "✔ yes" : "no"));
+          byKey.set(key, cells);
+          rows.prepend(row);
+          while (rows.children.length > 200) rows.lastChild.remove();
+        } else if (e.responseInitEvent) {
+          const c = byKey.get(key);
+          if (c) {
+            c.status.textContent = String(e.responseInitEvent.httpStatus);
+            c.status.className = `num ${e.responseInitEvent.httpStatus >= 500 ? "sr-bad" : ""}`;
+            c.latency.textContent = ms(e.responseInitEvent.sinceRequestInit.micros / 1000);
+          }
+        } else if (e.responseEndEvent) {
+          const c = byKey.get(key);
+          const code = e.responseEndEvent.grpcStatusCode;
+          if (c && code !== undefined && code !== null && code !== 0) {
+            c.status.textContent += ` grpc ${code}`;
+            c.status.className = "num sr-bad";
+          }
+          byKey.delete(key);
+        }
+      },
+    }));
+  });
+  view.replaceChildren(h("h1", {}, "Tap"), form, table);
+}
+
+function topPage(view) {
+  crumbs("Top");
+  const holder = h("div", {}, h("div", { class: "panel empty" }, "Start a tap to see the busiest routes."));
+  let stopLive = null;
+  const form = tapForm((filters, handlers) => {
+    holder.replaceChildren(h("div", { class: "panel empty" }, "Waiting for requests…"));
+    const before = cleanups.length;
+    liveCalls(holder, filters);
+    // liveCalls registered its own cleanup; the form's stop calls it too.
+    const mine = cleanups.splice(before);
+    stopLive = () => mine.forEach((f) => f());
+    if (handlers.open) handlers.open();
+    return { close() { if (stopLive) stopLive(); stopLive = null; } };
+  });
+  view.replaceChildren(h("h1", {}, "Top"), form, holder);
+}
+
+function controlPlanePage(view) {
+  crumbs("Control plane");
+  const info = h("div", { class: "cards" });
+  const components = h("div", {});
+  view.replaceChildren(h("h1", {}, "Control plane"), info, h("h2", {}, "Components"), components);
+  refreshing(async () => {
+    const [version, { pods }, stat] = await Promise.all([
+      api("version"),
+      api("pods", { namespace: config.controllerNamespace }),
+      api("stat", { kind: "deployment", namespace: config.controllerNamespace }),
+    ]);
+    info.replaceChildren(card("Version", version.release), card("Metrics from", version.metricsSource || "-"),
+      card("Namespace", config.controllerNamespace));
+    if (!pods.length) {
+      components.replaceChildren(h("div", { class: "panel empty" },
+        `Discovery knows no pods in ${config.controllerNamespace}: the local mesh runs its control plane as processes on this machine.`));
+      return;
+    }
+    components.replaceChildren(statTable(stat.rows, { empty: "No control-plane deployments." }),
+      h("h2", {}, "Pods"),
+      h("div", { class: "panel" }, h("table", {},
+        h("thead", {}, h("tr", {}, h("th", {}, "Pod"), h("th", {}, "Ready"), h("th", {}, "Meshed"), h("th", {}, "IP"))),
+        h("tbody", {}, pods.map((p) => h("tr", {},
+          h("td", {}, p.name), h("td", { class: p.ready ? "secured" : "unsecured" }, p.ready ? "ready" : "not ready"),
+          h("td", {}, p.meshed ? "yes" : "no"), h("td", { class: "muted" }, p.ip)))))));
+  });
+}
+
+// ---- routing ----
+
+function route() {
+  for (const f of cleanups.splice(0)) f();
+  showError(null);
+  const view = document.getElementById("view");
+  const path = location.hash.replace(/^#/, "").split("?")[0] || "/namespaces";
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  for (const a of document.querySelectorAll("#sidebar [data-nav]")) {
+    a.classList.toggle("active", a.dataset.nav === parts[0]);
+  }
+  if (parts[0] === "namespaces" && parts.length === 1) return namespacesPage(view);
+  if (parts[0] === "namespaces" && parts.length === 2) return namespacePage(view, parts[1]);
+  if (parts[0] === "namespaces" && parts.length === 4) return resourcePage(view, parts[1], kindOf(parts[2]), parts[3]);
+  if (parts[0] === "tap") return tapPage(view);
+  if (parts[0] === "top") return topPage(view);
+  if (parts[0] === "controlplane") return controlPlanePage(view);
+  crumbs("Not found");
+  view.replaceChildren(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/namespaces" }, "Back to the namespaces")));
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("DOMContentLoaded", async () => {
+  try {
+    config = await api("config");
+    const v = await api("version");
+    document.getElementById("version").textContent = `control plane ${v.release}`;
+  } catch (e) {
+    showError(e);
+  }
+  route();
+});

@@ -1,0 +1,132 @@
+//! `linkerd-web`: the dashboard. Serves the UI (built into the binary) and a
+//! JSON API over the public API, relays live tap as server-sent events, and
+//! proxies `/grafana/` to Grafana, as Linkerd's web server does.
+
+mod api;
+mod assets;
+mod grafana;
+mod server;
+
+use anyhow::Context;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Linkerd's default: the dashboard answers to its service and loopback
+/// names only, so a page on another site cannot reach it by DNS rebinding.
+const DEFAULT_ENFORCED_HOST: &str = r"^(localhost|127\.0\.0\.1|linkerd-web\.linkerd\.svc\.cluster\.local|linkerd-web\.linkerd\.svc|\[::1\])(:\d+)?$";
+
+#[derive(Parser)]
+#[command(name = "linkerd-web", version, about = "The mesh's web dashboard")]
+struct Args {
+    /// Where the dashboard is served.
+    #[arg(long, default_value = "0.0.0.0:8084")]
+    addr: SocketAddr,
+    /// Where /metrics, /ready and /live are served.
+    #[arg(long, default_value = "0.0.0.0:9994")]
+    admin_addr: SocketAddr,
+    /// The public API (HOST:PORT).
+    #[arg(
+        long,
+        default_value = "linkerd-public-api.linkerd.svc.cluster.local:8085"
+    )]
+    api_addr: String,
+    /// Grafana (HOST:PORT), proxied under /grafana/; without it the
+    /// dashboard's Grafana links say that there is none.
+    #[arg(long)]
+    grafana_addr: Option<String>,
+    /// A regular expression the request's Host must match; other requests
+    /// are refused (DNS-rebinding protection).
+    #[arg(long, default_value = DEFAULT_ENFORCED_HOST)]
+    enforced_host: String,
+    /// The control plane's namespace.
+    #[arg(long, default_value = "linkerd")]
+    controller_namespace: String,
+    /// Log filter (`tracing` env-filter syntax).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let filter = match tracing_subscriber::EnvFilter::try_new(&args.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "linkerd-web: --log-level {:?} is invalid: {e}",
+                args.log_level
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("linkerd-web: cannot start: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("linkerd-web: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let hosts = regex::Regex::new(&args.enforced_host).with_context(|| {
+        format!(
+            "--enforced-host {:?} is not a regular expression",
+            args.enforced_host
+        )
+    })?;
+    let api = api::PublicApi::new(&args.api_addr)?;
+    let grafana = args.grafana_addr.map(grafana::Grafana::new);
+    let metrics = server::Metrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let web = Arc::new(server::Web {
+        api,
+        grafana,
+        hosts,
+        controller_namespace: args.controller_namespace,
+        metrics,
+    });
+    let listener = bind("web", args.addr).await?;
+    let admin = bind("admin", args.admin_addr).await?;
+    tokio::spawn(linkerd_controller::admin::serve(admin, registry));
+    server::serve(listener, web, shutdown()).await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the {what} server"))?;
+    tracing::info!("{what} listening on {}", listener.local_addr()?);
+    Ok(listener)
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}
