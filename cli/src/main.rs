@@ -2,6 +2,7 @@
 
 mod api;
 mod check;
+mod dashboard;
 mod demo;
 mod diagnostics;
 mod duration;
@@ -65,6 +66,8 @@ enum Command {
     Inject(inject::InjectArgs),
     /// Remove the proxy from Kubernetes YAML.
     Uninject(inject::UninjectArgs),
+    /// The web dashboard on localhost:50750 (the cluster's, or the local mesh's).
+    Dashboard(dashboard::DashboardArgs),
     /// Check the cluster, the control plane and (--proxy) the data plane; --pre before installing.
     Check(check::CheckArgs),
     /// What to delete to remove the control plane, for `kubectl delete -f -`.
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
             Command::Inject(args) => inject::inject(args, &target).await,
             Command::Uninject(args) => inject::uninject(args),
             Command::Check(args) => check::run(args, &target).await,
+            Command::Dashboard(args) => dashboard::run(args, &target).await,
             Command::Uninstall(_) => install::uninstall(&target.namespace),
             Command::Completion { shell } => {
                 // Into a buffer first: clap_complete panics on a closed pipe.

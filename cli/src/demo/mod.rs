@@ -249,10 +249,20 @@ async fn http_ok(addr: SocketAddr, path: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Where `linkerd-proxy` and `linkerd-controller` are: next to this
-/// binary. Under `cargo run` they are built first, with this binary's
-/// profile, so the README's one command is all a newcomer runs.
-fn binaries(no_build: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
+/// The dashboard's port and its admin port.
+const WEB: (u16, u16) = (8084, 9994);
+
+/// The programs the demo runs besides itself.
+struct Binaries {
+    proxy: PathBuf,
+    controller: PathBuf,
+    web: PathBuf,
+}
+
+/// Where `linkerd-proxy`, `linkerd-controller` and `linkerd-web` are: next
+/// to this binary. Under `cargo run` they are built first, with this
+/// binary's profile, so the README's one command is all a newcomer runs.
+fn binaries(no_build: bool) -> anyhow::Result<Binaries> {
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let dir = exe
         .parent()
@@ -261,19 +271,27 @@ fn binaries(no_build: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
     if let (Some(cargo), false) = (std::env::var_os("CARGO"), no_build) {
         let release = dir.file_name().is_some_and(|d| d == "release");
         println!(
-            "==> building linkerd-proxy and linkerd-controller ({})",
+            "==> building linkerd-proxy, linkerd-controller and linkerd-web ({})",
             if release { "release" } else { "debug" }
         );
         let mut build = std::process::Command::new(cargo);
-        build.args(["build", "-p", "linkerd-proxy", "-p", "linkerd-controller"]);
+        build.args([
+            "build",
+            "-p",
+            "linkerd-proxy",
+            "-p",
+            "linkerd-controller",
+            "-p",
+            "linkerd-web",
+        ]);
         if release {
             build.arg("--release");
         }
         let status = build
             .status()
-            .context("cannot run cargo to build the proxy and the controller")?;
+            .context("cannot run cargo to build the proxy, the controller and the dashboard")?;
         if !status.success() {
-            anyhow::bail!("building the proxy and the controller failed ({status})");
+            anyhow::bail!("building the proxy, the controller and the dashboard failed ({status})");
         }
     }
     let find = |name: &str| {
@@ -287,7 +305,11 @@ fn binaries(no_build: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
             ))
         }
     };
-    Ok((find("linkerd-proxy")?, find("linkerd-controller")?))
+    Ok(Binaries {
+        proxy: find("linkerd-proxy")?,
+        controller: find("linkerd-controller")?,
+        web: find("linkerd-web")?,
+    })
 }
 
 /// The Prometheus to run, if any.
@@ -338,7 +360,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             other.api_addr
         );
     }
-    let (proxy_bin, controller_bin) = binaries(args.no_build)?;
+    let bins = binaries(args.no_build)?;
     let prometheus_bin = prometheus_binary(&args);
 
     let control = offset(args.addr_base, 1);
@@ -374,6 +396,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             ));
         }
     }
+    for p in [WEB.0, WEB.1] {
+        taken.push(("the dashboard".into(), SocketAddr::new(control.into(), p)));
+    }
     for pod in &pods {
         for p in [APP_PORT, INBOUND, OUTBOUND, ADMIN, CONTROL] {
             taken.push((format!("pod {}", pod.name()), pod.at(p)));
@@ -397,7 +422,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &args,
         &mut running,
         &dir,
-        (&proxy_bin, &controller_bin, prometheus_bin.as_deref()),
+        (&bins, prometheus_bin.as_deref()),
         control,
         &pods,
         stop,
@@ -423,12 +448,13 @@ async fn start_and_wait(
     args: &DemoArgs,
     running: &mut Running,
     dir: &Path,
-    (proxy_bin, controller_bin, prometheus_bin): (&Path, &Path, Option<&Path>),
+    (bins, prometheus_bin): (&Binaries, Option<&Path>),
     control: Ipv4Addr,
     pods: &[Pod],
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    let (proxy_bin, controller_bin) = (bins.proxy.as_path(), bins.controller.as_path());
     println!("==> starting the control plane on {control}");
     let certs = dir.join("certs");
     let step = Step::start("trust anchor and issuer");
@@ -540,6 +566,35 @@ async fn start_and_wait(
         .await?;
         step.done();
     }
+    let web_addr = at(WEB.0);
+    let step = Step::start(&format!("dashboard at http://{web_addr}"));
+    // The dashboard answers to the names it is reached by here: its own
+    // address, and localhost (`linkerd dashboard`'s forward).
+    let enforced_host = format!(
+        r"^(localhost|127\.0\.0\.1|{}|\[::1\])(:\d+)?$",
+        control.to_string().replace('.', r"\.")
+    );
+    running.spawn(
+        "web",
+        &bins.web,
+        &[
+            s("--addr"),
+            web_addr.clone(),
+            s("--admin-addr"),
+            at(WEB.1),
+            s("--api-addr"),
+            at(8085),
+            s("--enforced-host"),
+            enforced_host,
+        ],
+        &[],
+    )?;
+    let web_admin = SocketAddr::new(control.into(), WEB.1);
+    wait_for(running, "web", Duration::from_secs(30), || {
+        http_ok(web_admin, "/ready")
+    })
+    .await?;
+    step.done();
 
     println!("==> starting the demo application (namespace {NAMESPACE}), each pod with its proxy");
     let bot_counts = Arc::new(app::BotCounts::default());
@@ -649,6 +704,7 @@ async fn start_and_wait(
         pid: std::process::id(),
         api_addr: api_addr.clone(),
         prometheus_url: prometheus.then(|| prometheus_url.clone()),
+        web_addr: Some(web_addr.clone()),
     })?;
     tokio::spawn(app::vote_bot(
         pods[3].at(OUTBOUND),
@@ -714,6 +770,10 @@ fn print_summary(
     println!(
         "  control plane   {control}: identity :8080, destination :8086, tap :8088, public API :8085"
     );
+    println!(
+        "  dashboard       http://{control}:{} (`linkerd dashboard` serves it on http://localhost:50750)",
+        WEB.0
+    );
     if let Some(url) = prometheus {
         println!("  prometheus      {url}");
     }
@@ -743,6 +803,7 @@ fn print_summary(
         "top deploy/web -n emojivoto",
         "stat deploy -n emojivoto --from deploy/web",
         "diagnostics proxy-metrics -n emojivoto deploy/web",
+        "dashboard",
         "version",
     ] {
         println!("  {me} {cmd}");

@@ -10,6 +10,8 @@ pub(crate) struct State {
     pub(crate) pid: u32,
     pub(crate) api_addr: String,
     pub(crate) prometheus_url: Option<String>,
+    /// The dashboard's address.
+    pub(crate) web_addr: Option<String>,
 }
 
 /// `$LINKERD_DEMO_STATE`, else `$XDG_RUNTIME_DIR/linkerd-demo.json`, else
@@ -35,6 +37,7 @@ pub(crate) fn running() -> Option<State> {
         pid: u32::try_from(v["pid"].as_u64()?).ok()?,
         api_addr: v["api_addr"].as_str()?.to_string(),
         prometheus_url: v["prometheus_url"].as_str().map(String::from),
+        web_addr: v["web_addr"].as_str().map(String::from),
     };
     let alive = std::path::Path::new(&format!("/proc/{}", state.pid)).exists();
     (alive && state.pid != std::process::id()).then_some(state)
@@ -45,6 +48,7 @@ pub(crate) fn write(state: &State) -> anyhow::Result<()> {
         "pid": state.pid,
         "api_addr": state.api_addr,
         "prometheus_url": state.prometheus_url,
+        "web_addr": state.web_addr,
     });
     let path = path();
     std::fs::write(&path, v.to_string())
