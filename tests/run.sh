@@ -12,6 +12,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # Debian's Prometheus (and promtool), for the scrape configuration's tests.
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+# Debian's Chromium, which the dashboard's browser test drives.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "==> installing ${need_apt[*]}"
@@ -46,6 +48,13 @@ if [ ! -x "$tools/bin/kubernetes-validate" ]; then
   python3 -m venv "$tools/venv"
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate
   ln -sf "$tools/venv/bin/kubernetes-validate" "$tools/bin/kubernetes-validate"
+fi
+# playwright-core (npm), which drives Chromium for the dashboard's test; it
+# uses Debian's browser and downloads none.
+if [ ! -d "$tools/npm/node_modules/playwright-core" ]; then
+  echo "==> installing playwright-core (npm)"
+  mkdir -p "$tools/npm"
+  npm install --silent --no-save --no-audit --no-fund --prefix "$tools/npm" playwright-core@1.64.1 >/dev/null
 fi
 export PATH="$tools/bin:$PATH"
 

@@ -1,0 +1,468 @@
+//! The web dashboard: headless Chromium (Debian's, through playwright-core)
+//! against the local mesh through `linkerd dashboard`, its numbers checked
+//! against `linkerd stat`; the server's Host check, API errors and Grafana
+//! proxy; and `linkerd dashboard` port-forwarding through the Kubernetes API.
+
+use linkerd_tests::backends::http1_get;
+use linkerd_tests::cli::linkerd;
+use linkerd_tests::demo::Demo;
+use linkerd_tests::kubeapi::FakeApi;
+use linkerd_tests::proxy::{bin, spawn_listening};
+use linkerd_tests::tools::{repo, tool};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// playwright-core, where tests/run.sh installs it.
+fn playwright() -> Option<PathBuf> {
+    let modules = tool("node")?
+        .exists()
+        .then(|| repo().join("target/tools/npm/node_modules"))?;
+    modules.join("playwright-core").exists().then_some(modules)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `linkerd dashboard --show url`, running; the URL it printed.
+async fn dashboard(
+    args: &[&str],
+    state: Option<&std::path::Path>,
+) -> (tokio::process::Child, String) {
+    let mut cmd = tokio::process::Command::new(bin("linkerd"));
+    cmd.arg("dashboard")
+        .args(["--show", "url"])
+        .args(args)
+        .env_remove("LINKERD_API_ADDR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    match state {
+        Some(s) => cmd.env("LINKERD_DEMO_STATE", s),
+        None => cmd.env("LINKERD_DEMO_STATE", "/nonexistent/linkerd-demo.json"),
+    };
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            printed.push(line.clone());
+            if line.starts_with("Press Ctrl-C") {
+                break;
+            }
+        }
+        printed.clone()
+    })
+    .await
+    .expect("linkerd dashboard printed its URL");
+    assert_eq!(url[0], "Linkerd dashboard available at:", "{url:?}");
+    assert_eq!(url[2], "Grafana dashboard available at:", "{url:?}");
+    assert_eq!(url[3], format!("{}/grafana", url[1]));
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url[1].clone())
+}
+
+fn pct(cell: &str) -> Option<f64> {
+    cell.strip_suffix('%')?.parse().ok()
+}
+
+fn rps(cell: &str) -> Option<f64> {
+    cell.strip_suffix("rps")?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_chromium_shows_what_stat_shows() {
+    let (Some(node), Some(modules)) = (tool("node"), playwright()) else {
+        eprintln!("SKIPPED: node or playwright-core is not installed (tests/run.sh installs them)");
+        return;
+    };
+    let chromium = PathBuf::from("/usr/bin/chromium");
+    if !chromium.exists() || tool("prometheus").is_none() {
+        eprintln!("SKIPPED: chromium or prometheus is not installed (tests/run.sh installs them)");
+        return;
+    }
+    let demo = Demo::start(
+        std::net::Ipv4Addr::new(127, 81, 0, 0),
+        &["--scrape-interval", "2s"],
+    );
+    assert!(
+        demo.output()
+            .contains("dashboard       http://127.81.0.1:8084"),
+        "{}",
+        demo.output()
+    );
+    let port = free_port().to_string();
+    let (_dashboard, url) = dashboard(&["--port", &port], Some(&demo.state)).await;
+    assert_eq!(url, format!("http://localhost:{port}"));
+
+    let shots = repo().join("target/web-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut browser = tokio::process::Command::new(node)
+        .arg(repo().join("web/e2e/dashboard.cjs"))
+        .env("NODE_PATH", &modules)
+        .env("DASHBOARD_URL", &url)
+        .env("SCREENSHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(browser.stdout.take().unwrap()).lines();
+    let mut stderr = BufReader::new(browser.stderr.take().unwrap()).lines();
+    let errors = tokio::spawn(async move {
+        let mut all = String::new();
+        while let Ok(Some(l)) = stderr.next_line().await {
+            all.push_str(&l);
+            all.push('\n');
+        }
+        all
+    });
+
+    // The moment the page has read the deployments, `linkerd stat` reads
+    // the same Prometheus over the same window.
+    let mut stat = None;
+    let mut result = None;
+    let run = tokio::time::timeout(Duration::from_secs(300), async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if v["event"] == "deployments" {
+                let (code, out, err) =
+                    demo.linkerd(&["stat", "deploy", "-n", "emojivoto", "-o", "json"]);
+                assert_eq!(code, Some(0), "{err}");
+                stat = Some(serde_json::from_str::<Value>(&out).unwrap());
+            } else if v.is_object() {
+                result = Some(v);
+            }
+        }
+    });
+    let finished = run.await.is_ok();
+    let status = browser.wait().await.unwrap();
+    let errors = errors.await.unwrap();
+    assert!(
+        finished && status.success(),
+        "the browser run failed ({status}):\n{errors}"
+    );
+    let page = result.expect("the browser printed what it read");
+    let stat = stat.expect("the page read the deployments");
+    assert_eq!(page["problems"], json!([]), "the page logged errors");
+
+    // The namespace page lists the demo's deployments with stat's numbers.
+    let rows = page["deployments"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["emoji", "vote-bot", "voting", "web"], "{page:#}");
+    for want in stat.as_array().unwrap() {
+        let name = want["name"].as_str().unwrap();
+        let shown = rows.iter().find(|r| r["name"] == name).unwrap();
+        assert_eq!(shown["meshed"], want["meshed"], "{name}");
+        match want["success"].as_f64() {
+            Some(s) => {
+                let on_page = pct(shown["success"].as_str().unwrap()).unwrap();
+                assert!(
+                    (on_page - s * 100.0).abs() < 3.0,
+                    "{name}: page {on_page}%, stat {s}"
+                );
+                let page_rps = rps(shown["rps"].as_str().unwrap()).unwrap();
+                let stat_rps = want["rps"].as_f64().unwrap();
+                assert!(
+                    (page_rps - stat_rps).abs() <= stat_rps * 0.15 + 0.15,
+                    "{name}: page {page_rps}, stat {stat_rps}"
+                );
+            }
+            None => assert_eq!(shown["rps"], "-", "{name} had no traffic"),
+        }
+    }
+    assert!(
+        page["grafanaLinks"].as_array().unwrap().contains(&json!(
+            "/grafana/d/linkerd-deployment?var-deployment=web&var-namespace=emojivoto"
+        )),
+        "{page:#}"
+    );
+    // The detail page: vote-bot calls web, web calls emoji and voting, over mTLS.
+    let detail: Vec<&str> = page["detail"]["stat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for peer in ["vote-bot", "emoji", "voting"] {
+        assert!(detail.contains(&peer), "{detail:?}");
+    }
+    assert!(page["detail"]["secured"].as_u64().unwrap() >= 3, "{page:#}");
+    let calls = page["detail"]["calls"].to_string();
+    assert!(
+        calls.contains("/emojivoto.v1.EmojiService/FindByShortcode"),
+        "{calls}"
+    );
+    assert!(
+        calls.contains("sa/vote-bot.emojivoto"),
+        "inbound callers by identity: {calls}"
+    );
+    // Tap showed live requests, and stopped.
+    let tap = page["tap"].as_array().unwrap();
+    assert!(tap.len() >= 5, "{page:#}");
+    assert!(
+        tap.iter().any(|r| r[3] == "/api/vote" && r[0] == "FROM"),
+        "{page:#}"
+    );
+    assert!(tap.iter().any(|r| r[6] == "✔ yes"), "{page:#}");
+    assert_eq!(page["tapStatus"], "Stopped.");
+    assert!(!page["top"].as_array().unwrap().is_empty());
+    for shot in [
+        "namespaces",
+        "namespace",
+        "deployment",
+        "tap",
+        "top",
+        "controlplane",
+    ] {
+        let png = shots.join(format!("{shot}.png"));
+        assert!(
+            std::fs::metadata(&png).is_ok_and(|m| m.len() > 10_000),
+            "{}",
+            png.display()
+        );
+    }
+}
+
+/// A stand-in Grafana: answers every request with its path.
+async fn grafana() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let body = format!("grafana saw {}", req.uri());
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body)),
+                        ))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn web(args: &[&str]) -> (tokio::process::Child, SocketAddr, SocketAddr) {
+    let mut cmd = tokio::process::Command::new(bin("linkerd-web"));
+    cmd.args(args).kill_on_drop(true);
+    let (child, addrs) = spawn_listening(cmd, &["web", "admin"]).await;
+    (child, addrs["web"], addrs["admin"])
+}
+
+#[tokio::test]
+async fn the_server_refuses_other_hosts_and_names_what_fails() {
+    let gone = free_port();
+    let grafana = grafana().await;
+    let (_web, addr, admin) = web(&[
+        "--addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--api-addr",
+        &format!("127.0.0.1:{gone}"),
+        "--grafana-addr",
+        &grafana.to_string(),
+    ])
+    .await;
+    // DNS rebinding: a page of another site that resolves to this address.
+    let (status, body) = http1_get(addr, "evil.example", "/").await;
+    assert_eq!(status, 403);
+    assert!(body.contains("with a host of 'evil.example'"), "{body}");
+    let (status, _) = http1_get(addr, "evil.example", "/api/version").await;
+    assert_eq!(status, 403);
+    let (status, body) = http1_get(addr, "localhost:50750", "/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("<script src=\"/app.js\""), "{body}");
+    let (status, body) = http1_get(addr, "127.0.0.1", "/app.js").await;
+    assert_eq!((status, body.contains("function route()")), (200, true));
+    assert_eq!(http1_get(addr, "localhost", "/nothing.js").await.0, 404);
+
+    // The API says what is wrong, as JSON.
+    let (status, body) = http1_get(addr, "localhost", "/api/version").await;
+    assert_eq!(status, 502, "{body}");
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("the public API at 127.0.0.1:{gone}")),
+        "{body}"
+    );
+    let (status, body) = http1_get(addr, "localhost", "/api/stat").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (400, r#"{"error":"kind is required"}"#)
+    );
+    let (status, body) = http1_get(addr, "localhost", "/api/stat?kind=nothing").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("is not a resource kind"), "{body}");
+    let (status, _) = http1_get(addr, "localhost", "/api/nothing").await;
+    assert_eq!(status, 400);
+    let (status, body) = http1_get(addr, "localhost", "/api/config").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"controllerNamespace": "linkerd", "grafana": true})
+    );
+    let (status, _) = linkerd_tests::backends::http1_request(addr, "POST", "/api/version").await;
+    assert_eq!(status, 405);
+    // A tap that cannot start is an event of the stream, which the page shows.
+    let (status, body) = http1_get(
+        addr,
+        "localhost",
+        "/api/tap?resource=deploy/web&namespace=emojivoto",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        body.starts_with("event: error\ndata: {\"error\":\"tap through 127.0.0.1:"),
+        "{body}"
+    );
+
+    // Grafana is behind /grafana/, its path unchanged.
+    let (status, body) = http1_get(
+        addr,
+        "localhost",
+        "/grafana/d/linkerd-deployment?var-deployment=web",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        "grafana saw /grafana/d/linkerd-deployment?var-deployment=web"
+    );
+
+    let (_, metrics) = linkerd_tests::backends::http1_request(admin, "GET", "/metrics").await;
+    assert!(
+        metrics.contains("web_http_requests_total{route=\"refused-host\"} 2"),
+        "{metrics}"
+    );
+
+    // Without Grafana its links say so; a bad flag stops start-up in one line.
+    let (_plain, addr, _) = web(&["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"]).await;
+    let (status, body) = http1_get(addr, "localhost", "/grafana/d/linkerd-pod").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("no Grafana"), "{body}");
+    let out = tokio::process::Command::new(bin("linkerd-web"))
+        .args([
+            "--enforced-host",
+            "(unclosed",
+            "--addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--enforced-host \"(unclosed\" is not a regular expression"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn dashboard_port_forwards_to_the_clusters_web_pod() {
+    // The web pod's address: a loopback address of its own, port 8084.
+    let pod_ip = "127.0.84.1";
+    let (_web, _, _) = web(&[
+        "--addr",
+        &format!("{pod_ip}:8084"),
+        "--admin-addr",
+        "127.0.0.1:0",
+    ])
+    .await;
+    let api = FakeApi::start().await;
+    let dir = std::env::temp_dir().join(format!("l5d-dashboard-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = api.write_kubeconfig(&dir);
+    let kubeconfig = kubeconfig.to_str().unwrap();
+
+    // No web pod yet: said in one line once --wait is up.
+    let run = linkerd(
+        &dir,
+        &[
+            "dashboard",
+            "--kubeconfig",
+            kubeconfig,
+            "--show",
+            "url",
+            "--wait",
+            "1s",
+        ],
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr
+            .contains("no running web pod in namespace linkerd after 1s"),
+        "{}",
+        run.stderr
+    );
+
+    api.put(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "linkerd-web-5d8f9-x2x", "namespace": "linkerd",
+                     "labels": {"linkerd.io/control-plane-component": "web"}},
+        "spec": {"containers": [{"name": "web"}]},
+        "status": {"phase": "Running", "podIP": pod_ip},
+    }));
+    let port = free_port().to_string();
+    let (_dashboard, url) = dashboard(&["--kubeconfig", kubeconfig, "--port", &port], None).await;
+    let local: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..2 {
+        let (status, body) = http1_get(local, &format!("localhost:{port}"), "/api/config").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["controllerNamespace"],
+            "linkerd"
+        );
+    }
+    assert_eq!(url, format!("http://localhost:{port}"));
+    let forwards = api
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.contains("/pods/linkerd-web-5d8f9-x2x/portforward") && r.contains("ports=8084")
+        })
+        .count();
+    assert_eq!(
+        forwards,
+        2,
+        "one port-forward per connection: {:?}",
+        api.requests()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // The local mesh's dashboard, when no demo runs.
+    let run = linkerd(
+        &std::env::temp_dir(),
+        &["dashboard", "--api-addr", "127.0.0.1:1", "--show", "url"],
+    )
+    .await;
+    assert!(!run.ok);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("no local mesh with a dashboard is running"),
+        "{}",
+        run.stderr
+    );
+}

@@ -1,0 +1,101 @@
+// Drives the dashboard in headless Chromium (Debian's, through
+// playwright-core) as a newcomer would: the namespaces, a namespace's
+// workloads, a deployment's detail with its live calls, tap, top and the
+// control plane. Saves a screenshot of each page and prints what it read
+// as one JSON object; exits non-zero with the reason when a page fails.
+//
+// DASHBOARD_URL   the dashboard, e.g. http://localhost:50750
+// SCREENSHOTS     where the PNGs go
+// CHROMIUM        the browser (default /usr/bin/chromium)
+"use strict";
+
+const { chromium } = require("playwright-core");
+const path = require("path");
+
+const url = process.env.DASHBOARD_URL;
+const shots = process.env.SCREENSHOTS || ".";
+const NS = "emojivoto";
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
+  const out = {};
+  const shot = (name) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+  const cells = (rowSelector) => page.$$eval(rowSelector, (rows) => rows.map((r) => {
+    const o = { name: r.dataset.name };
+    for (const td of r.querySelectorAll("td[data-col]")) o[td.dataset.col] = td.textContent;
+    return o;
+  }));
+
+  // The namespaces, with the demo's among them.
+  await page.goto(`${url}/#/namespaces`);
+  await page.waitForSelector(`table.stat tr[data-name="${NS}"]`, { timeout: 30000 });
+  out.namespaces = await cells("table.stat tbody tr");
+  await shot("namespaces");
+
+  // The namespace's deployments, once Prometheus has their traffic.
+  await page.goto(`${url}/#/namespaces/${NS}`);
+  await page.waitForFunction(() => {
+    const cell = document.querySelector('#section-deployment tr[data-name="web"] td[data-col="success"]');
+    return cell && cell.textContent.endsWith("%");
+  }, null, { timeout: 90000 });
+  out.deployments = await cells("#section-deployment table.stat tbody tr");
+  // Tells the test to run `linkerd stat` now, over the same window.
+  process.stdout.write(JSON.stringify({ event: "deployments" }) + "\n");
+  out.grafanaLinks = await page.$$eval("#section-deployment a[href^='/grafana/']", (as) => as.map((a) => a.getAttribute("href")));
+  await page.waitForSelector("text=✔ secured", { timeout: 30000 });
+  await shot("namespace");
+
+  // A deployment: who calls it, whom it calls, and its live calls.
+  await page.goto(`${url}/#/namespaces/${NS}/deployment/web`);
+  await page.waitForSelector("table.calls tbody tr", { timeout: 30000 });
+  await page.waitForFunction(() => document.querySelectorAll("table.stat tr[data-name]").length >= 3, null, { timeout: 30000 });
+  out.detail = {
+    stat: await cells("table.stat tbody tr"),
+    calls: await page.$$eval("table.calls tbody tr", (rows) => rows.map((r) => [...r.children].map((td) => td.textContent))),
+    secured: await page.$$eval("td.secured", (tds) => tds.length),
+  };
+  await shot("deployment");
+
+  // Tap: start, see live requests, stop.
+  await page.goto(`${url}/#/tap?namespace=${NS}&resource=deploy/web`);
+  await page.click("#tap-start");
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll("#tap-events tbody tr")];
+    return rows.filter((r) => /^\d+/.test(r.children[4].textContent)).length >= 5;
+  }, null, { timeout: 30000 });
+  out.tap = await page.$$eval("#tap-events tbody tr", (rows) => rows.slice(0, 20).map((r) => [...r.children].map((td) => td.textContent)));
+  await shot("tap");
+  await page.click("#tap-start");
+  out.tapStatus = await page.textContent("#tap-status");
+
+  // Top.
+  await page.goto(`${url}/#/top?namespace=${NS}&resource=deploy/web`);
+  await page.click("#tap-start");
+  await page.waitForSelector("table.calls tbody tr", { timeout: 30000 });
+  out.top = await page.$$eval("table.calls tbody tr", (rows) => rows.map((r) => [...r.children].map((td) => td.textContent)));
+  await shot("top");
+  await page.click("#tap-start");
+
+  // The control plane.
+  await page.goto(`${url}/#/controlplane`);
+  await page.waitForSelector(".card .value", { timeout: 30000 });
+  out.controlPlane = await page.$$eval(".card", (cs) => cs.map((c) => c.textContent));
+  await shot("controlplane");
+
+  out.problems = problems;
+  await browser.close();
+  process.stdout.write(JSON.stringify(out) + "\n");
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e.stack || e}\n`);
+  process.exit(1);
+});
