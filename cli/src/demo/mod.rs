@@ -841,6 +841,7 @@ fn start_prometheus(
     )?;
     let controllers: Vec<prometheus::ControllerTarget> = CONTROLLERS
         .iter()
+        .chain([&("web", WEB.0, WEB.1)])
         .map(|(name, _, admin)| prometheus::ControllerTarget {
             admin: SocketAddr::new(control.into(), *admin),
             component: (*name).to_string(),
