@@ -63,14 +63,16 @@ pub(crate) async fn run(args: DashboardArgs, target: &Target) -> anyhow::Result<
         args.address.clone()
     };
     let url = format!("http://{host}:{}", listener.local_addr()?.port());
-    println!("Linkerd dashboard available at:\n{url}");
-    println!("Grafana dashboard available at:\n{url}/grafana");
+    say(format_args!("Linkerd dashboard available at:\n{url}"));
+    say(format_args!(
+        "Grafana dashboard available at:\n{url}/grafana"
+    ));
     match args.show {
         Show::Linkerd => open(&url, "Linkerd dashboard"),
         Show::Grafana => open(&format!("{url}/grafana"), "Grafana dashboard"),
         Show::Url => {}
     }
-    println!("Press Ctrl-C to stop.");
+    say(format_args!("Press Ctrl-C to stop."));
     loop {
         let (conn, peer) = tokio::select! {
             accepted = listener.accept() => accepted?,
@@ -165,6 +167,14 @@ async fn relay(mut conn: TcpStream, upstream: &Upstream) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A line on stdout; a closed stdout (`| head`) does not stop the
+/// dashboard, which serves until interrupted.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
 /// Opens `url` in the user's browser ($BROWSER, else xdg-open); says so,
 /// or that it could not.
 fn open(url: &str, what: &str) {
@@ -176,7 +186,9 @@ fn open(url: &str, what: &str) {
         .stderr(std::process::Stdio::null())
         .spawn();
     match spawned {
-        Ok(_) => println!("Opening {what} in the default browser"),
-        Err(_) => println!("Cannot open a browser here ({browser}); open {url} yourself"),
+        Ok(_) => say(format_args!("Opening {what} in the default browser")),
+        Err(_) => say(format_args!(
+            "Cannot open a browser here ({browser}); open {url} yourself"
+        )),
     }
 }

@@ -77,7 +77,14 @@ fn readme_demo_commands_work() {
     let next: Vec<Vec<&str>> = commands
         .iter()
         .filter_map(|c| c.strip_prefix("target/debug/linkerd "))
-        .map(|c| c.split_whitespace().collect())
+        // A `#` starts the README's comment on the command.
+        .map(|c| {
+            c.split('#')
+                .next()
+                .unwrap_or(c)
+                .split_whitespace()
+                .collect()
+        })
         .collect();
     assert!(next.len() >= 3, "{next:?}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -98,6 +105,36 @@ fn readme_demo_commands_work() {
             let _ = child.kill();
             let _ = child.wait();
             assert!(first.starts_with("req id="), "tap printed {first:?}");
+            continue;
+        }
+        if args[0] == "dashboard" {
+            // Serves until interrupted: its URL answers with the dashboard.
+            let mut child = Command::new(linkerd_tests::proxy::bin("linkerd"))
+                .args(&args)
+                .env("LINKERD_DEMO_STATE", &demo.state)
+                // The browser it opens: one that does nothing.
+                .env("BROWSER", "true")
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let lines: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+                .take(2)
+                .map_while(Result::ok)
+                .collect();
+            assert_eq!(lines[0], "Linkerd dashboard available at:");
+            let port = lines[1].rsplit(':').next().unwrap().parse::<u16>().unwrap();
+            let page = std::process::Command::new("curl")
+                .args(["-sf", &format!("http://localhost:{port}/api/version")])
+                .output()
+                .unwrap();
+            let _ = child.kill();
+            let _ = child.wait();
+            let body = String::from_utf8_lossy(&page.stdout);
+            assert!(
+                body.contains("\"release\""),
+                "the dashboard answered {body:?}"
+            );
             continue;
         }
         // Prometheus needs a scrape or two before stat and edges have rows.
