@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-pub(crate) fn parse(s: &str) -> Result<Duration, String> {
+pub fn parse(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
     let invalid = || "not a duration such as 20s, 5m or 24h".to_string();

@@ -1,6 +1,9 @@
 //! What the `linkerd` command shares with the web dashboard and the tests:
-//! tap events' and stat rows' presentation and the local mesh's Prometheus configuration.
+//! the health checks, tap events' and stat rows' presentation, the flags'
+//! durations, and the local mesh's Prometheus configuration.
 
+pub mod duration;
+pub mod healthcheck;
 pub mod prometheus;
 pub mod stat_format;
 pub mod tap_format;

@@ -11,10 +11,7 @@
 mod certs;
 mod report;
 
-use crate::api::Target;
-use crate::version::CLIENT_VERSION;
 use certs::{Algorithm, Cert};
-use clap::Args;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -23,37 +20,27 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret, Servic
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, Resource};
-use report::{Check, Output, Report};
+pub use report::Check;
+pub use report::{Output, Report};
 use serde_json::Value;
 use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-#[derive(Args, Debug)]
-pub(crate) struct CheckArgs {
-    /// Check whether the control plane can be installed, instead of checking
-    /// an installed one.
-    #[arg(long, conflicts_with = "proxy")]
-    pre: bool,
-    /// Also check the data plane: the proxies of meshed pods.
-    #[arg(long)]
-    proxy: bool,
-    /// With --proxy, only this namespace's pods (default: every namespace).
-    #[arg(short, long)]
-    namespace: Option<String>,
-    /// How long to wait for checks that can still pass, such as pods starting.
-    #[arg(long, default_value = "5m", value_parser = crate::duration::parse)]
-    wait: Duration,
-    #[arg(short, long, value_enum, default_value = "table")]
-    output: Output,
-}
+/// The release the checks compare the control plane's and the proxies' with.
+const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// `linkerd check` found an error; the report said which. Exit 1 without
-/// another message.
-#[derive(Debug, thiserror::Error)]
-#[error("linkerd check found problems")]
-pub(crate) struct Failed;
+/// Which checks to run.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Whether the control plane can be installed, instead of checking it.
+    pub pre: bool,
+    /// The data plane too.
+    pub proxy: bool,
+    /// With `proxy`, only this namespace's pods.
+    pub namespace: Option<String>,
+}
 
 /// Each request to the API may take this long.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,28 +58,23 @@ const MIN_VERSION: Check = Check::new(
     "k8s-version",
 );
 
-pub(crate) async fn run(args: CheckArgs, target: &Target) -> anyhow::Result<()> {
-    if target.api_addr.is_some() && target.kubeconfig.is_none() && target.context.is_none() {
-        anyhow::bail!(
-            "linkerd check inspects a cluster through the Kubernetes API; the local mesh has none \
-             (give --kubeconfig or --context, or use `linkerd version` and `linkerd stat` for the local mesh)"
-        );
-    }
-    let mut report = Report::new(args.output, args.wait);
-    let ns = target.namespace.clone();
-    checks(&mut report, &args, target, &ns).await;
-    if report.finish() {
-        Ok(())
-    } else {
-        Err(Failed.into())
-    }
-}
-
-async fn checks(report: &mut Report, args: &CheckArgs, target: &Target, ns: &str) {
+/// Runs the checks into `report`, with the client `client` gives (its
+/// failure is the first check's), on the control plane in `ns`.
+pub async fn run<F>(report: &mut Report, options: &Options, client: F, ns: &str)
+where
+    F: Future<Output = Result<Client, String>>,
+{
     report.category("kubernetes-api");
+    let mut client = Some(client);
     let Some(client) = report
-        .run(CAN_INIT, || async {
-            target.client().await.map_err(|e| format!("{e:#}"))
+        .run(CAN_INIT, || {
+            let pending = client.take();
+            async move {
+                match pending {
+                    Some(f) => f.await,
+                    None => Err("the client was already tried".to_string()),
+                }
+            }
         })
         .await
     else {
@@ -114,15 +96,15 @@ async fn checks(report: &mut Report, args: &CheckArgs, target: &Target, ns: &str
         client,
         ns: ns.to_string(),
     };
-    if args.pre {
+    if options.pre {
         pre(report, &cluster).await;
         return;
     }
     let Some(installed) = control_plane(report, &cluster).await else {
         return;
     };
-    if args.proxy {
-        data_plane(report, &cluster, &installed, args.namespace.as_deref()).await;
+    if options.proxy {
+        data_plane(report, &cluster, &installed, options.namespace.as_deref()).await;
     }
 }
 
@@ -426,7 +408,7 @@ fn components(values: &Value) -> Vec<(&'static str, bool)> {
         ("proxy-injector", true),
         ("public-api", true),
         ("tap", true),
-        ("web", false),
+        ("web", true),
     ];
     let enabled = |key: &str| values[key]["enabled"].as_bool() != Some(false);
     if enabled("prometheus") {

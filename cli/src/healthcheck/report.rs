@@ -2,6 +2,7 @@
 //! the moment it is known (`√`, `‼`, `×` with the error and a hint under it),
 //! or at the end as Linkerd's JSON.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -10,20 +11,23 @@ use tokio::time::Instant;
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Output {
+pub enum Output {
     /// Every check, by category.
     Table,
     /// Only the categories with a warning or failure, and the verdict.
     Short,
     /// Linkerd's JSON: `{"success", "categories": [{"categoryName", "checks"}]}`.
     Json,
+    /// Nothing printed: the caller takes the JSON (the web dashboard).
+    #[value(skip)]
+    Quiet,
 }
 
 /// One check: what it says it checks, where its hints are, and how a
 /// failure counts.
-#[derive(Clone, Copy)]
-pub(crate) struct Check {
-    pub(crate) description: &'static str,
+#[derive(Clone)]
+pub struct Check {
+    pub(crate) description: Cow<'static, str>,
     /// The anchor of its hints under https://linkerd.io/2/checks/.
     anchor: &'static str,
     /// A failure is a warning (`‼`): it does not fail the run.
@@ -33,21 +37,31 @@ pub(crate) struct Check {
 }
 
 impl Check {
-    pub(crate) const fn new(description: &'static str, anchor: &'static str) -> Self {
+    pub const fn new(description: &'static str, anchor: &'static str) -> Self {
         Check {
-            description,
+            description: Cow::Borrowed(description),
             anchor,
             warning: false,
             retry: false,
         }
     }
 
-    pub(crate) const fn warning(mut self) -> Self {
+    /// A check whose description is made at run time.
+    pub fn named(description: String, anchor: &'static str) -> Self {
+        Check {
+            description: Cow::Owned(description),
+            anchor,
+            warning: false,
+            retry: false,
+        }
+    }
+
+    pub const fn warning(mut self) -> Self {
         self.warning = true;
         self
     }
 
-    pub(crate) const fn retry(mut self) -> Self {
+    pub const fn retry(mut self) -> Self {
         self.retry = true;
         self
     }
@@ -65,7 +79,7 @@ enum Outcome {
 }
 
 struct Entry {
-    description: &'static str,
+    description: Cow<'static, str>,
     hint: String,
     error: String,
     outcome: Outcome,
@@ -76,7 +90,7 @@ struct Category {
     checks: Vec<Entry>,
 }
 
-pub(crate) struct Report {
+pub struct Report {
     output: Output,
     deadline: Instant,
     categories: Vec<Category>,
@@ -87,7 +101,7 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    pub(crate) fn new(output: Output, wait: Duration) -> Self {
+    pub fn new(output: Output, wait: Duration) -> Self {
         Report {
             output,
             deadline: Instant::now() + wait,
@@ -98,7 +112,7 @@ impl Report {
         }
     }
 
-    pub(crate) fn category(&mut self, name: &'static str) {
+    pub fn category(&mut self, name: &'static str) {
         self.categories.push(Category {
             name,
             checks: Vec::new(),
@@ -109,7 +123,7 @@ impl Report {
     /// Runs `f` for `check` (again each second while it fails, for a check
     /// that retries, until `--wait` is up) and records the result; the value
     /// when it passed.
-    pub(crate) async fn run<T, F, Fut>(&mut self, check: Check, mut f: F) -> Option<T>
+    pub async fn run<T, F, Fut>(&mut self, check: Check, mut f: F) -> Option<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, String>>,
@@ -122,7 +136,7 @@ impl Report {
                     return Some(v);
                 }
                 Err(e) if check.retry && Instant::now() + RETRY_EVERY < self.deadline => {
-                    if !said_waiting && self.output != Output::Json {
+                    if !said_waiting && matches!(self.output, Output::Table | Output::Short) {
                         eprintln!("… {} (waiting: {e})", check.description);
                         said_waiting = true;
                     }
@@ -137,7 +151,7 @@ impl Report {
     }
 
     /// Records a result worked out without `run`.
-    pub(crate) fn record(&mut self, check: &Check, result: Result<(), String>) {
+    pub fn record(&mut self, check: &Check, result: Result<(), String>) {
         let (outcome, error) = match result {
             Ok(()) => (Outcome::Success, String::new()),
             Err(e) if check.warning => (Outcome::Warning, e),
@@ -147,7 +161,7 @@ impl Report {
             self.failed = true;
         }
         let entry = Entry {
-            description: check.description,
+            description: check.description.clone(),
             hint: check.hint(),
             error,
             outcome,
@@ -191,45 +205,47 @@ impl Report {
         }
     }
 
-    /// Prints the verdict (or the JSON); whether every check passed or only
-    /// warned.
-    pub(crate) fn finish(self) -> bool {
-        let success = !self.failed;
-        match self.output {
-            Output::Json => {
-                let categories: Vec<serde_json::Value> = self
-                    .categories
+    /// Linkerd's JSON of the checks so far.
+    pub fn json(&self) -> serde_json::Value {
+        let categories: Vec<serde_json::Value> = self
+            .categories
+            .iter()
+            .filter(|c| !c.checks.is_empty())
+            .map(|c| {
+                let checks: Vec<serde_json::Value> = c
+                    .checks
                     .iter()
-                    .filter(|c| !c.checks.is_empty())
-                    .map(|c| {
-                        let checks: Vec<serde_json::Value> = c
-                            .checks
-                            .iter()
-                            .map(|e| {
-                                let mut check = serde_json::json!({
-                                    "description": e.description,
-                                    "result": match e.outcome {
-                                        Outcome::Success => "success",
-                                        Outcome::Warning => "warning",
-                                        Outcome::Error => "error",
-                                    },
-                                });
-                                if e.outcome != Outcome::Success {
-                                    check["hint"] = e.hint.clone().into();
-                                    check["error"] = e.error.clone().into();
-                                }
-                                check
-                            })
-                            .collect();
-                        serde_json::json!({"categoryName": c.name, "checks": checks})
+                    .map(|e| {
+                        let mut check = serde_json::json!({
+                            "description": e.description,
+                            "result": match e.outcome {
+                                Outcome::Success => "success",
+                                Outcome::Warning => "warning",
+                                Outcome::Error => "error",
+                            },
+                        });
+                        if e.outcome != Outcome::Success {
+                            check["hint"] = e.hint.clone().into();
+                            check["error"] = e.error.clone().into();
+                        }
+                        check
                     })
                     .collect();
-                let doc = serde_json::json!({"success": success, "categories": categories});
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&doc).expect("JSON values serialise")
-                );
-            }
+                serde_json::json!({"categoryName": c.name, "checks": checks})
+            })
+            .collect();
+        serde_json::json!({"success": !self.failed, "categories": categories})
+    }
+
+    /// Prints the verdict (or the JSON); whether every check passed or only
+    /// warned.
+    pub fn finish(self) -> bool {
+        let success = !self.failed;
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&self.json()).expect("JSON values serialise")
+            ),
             Output::Table | Output::Short => {
                 if self.printed_any {
                     println!();
@@ -239,6 +255,7 @@ impl Report {
                     if success { '√' } else { '×' }
                 );
             }
+            Output::Quiet => {}
         }
         success
     }
