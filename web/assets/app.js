@@ -440,11 +440,40 @@ function topPage(view) {
   view.replaceChildren(h("h1", {}, "Top"), form, holder);
 }
 
+// `linkerd check`'s categories, as the CLI prints them.
+function checkReport(report) {
+  const mark = { success: "√", warning: "‼", error: "×" };
+  const cls = { success: "secured", warning: "sr-warn", error: "unsecured" };
+  const blocks = report.categories.map((c) => h("div", { class: "panel check-category", "data-category": c.categoryName },
+    h("div", { class: "check-title" }, c.categoryName),
+    h("ul", { class: "checks" }, c.checks.map((k) => h("li", { "data-result": k.result },
+      h("span", { class: `mark ${cls[k.result]}` }, mark[k.result]), " ", k.description,
+      k.error ? h("div", { class: "check-error" }, k.error) : null,
+      k.hint ? h("div", { class: "check-hint" }, h("a", { href: k.hint, target: "_blank", rel: "noopener" }, "How to fix it ↗")) : null)))));
+  const verdict = h("div", { class: `verdict ${report.success ? "secured" : "unsecured"}`, id: "check-verdict" },
+    `Status check results are ${report.success ? "√" : "×"}`);
+  return [verdict, ...blocks];
+}
+
 function controlPlanePage(view) {
   crumbs("Control plane");
   const info = h("div", { class: "cards" });
+  const checks = h("div", { id: "checks" }, h("div", { class: "panel empty" }, "Running the checks…"));
   const components = h("div", {});
-  view.replaceChildren(h("h1", {}, "Control plane"), info, h("h2", {}, "Components"), components);
+  const again = h("button", { type: "button", id: "checks-again" }, "Run the checks again");
+  const runChecks = async () => {
+    try {
+      checks.replaceChildren(...checkReport(await api("check")));
+    } catch (e) {
+      checks.replaceChildren(h("div", { class: "panel empty" }, e.message));
+    }
+  };
+  again.addEventListener("click", runChecks);
+  view.replaceChildren(h("h1", {}, "Control plane"), info, h("h2", {}, "Health checks ", again), checks,
+    h("h2", {}, "Components"), components);
+  runChecks();
+  const timer = setInterval(runChecks, 30000);
+  cleanups.push(() => clearInterval(timer));
   refreshing(async () => {
     const [version, { pods }, stat] = await Promise.all([
       api("version"),

@@ -56,7 +56,11 @@ async function main() {
   // A deployment: who calls it, whom it calls, and its live calls.
   await page.goto(`${url}/#/namespaces/${NS}/deployment/web`);
   await page.waitForSelector("table.calls tbody tr", { timeout: 30000 });
-  await page.waitForFunction(() => document.querySelectorAll("table.stat tr[data-name]").length >= 3, null, { timeout: 30000 });
+  // Callers and callees come once Prometheus has their traffic.
+  await page.waitForFunction(() => {
+    const names = [...document.querySelectorAll("table.stat tr[data-name]")].map((r) => r.dataset.name);
+    return ["vote-bot", "emoji", "voting"].every((n) => names.includes(n));
+  }, null, { timeout: 60000 });
   out.detail = {
     stat: await cells("table.stat tbody tr"),
     calls: await page.$$eval("table.calls tbody tr", (rows) => rows.map((r) => [...r.children].map((td) => td.textContent))),
@@ -87,7 +91,12 @@ async function main() {
   // The control plane.
   await page.goto(`${url}/#/controlplane`);
   await page.waitForSelector(".card .value", { timeout: 30000 });
+  await page.waitForSelector("#check-verdict", { timeout: 30000 });
   out.controlPlane = await page.$$eval(".card", (cs) => cs.map((c) => c.textContent));
+  out.checks = {
+    verdict: await page.textContent("#check-verdict"),
+    lines: await page.$$eval("ul.checks li", (lis) => lis.map((li) => `${li.dataset.result} ${li.textContent}`)),
+  };
   await shot("controlplane");
 
   out.problems = problems;

@@ -69,7 +69,7 @@ pub(crate) async fn handle(route: &str, query: &str, web: &Web) -> Response<Body
         .filter(|(_, v)| !v.is_empty())
         .collect();
     let answer = match route {
-        "version" => version(web).await,
+        "version" => version_route(web).await,
         "config" => Ok(j!({
             "controllerNamespace": web.controller_namespace,
             "grafana": web.grafana.is_some(),
@@ -79,6 +79,7 @@ pub(crate) async fn handle(route: &str, query: &str, web: &Web) -> Response<Body
         "pods" => pods(web, &params).await,
         "services" => services(web, &params).await,
         "tap" => return tap(web, &params),
+        "check" => Ok(crate::checks::run(web).await),
         _ => Err(Problem::Bad(format!("no API /api/{route}"))),
     };
     match answer {
@@ -115,7 +116,14 @@ fn client(web: &Web) -> ApiClient<Channel> {
     ApiClient::new(web.api.channel.clone())
 }
 
-async fn version(web: &Web) -> Result<Value, Problem> {
+pub(crate) async fn version(web: &Web) -> Result<Value, String> {
+    match call(web, "version", client(web).version(VersionRequest {})).await {
+        Ok(v) => Ok(j!({"release": v.release, "metricsSource": v.metrics_source})),
+        Err(Problem::Bad(e) | Problem::Upstream(e)) => Err(e),
+    }
+}
+
+async fn version_route(web: &Web) -> Result<Value, Problem> {
     let v = call(web, "version", client(web).version(VersionRequest {})).await?;
     Ok(j!({"release": v.release, "metricsSource": v.metrics_source}))
 }

@@ -4,6 +4,7 @@
 
 mod api;
 mod assets;
+mod checks;
 mod grafana;
 mod server;
 
@@ -43,6 +44,14 @@ struct Args {
     /// The control plane's namespace.
     #[arg(long, default_value = "linkerd")]
     controller_namespace: String,
+    /// What the control-plane page checks: `kubernetes` runs `linkerd check`
+    /// through the Kubernetes API (in-cluster configuration, or
+    /// $KUBECONFIG); `local` asks each --component whether it is ready.
+    #[arg(long, value_enum, default_value = "kubernetes")]
+    checks: checks::Mode,
+    /// With --checks local: a control-plane component and its admin address.
+    #[arg(long = "component", value_name = "NAME=HOST:PORT", value_parser = checks::parse_component)]
+    components: Vec<(String, SocketAddr)>,
     /// Log filter (`tracing` env-filter syntax).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -98,6 +107,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         grafana,
         hosts,
         controller_namespace: args.controller_namespace,
+        checks: checks::Checks::new(args.checks, args.components)?,
         metrics,
     });
     let listener = bind("web", args.addr).await?;

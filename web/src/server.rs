@@ -20,6 +20,7 @@ pub(crate) struct Web {
     pub(crate) grafana: Option<Grafana>,
     pub(crate) hosts: regex::Regex,
     pub(crate) controller_namespace: String,
+    pub(crate) checks: crate::checks::Checks,
     pub(crate) metrics: Metrics,
 }
 

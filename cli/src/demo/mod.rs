@@ -574,21 +574,23 @@ async fn start_and_wait(
         r"^(localhost|127\.0\.0\.1|{}|\[::1\])(:\d+)?$",
         control.to_string().replace('.', r"\.")
     );
-    running.spawn(
-        "web",
-        &bins.web,
-        &[
-            s("--addr"),
-            web_addr.clone(),
-            s("--admin-addr"),
-            at(WEB.1),
-            s("--api-addr"),
-            at(8085),
-            s("--enforced-host"),
-            enforced_host,
-        ],
-        &[],
-    )?;
+    // No Kubernetes API here: the control-plane page asks each component.
+    let mut web_args = vec![
+        s("--addr"),
+        web_addr.clone(),
+        s("--admin-addr"),
+        at(WEB.1),
+        s("--api-addr"),
+        at(8085),
+        s("--enforced-host"),
+        enforced_host,
+        s("--checks"),
+        s("local"),
+    ];
+    for (name, _, admin) in CONTROLLERS {
+        web_args.extend([s("--component"), format!("{name}={}", at(*admin))]);
+    }
+    running.spawn("web", &bins.web, &web_args, &[])?;
     let web_admin = SocketAddr::new(control.into(), WEB.1);
     wait_for(running, "web", Duration::from_secs(30), || {
         http_ok(web_admin, "/ready")
