@@ -323,6 +323,18 @@ impl FakeApi {
         state.others.insert(object_path(&obj), obj);
     }
 
+    /// What `kubectl apply` of `objects` and the Deployments' controllers
+    /// would make: every object, and a running, ready pod per Deployment.
+    pub fn apply(&self, objects: &[Value]) -> Vec<Value> {
+        for obj in objects {
+            self.put(obj.clone());
+            if obj["kind"] == "Deployment" {
+                self.put(running_pod(obj, 0));
+            }
+        }
+        objects.to_vec()
+    }
+
     /// Removes an object `put` added (by its apiVersion, kind and name).
     pub fn delete(&self, obj: &Value) {
         let mut state = self.state.lock().unwrap();
@@ -899,4 +911,47 @@ fn to_json<T: serde::Serialize>(objects: Vec<T>) -> Vec<Value> {
         .iter()
         .map(|o| serde_json::to_value(o).expect("objects serialise"))
         .collect()
+}
+
+/// The pod a workload's controller would start from its template, running
+/// with every container ready (and its native sidecars started).
+pub fn running_pod(workload: &Value, n: usize) -> Value {
+    let name = workload["metadata"]["name"].as_str().unwrap();
+    let namespace = workload["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default");
+    let template = &workload["spec"]["template"];
+    let statuses = |key: &str, started: bool| -> Vec<Value> {
+        template["spec"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let sidecar = c["restartPolicy"] == "Always";
+                let ready = !started || sidecar;
+                json!({
+                    "name": c["name"], "ready": ready, "restartCount": 0,
+                    "image": c["image"], "imageID": "",
+                    "state": if ready { json!({"running": {}}) } else { json!({"terminated": {"exitCode": 0}}) },
+                })
+            })
+            .collect()
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": format!("{name}-5d8f9-{n}"),
+            "namespace": namespace,
+            "labels": template["metadata"]["labels"],
+            "annotations": template["metadata"]["annotations"],
+        },
+        "spec": template["spec"],
+        "status": {
+            "phase": "Running",
+            "podIP": format!("127.0.0.{}", 100 + n),
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": statuses("containers", false),
+            "initContainerStatuses": statuses("initContainers", true),
+        },
+    })
 }

@@ -6,7 +6,7 @@
 
 use linkerd_controller::identity::ca;
 use linkerd_tests::cli::{Run, documents, linkerd};
-use linkerd_tests::kubeapi::FakeApi;
+use linkerd_tests::kubeapi::{FakeApi, running_pod};
 use linkerd_tests::tools::tool;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -53,14 +53,7 @@ impl Cluster {
         all.extend_from_slice(args);
         let run = linkerd(&self.dir, &all).await;
         assert!(run.ok, "{}", run.stderr);
-        let objects = documents(&run.stdout);
-        for obj in &objects {
-            self.api.put(obj.clone());
-            if obj["kind"] == "Deployment" {
-                self.api.put(running_pod(obj, 0));
-            }
-        }
-        objects
+        self.api.apply(&documents(&run.stdout))
     }
 }
 
@@ -77,49 +70,6 @@ fn node(name: &str, heartbeat: time::OffsetDateTime) -> Value {
             "type": "Ready", "status": "True",
             "lastHeartbeatTime": t, "lastTransitionTime": t,
         }]},
-    })
-}
-
-/// The pod a workload's controller would start from its template, running
-/// with every container ready (and its native sidecars started).
-fn running_pod(workload: &Value, n: usize) -> Value {
-    let name = workload["metadata"]["name"].as_str().unwrap();
-    let namespace = workload["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or("default");
-    let template = &workload["spec"]["template"];
-    let statuses = |key: &str, started: bool| -> Vec<Value> {
-        template["spec"][key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                let sidecar = c["restartPolicy"] == "Always";
-                let ready = !started || sidecar;
-                json!({
-                    "name": c["name"], "ready": ready, "restartCount": 0,
-                    "image": c["image"], "imageID": "",
-                    "state": if ready { json!({"running": {}}) } else { json!({"terminated": {"exitCode": 0}}) },
-                })
-            })
-            .collect()
-    };
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {
-            "name": format!("{name}-5d8f9-{n}"),
-            "namespace": namespace,
-            "labels": template["metadata"]["labels"],
-            "annotations": template["metadata"]["annotations"],
-        },
-        "spec": template["spec"],
-        "status": {
-            "phase": "Running",
-            "podIP": format!("127.0.0.{}", 100 + n),
-            "conditions": [{"type": "Ready", "status": "True"}],
-            "containerStatuses": statuses("containers", false),
-            "initContainerStatuses": statuses("initContainers", true),
-        },
     })
 }
 

@@ -466,3 +466,105 @@ async fn dashboard_port_forwards_to_the_clusters_web_pod() {
         run.stderr
     );
 }
+
+#[tokio::test]
+async fn the_control_plane_page_runs_linkerd_check_in_a_cluster() {
+    let api = FakeApi::start().await;
+    let dir = std::env::temp_dir().join(format!("l5d-web-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let install = linkerd(&dir, &["install"]).await;
+    assert!(install.ok, "{}", install.stderr);
+    let objects = api.apply(&linkerd_tests::cli::documents(&install.stdout));
+    // The web server reaches the API as in a pod, here through $KUBECONFIG.
+    let kubeconfig = api.write_kubeconfig(&dir);
+    let mut cmd = tokio::process::Command::new(bin("linkerd-web"));
+    cmd.args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .env("KUBECONFIG", &kubeconfig)
+        .kill_on_drop(true);
+    let (_web, addrs) = spawn_listening(cmd, &["web", "admin"]).await;
+    let check = || async {
+        let (status, body) = http1_get(addrs["web"], "localhost", "/api/check").await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    let report = check().await;
+    assert_eq!(report["success"], true, "{report:#}");
+    let categories: Vec<&str> = report["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["categoryName"].as_str().unwrap())
+        .collect();
+    for c in [
+        "kubernetes-api",
+        "linkerd-existence",
+        "linkerd-identity",
+        "linkerd-control-plane-proxy",
+    ] {
+        assert!(categories.contains(&c), "{categories:?}");
+    }
+    // A component's pod goes: the page says which check fails, and why.
+    let tap = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "linkerd-tap")
+        .unwrap();
+    api.delete(&linkerd_tests::kubeapi::running_pod(tap, 0));
+    let report = check().await;
+    assert_eq!(report["success"], false);
+    let failed: Vec<&Value> = report["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["checks"].as_array().unwrap())
+        .filter(|c| c["result"] == "error")
+        .collect();
+    assert_eq!(failed.len(), 1, "{report:#}");
+    assert_eq!(failed[0]["description"], "control plane pods are ready");
+    assert_eq!(failed[0]["error"], "no pods for \"linkerd-tap\"");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // The local form asks each component, and names the one that is down.
+    let gone = free_port();
+    let (_local, local, _) = web(&[
+        "--addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--checks",
+        "local",
+        "--component",
+        &format!("identity={}", addrs["admin"]),
+        "--component",
+        &format!("tap=127.0.0.1:{gone}"),
+    ])
+    .await;
+    let (_, body) = http1_get(local, "localhost", "/api/check").await;
+    let report: Value = serde_json::from_str(&body).unwrap();
+    let lines: Vec<String> = report["categories"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {}",
+                c["result"].as_str().unwrap(),
+                c["description"].as_str().unwrap(),
+                c["error"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(lines[0], "success the identity service is ready ");
+    assert!(
+        lines[1].starts_with(&format!(
+            "error the tap service is ready cannot reach its admin server at 127.0.0.1:{gone}"
+        )),
+        "{lines:?}"
+    );
+    let out = tokio::process::Command::new(bin("linkerd-web"))
+        .args(["--component", "tap=nowhere", "--checks", "local"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"nowhere\" is not an address"));
+}
