@@ -200,6 +200,7 @@ function resourcePage(view, ns, kind, name) {
   const outbound = h("div", {});
   const pods = h("div", {});
   const calls = h("div", {}, h("div", { class: "panel empty" }, "Waiting for requests…"));
+  const routes = h("div", {}, h("div", { class: "panel empty" }, "Waiting for requests it serves…"));
   const grafana = grafanaLink(kind, name, ns).firstChild;
   grafana.classList.add("title-link");
   view.replaceChildren(
@@ -208,6 +209,7 @@ function resourcePage(view, ns, kind, name) {
     h("h2", {}, "Inbound: who calls it"), inbound,
     h("h2", {}, "Outbound: whom it calls"), outbound,
     kind === "pod" || kind === "service" ? null : h("h2", {}, "Pods"), kind === "pod" || kind === "service" ? null : pods,
+    kind === "service" ? null : h("h2", {}, "Top routes (since this page opened)"), kind === "service" ? null : routes,
     kind === "service" ? null : h("h2", {}, "Live calls"), kind === "service" ? null : calls);
   const self = `${kind}/${name}`;
   refreshing(async () => {
@@ -238,12 +240,15 @@ function resourcePage(view, ns, kind, name) {
       pods.replaceChildren(statTable(podStats.rows.filter((p) => names.has(p.name)), { empty: "No pods." }));
     }
   });
-  if (kind !== "service") liveCalls(calls, { resource: self, namespace: ns });
+  if (kind !== "service") liveCalls(calls, { resource: self, namespace: ns }, routes);
 }
 
 // Live calls of a resource: tap, aggregated by route as `linkerd top` does.
-function liveCalls(holder, filters) {
+// With `routesHolder`, also the resource's top routes: its inbound requests
+// by method and path, whoever sent them.
+function liveCalls(holder, filters, routesHolder) {
   const routes = new Map();
+  const served = new Map();
   const pending = new Map();
   let dirty = true;
   const stream = tap(filters, {
@@ -269,6 +274,15 @@ function liveCalls(holder, filters) {
         row.worst = Math.max(row.worst, latency);
         row.last = latency;
         routes.set(rkey, row);
+        if (dir === "in") {
+          const skey = `${req.method} ${req.path}`;
+          const route = served.get(skey) || { method: req.method, path: req.path, count: 0, ok: 0, latencies: [] };
+          route.count += 1;
+          route.ok += failed ? 0 : 1;
+          route.latencies.push(latency);
+          if (route.latencies.length > 1000) route.latencies.shift();
+          served.set(skey, route);
+        }
         dirty = true;
       } else if (e.responseInitEvent) {
         const p = pending.get(key);
@@ -288,6 +302,16 @@ function liveCalls(holder, filters) {
         h("td", {}, h("span", { class: `tag ${r.dir}` }, r.dir === "in" ? "FROM" : "TO")),
         h("td", {}, r.peer), h("td", {}, r.method), h("td", {}, r.path), num(String(r.count), "count"),
         num(ms(r.best), "best"), num(ms(r.worst), "worst"), num(ms(r.last), "last"), successCell(r.ok / r.count)))))));
+    const top = [...served.values()].sort((a, b) => b.count - a.count).slice(0, 20);
+    if (routesHolder && top.length) {
+      const quantile = (xs, q) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))]; };
+      routesHolder.replaceChildren(h("div", { class: "panel" }, h("table", { class: "routes" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Method"), h("th", {}, "Route"), h("th", { class: "num" }, "Requests"),
+          h("th", { class: "num" }, "Success rate"), h("th", { class: "num" }, "P50"), h("th", { class: "num" }, "P95"))),
+        h("tbody", {}, top.map((r) => h("tr", {},
+          h("td", {}, r.method), h("td", {}, r.path), num(String(r.count), "count"), successCell(r.ok / r.count),
+          num(ms(quantile(r.latencies, 0.5)), "p50"), num(ms(quantile(r.latencies, 0.95)), "p95")))))));
+    }
   }, 1000);
   cleanups.push(() => { clearInterval(timer); stream.close(); });
 }

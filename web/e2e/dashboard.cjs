@@ -56,6 +56,7 @@ async function main() {
   // A deployment: who calls it, whom it calls, and its live calls.
   await page.goto(`${url}/#/namespaces/${NS}/deployment/web`);
   await page.waitForSelector("table.calls tbody tr", { timeout: 30000 });
+  await page.waitForSelector("table.routes tbody tr", { timeout: 30000 });
   // Callers and callees come once Prometheus has their traffic.
   await page.waitForFunction(() => {
     const names = [...document.querySelectorAll("table.stat tr[data-name]")].map((r) => r.dataset.name);
@@ -65,6 +66,7 @@ async function main() {
     stat: await cells("table.stat tbody tr"),
     calls: await page.$$eval("table.calls tbody tr", (rows) => rows.map((r) => [...r.children].map((td) => td.textContent))),
     secured: await page.$$eval("td.secured", (tds) => tds.length),
+    routes: await page.$$eval("table.routes tbody tr", (rows) => rows.map((r) => [...r.children].map((td) => td.textContent))),
   };
   await shot("deployment");
 
