@@ -1,4 +1,6 @@
-//! A control-plane service's admin server: `/metrics`, `/ready`, `/live`.
+//! A control-plane service's admin server (`/metrics`, `/ready`, `/live`),
+//! and what every control-plane process does alike: bind its listeners,
+//! saying where, and stop on SIGTERM or SIGINT.
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -64,4 +66,33 @@ fn handle(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>>
         header::HeaderValue::from_static(content_type),
     );
     rsp
+}
+
+/// Binds `addr` for the `what` server and logs `<what> listening on ADDR`
+/// (which the tests wait for).
+pub async fn bind(what: &str, addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} for the {what} server: {e}"),
+        )
+    })?;
+    tracing::info!("{what} listening on {}", listener.local_addr()?);
+    Ok(listener)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
 }

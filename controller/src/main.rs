@@ -4,7 +4,6 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use linkerd_controller::{admin, destination, discovery, identity, public_api, tap};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
-use tokio::net::TcpListener;
 
 #[derive(Parser)]
 #[command(
@@ -324,14 +323,14 @@ async fn proxy_injector(args: ProxyInjectorArgs) -> anyhow::Result<()> {
         args.controller_namespace,
         metrics,
     );
-    let listener = bind("proxy-injector", args.addr).await?;
-    let admin = bind("admin", args.admin_addr).await?;
+    let listener = admin::bind("proxy-injector", args.addr).await?;
+    let admin = admin::bind("admin", args.admin_addr).await?;
     tokio::spawn(admin::serve(admin, registry));
     linkerd_controller::injector::serve(
         listener,
         std::sync::Arc::new(tls),
         std::sync::Arc::new(webhook),
-        shutdown(),
+        admin::shutdown(),
     )
     .await;
     tracing::info!("shutdown complete");
@@ -516,14 +515,6 @@ fn issuer_certs(args: IssuerCertsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for the {what} server"))?;
-    tracing::info!("{what} listening on {}", listener.local_addr()?);
-    Ok(listener)
-}
-
 async fn destination(args: DestinationArgs) -> anyhow::Result<()> {
     let discover = discovery(
         args.local.as_deref(),
@@ -609,15 +600,15 @@ async fn serve_grpc(
     registry: prometheus_client::registry::Registry,
     on_shutdown: impl FnOnce() + Send,
 ) -> anyhow::Result<()> {
-    let grpc = bind(what, addr).await?;
-    let admin = bind("admin", admin_addr).await?;
+    let grpc = admin::bind(what, addr).await?;
+    let admin = admin::bind("admin", admin_addr).await?;
     tokio::spawn(admin::serve(admin, registry));
     tonic::transport::Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             async move {
-                shutdown().await;
+                admin::shutdown().await;
                 on_shutdown();
             },
         )
@@ -625,20 +616,4 @@ async fn serve_grpc(
         .with_context(|| format!("{what} server failed"))?;
     tracing::info!("shutdown complete");
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch for SIGTERM");
-            return std::future::pending().await;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down");
 }

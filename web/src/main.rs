@@ -10,9 +10,9 @@ mod server;
 
 use anyhow::Context;
 use clap::Parser;
+use linkerd_controller::admin;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
 /// Linkerd's default: the dashboard answers to its service and loopback
 /// names only, so a page on another site cannot reach it by DNS rebinding.
@@ -110,33 +110,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         checks: checks::Checks::new(args.checks, args.components)?,
         metrics,
     });
-    let listener = bind("web", args.addr).await?;
-    let admin = bind("admin", args.admin_addr).await?;
-    tokio::spawn(linkerd_controller::admin::serve(admin, registry));
-    server::serve(listener, web, shutdown()).await;
+    let listener = admin::bind("web", args.addr).await?;
+    let admin = admin::bind("admin", args.admin_addr).await?;
+    tokio::spawn(admin::serve(admin, registry));
+    server::serve(listener, web, admin::shutdown()).await;
     tracing::info!("shutdown complete");
     Ok(())
-}
-
-async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for the {what} server"))?;
-    tracing::info!("{what} listening on {}", listener.local_addr()?);
-    Ok(listener)
-}
-
-async fn shutdown() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch for SIGTERM");
-            return std::future::pending().await;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down");
 }
