@@ -25,3 +25,14 @@ pub fn repo() -> PathBuf {
         .expect("tests/ is in the repository")
         .to_path_buf()
 }
+
+/// Says that a test is skipped because `why` (a tool is missing). Under
+/// `tests/run.sh` as root, which installs every tool
+/// (`LINKERD_TESTS_REQUIRE_TOOLS=1`), a missing tool is a failure instead,
+/// so that CI never passes a test it did not run.
+pub fn skip(why: impl std::fmt::Display) {
+    if std::env::var_os("LINKERD_TESTS_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+        panic!("{why}, but tests/run.sh installed every tool: this is a failure, not a skip");
+    }
+    eprintln!("SKIPPED: {why}");
+}

@@ -144,8 +144,8 @@ proxy:
 #[test]
 fn install_prints_exactly_what_helm_template_prints() {
     let Some(helm) = tool("helm") else {
-        eprintln!(
-            "SKIPPED install_prints_exactly_what_helm_template_prints: helm is not installed (tests/run.sh fetches it)"
+        linkerd_tests::tools::skip(
+            "install_prints_exactly_what_helm_template_prints: helm is not installed (tests/run.sh fetches it)",
         );
         return;
     };
@@ -213,8 +213,8 @@ fn install_prints_exactly_what_helm_template_prints() {
 #[test]
 fn rendered_objects_pass_the_kubernetes_schemas() {
     let Some(validate) = tool("kubernetes-validate") else {
-        eprintln!(
-            "SKIPPED rendered_objects_pass_the_kubernetes_schemas: kubernetes-validate is not installed (tests/run.sh installs it)"
+        linkerd_tests::tools::skip(
+            "rendered_objects_pass_the_kubernetes_schemas: kubernetes-validate is not installed (tests/run.sh installs it)",
         );
         return;
     };

@@ -594,8 +594,8 @@ async fn kubectl(kubectl: &Path, kubeconfig: &str, args: &[&str], input: &str) -
 #[tokio::test]
 async fn kubectl_applies_what_install_prints_and_check_passes_on_it() {
     let Some(kubectl_bin) = tool("kubectl") else {
-        eprintln!(
-            "SKIPPED kubectl_applies_what_install_prints_and_check_passes_on_it: kubectl is not installed (tests/run.sh fetches it)"
+        linkerd_tests::tools::skip(
+            "kubectl_applies_what_install_prints_and_check_passes_on_it: kubectl is not installed (tests/run.sh fetches it)",
         );
         return;
     };

@@ -135,7 +135,7 @@ fn check_rows(rows: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stat_and_edges_show_the_traffic_sent() {
     if !installed("prometheus") {
-        eprintln!("SKIPPED: prometheus is not installed (tests/run.sh installs it)");
+        linkerd_tests::tools::skip("prometheus is not installed (tests/run.sh installs it)");
         return;
     }
     let base = Ipv4Addr::new(127, 78, 0, 0);

@@ -88,7 +88,7 @@ async fn query(prometheus: SocketAddr, expr: &str) -> Result<usize, String> {
 #[test]
 fn the_dashboards_are_what_the_generator_writes() {
     let Some(python) = tool("python3") else {
-        eprintln!("SKIPPED: python3 is not installed (tests/run.sh installs it)");
+        linkerd_tests::tools::skip("python3 is not installed (tests/run.sh installs it)");
         return;
     };
     let out = std::process::Command::new(python)
@@ -142,7 +142,7 @@ fn the_dashboards_are_what_the_generator_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_panel_returns_data_from_the_local_mesh() {
     if tool("prometheus").is_none() {
-        eprintln!("SKIPPED: prometheus is not installed (tests/run.sh installs it)");
+        linkerd_tests::tools::skip("prometheus is not installed (tests/run.sh installs it)");
         return;
     }
     let demo = Demo::start(

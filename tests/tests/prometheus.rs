@@ -59,9 +59,9 @@ async fn query(prometheus: SocketAddr, q: &str) -> Vec<(BTreeMap<String, String>
 async fn prometheus_scrapes_proxies_with_linkerds_labels() {
     for tool in ["prometheus", "promtool"] {
         if !installed(tool) {
-            eprintln!(
-                "SKIPPED prometheus_scrapes_proxies_with_linkerds_labels: `{tool}` is not installed (apt-get install prometheus)"
-            );
+            linkerd_tests::tools::skip(format!(
+                "prometheus_scrapes_proxies_with_linkerds_labels: `{tool}` is not installed (apt-get install prometheus)"
+            ));
             return;
         }
     }

@@ -41,7 +41,7 @@ fn proxy_demo_runs() {
 #[test]
 fn readme_demo_commands_work() {
     if !installed("prometheus") {
-        eprintln!("SKIPPED: prometheus is not installed (tests/run.sh installs it)");
+        linkerd_tests::tools::skip("prometheus is not installed (tests/run.sh installs it)");
         return;
     }
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");

@@ -81,12 +81,16 @@ fn rps(cell: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_in_chromium_shows_what_stat_shows() {
     let (Some(node), Some(modules)) = (tool("node"), playwright()) else {
-        eprintln!("SKIPPED: node or playwright-core is not installed (tests/run.sh installs them)");
+        linkerd_tests::tools::skip(
+            "node or playwright-core is not installed (tests/run.sh installs them)",
+        );
         return;
     };
     let chromium = PathBuf::from("/usr/bin/chromium");
     if !chromium.exists() || tool("prometheus").is_none() {
-        eprintln!("SKIPPED: chromium or prometheus is not installed (tests/run.sh installs them)");
+        linkerd_tests::tools::skip(
+            "chromium or prometheus is not installed (tests/run.sh installs them)",
+        );
         return;
     }
     let demo = Demo::start(
