@@ -68,6 +68,34 @@ fn handle(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>>
     rsp
 }
 
+/// Accepts connections on `listener` until `shutdown` resolves, each handed
+/// to `serve` on a task of its own; a failed accept (too many open files)
+/// pauses briefly rather than spinning.
+pub async fn accept_until<F, Fut>(
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+    mut serve: F,
+) where
+    F: FnMut(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        tokio::spawn(serve(stream, peer));
+    }
+}
+
 /// Binds `addr` for the `what` server and logs `<what> listening on ADDR`
 /// (which the tests wait for).
 pub async fn bind(what: &str, addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {

@@ -53,21 +53,9 @@ pub(crate) async fn serve(
     web: Arc<Web>,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return,
-        };
+    linkerd_controller::admin::accept_until(listener, shutdown, move |stream, peer| {
         let web = web.clone();
-        tokio::spawn(async move {
+        async move {
             let svc = service_fn(move |req| {
                 let web = web.clone();
                 async move { Ok::<_, Infallible>(handle(req, &web).await) }
@@ -79,8 +67,9 @@ pub(crate) async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "dashboard connection failed");
             }
-        });
-    }
+        }
+    })
+    .await;
 }
 
 pub(crate) fn full(body: impl Into<Bytes>) -> Body {

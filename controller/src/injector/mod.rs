@@ -227,22 +227,10 @@ pub async fn serve<C: Cluster>(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return,
-        };
+    crate::admin::accept_until(listener, shutdown, move |stream, peer| {
         let acceptor = acceptor.clone();
         let webhook = webhook.clone();
-        tokio::spawn(async move {
+        async move {
             let stream = match tokio::time::timeout(
                 Duration::from_secs(10),
                 acceptor.accept(stream),
@@ -270,8 +258,9 @@ pub async fn serve<C: Cluster>(
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "webhook connection failed");
             }
-        });
-    }
+        }
+    })
+    .await;
 }
 
 fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
