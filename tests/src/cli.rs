@@ -38,3 +38,14 @@ pub fn documents(yaml: &str) -> Vec<Value> {
         .filter(|d| d.is_object())
         .collect()
 }
+
+/// The checks a `linkerd check -o json` report (or the dashboard's) failed.
+pub fn failed_checks(report: &Value) -> Vec<&Value> {
+    report["categories"]
+        .as_array()
+        .expect("a check report has categories")
+        .iter()
+        .flat_map(|c| c["checks"].as_array().expect("a category has checks"))
+        .filter(|c| c["result"] == "error")
+        .collect()
+}

@@ -456,13 +456,7 @@ async fn control_plane_problems_are_named_with_hints() {
     assert!(!run.ok);
     let doc: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(doc["success"], false);
-    let failed: Vec<&Value> = doc["categories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|c| c["checks"].as_array().unwrap())
-        .filter(|c| c["result"] == "error")
-        .collect();
+    let failed = linkerd_tests::cli::failed_checks(&doc);
     assert_eq!(failed.len(), 3, "{doc:#}");
     assert_eq!(failed[0]["description"], "control plane pods are ready");
     assert_eq!(

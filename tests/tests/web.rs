@@ -515,13 +515,7 @@ async fn the_control_plane_page_runs_linkerd_check_in_a_cluster() {
     api.delete(&linkerd_tests::kubeapi::running_pod(tap, 0));
     let report = check().await;
     assert_eq!(report["success"], false);
-    let failed: Vec<&Value> = report["categories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|c| c["checks"].as_array().unwrap())
-        .filter(|c| c["result"] == "error")
-        .collect();
+    let failed = linkerd_tests::cli::failed_checks(&report);
     assert_eq!(failed.len(), 1, "{report:#}");
     assert_eq!(failed[0]["description"], "control plane pods are ready");
     assert_eq!(failed[0]["error"], "no pods for \"linkerd-tap\"");

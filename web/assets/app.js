@@ -240,18 +240,22 @@ function resourcePage(view, ns, kind, name) {
       pods.replaceChildren(statTable(podStats.rows.filter((p) => names.has(p.name)), { empty: "No pods." }));
     }
   });
-  if (kind !== "service") liveCalls(calls, { resource: self, namespace: ns }, routes);
+  if (kind !== "service") {
+    const live = liveCalls(calls, { resource: self, namespace: ns }, routes);
+    cleanups.push(() => live.close());
+  }
 }
 
 // Live calls of a resource: tap, aggregated by route as `linkerd top` does.
 // With `routesHolder`, also the resource's top routes: its inbound requests
-// by method and path, whoever sent them.
-function liveCalls(holder, filters, routesHolder) {
+// by method and path, whoever sent them. `handlers` hears of the tap's open,
+// end and error; the caller closes what this returns.
+function liveCalls(holder, filters, routesHolder, handlers) {
   const routes = new Map();
   const served = new Map();
   const pending = new Map();
   let dirty = true;
-  const stream = tap(filters, {
+  const stream = tap(filters, Object.assign({}, handlers, {
     event(e) {
       const key = requestKey(e);
       if (e.requestInitEvent) {
@@ -289,7 +293,7 @@ function liveCalls(holder, filters, routesHolder) {
         if (p) p.status = e.responseInitEvent.httpStatus;
       }
     },
-  });
+  }));
   const timer = setInterval(() => {
     if (!dirty) return;
     dirty = false;
@@ -313,7 +317,7 @@ function liveCalls(holder, filters, routesHolder) {
           num(ms(quantile(r.latencies, 0.5)), "p50"), num(ms(quantile(r.latencies, 0.95)), "p95")))))));
     }
   }, 1000);
-  cleanups.push(() => { clearInterval(timer); stream.close(); });
+  return { close() { clearInterval(timer); stream.close(); } };
 }
 
 function requestKey(e) {
@@ -450,16 +454,9 @@ function tapPage(view) {
 function topPage(view) {
   crumbs("Top");
   const holder = h("div", {}, h("div", { class: "panel empty" }, "Start a tap to see the busiest routes."));
-  let stopLive = null;
   const form = tapForm((filters, handlers) => {
     holder.replaceChildren(h("div", { class: "panel empty" }, "Waiting for requests…"));
-    const before = cleanups.length;
-    liveCalls(holder, filters);
-    // liveCalls registered its own cleanup; the form's stop calls it too.
-    const mine = cleanups.splice(before);
-    stopLive = () => mine.forEach((f) => f());
-    if (handlers.open) handlers.open();
-    return { close() { if (stopLive) stopLive(); stopLive = null; } };
+    return liveCalls(holder, filters, null, handlers);
   });
   view.replaceChildren(h("h1", {}, "Top"), form, holder);
 }

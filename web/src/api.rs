@@ -69,7 +69,7 @@ pub(crate) async fn handle(route: &str, query: &str, web: &Web) -> Response<Body
         .filter(|(_, v)| !v.is_empty())
         .collect();
     let answer = match route {
-        "version" => version_route(web).await,
+        "version" => version(web).await.map_err(Problem::Upstream),
         "config" => Ok(j!({
             "controllerNamespace": web.controller_namespace,
             "grafana": web.grafana.is_some(),
@@ -121,11 +121,6 @@ pub(crate) async fn version(web: &Web) -> Result<Value, String> {
         Ok(v) => Ok(j!({"release": v.release, "metricsSource": v.metrics_source})),
         Err(Problem::Bad(e) | Problem::Upstream(e)) => Err(e),
     }
-}
-
-async fn version_route(web: &Web) -> Result<Value, Problem> {
-    let v = call(web, "version", client(web).version(VersionRequest {})).await?;
-    Ok(j!({"release": v.release, "metricsSource": v.metrics_source}))
 }
 
 /// A kind as the UI names it, canonical; services and authorities too.
@@ -282,7 +277,7 @@ fn tap(web: &Web, params: &HashMap<String, String>) -> Response<Body> {
         Ok(r) => r,
         Err(p) => return p.response(),
     };
-    let client = TapByResourceClient::new(web.api.channel.clone());
+    let mut client = TapByResourceClient::new(web.api.channel.clone());
     let addr = web.api.addr.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(256);
     tokio::spawn(async move {
@@ -290,7 +285,6 @@ fn tap(web: &Web, params: &HashMap<String, String>) -> Response<Body> {
             let tx = tx.clone();
             async move { tx.send(Ok(Frame::data(Bytes::from(frame)))).await.is_ok() }
         };
-        let mut client = client;
         let mut events = match client.tap(req).await {
             Ok(rsp) => rsp.into_inner(),
             Err(s) => {

@@ -65,19 +65,9 @@ where
     F: Future<Output = Result<Client, String>>,
 {
     report.category("kubernetes-api");
-    let mut client = Some(client);
-    let Some(client) = report
-        .run(CAN_INIT, || {
-            let pending = client.take();
-            async move {
-                match pending {
-                    Some(f) => f.await,
-                    None => Err("the client was already tried".to_string()),
-                }
-            }
-        })
-        .await
-    else {
+    let client = client.await;
+    report.record(&CAN_INIT, client.as_ref().map(drop).map_err(Clone::clone));
+    let Ok(client) = client else {
         return;
     };
     let Some(info) = report
