@@ -474,11 +474,24 @@ async fn outbound_tap_names_the_chosen_endpoint() {
                 max_rps: 1000.0,
                 ..Default::default()
             };
-            let mut stream = TapByResourceClient::new(channel)
-                .tap(req)
-                .await
-                .expect("tap")
-                .into_inner();
+            // The tap controller reads the topology as it is polled: the pod
+            // that just joined may be unknown to it for a moment.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let mut stream = loop {
+                match TapByResourceClient::new(channel.clone())
+                    .tap(req.clone())
+                    .await
+                {
+                    Ok(rsp) => break rsp.into_inner(),
+                    Err(s)
+                        if s.code() == tonic::Code::NotFound
+                            && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(s) => panic!("tap: {s:?}"),
+                }
+            };
             for i in 0..4 {
                 let (status, _) = http1_get(
                     SocketAddr::from((WEB_IP, 80)),
