@@ -16,7 +16,7 @@ use crate::{
     tap::Taps,
     tcp,
     tls::{self, Hello},
-    transport::{Failed, Metered, OrigDst, Prefixed},
+    transport::{ConnectConfig, Failed, Metered, OrigDst, Prefixed},
 };
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
@@ -123,7 +123,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
                 .map_or(OrigDst::Kernel, OrigDst::Fixed),
             clients: Arc::new(Clients::new(
                 direction,
-                cfg.connect_timeout,
+                ConnectConfig {
+                    timeout: cfg.connect_timeout,
+                    source_ip: cfg.source_ip,
+                },
                 metrics.clone(),
                 identity.clone(),
             )),
@@ -203,18 +206,18 @@ impl Side {
     ) {
         let _ = stream.set_nodelay(true);
         let target = match self.orig_dst.lookup(&stream) {
-            Ok(target) => target,
+            Ok(Some(target)) => target,
+            // Addressed to the proxy itself: forwarding it would loop.
+            Ok(None) => {
+                tracing::debug!(%client, "connection was not redirected to the proxy; closing");
+                return;
+            }
             Err(e) => {
                 // Per connection and caused by the peer: not worth more than debug.
                 tracing::debug!(%client, error = %e, "connection has no original destination; closing");
                 return;
             }
         };
-        // A connection addressed to the proxy itself would loop forever.
-        if stream.local_addr().is_ok_and(|local| local == target) {
-            tracing::debug!(%client, %target, "connection targets the proxy itself; closing");
-            return;
-        }
         let direction = self.direction;
         let inbound = direction == Direction::Inbound;
         let plain = Tls::plain(

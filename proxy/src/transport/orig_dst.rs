@@ -21,14 +21,30 @@ const SO_ORIGINAL_DST: libc::c_int = 80;
 const IP6T_SO_ORIGINAL_DST: libc::c_int = 80;
 
 impl OrigDst {
-    pub(crate) fn lookup(&self, stream: &TcpStream) -> io::Result<SocketAddr> {
-        match *self {
-            Self::Fixed(addr) => Ok(addr),
-            Self::Kernel => match stream.local_addr()? {
-                SocketAddr::V4(_) => original_dst_v4(stream),
-                SocketAddr::V6(_) => original_dst_v6(stream),
-            },
-        }
+    /// Where the connection was headed, or `None` when nobody redirected it
+    /// to us. Kernels differ on an unredirected connection: without
+    /// connection tracking `SO_ORIGINAL_DST` fails (ENOENT), with it (any
+    /// host with the nat table loaded: a Kubernetes node, Docker, firewalld)
+    /// it answers with the connection's own destination, the listener. Both
+    /// mean the same, and a connection headed for the proxy itself must not
+    /// be forwarded to it again, so both are `None`.
+    pub(crate) fn lookup(&self, stream: &TcpStream) -> io::Result<Option<SocketAddr>> {
+        let local = stream.local_addr()?;
+        let target = match *self {
+            Self::Fixed(addr) => addr,
+            Self::Kernel => {
+                let found = match local {
+                    SocketAddr::V4(_) => original_dst_v4(stream),
+                    SocketAddr::V6(_) => original_dst_v6(stream),
+                };
+                match found {
+                    Ok(addr) => addr,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        Ok((target != local).then_some(target))
     }
 }
 
@@ -87,15 +103,30 @@ fn getsockopt<T>(
 mod tests {
     use super::*;
 
-    /// Without a NAT rule the kernel has no original destination to give.
+    async fn accepted() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    /// A connection nobody redirected has no original destination, whether
+    /// or not the host tracks connections (the kernel fails, or names the
+    /// listener itself): the answer must not depend on the host.
     #[tokio::test]
     async fn unredirected_connection_has_none() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _client = TcpStream::connect(addr).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        assert!(OrigDst::Kernel.lookup(&server).is_err());
+        let (_client, server) = accepted().await;
+        assert_eq!(OrigDst::Kernel.lookup(&server).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn fixed_target_is_used_unless_it_is_the_listener() {
+        let (_client, server) = accepted().await;
         let fixed: SocketAddr = "127.0.0.9:80".parse().unwrap();
-        assert_eq!(OrigDst::Fixed(fixed).lookup(&server).unwrap(), fixed);
+        assert_eq!(OrigDst::Fixed(fixed).lookup(&server).unwrap(), Some(fixed));
+        let own = server.local_addr().unwrap();
+        assert_eq!(OrigDst::Fixed(own).lookup(&server).unwrap(), None);
     }
 }
