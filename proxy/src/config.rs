@@ -5,7 +5,12 @@
 //! surfacing as odd behaviour under traffic. Reading goes through [`Env`] so
 //! tests can supply a map rather than mutate the process environment.
 
-use std::{collections::HashMap, net::SocketAddr, ops::RangeInclusive, time::Duration};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    ops::RangeInclusive,
+    time::Duration,
+};
 
 pub const ENV_LOG: &str = "LINKERD2_PROXY_LOG";
 pub const ENV_INBOUND_LISTEN_ADDR: &str = "LINKERD2_PROXY_INBOUND_LISTEN_ADDR";
@@ -18,6 +23,11 @@ pub const ENV_TAP_SVC_NAME: &str = "LINKERD2_PROXY_TAP_SVC_NAME";
 /// accepted connection's original destination instead of asking the kernel.
 pub const ENV_INBOUND_ORIG_DST_ADDR: &str = "LINKERD2_PROXY_INBOUND_ORIG_DST_ADDR";
 pub const ENV_OUTBOUND_ORIG_DST_ADDR: &str = "LINKERD2_PROXY_OUTBOUND_ORIG_DST_ADDR";
+/// Development aid: the address this proxy's outbound connections leave
+/// from. In a pod that is the pod's own address without asking; the local
+/// mesh, where every "pod" shares the host's loopback, sets it so that a
+/// server sees (and tap names) the calling pod rather than 127.0.0.1.
+pub const ENV_OUTBOUND_SOURCE_IP: &str = "LINKERD2_PROXY_OUTBOUND_SOURCE_IP";
 pub const ENV_INBOUND_DETECT_TIMEOUT: &str = "LINKERD2_PROXY_INBOUND_DETECT_TIMEOUT";
 pub const ENV_OUTBOUND_DETECT_TIMEOUT: &str = "LINKERD2_PROXY_OUTBOUND_DETECT_TIMEOUT";
 pub const ENV_INBOUND_CONNECT_TIMEOUT: &str = "LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT";
@@ -149,6 +159,9 @@ pub struct ListenerConfig {
     pub addr: SocketAddr,
     /// When set, every connection is taken to have been sent to this address.
     pub orig_dst_override: Option<SocketAddr>,
+    /// Where connections this side opens leave from (unset: the kernel
+    /// chooses).
+    pub source_ip: Option<IpAddr>,
     pub detect_timeout: Duration,
     pub connect_timeout: Duration,
     pub skip_detect_ports: PortSet,
@@ -275,6 +288,7 @@ impl Config {
                 .addr(ENV_INBOUND_LISTEN_ADDR)?
                 .unwrap_or(([0, 0, 0, 0], 4143).into()),
             orig_dst_override: r.addr(ENV_INBOUND_ORIG_DST_ADDR)?,
+            source_ip: None,
             detect_timeout: r
                 .duration(ENV_INBOUND_DETECT_TIMEOUT)?
                 .unwrap_or(Duration::from_secs(10)),
@@ -288,6 +302,7 @@ impl Config {
                 .addr(ENV_OUTBOUND_LISTEN_ADDR)?
                 .unwrap_or(([127, 0, 0, 1], 4140).into()),
             orig_dst_override: r.addr(ENV_OUTBOUND_ORIG_DST_ADDR)?,
+            source_ip: r.parse(ENV_OUTBOUND_SOURCE_IP, "an IP address", |s| s.parse().ok())?,
             detect_timeout: r
                 .duration(ENV_OUTBOUND_DETECT_TIMEOUT)?
                 .unwrap_or(Duration::from_secs(10)),
@@ -580,6 +595,7 @@ mod tests {
         let c = Config::from_env(&env(&[
             (ENV_INBOUND_LISTEN_ADDR, "127.0.0.1:1"),
             (ENV_OUTBOUND_ORIG_DST_ADDR, "[::1]:80"),
+            (ENV_OUTBOUND_SOURCE_IP, "127.77.0.13"),
             (ENV_SHUTDOWN_GRACE_PERIOD, "2m"),
             (ENV_OUTBOUND_DETECT_TIMEOUT, "250ms"),
             (
@@ -593,6 +609,8 @@ mod tests {
             c.outbound.orig_dst_override,
             Some("[::1]:80".parse().unwrap())
         );
+        assert_eq!(c.outbound.source_ip, Some([127, 77, 0, 13].into()));
+        assert_eq!(c.inbound.source_ip, None);
         assert_eq!(c.shutdown_grace_period, Duration::from_secs(120));
         assert_eq!(c.outbound.detect_timeout, Duration::from_millis(250));
         let ports = &c.inbound.skip_detect_ports;
@@ -610,6 +628,7 @@ mod tests {
             (ENV_HTTP_MAX_HEADER_SIZE, "12"),
             (ENV_CORES, "0"),
             (ENV_DESTINATION_SVC_ADDR, "no-port"),
+            (ENV_OUTBOUND_SOURCE_IP, "127.0.0.1:80"),
             (ENV_IDENTITY_DISABLED, "yes"),
             (ENV_DESTINATION_GET_NETWORKS, "10.0.0.0/33"),
             (ENV_DESTINATION_GET_NETWORKS, "10.0.0.1"),

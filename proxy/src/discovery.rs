@@ -650,7 +650,10 @@ mod tests {
         let resolver = Resolver::new(config, None).unwrap();
         let clients = Arc::new(Clients::new(
             Direction::Outbound,
-            Duration::from_secs(1),
+            crate::transport::ConnectConfig {
+                timeout: Duration::from_secs(1),
+                source_ip: None,
+            },
             Metrics::new(),
             None,
         ));

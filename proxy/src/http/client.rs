@@ -16,7 +16,7 @@ use crate::{
     discovery::EndpointMeta,
     identity::{self, Local},
     metrics::{Direction, Metrics, NoTlsReason, Peer, TcpStats, Tls},
-    transport::{self, Conn, Metered},
+    transport::{self, Conn, ConnectConfig, Metered},
 };
 use hyper::{
     Request, Response,
@@ -63,7 +63,7 @@ pub(crate) enum Error {
 #[derive(Debug)]
 pub(crate) struct Clients {
     direction: Direction,
-    connect_timeout: Duration,
+    connect: ConnectConfig,
     metrics: Arc<Metrics>,
     /// This proxy's identity, for mesh TLS to meshed endpoints.
     identity: Option<Arc<Local>>,
@@ -77,13 +77,13 @@ type TargetKey = (SocketAddr, Option<Arc<EndpointMeta>>);
 impl Clients {
     pub(crate) fn new(
         direction: Direction,
-        connect_timeout: Duration,
+        connect: ConnectConfig,
         metrics: Arc<Metrics>,
         identity: Option<Arc<Local>>,
     ) -> Self {
         Self {
             direction,
-            connect_timeout,
+            connect,
             metrics,
             identity,
             targets: Mutex::new(HashMap::new()),
@@ -138,7 +138,7 @@ impl Clients {
                 let dst = meta.map(|m| &m.labels);
                 Arc::new(Target {
                     addr: target,
-                    connect_timeout: self.connect_timeout,
+                    connect: self.connect,
                     stats: self
                         .metrics
                         .tcp(self.direction, Peer::Dst, target, &tls, dst),
@@ -158,7 +158,7 @@ impl Clients {
 #[derive(Debug)]
 pub(crate) struct Target {
     addr: SocketAddr,
-    connect_timeout: Duration,
+    connect: ConnectConfig,
     stats: Arc<TcpStats>,
     /// The `tls` labels of everything sent to this target.
     tls: Tls,
@@ -240,21 +240,21 @@ impl Target {
         // Certified first, so the ClientHello follows the connect at once:
         // the peer may give a hello little time on ports that skip detection.
         if let Some(mesh) = &self.mesh
-            && !mesh.local.certified(self.connect_timeout).await
+            && !mesh.local.certified(self.connect.timeout).await
         {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "this proxy has no certificate yet for mesh TLS",
             ));
         }
-        let stream = transport::connect(self.addr, self.connect_timeout).await?;
+        let stream = transport::connect(self.addr, self.connect).await?;
         let io = Metered::new(stream, self.stats.clone());
         let Some(mesh) = &self.mesh else {
             return Ok(Conn::Plain(io));
         };
         let connector = tokio_rustls::TlsConnector::from(mesh.local.client_config().clone());
         let handshake = connector.connect(mesh.server_name.clone(), io);
-        match tokio::time::timeout(self.connect_timeout, handshake).await {
+        match tokio::time::timeout(self.connect.timeout, handshake).await {
             Ok(Ok(tls)) => Ok(Conn::Tls(Box::new(tls))),
             Ok(Err(e)) => {
                 self.stats.tls_failed();

@@ -19,12 +19,38 @@ impl<T: Failed> Failed for tokio_rustls::server::TlsStream<T> {
     }
 }
 
-use std::{io, net::SocketAddr, time::Duration};
-use tokio::net::TcpStream;
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+use tokio::net::{TcpSocket, TcpStream};
 
-/// Opens a connection to `target`, giving up after `timeout`.
-pub(crate) async fn connect(target: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(target))
+/// How this side of the proxy opens connections.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct ConnectConfig {
+    pub(crate) timeout: Duration,
+    /// Leave from this address (the local mesh's pods); else the kernel's
+    /// choice.
+    pub(crate) source_ip: Option<IpAddr>,
+}
+
+/// Opens a connection to `target`, giving up after the configured timeout.
+pub(crate) async fn connect(target: SocketAddr, cfg: ConnectConfig) -> io::Result<TcpStream> {
+    let connect = async {
+        match cfg.source_ip {
+            None => TcpStream::connect(target).await,
+            Some(ip) => {
+                let socket = match ip {
+                    IpAddr::V4(_) => TcpSocket::new_v4()?,
+                    IpAddr::V6(_) => TcpSocket::new_v6()?,
+                };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(target).await
+            }
+        }
+    };
+    let stream = tokio::time::timeout(cfg.timeout, connect)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
