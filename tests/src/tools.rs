@@ -34,5 +34,24 @@ pub fn skip(why: impl std::fmt::Display) {
     if std::env::var_os("LINKERD_TESTS_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
         panic!("{why}, but tests/run.sh installed every tool: this is a failure, not a skip");
     }
+    skipped(why);
+}
+
+/// Records that a test did not run, and why: on stderr, and as a line in
+/// `$LINKERD_TESTS_SKIP_LOG` where `tests/run.sh` counts them, since libtest
+/// reports a test that returned early as passed.
+pub fn skipped(why: impl std::fmt::Display) {
     eprintln!("SKIPPED: {why}");
+    if let Some(path) = std::env::var_os("LINKERD_TESTS_SKIP_LOG") {
+        use std::io::Write as _;
+        let line = format!("{}\n", why.to_string().replace('\n', " "));
+        // Appends of one short line are atomic: parallel tests do not mix.
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
 }

@@ -162,7 +162,9 @@ fn assert_counted(m: &Scrape, direction: &str, ip: Ipv4Addr) {
 #[tokio::test]
 async fn iptables_redirects_pod_traffic_through_the_proxy() {
     if let Some(why) = netns::unavailable() {
-        eprintln!("SKIPPED iptables_redirects_pod_traffic_through_the_proxy: {why}");
+        linkerd_tests::tools::skipped(format!(
+            "iptables_redirects_pod_traffic_through_the_proxy: {why}"
+        ));
         return;
     }
     let pod = Netns::create("pod").unwrap();
