@@ -10,9 +10,9 @@ pub(crate) struct EdgesArgs {
     /// The workload type whose edges to list (deploy, sts, ds, po, ns, ...).
     #[arg(value_name = "TYPE")]
     kind: String,
-    /// Edges from or to resources in this namespace.
-    #[arg(short, long, default_value = "default")]
-    namespace: String,
+    /// Edges from or to resources in this namespace (default: default).
+    #[arg(short, long)]
+    namespace: Option<String>,
     /// Edges in every namespace.
     #[arg(short = 'A', long)]
     all_namespaces: bool,
@@ -29,10 +29,11 @@ pub(crate) enum Output {
 }
 
 pub(crate) async fn run(args: EdgesArgs, api: &api::Target) -> anyhow::Result<()> {
+    let given_ns = args.namespace.as_deref();
     let namespace = if args.all_namespaces {
         ""
     } else {
-        &args.namespace
+        given_ns.unwrap_or(resource::DEFAULT_NAMESPACE)
     };
     let mut selector = resource::parse(std::slice::from_ref(&args.kind), namespace)?;
     if !selector.name.is_empty() {
@@ -57,8 +58,10 @@ pub(crate) async fn run(args: EdgesArgs, api: &api::Target) -> anyhow::Result<()
         Some(Output::Json) => json(&edges),
         wide => {
             let t = table(&edges, wide == Some(Output::Wide));
-            if t.is_empty() {
+            if t.is_empty() && args.all_namespaces {
                 "No edges found.\n".to_string()
+            } else if t.is_empty() {
+                format!("No edges found{}.\n", resource::in_namespace(given_ns))
             } else {
                 t.render()
             }

@@ -15,6 +15,18 @@ pub(crate) enum ParseError {
     Shape,
 }
 
+/// The namespace to use when `-n` was not given, and a hint for messages
+/// that name it: a user who forgot `-n` learns which namespace was looked in.
+pub(crate) const DEFAULT_NAMESPACE: &str = "default";
+
+/// ` in namespace NS`, saying so when NS was not chosen by the user.
+pub(crate) fn in_namespace(given: Option<&str>) -> String {
+    match given {
+        Some(ns) => format!(" in namespace {ns}"),
+        None => format!(" in namespace {DEFAULT_NAMESPACE} (the default; -n sets another)"),
+    }
+}
+
 /// `args` is `["deploy/web"]` or `["deploy", "web"]`; `namespace` is where
 /// it lives (a namespace resource names itself).
 pub(crate) fn parse(args: &[String], namespace: &str) -> Result<Resource, ParseError> {

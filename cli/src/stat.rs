@@ -13,9 +13,9 @@ pub(crate) struct StatArgs {
     /// What to report on: TYPE (deploy, po, ns, svc, ...), TYPE/NAME or TYPE NAME.
     #[arg(required = true, num_args = 1..=2, value_name = "RESOURCE")]
     resource: Vec<String>,
-    /// The resources' namespace.
-    #[arg(short, long, default_value = "default")]
-    namespace: String,
+    /// The resources' namespace (default: default).
+    #[arg(short, long)]
+    namespace: Option<String>,
     /// Every namespace.
     #[arg(short = 'A', long)]
     all_namespaces: bool,
@@ -47,17 +47,15 @@ pub(crate) enum Output {
 }
 
 pub(crate) async fn run(args: StatArgs, api: &api::Target) -> anyhow::Result<()> {
-    let namespace = if args.all_namespaces {
-        ""
-    } else {
-        &args.namespace
-    };
+    let given_ns = args.namespace.as_deref();
+    let default_ns = given_ns.unwrap_or(resource::DEFAULT_NAMESPACE);
+    let namespace = if args.all_namespaces { "" } else { default_ns };
     let mut selector = resource::parse_stat(&args.resource, namespace)?;
     if args.all_namespaces && selector.r#type == "namespace" {
         selector.name.clear();
     }
     let other = |r: &String, ns: &Option<String>| {
-        let ns = ns.as_deref().unwrap_or(&args.namespace);
+        let ns = ns.as_deref().unwrap_or(default_ns);
         resource::parse_stat(std::slice::from_ref(r), ns)
     };
     let outbound = match (&args.to, &args.from) {
@@ -65,8 +63,9 @@ pub(crate) async fn run(args: StatArgs, api: &api::Target) -> anyhow::Result<()>
         (None, Some(from)) => Some(Outbound::FromResource(other(from, &args.from_namespace)?)),
         (None, None) => None,
     };
+    let filtered = outbound.is_some();
     let req = StatSummaryRequest {
-        selector: Some(selector),
+        selector: Some(selector.clone()),
         time_window: args.time_window.clone(),
         outbound,
         skip_tcp_stats: false,
@@ -78,7 +77,34 @@ pub(crate) async fn run(args: StatArgs, api: &api::Target) -> anyhow::Result<()>
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         .into_inner()
         .rows;
-    let secs = window_seconds(&args.time_window);
+    // Every resource that has pods gets a row, traffic or not: no row means
+    // there is nothing by that name (with --to/--from, only no traffic).
+    if rows.is_empty() && !filtered {
+        let what = if selector.name.is_empty() {
+            format!("{}s", selector.r#type)
+        } else {
+            format!("{}/{}", selector.r#type, selector.name)
+        };
+        let place = match (args.all_namespaces, selector.r#type.as_str()) {
+            (true, _) | (_, "namespace") => " in any namespace".to_string(),
+            _ => resource::in_namespace(given_ns),
+        };
+        anyhow::bail!("no pods found for {what}{place}");
+    }
+    // A row's window is shorter than asked when the metrics do not reach
+    // back that far yet (a Prometheus started a moment ago): its rates are
+    // over the data there is.
+    let covered = rows
+        .first()
+        .map(|r| r.time_window.as_str())
+        .filter(|w| !w.is_empty() && *w != args.time_window);
+    if let Some(covered) = covered {
+        eprintln!(
+            "linkerd: the metrics go back only {covered} (warming up): rates are over that, not {}",
+            args.time_window
+        );
+    }
+    let secs = window_seconds(covered.unwrap_or(&args.time_window));
     let out = match args.output {
         Some(Output::Json) => json(&rows, secs),
         wide => {

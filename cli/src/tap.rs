@@ -16,9 +16,9 @@ pub(crate) struct Selection {
     /// The resource to tap: TYPE/NAME (deploy/web, po/web-1, ns/emojivoto) or TYPE NAME.
     #[arg(required = true, num_args = 1..=2, value_name = "RESOURCE")]
     resource: Vec<String>,
-    /// The resource's namespace.
-    #[arg(short, long, default_value = "default")]
-    namespace: String,
+    /// The resource's namespace (default: default).
+    #[arg(short, long)]
+    namespace: Option<String>,
     /// Only requests to this resource (TYPE/NAME).
     #[arg(long, value_name = "RESOURCE")]
     to: Option<String>,
@@ -42,10 +42,12 @@ pub(crate) struct Selection {
 impl Selection {
     /// Opens the tap stream at the tap service.
     pub(crate) async fn open(self, api: &api::Target) -> anyhow::Result<Streaming<TapEvent>> {
-        let target = resource::parse(&self.resource, &self.namespace)?;
+        let given_ns = self.namespace.as_deref();
+        let namespace = given_ns.unwrap_or(resource::DEFAULT_NAMESPACE);
+        let target = resource::parse(&self.resource, namespace)?;
         let to = match &self.to {
             Some(to) => {
-                let ns = self.to_namespace.as_deref().unwrap_or(&self.namespace);
+                let ns = self.to_namespace.as_deref().unwrap_or(namespace);
                 Some(resource::parse(std::slice::from_ref(to), ns)?)
             }
             None => None,
@@ -66,7 +68,13 @@ impl Selection {
         let events = TapByResourceClient::new(channel)
             .tap(req)
             .await
-            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .map_err(|s| match (s.code(), given_ns) {
+                // The controller names the namespace; say it was defaulted.
+                (tonic::Code::NotFound, None) => {
+                    anyhow::anyhow!("{} (the default; -n sets another)", s.message())
+                }
+                _ => anyhow::anyhow!("{}", s.message()),
+            })?
             .into_inner();
         Ok(events)
     }

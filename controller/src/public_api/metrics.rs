@@ -177,6 +177,33 @@ impl Prometheus {
         &self.base
     }
 
+    /// The oldest sample Prometheus holds (`/api/v1/status/tsdb`'s head
+    /// minimum time), in seconds since the epoch: a Prometheus started a
+    /// moment ago has less data than a stat window. None when it cannot
+    /// say (or has no data yet).
+    pub(crate) async fn data_since(&self) -> Option<f64> {
+        let req = http::Request::get(format!("{}/api/v1/status/tsdb", self.base))
+            .body(Empty::new())
+            .ok()?;
+        let fetch = async {
+            let rsp = self.client.request(req).await.ok()?;
+            if !rsp.status().is_success() {
+                return None;
+            }
+            rsp.into_body().collect().await.ok().map(|b| b.to_bytes())
+        };
+        let body = tokio::time::timeout(TIMEOUT, fetch).await.ok()??;
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let ms = v["data"]["headStats"]["minTime"].as_i64()?;
+        // An empty head says i64::MAX.
+        let secs = ms as f64 / 1000.0;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs_f64();
+        (secs <= now).then_some(secs)
+    }
+
     /// Runs an instant query.
     pub(crate) async fn query(&self, query: &Query) -> Result<Vec<Sample>, Error> {
         let promql = query.promql();

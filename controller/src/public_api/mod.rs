@@ -60,6 +60,15 @@ impl Metrics {
         }
     }
 
+    /// Seconds since the epoch of the oldest data the source holds, if it
+    /// can tell: stats over a window older than that cover less.
+    async fn data_since(&self) -> Option<f64> {
+        match self {
+            Self::Prometheus(p) => p.data_since().await,
+            Self::Proxies(s) => s.data_since(),
+        }
+    }
+
     fn name(&self) -> &str {
         match self {
             Self::Prometheus(p) => p.url(),
@@ -195,8 +204,12 @@ impl<D: Discover> Api for PublicApi<D> {
             Some(Outbound::FromResource(r)) => (None, Some(r)),
             None => (None, None),
         };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         let plan = stat::Plan::new(selector, window, to, from, !req.skip_tcp_stats)
-            .map_err(Status::invalid_argument)?;
+            .map_err(Status::invalid_argument)?
+            .with_data_since(self.metrics.data_since().await, now);
         let answers = self.run(&plan.queries()).await?;
         let rows = plan.rows(&answers, &self.discovery.pods(), &self.discovery.services());
         tracing::debug!(window = plan.window(), rows = rows.len(), "stat summary");

@@ -115,6 +115,12 @@ impl Scraper {
         }
     }
 
+    /// When the oldest round kept was scraped.
+    pub(crate) fn data_since(&self) -> Option<f64> {
+        let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        store.rounds.front().map(|r| r.at)
+    }
+
     pub(crate) fn query(&self, query: &Query) -> Result<Vec<Sample>, Error> {
         let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         let now = now();

@@ -299,6 +299,22 @@ impl Plan {
         &self.window
     }
 
+    /// The metrics source has data from `since` (seconds since the epoch)
+    /// on. A window reaching back further would count the requests of a
+    /// shorter time over the whole window, showing a fraction of the real
+    /// rate (and `increase` extrapolates past the first sample): the window
+    /// is cut to the data there is, and the rows' `time_window` says so.
+    pub(crate) fn with_data_since(mut self, since: Option<f64>, now: f64) -> Self {
+        let window = window_seconds(&self.window).unwrap_or(60.0);
+        if let Some(since) = since {
+            let covered = (now - since).floor().max(1.0);
+            if covered < window {
+                self.window = format!("{covered}s");
+            }
+        }
+        self
+    }
+
     /// Whether the stats come from the callers' side.
     fn outbound(&self) -> bool {
         !matches!(self.direction, Direction::Inbound) || self.kind.only_outbound()
@@ -568,6 +584,39 @@ mod tests {
             r#"sum(tcp_open_connections{direction="inbound", namespace="emojivoto", deployment=~".+", peer="src"}) by (namespace, deployment)"#
         );
         assert_eq!(q.len(), 7);
+    }
+
+    /// A window longer than the data is cut to the data: 20s of requests
+    /// at 10 a second read 10rps, not 3.3 over a minute.
+    #[test]
+    fn window_is_cut_to_the_data_there_is() {
+        let plan = |since| {
+            Plan::new(
+                res("deploy", "emojivoto", ""),
+                "1m".into(),
+                None,
+                None,
+                false,
+            )
+            .unwrap()
+            .with_data_since(since, 1000.0)
+        };
+        let young = plan(Some(979.6));
+        assert_eq!(young.window(), "20s");
+        assert!(young.queries()[0].promql().contains("[20s]"));
+        let answers = vec![vec![sample(
+            &[
+                ("namespace", "emojivoto"),
+                ("deployment", "web"),
+                ("classification", "success"),
+            ],
+            200.0,
+        )]];
+        let rows = young.rows(&answers, &[pod("emojivoto", "web-1", "web", true)], &[]);
+        assert_eq!(rows[0].time_window, "20s");
+        assert_eq!(rows[0].stats.as_ref().unwrap().request_rate, 10.0);
+        assert_eq!(plan(Some(900.0)).window(), "1m");
+        assert_eq!(plan(None).window(), "1m");
     }
 
     #[test]
