@@ -125,11 +125,31 @@ impl Target {
                 })?;
                 kube::Config::from_custom_kubeconfig(kubeconfig, &options).await
             }
-            None => kube::Config::from_kubeconfig(&options).await,
+            None => {
+                if let Some(missing) = no_kubeconfig() {
+                    anyhow::bail!(
+                        "no cluster and no local mesh to talk to: {missing}, and no `linkerd demo` is running \
+                         (state file {}); start the local mesh with `linkerd demo`, or name a cluster with --kubeconfig FILE",
+                        crate::demo::state::path().display()
+                    );
+                }
+                kube::Config::from_kubeconfig(&options).await
+            }
         }
         .map_err(|e| {
+            // kube's message repeats the path; its innermost cause is what
+            // went wrong with it.
+            let cause = std::iter::successors(
+                Some(&e as &(dyn std::error::Error + 'static)),
+                |e| e.source(),
+            )
+            .last()
+            .map_or_else(|| e.to_string(), ToString::to_string);
+            // One line: a YAML error may carry a drawing of where it is.
+            let cause = cause.lines().next().unwrap_or_default().to_string();
             anyhow::anyhow!(
-                "no usable kubeconfig ({e}): use --kubeconfig, or --api-addr for a local mesh"
+                "the kubeconfig {} is not usable: {cause} (--kubeconfig and --context choose another)",
+                kubeconfig_paths()
             )
         })?;
         Ok(Client::try_from(config)?)
@@ -186,6 +206,43 @@ impl Target {
                     self.namespace
                 )
             })
+    }
+}
+
+/// Where kube-rs looks for a kubeconfig: `$KUBECONFIG`'s files, else
+/// `~/.kube/config`.
+fn kubeconfig_paths() -> String {
+    match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        Some(v) => std::env::split_paths(&v)
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => home_kubeconfig().display().to_string(),
+    }
+}
+
+fn home_kubeconfig() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".kube/config")
+}
+
+/// What was looked for and not found, when there is no kubeconfig at all
+/// (and no in-cluster service account): then the user most likely wants
+/// the local mesh.
+fn no_kubeconfig() -> Option<String> {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        Some(v) if !std::env::split_paths(&v).any(|p| p.exists()) => Some(format!(
+            "$KUBECONFIG names {}, which does not exist",
+            kubeconfig_paths()
+        )),
+        None if !in_cluster && !home_kubeconfig().exists() => Some(format!(
+            "no kubeconfig at {} ($KUBECONFIG is not set)",
+            home_kubeconfig().display()
+        )),
+        _ => None,
     }
 }
 
