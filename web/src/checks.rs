@@ -10,8 +10,6 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-const READY_TIMEOUT: Duration = Duration::from_secs(3);
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Mode {
     Kubernetes,
@@ -73,14 +71,11 @@ pub(crate) async fn run(web: &Web) -> Value {
             healthcheck::run(&mut report, &options, client, &web.controller_namespace).await;
         }
         Checks::Local(components) => {
-            report.category("linkerd-control-plane");
-            for (name, addr) in components {
-                let check = Check::named(
-                    format!("the {name} service is ready"),
-                    "l5d-api-control-ready",
-                );
-                report.record(&check, ready(*addr).await);
-            }
+            let mesh = healthcheck::local::LocalMesh {
+                components: components.clone(),
+                ..Default::default()
+            };
+            healthcheck::local::run(&mut report, &mesh, false).await;
             report.category("control-plane-version");
             match crate::api::version(web).await {
                 Ok(v) => {
@@ -103,65 +98,4 @@ pub(crate) async fn run(web: &Web) -> Value {
         }
     }
     report.json()
-}
-
-/// Whether the admin server at `addr` answers `/ready` with 200.
-async fn ready(addr: SocketAddr) -> Result<(), String> {
-    use http_body_util::BodyExt;
-    let ask = async {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("cannot reach its admin server at {addr}: {e}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| format!("its admin server at {addr} does not speak HTTP: {e}"))?;
-        tokio::spawn(conn);
-        let req = http::Request::get("/ready")
-            .header(http::header::HOST, addr.to_string())
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let rsp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("its admin server at {addr} failed: {e}"))?;
-        let status = rsp.status();
-        let body = rsp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "its admin server at {addr} answered {status}: {}",
-                String::from_utf8_lossy(&body).trim()
-            ))
-        }
-    };
-    tokio::time::timeout(READY_TIMEOUT, ask)
-        .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "its admin server at {addr} did not answer within {READY_TIMEOUT:?}"
-            ))
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn components_are_name_and_address() {
-        assert_eq!(
-            parse_component("identity=127.0.0.1:9990"),
-            Ok(("identity".into(), "127.0.0.1:9990".parse().unwrap()))
-        );
-        assert!(parse_component("identity").is_err());
-        assert!(parse_component("=127.0.0.1:1").is_err());
-        assert!(parse_component("tap=localhost").is_err());
-    }
 }

@@ -187,6 +187,9 @@ struct Web {
 }
 
 fn through(outbound: SocketAddr, service: &str, port: u16) -> tonic::transport::Channel {
+    // From the pod's own address (its proxy's), as a pod's application
+    // would: tap shows the pod as the source.
+    let local = Some(outbound.ip());
     // The proxy's listener is where connections go; the origin names the
     // service (`:authority`), which the proxy resolves and balances.
     let origin: http::Uri = format!("http://{}", authority(service, port))
@@ -195,6 +198,7 @@ fn through(outbound: SocketAddr, service: &str, port: u16) -> tonic::transport::
     Endpoint::from_shared(format!("http://{outbound}"))
         .expect("a valid address")
         .origin(origin)
+        .local_address(local)
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10))
         .connect_lazy()
@@ -354,8 +358,11 @@ pub(crate) async fn vote_bot(
     if rps <= 0.0 {
         return;
     }
+    // From the pod's own address, as from a pod.
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_local_address(Some(outbound.ip()));
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        .build::<_, http_body_util::Empty<bytes::Bytes>>(connector);
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rps));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: usize = 0;

@@ -132,6 +132,9 @@ impl Step {
 struct Running {
     children: Vec<(String, Child)>,
     logs: PathBuf,
+    /// The state file's contents: every child is listed in it as it starts,
+    /// so a demo killed with SIGKILL leaves a list the next one can clean.
+    state: state::State,
 }
 
 impl Running {
@@ -144,17 +147,20 @@ impl Running {
         env: &[(String, String)],
     ) -> anyhow::Result<()> {
         let log = std::fs::File::create(self.logs.join(format!("{name}.log")))?;
-        let child = tokio::process::Command::new(program)
-            .args(args)
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        die_with_parent(&mut cmd);
+        let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", program.display()))?;
+        self.state.children.extend(child.id());
         self.children.push((name.to_string(), child));
-        Ok(())
+        state::write(&self.state)
     }
 
     /// The last lines of a child's log, for an error.
@@ -201,6 +207,55 @@ impl Running {
     }
 }
 
+/// Asks the kernel to SIGKILL the child when the demo dies, however it
+/// dies: a demo killed with SIGKILL runs no code to stop its children, and
+/// they would keep the demo's addresses.
+fn die_with_parent(cmd: &mut tokio::process::Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: it makes two system calls
+    // (prctl, getppid) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // The demo died between fork and prctl: the signal will never
+            // come, so do not start.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other("the demo exited"));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Stops what a demo killed without cleaning up left running, and removes
+/// its state file.
+fn clean_stale() {
+    let Some(old) = state::stale() else { return };
+    let mut stopped = 0;
+    for pid in old.children {
+        if state::is_demo_child(pid, &old.dir)
+            && let Ok(pid) = i32::try_from(pid)
+            && nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+        {
+            stopped += 1;
+        }
+    }
+    state::remove_if(old.pid);
+    if stopped > 0 {
+        println!(
+            "==> stopped {stopped} processes left by a demo that did not exit cleanly (pid {})",
+            old.pid
+        );
+        // Their sockets close as they exit.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// Polls `ready` every 100ms for up to `limit`, failing early if a child
 /// exits.
 async fn wait_for<F, Fut>(
@@ -228,6 +283,12 @@ where
 
 /// `GET path` answered 200.
 async fn http_ok(addr: SocketAddr, path: &str) -> bool {
+    http_get(addr, path).await.is_some()
+}
+
+/// The body of a 200 answer to `GET path`.
+async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use http_body_util::BodyExt;
     let fetch = async {
         let io = tokio::net::TcpStream::connect(addr).await.ok()?;
         let (mut sender, conn) =
@@ -240,13 +301,16 @@ async fn http_ok(addr: SocketAddr, path: &str) -> bool {
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .ok()?;
         let rsp = sender.send_request(req).await.ok()?;
-        Some(rsp.status() == http::StatusCode::OK)
+        if rsp.status() != http::StatusCode::OK {
+            return None;
+        }
+        let body = rsp.into_body().collect().await.ok()?.to_bytes();
+        Some(String::from_utf8_lossy(&body).into_owned())
     };
     tokio::time::timeout(Duration::from_secs(2), fetch)
         .await
         .ok()
         .flatten()
-        .unwrap_or(false)
 }
 
 /// The dashboard's port and its admin port.
@@ -355,11 +419,13 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     if let Some(other) = state::running() {
         anyhow::bail!(
-            "a demo is already running (pid {}, public API at {}); stop it first",
+            "a demo is already running (pid {}, public API at {}); stop it first (Ctrl-C in its terminal, or `kill {}`)",
             other.pid,
-            other.api_addr
+            other.api_addr,
+            other.pid
         );
     }
+    clean_stale();
     let bins = binaries(args.no_build)?;
     let prometheus_bin = prometheus_binary(&args);
 
@@ -406,9 +472,35 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     for (what, addr) in &taken {
         TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot use {addr} for {what}: is another demo running? (--addr-base moves it)")
+            format!(
+                "cannot use {addr} for {what}: another program holds it (`ss -ltnp 'sport = :{}'` names it; --addr-base moves the demo)",
+                addr.port()
+            )
         })?;
     }
+
+    // Prometheus' usual port may be another Prometheus's (Debian's package
+    // starts one on :9090 for every address): then one the kernel picks.
+    let prometheus = match prometheus_bin.as_deref() {
+        Some(bin) => {
+            let usual = SocketAddr::new(control.into(), 9090);
+            let addr = match TcpListener::bind(usual).await {
+                Ok(_) => usual,
+                Err(e) => {
+                    let free = TcpListener::bind(SocketAddr::new(control.into(), 0))
+                        .await
+                        .and_then(|l| l.local_addr())
+                        .context("cannot find a free port for Prometheus")?;
+                    println!(
+                        "==> {usual} is taken ({e}; another Prometheus?): the demo's Prometheus listens on {free}"
+                    );
+                    free
+                }
+            };
+            Some(Prometheus { bin, addr })
+        }
+        None => None,
+    };
 
     let dir = std::env::temp_dir().join(format!("linkerd-demo-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("logs"))
@@ -416,13 +508,20 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut running = Running {
         children: Vec::new(),
         logs: dir.join("logs"),
+        state: state::State {
+            pid: std::process::id(),
+            api_addr: SocketAddr::new(control.into(), 8085).to_string(),
+            dir: dir.clone(),
+            ..Default::default()
+        },
     };
+    state::write(&running.state)?;
     let (stop_tx, stop) = watch::channel(false);
     let result = start_and_wait(
         &args,
         &mut running,
         &dir,
-        (&bins, prometheus_bin.as_deref()),
+        (&bins, prometheus),
         control,
         &pods,
         stop,
@@ -448,7 +547,7 @@ async fn start_and_wait(
     args: &DemoArgs,
     running: &mut Running,
     dir: &Path,
-    (bins, prometheus_bin): (&Binaries, Option<&Path>),
+    (bins, prometheus_run): (&Binaries, Option<Prometheus<'_>>),
     control: Ipv4Addr,
     pods: &[Pod],
     stop: watch::Receiver<bool>,
@@ -512,7 +611,10 @@ async fn start_and_wait(
     std::fs::write(&topology, yaml)?;
 
     let at = |port: u16| SocketAddr::new(control.into(), port).to_string();
-    let prometheus_url = format!("http://{}", at(9090));
+    let prometheus_url = prometheus_run
+        .as_ref()
+        .map(|p| format!("http://{}", p.addr))
+        .unwrap_or_default();
     let s = |v: &str| v.to_string();
     let topo = topology.display().to_string();
     for (name, port, admin) in CONTROLLERS {
@@ -546,7 +648,7 @@ async fn start_and_wait(
             "public-api" => {
                 cmd_args.extend([s("--tap-addr"), at(8088), s("--destination-addr"), at(8086)]);
                 // Without Prometheus, the API scrapes the proxies itself.
-                match prometheus_bin {
+                match prometheus_run {
                     Some(_) => cmd_args.extend([s("--prometheus-url"), prometheus_url.clone()]),
                     None => cmd_args.extend([
                         s("--scrape-proxies"),
@@ -660,6 +762,9 @@ async fn start_and_wait(
                 pod.at(APP_PORT).to_string(),
             ),
             ("LINKERD2_PROXY_OUTBOUND_ORIG_DST_ADDR", at(9)),
+            // Calls leave from the pod's address, as from a pod's network
+            // namespace: servers and tap see who is calling.
+            ("LINKERD2_PROXY_OUTBOUND_SOURCE_IP", pod.ip.to_string()),
             ("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", s("1s")),
         ]
         .into_iter()
@@ -675,13 +780,22 @@ async fn start_and_wait(
         step.done();
     }
 
-    let prometheus = match prometheus_bin {
-        Some(bin) => {
-            let step = Step::start(&format!("Prometheus at {}", at(9090)));
-            start_prometheus(running, bin, dir, control, pods, &args.scrape_interval)?;
-            let addr = SocketAddr::new(control.into(), 9090);
+    let prometheus = match prometheus_run {
+        Some(Prometheus { bin, addr }) => {
+            let step = Step::start(&format!("Prometheus at {addr}"));
+            let data = start_prometheus(
+                running,
+                bin,
+                dir,
+                addr,
+                control,
+                pods,
+                &args.scrape_interval,
+            )?;
+            // Ready, and ours: another server answering on the address
+            // would otherwise pass for it.
             wait_for(running, "prometheus", Duration::from_secs(60), || {
-                http_ok(addr, "/-/ready")
+                prometheus_is_ours(addr, &data)
             })
             .await?;
             step.done();
@@ -702,12 +816,19 @@ async fn start_and_wait(
     };
 
     let api_addr = at(8085);
-    state::write(&state::State {
-        pid: std::process::id(),
-        api_addr: api_addr.clone(),
-        prometheus_url: prometheus.then(|| prometheus_url.clone()),
-        web_addr: Some(web_addr.clone()),
-    })?;
+    running.state.prometheus_url = prometheus.then(|| prometheus_url.clone());
+    running.state.web_addr = Some(web_addr.clone());
+    running.state.components = CONTROLLERS
+        .iter()
+        .map(|(name, _, admin)| (name.to_string(), SocketAddr::new(control.into(), *admin)))
+        .chain([("web".to_string(), web_admin)])
+        .collect();
+    running.state.proxies = pods
+        .iter()
+        .map(|p| (format!("{NAMESPACE}/{}", p.name()), p.at(ADMIN)))
+        .collect();
+    running.state.ready = true;
+    state::write(&running.state)?;
     tokio::spawn(app::vote_bot(
         pods[3].at(OUTBOUND),
         args.rps,
@@ -813,17 +934,25 @@ fn print_summary(
     println!("\nCtrl-C stops everything the demo started.");
 }
 
+/// The Prometheus the demo runs, and where.
+struct Prometheus<'a> {
+    bin: &'a Path,
+    addr: SocketAddr,
+}
+
+/// Starts Prometheus on `listen`; its data directory, which tells it
+/// apart from any other Prometheus.
 fn start_prometheus(
     running: &mut Running,
     bin: &Path,
     dir: &Path,
+    listen: SocketAddr,
     control: Ipv4Addr,
     pods: &[Pod],
     interval: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let prom = dir.join("prometheus");
     std::fs::create_dir_all(prom.join("targets"))?;
-    let listen = SocketAddr::new(control.into(), 9090);
     let config = prometheus::local_config(prometheus::CONFIG, Some(interval))?
         .replace("'localhost:9090'", &format!("'{listen}'"));
     std::fs::write(prom.join("prometheus.yml"), config)?;
@@ -860,5 +989,20 @@ fn start_prometheus(
         "--storage.tsdb.retention.time=2h".into(),
         "--log.level=warn".into(),
     ];
-    running.spawn("prometheus", bin, &args, &[])
+    running.spawn("prometheus", bin, &args, &[])?;
+    Ok(prom.join("data").display().to_string())
+}
+
+/// Whether the Prometheus at `addr` is ready and is the one keeping its
+/// data in `data` (its flags say so).
+async fn prometheus_is_ours(addr: SocketAddr, data: &str) -> bool {
+    if !http_ok(addr, "/-/ready").await {
+        return false;
+    }
+    let Some(body) = http_get(addr, "/api/v1/status/flags").await else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .is_some_and(|v| v["data"]["storage.tsdb.path"] == data)
 }

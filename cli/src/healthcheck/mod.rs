@@ -9,6 +9,7 @@
 //! configuration hold the certificates checked.
 
 mod certs;
+pub mod local;
 mod report;
 
 use certs::{Algorithm, Cert};
@@ -375,6 +376,63 @@ const CP_PROXIES_VERSION: Check = Check::new(
 )
 .warning();
 
+/// The trust anchors' and the issuer's checks, on a cluster's
+/// (`linkerd-identity-trust-roots`, `linkerd-identity-issuer`) or the local
+/// mesh's files; `anchors_from` names where the anchors came from.
+fn identity_certs(report: &mut Report, anchors: &[Cert], issuer: &Cert, anchors_from: &str) {
+    let now = OffsetDateTime::now_utc();
+    let all = |f: &dyn Fn(&Cert) -> Result<(), String>| -> Result<(), String> {
+        let errors: Vec<String> = anchors.iter().filter_map(|a| f(a).err()).collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("\n"))
+        }
+    };
+    report.record(
+        &ANCHORS_ALGORITHM,
+        all(&|a| match a.algorithm() {
+            Algorithm::EcdsaP256 | Algorithm::Rsa => Ok(()),
+            Algorithm::Other(alg) => Err(format!(
+                "trust anchor {} uses {alg}; ECDSA P-256 or RSA is required",
+                a.name
+            )),
+        }),
+    );
+    report.record(&ANCHORS_VALID, all(&|a| a.valid_at(now)));
+    report.record(
+        &ANCHORS_60_DAYS,
+        all(&|a| a.valid_for_days(now, EXPIRY_WARNING_DAYS)),
+    );
+    report.record(
+        &ISSUER_ALGORITHM,
+        match issuer.algorithm() {
+            Algorithm::EcdsaP256 => Ok(()),
+            other => Err(format!(
+                "issuer certificate {} uses {other:?}; the identity service signs with ECDSA P-256 only",
+                issuer.name
+            )),
+        },
+    );
+    report.record(&ISSUER_VALID, issuer.valid_at(now));
+    report.record(
+        &ISSUER_60_DAYS,
+        issuer.valid_for_days(now, EXPIRY_WARNING_DAYS),
+    );
+    report.record(
+        &ISSUER_CHAINED,
+        if issuer.signed_by_any(anchors) {
+            Ok(())
+        } else {
+            Err(format!(
+                "issuer certificate {} is not signed by any of the {} trust anchors in {anchors_from}",
+                issuer.name,
+                anchors.len()
+            ))
+        },
+    );
+}
+
 /// What the data-plane checks take from the control plane's.
 struct Installed {
     /// The trust anchors' PEM as installed, when it could be read.
@@ -553,56 +611,7 @@ async fn control_plane(report: &mut Report, cluster: &Cluster) -> Option<Install
         .await;
     let mut trust_anchors = None;
     if let Some((anchors_pem, anchors, issuer)) = identity {
-        let all = |f: &dyn Fn(&Cert) -> Result<(), String>| -> Result<(), String> {
-            let errors: Vec<String> = anchors.iter().filter_map(|a| f(a).err()).collect();
-            if errors.is_empty() {
-                Ok(())
-            } else {
-                Err(errors.join("\n"))
-            }
-        };
-        report.record(
-            &ANCHORS_ALGORITHM,
-            all(&|a| match a.algorithm() {
-                Algorithm::EcdsaP256 | Algorithm::Rsa => Ok(()),
-                Algorithm::Other(alg) => Err(format!(
-                    "trust anchor {} uses {alg}; ECDSA P-256 or RSA is required",
-                    a.name
-                )),
-            }),
-        );
-        report.record(&ANCHORS_VALID, all(&|a| a.valid_at(now)));
-        report.record(
-            &ANCHORS_60_DAYS,
-            all(&|a| a.valid_for_days(now, EXPIRY_WARNING_DAYS)),
-        );
-        report.record(
-            &ISSUER_ALGORITHM,
-            match issuer.algorithm() {
-                Algorithm::EcdsaP256 => Ok(()),
-                other => Err(format!(
-                    "issuer certificate {} uses {other:?}; the identity service signs with ECDSA P-256 only",
-                    issuer.name
-                )),
-            },
-        );
-        report.record(&ISSUER_VALID, issuer.valid_at(now));
-        report.record(
-            &ISSUER_60_DAYS,
-            issuer.valid_for_days(now, EXPIRY_WARNING_DAYS),
-        );
-        report.record(
-            &ISSUER_CHAINED,
-            if issuer.signed_by_any(&anchors) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "issuer certificate {} is not signed by any of the {} trust anchors in {TRUST_ROOTS}",
-                    issuer.name,
-                    anchors.len()
-                ))
-            },
-        );
+        identity_certs(report, &anchors, &issuer, TRUST_ROOTS);
         trust_anchors = Some(anchors_pem);
     }
 
