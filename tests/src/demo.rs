@@ -75,6 +75,26 @@ impl Demo {
         demo
     }
 
+    /// The demo's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, which gives the demo no chance to stop anything itself;
+    /// waits for it to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // What the killed demo left is for the test to look at.
+        self.state = PathBuf::new();
+    }
+
+    /// The state file's JSON.
+    pub fn state_json(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(&self.state).expect("the demo's state file");
+        serde_json::from_str(&text).expect("the state file is JSON")
+    }
+
     pub fn output(&self) -> String {
         self.stdout.lock().unwrap().clone()
     }

@@ -97,6 +97,54 @@ fn bad_input_is_one_line_and_exit_code_one() {
         stdout,
         "Client version: 0.1.0\nServer version: unavailable\n"
     );
+    // No demo and no cluster: say what was looked for and what to do.
+    let home = std::env::temp_dir().join(format!("linkerd-cli-home-{}", std::process::id()));
+    let no_cluster = |extra: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(bin("linkerd"));
+        cmd.args(["stat", "deploy"])
+            .env_remove("LINKERD_API_ADDR")
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env("HOME", &home)
+            .env("LINKERD_DEMO_STATE", "/nonexistent/linkerd-demo.json");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = no_cluster(&[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let kube = home.join(".kube/config");
+    for part in [
+        format!(
+            "no kubeconfig at {} ($KUBECONFIG is not set)",
+            kube.display()
+        ),
+        "no `linkerd demo` is running (state file /nonexistent/linkerd-demo.json)".into(),
+        "start the local mesh with `linkerd demo`, or name a cluster with --kubeconfig FILE".into(),
+    ] {
+        assert!(stderr.contains(&part), "{part:?} not in {stderr}");
+    }
+    let (_, stderr) = no_cluster(&[("KUBECONFIG", "/nonexistent/kubeconfig")]);
+    assert!(
+        stderr.contains("$KUBECONFIG names /nonexistent/kubeconfig, which does not exist"),
+        "{stderr}"
+    );
+    // A kubeconfig that does not parse: named once, its problem on one line.
+    std::fs::create_dir_all(kube.parent().unwrap()).unwrap();
+    std::fs::write(&kube, "garbage").unwrap();
+    let (code, stderr) = no_cluster(&[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches(".kube/config").count(), 1, "{stderr}");
+    assert!(stderr.contains("is not usable"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&home);
+
     let (code, stdout, _) = linkerd(&["completion", "bash"]);
     assert_eq!(code, Some(0));
     assert!(stdout.contains("_linkerd()"), "{stdout}");

@@ -74,6 +74,17 @@ async fn send_votes(demo: &Demo) {
     assert_eq!((ok, failed), (VOTES * 4 / 5, VOTES / 5));
 }
 
+/// The seconds a stat's rates are over: the window, or less when the
+/// metrics do not reach back that far yet (the CLI says so on stderr).
+fn window_secs(stderr: &str) -> f64 {
+    stderr
+        .split("the metrics go back only ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(60.0)
+}
+
 /// `linkerd stat deploy -o json`, once the last votes are in it.
 async fn stat_rows(demo: &Demo) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
@@ -83,7 +94,7 @@ async fn stat_rows(demo: &Demo) -> Value {
         assert_eq!(code, Some(0), "{stderr}");
         let rows: Value = serde_json::from_str(&stdout).expect("stat -o json is JSON");
         let web = row(&rows, "web");
-        let requests = web["rps"].as_f64().unwrap_or(0.0) * 60.0;
+        let requests = web["rps"].as_f64().unwrap_or(0.0) * window_secs(&stderr);
         eprintln!("web requests in stat: {requests:.1}");
         if (requests - VOTES as f64).abs() <= VOTES as f64 * 0.15 {
             let (_, table, _) = demo.linkerd(&["stat", "deploy", "-n", "emojivoto"]);
@@ -332,6 +343,178 @@ async fn without_prometheus_the_api_scrapes_the_proxies() {
         "{endpoints}"
     );
 
+    let (code, out) = demo.interrupt();
+    assert_eq!(code, Some(0), "{out}");
+}
+
+/// Debian's Prometheus package starts a Prometheus on :9090 of every
+/// address: the demo's must move to a free port, and its readiness must be
+/// its own, not the other server's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_prometheus_port_is_moved_and_its_own_readiness_awaited() {
+    if !installed("prometheus") {
+        linkerd_tests::tools::skip("prometheus is not installed (tests/run.sh installs it)");
+        return;
+    }
+    let base = Ipv4Addr::new(127, 83, 0, 0);
+    // Another server on the usual port, answering 200 to everything.
+    let squatter = tokio::net::TcpListener::bind((Ipv4Addr::new(127, 83, 0, 1), 9090))
+        .await
+        .unwrap();
+    backends::http_on(squatter);
+    let demo = Demo::start(base, &["--rps", "5", "--scrape-interval", "1s"]);
+    let out = demo.output();
+    assert!(
+        out.contains("127.83.0.1:9090 is taken"),
+        "the move is not explained:\n{out}"
+    );
+    let url = demo.state_json()["prometheus_url"]
+        .as_str()
+        .expect("the demo runs a Prometheus")
+        .to_string();
+    assert!(
+        url.starts_with("http://127.83.0.1:") && !url.ends_with(":9090"),
+        "{url}"
+    );
+    assert!(out.contains(&format!("prometheus      {url}")), "{out}");
+    // Its Prometheus is the one stat reads: the traffic shows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let (code, stdout, stderr) =
+            demo.linkerd(&["stat", "deploy/web", "-n", "emojivoto", "-o", "json"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let rows: Value = serde_json::from_str(&stdout).unwrap();
+        if row(&rows, "web")["rps"].as_f64().is_some_and(|r| r > 0.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no traffic in stat: {rows:#}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (code, out) = demo.interrupt();
+    assert_eq!(code, Some(0), "{out}");
+}
+
+/// SIGKILL gives the demo no chance to stop its children: the kernel
+/// must (they would keep the demo's addresses), and the next demo starts
+/// where the killed one left a stale state file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_demo_leaves_nothing_behind() {
+    let base = Ipv4Addr::new(127, 84, 0, 0);
+    let demo = Demo::start(base, &["--no-prometheus", "--rps", "5"]);
+    let state = demo.state.clone();
+    let children: Vec<i32> = demo.state_json()["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_i64().unwrap() as i32)
+        .collect();
+    assert!(children.len() >= 9, "{children:?}");
+    demo.kill();
+    let alive = |pid: &i32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while children.iter().any(alive) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "children outlived the demo by 10s: {:?}",
+            children.iter().filter(|p| alive(p)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(state.exists(), "a killed demo cannot remove its state file");
+
+    // The same addresses and state file: the next demo starts.
+    let mut cmd = std::process::Command::new(linkerd_tests::proxy::bin("linkerd"));
+    cmd.args(["demo", "--no-build", "--no-prometheus", "--addr-base"])
+        .arg(base.to_string())
+        .env("LINKERD_DEMO_STATE", &state);
+    let next = Demo::spawn(cmd, base);
+    let (code, stdout, stderr) = next.linkerd(&["stat", "deploy", "-n", "emojivoto"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("web "), "{stdout}");
+    let (code, out) = next.interrupt();
+    assert_eq!(code, Some(0), "{out}");
+}
+
+/// `linkerd check` on the local mesh, and tap naming the calling pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_tap_know_the_local_mesh() {
+    let base = Ipv4Addr::new(127, 85, 0, 0);
+    let demo = Demo::start(base, &["--no-prometheus", "--rps", "10"]);
+
+    let (code, table, stderr) = demo.linkerd(&["check", "--proxy"]);
+    assert_eq!(code, Some(0), "{table}{stderr}");
+    for line in [
+        "linkerd-existence",
+        "√ the identity service is ready",
+        "√ the public-api service is ready",
+        "√ issuer cert is issued by the trust anchor",
+        "linkerd-data-plane",
+        "√ data plane proxies are ready",
+        "√ data plane and cli versions match",
+        "Status check results are √",
+    ] {
+        assert!(table.contains(line), "{line:?} not in:\n{table}");
+    }
+    assert!(!table.contains('×') && !table.contains('‼'), "{table}");
+    let (code, json, _) = demo.linkerd(&["check", "-o", "json"]);
+    assert_eq!(code, Some(0));
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["success"], true, "{json:#}");
+    let (code, _, stderr) = demo.linkerd(&["check", "--proxy", "-n", "nowhere"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("no meshed pods in namespace nowhere"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = demo.linkerd(&["check", "--pre"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    // vote-bot's calls reach web from vote-bot's address, and web's own
+    // calls leave from web's: tap names both callers.
+    let mut tap = std::process::Command::new(linkerd_tests::proxy::bin("linkerd"))
+        .args(["tap", "deploy/web", "-n", "emojivoto", "-o", "wide"])
+        .env("LINKERD_DEMO_STATE", &demo.state)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tap.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut found = (None, None);
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if !line.starts_with("req ") {
+                continue;
+            }
+            if line.contains("proxy=in ") {
+                found.0 = Some(line);
+            } else if line.contains("proxy=out") {
+                found.1 = Some(line);
+            }
+            if let (Some(a), Some(b)) = &found {
+                return (a.clone(), b.clone());
+            }
+        }
+        panic!("tap ended before an inbound and an outbound request: {found:?}");
+    });
+    let (inbound, outbound) = tokio::time::timeout(Duration::from_secs(30), lines)
+        .await
+        .expect("tap lines within 30s")
+        .unwrap();
+    let _ = tap.kill();
+    let _ = tap.wait();
+    assert!(
+        inbound.contains("src=127.85.0.13:") && inbound.contains("src_res=deploy/vote-bot"),
+        "{inbound}"
+    );
+    assert!(
+        outbound.contains("src=127.85.0.10:") && outbound.contains("src_res=deploy/web"),
+        "{outbound}"
+    );
     let (code, out) = demo.interrupt();
     assert_eq!(code, Some(0), "{out}");
 }

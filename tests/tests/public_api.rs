@@ -85,6 +85,33 @@ async fn stat_lists_workloads_and_services_without_traffic(backend: Backend) {
     let (_, out, _) = linkerd(api.grpc, &["stat", "ns", "-A"]).await;
     assert!(out.contains("emojivoto      2/3"), "{out}");
     assert!(out.contains("other          1/1"), "{out}");
+
+    // What is not there is named, with the namespace, as tap does.
+    for (args, expected) in [
+        (
+            &["stat", "deploy/nope", "-n", "emojivoto"][..],
+            "no pods found for deployment/nope in namespace emojivoto\n",
+        ),
+        (
+            &["stat", "deploy"][..],
+            "no pods found for deployments in namespace default (the default; -n sets another)\n",
+        ),
+        (
+            &["stat", "ds", "-A"][..],
+            "no pods found for daemonsets in any namespace\n",
+        ),
+    ] {
+        let (code, out, err) = linkerd(api.grpc, args).await;
+        assert_eq!(code, Some(1), "{args:?}: {out}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert_eq!(err, format!("linkerd: {expected}"), "{args:?}");
+    }
+    let (code, out, _) = linkerd(api.grpc, &["edges", "deploy"]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        out,
+        "No edges found in namespace default (the default; -n sets another).\n"
+    );
 }
 
 async fn a_failing_prometheus_is_an_error_naming_it(backend: Backend) {
