@@ -247,7 +247,7 @@ fn no_kubeconfig() -> Option<String> {
 }
 
 /// One HTTP/1.1 `GET` on `io`, the body as text.
-async fn http_get<I>(io: I, path: &str) -> anyhow::Result<String>
+pub(crate) async fn http_get<I>(io: I, path: &str) -> anyhow::Result<String>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

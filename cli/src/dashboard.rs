@@ -63,10 +63,20 @@ pub(crate) async fn run(args: DashboardArgs, target: &Target) -> anyhow::Result<
         args.address.clone()
     };
     let url = format!("http://{host}:{}", listener.local_addr()?.port());
+    // Grafana is optional (the local mesh has none): its URL is given
+    // only where the dashboard says there is one.
+    let grafana = has_grafana(&upstream).await;
+    if args.show == Show::Grafana && !grafana {
+        anyhow::bail!(
+            "this dashboard has no Grafana (the local mesh runs none; in a cluster the chart's grafana.enabled adds it)"
+        );
+    }
     say(format_args!("Linkerd dashboard available at:\n{url}"));
-    say(format_args!(
-        "Grafana dashboard available at:\n{url}/grafana"
-    ));
+    if grafana {
+        say(format_args!(
+            "Grafana dashboard available at:\n{url}/grafana"
+        ));
+    }
     match args.show {
         Show::Linkerd => open(&url, "Linkerd dashboard"),
         Show::Grafana => open(&format!("{url}/grafana"), "Grafana dashboard"),
@@ -146,6 +156,34 @@ async fn upstream(args: &DashboardArgs, target: &Target) -> anyhow::Result<Upstr
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Whether the dashboard proxies a Grafana (its `/api/config`).
+async fn has_grafana(upstream: &Upstream) -> bool {
+    let ask = async {
+        let text = match upstream {
+            Upstream::Local(addr) => {
+                let io = TcpStream::connect(addr).await?;
+                crate::api::http_get(io, "/api/config").await?
+            }
+            Upstream::Pod { pods, name } => {
+                let mut forwarder = pods.portforward(name, &[WEB_PORT]).await?;
+                let io = forwarder
+                    .take_stream(WEB_PORT)
+                    .ok_or_else(|| anyhow::anyhow!("the port-forward to {name} has no stream"))?;
+                let text = crate::api::http_get(io, "/api/config").await;
+                drop(forwarder);
+                text?
+            }
+        };
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        anyhow::Ok(v["grafana"] == true)
+    };
+    tokio::time::timeout(Duration::from_secs(10), ask)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(false)
 }
 
 async fn relay(mut conn: TcpStream, upstream: &Upstream) -> anyhow::Result<()> {

@@ -55,6 +55,15 @@ function showError(e) {
 
 function kindOf(k) { return LONG[k] || k; }
 
+// gRPC status codes by name, as `linkerd tap` shows them.
+const GRPC_STATUS = ["OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+  "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
+  "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"];
+function grpcStatus(code) { return GRPC_STATUS[code] || `gRPC ${code}`; }
+
+// The namespace the user last looked at: where tap and top start.
+let lastNamespace = "";
+
 function successCell(v) {
   if (v === null || v === undefined) return h("td", { class: "num muted" }, "-");
   const pct = v * 100;
@@ -72,13 +81,15 @@ function rps(v) { return v === null || v === undefined ? "-" : `${v.toFixed(1)}r
 
 function num(v, col) { return h("td", { class: v === "-" ? "num muted" : "num", "data-col": col }, v); }
 
+// A link to the resource's Grafana dashboard; nothing where the mesh has no
+// Grafana (the local mesh), rather than a link that answers 503.
 function grafanaLink(kind, name, namespace) {
+  if (!config.grafana) return h("td", {});
   const k = kindOf(kind);
   let url = `/grafana/d/linkerd-${k}?var-${k}=${encodeURIComponent(name)}`;
   if (namespace) url += `&var-namespace=${encodeURIComponent(namespace)}`;
   if (k === "namespace") url = `/grafana/d/linkerd-namespace?var-namespace=${encodeURIComponent(name)}`;
-  const title = config.grafana ? "Open in Grafana" : "Grafana is not part of this mesh";
-  return h("td", {}, h("a", { href: url, target: "_blank", rel: "noopener", title, class: config.grafana ? "" : "muted" }, "Grafana ↗"));
+  return h("td", {}, h("a", { href: url, target: "_blank", rel: "noopener", title: "Open in Grafana" }, "Grafana ↗"));
 }
 
 function detailHref(kind, name, namespace) {
@@ -97,7 +108,7 @@ function statTable(rows, opts) {
     h("th", { class: "num" }, "RPS"), h("th", { class: "num" }, "P50"), h("th", { class: "num" }, "P95"),
     h("th", { class: "num" }, "P99"), h("th", { class: "num" }, "TCP"),
     opts.tls ? h("th", {}, "mTLS") : null,
-    h("th", {}, ""));
+    config.grafana ? h("th", {}, "") : null);
   const body = rows.map((r) => {
     const kind = kindOf(r.kind);
     const linkable = kind !== "authority";
@@ -112,7 +123,7 @@ function statTable(rows, opts) {
       num(ms(r.latency_ms_p99), "p99"),
       num(r.tcp_open_connections === null ? "-" : String(Math.round(r.tcp_open_connections)), "tcp"),
       opts.tls ? tlsCell(opts.tls(r)) : null,
-      grafanaLink(kind, r.name, r.namespace));
+      config.grafana ? grafanaLink(kind, r.name, r.namespace) : null);
   });
   return h("div", { class: "panel" }, h("table", { class: "stat" }, h("thead", {}, head), h("tbody", {}, body)));
 }
@@ -157,12 +168,13 @@ function namespacesPage(view) {
 }
 
 function namespacePage(view, ns) {
+  lastNamespace = ns;
   crumbs(["Namespaces", "#/namespaces"], ns);
   const sections = WORKLOADS.map(([kind, title]) => {
-    const holder = h("div", { id: `section-${kind}` });
+    const holder = h("div", { id: `section-${kind}` }, h("div", { class: "panel empty" }, "Loading…"));
     return { kind, title, holder, box: h("div", {}, h("h2", {}, title), holder) };
   });
-  const edges = h("div", {});
+  const edges = h("div", {}, h("div", { class: "panel empty" }, "Loading…"));
   view.replaceChildren(h("h1", {}, `Namespace ${ns}`), ...sections.map((s) => s.box),
     h("h2", {}, "Edges"), edges);
   refreshing(async () => {
@@ -185,8 +197,17 @@ function edgeTable(list) {
       h("td", {}, h("a", { href: detailHref(e.src.kind, e.src.name, e.src.namespace) }, `${SHORT[e.src.kind] || e.src.kind}/${e.src.name}`)),
       h("td", {}, h("a", { href: detailHref(e.dst.kind, e.dst.name, e.dst.namespace) }, `${SHORT[e.dst.kind] || e.dst.kind}/${e.dst.name}`)),
       tlsCell(e),
-      h("td", { class: "muted" }, e.clientId || "-"),
-      h("td", { class: "muted" }, e.serverId || "-"))))));
+      identityCell(e.clientId),
+      identityCell(e.serverId))))));
+}
+
+// An identity as `sa.namespace`, the rest of the name (the same for every
+// workload of the mesh) in its title: the full names made the edges table
+// wider than the window.
+function identityCell(id) {
+  if (!id) return h("td", { class: "muted" }, "-");
+  const short = id.replace(/\.serviceaccount\.identity\..*$/, "");
+  return h("td", { class: "muted identity", title: id }, short);
 }
 
 function card(label, value, cls) {
@@ -194,15 +215,17 @@ function card(label, value, cls) {
 }
 
 function resourcePage(view, ns, kind, name) {
+  lastNamespace = ns;
   crumbs(["Namespaces", "#/namespaces"], [ns, `#/namespaces/${encodeURIComponent(ns)}`], `${SHORT[kind] || kind}/${name}`);
-  const cards = h("div", { class: "cards" });
-  const inbound = h("div", {});
-  const outbound = h("div", {});
-  const pods = h("div", {});
+  const loading = () => h("div", { class: "panel empty" }, "Loading…");
+  const cards = h("div", { class: "cards" }, h("div", { class: "card muted" }, "Loading…"));
+  const inbound = h("div", {}, loading());
+  const outbound = h("div", {}, loading());
+  const pods = h("div", {}, loading());
   const calls = h("div", {}, h("div", { class: "panel empty" }, "Waiting for requests…"));
   const routes = h("div", {}, h("div", { class: "panel empty" }, "Waiting for requests it serves…"));
   const grafana = grafanaLink(kind, name, ns).firstChild;
-  grafana.classList.add("title-link");
+  if (grafana) grafana.classList.add("title-link");
   view.replaceChildren(
     h("h1", {}, `${SHORT[kind] || kind}/${name} `, grafana),
     cards,
@@ -359,20 +382,31 @@ function tap(filters, handlers) {
 
 function tapForm(onStart) {
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
-  const field = (name, label, placeholder, value) =>
-    h("label", {}, label, h("input", { name, placeholder, value: params.get(name) || value || "" }));
+  // Placeholders are examples, and say so; a field's value is what it sends.
+  const field = (name, label, example, value, extra) =>
+    h("label", {}, label, h("input", Object.assign({ name, placeholder: example ? `e.g. ${example}` : "", value: params.get(name) || value || "" }, extra)));
+  const namespaces = h("datalist", { id: "tap-namespaces" });
   const button = h("button", { type: "submit", id: "tap-start" }, "Start");
   const status = h("span", { class: "status", id: "tap-status" });
   let stream = null;
   const form = h("form", { class: "filters" },
-    field("namespace", "Namespace", "emojivoto", "default"),
+    field("namespace", "Namespace", "emojivoto", lastNamespace, { list: "tap-namespaces", required: true }),
+    namespaces,
     field("resource", "Resource", "deploy/web"),
     field("to", "To resource", "deploy/emoji"),
     field("method", "Method", "GET"),
     field("path", "Path prefix", "/api"),
     field("authority", "Authority", ""),
-    field("maxRps", "Max RPS", "100", "100"),
+    field("maxRps", "Max RPS", "", "100"),
     button, status);
+  // The namespaces with meshed pods, offered; the first starts the form
+  // when no page named one.
+  api("stat", { kind: "namespace" }).then(({ rows }) => {
+    const meshed = rows.filter((r) => !r.meshed.startsWith("0/")).map((r) => r.name);
+    namespaces.replaceChildren(...meshed.map((n) => h("option", { value: n })));
+    const input = form.querySelector("input[name=namespace]");
+    if (!input.value) input.value = meshed.find((n) => n !== config.controllerNamespace) || meshed[0] || "";
+  }).catch(() => {});
   const stop = () => {
     if (stream) stream.close();
     stream = null;
@@ -440,7 +474,7 @@ function tapPage(view) {
           const c = byKey.get(key);
           const code = e.responseEndEvent.grpcStatusCode;
           if (c && code !== undefined && code !== null && code !== 0) {
-            c.status.textContent += ` grpc ${code}`;
+            c.status.textContent += ` ${grpcStatus(code)}`;
             c.status.className = "num sr-bad";
           }
           byKey.delete(key);

@@ -51,6 +51,9 @@ async function main() {
   process.stdout.write(JSON.stringify({ event: "deployments" }) + "\n");
   out.grafanaLinks = await page.$$eval("#section-deployment a[href^='/grafana/']", (as) => as.map((a) => a.getAttribute("href")));
   await page.waitForSelector("text=✔ secured", { timeout: 30000 });
+  // Nothing wider than the window (the edges' identities once were).
+  out.overflow = await page.evaluate(() => [...document.querySelectorAll(".panel")]
+    .filter((p) => p.scrollWidth > p.clientWidth + 1).map((p) => p.textContent.slice(0, 60)));
   await shot("namespace");
 
   // A deployment: who calls it, whom it calls, and its live calls.
@@ -69,6 +72,12 @@ async function main() {
     routes: await page.$$eval("table.routes tbody tr", (rows) => rows.map((r) => [...r.children].map((td) => td.textContent))),
   };
   await shot("deployment");
+
+  // Tap without parameters starts in the namespace just looked at, and its
+  // placeholders say they are examples.
+  await page.goto(`${url}/#/tap`);
+  out.tapDefaultNamespace = await page.inputValue("input[name=namespace]");
+  out.tapPlaceholders = await page.$$eval("form.filters input", (is) => is.map((i) => i.placeholder).filter((p) => p));
 
   // Tap: start, see live requests, stop.
   await page.goto(`${url}/#/tap?namespace=${NS}&resource=deploy/web`);
