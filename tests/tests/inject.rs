@@ -208,13 +208,19 @@ fn the_proxy_is_what_the_chart_says() {
         anchors.trim()
     );
     assert_eq!(env("LINKERD2_PROXY_INBOUND_LISTEN_ADDR"), "0.0.0.0:4143");
-    // The init container: NET_ADMIN and NET_RAW, not root.
+    // The init container: root (a non-root process gets no permitted
+    // capabilities from containerd), with NET_ADMIN and NET_RAW only.
     let init = &spec["initContainers"][0];
     assert_eq!(
         init["securityContext"]["capabilities"]["add"],
         serde_json::json!(["NET_ADMIN", "NET_RAW"])
     );
-    assert_eq!(init["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        init["securityContext"]["capabilities"]["drop"],
+        serde_json::json!(["ALL"])
+    );
+    assert_eq!(init["securityContext"]["runAsUser"], 0);
+    assert_eq!(init["securityContext"]["allowPrivilegeEscalation"], false);
     // The projected token for identity, and the in-memory identity directory.
     let volumes = spec["volumes"].as_array().unwrap();
     let token = volumes

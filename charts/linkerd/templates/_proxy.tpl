@@ -144,9 +144,15 @@ that service in its own pod.
       - ALL
     privileged: false
     readOnlyRootFilesystem: true
+    {{- if .Values.proxyInit.runAsRoot }}
+    runAsNonRoot: false
+    runAsUser: 0
+    runAsGroup: 0
+    {{- else }}
     runAsNonRoot: true
     runAsUser: 65534
     runAsGroup: 65534
+    {{- end }}
     seccompProfile:
       type: RuntimeDefault
   terminationMessagePolicy: FallbackToLogsOnError

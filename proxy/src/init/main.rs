@@ -71,6 +71,15 @@ enum Error {
         program: &'static str,
         stderr: String,
     },
+    #[error(
+        "running as uid {uid} without {cap}: add NET_ADMIN and NET_RAW to the container's capabilities, or run it as root"
+    )]
+    NoCapability { uid: u32, cap: caps::Capability },
+    #[error("cannot pass {cap} on to iptables: {source}")]
+    Capabilities {
+        cap: caps::Capability,
+        source: caps::errors::CapsError,
+    },
 }
 
 fn main() -> ExitCode {
@@ -103,11 +112,42 @@ fn main() -> ExitCode {
 /// Installs the rules in one transaction; returns the nat table as it is
 /// afterwards.
 fn apply(firewall: &Firewall, mode: Mode) -> Result<String, Error> {
+    pass_capabilities()?;
     let (save, restore) = mode.programs();
     let before = run(save, &["-t", "nat"], None)?;
     let input = firewall.restore(Installed::from_save(&before));
     run(restore, &["--noflush"], Some(&input))?;
     run(save, &["-t", "nat"], None)
+}
+
+/// A non-root init container (Linkerd runs it as uid 65534 with NET_ADMIN
+/// and NET_RAW added) holds those capabilities itself, but `execve` drops
+/// them for iptables, which then says "you must be root", unless they are
+/// ambient. Raising them into the inheritable and ambient sets passes them
+/// on, with no file capabilities on the image's iptables and under
+/// `allowPrivilegeEscalation: false` (no_new_privs) too.
+fn pass_capabilities() -> Result<(), Error> {
+    use caps::{CapSet, Capability};
+    let uid = process_uid();
+    for cap in [Capability::CAP_NET_ADMIN, Capability::CAP_NET_RAW] {
+        if !caps::has_cap(None, CapSet::Permitted, cap).unwrap_or(false) {
+            if uid == 0 {
+                // Root without it: iptables' own error says more.
+                continue;
+            }
+            return Err(Error::NoCapability { uid, cap });
+        }
+        for set in [CapSet::Inheritable, CapSet::Ambient] {
+            caps::raise(None, set, cap).map_err(|source| Error::Capabilities { cap, source })?;
+        }
+    }
+    Ok(())
+}
+
+/// The process's user: the owner of its `/proc` entry.
+fn process_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
 }
 
 fn run(program: &'static str, args: &[&str], stdin: Option<&str>) -> Result<String, Error> {
