@@ -5,6 +5,14 @@
 //! the service's own proxy; its certificate is checked like any meshed
 //! peer's. The identity service is called before this proxy has a
 //! certificate, so that call presents none.
+//!
+//! A service named `localhost` is this pod's own (the identity pod's proxy
+//! reaches identity at `localhost.:8080`): it is reached in plaintext, as
+//! Linkerd's proxy does, since nothing crosses the network and the service
+//! serves plaintext there; and `localhost` (with or without its final dot)
+//! is 127.0.0.1, not a question for DNS, which may not know it. (A loopback
+//! IP with a `..._SVC_NAME` keeps TLS: the local mesh and the tests run
+//! whole control planes on loopback addresses.)
 
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -21,6 +29,8 @@ pub(crate) fn channel(
     addr: &str,
     tls: Option<ControlTls>,
 ) -> Result<Channel, tonic::transport::Error> {
+    let (addr, loopback) = loopback(addr);
+    let tls = tls.filter(|_| !loopback);
     let endpoint =
         Endpoint::from_shared(format!("http://{addr}"))?.connect_timeout(Duration::from_secs(1));
     Ok(match tls {
@@ -31,6 +41,19 @@ pub(crate) fn channel(
             }))
         }
     })
+}
+
+/// `addr` with `localhost` resolved, and whether it named this pod.
+fn loopback(addr: &str) -> (String, bool) {
+    match addr.rsplit_once(':') {
+        Some((host, port))
+            if host.eq_ignore_ascii_case("localhost")
+                || host.eq_ignore_ascii_case("localhost.") =>
+        {
+            (format!("127.0.0.1:{port}"), true)
+        }
+        _ => (addr.to_string(), false),
+    }
 }
 
 async fn connect_tls(
@@ -47,4 +70,19 @@ async fn connect_tls(
         .connect(name, tcp)
         .await?;
     Ok(TokioIo::new(tls))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback;
+
+    #[test]
+    fn loopback_services_are_local_and_plaintext() {
+        assert_eq!(loopback("localhost.:8080"), ("127.0.0.1:8080".into(), true));
+        assert_eq!(loopback("LOCALHOST:8080"), ("127.0.0.1:8080".into(), true));
+        let remote = "linkerd-identity-headless.linkerd.svc.cluster.local.:8080";
+        assert_eq!(loopback(remote), (remote.into(), false));
+        assert_eq!(loopback("127.77.0.1:8080").1, false);
+        assert_eq!(loopback("localhost.example:8080").1, false);
+    }
 }
