@@ -46,6 +46,9 @@ struct Cli {
 enum Command {
     /// Run the mesh and a demo application on this machine (no cluster, no root).
     Demo(demo::DemoArgs),
+    /// One of the demo application's programs, as its pods run it.
+    #[command(hide = true)]
+    DemoApp(demo::cluster::AppArgs),
     /// Golden metrics per resource: success rate, requests a second, latency, TCP connections.
     Stat(stat::StatArgs),
     /// Listen to a traffic stream: every request of a resource's pods, live.
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
+            Command::DemoApp(args) => demo::cluster::run_app(args).await,
             Command::Stat(args) => stat::run(args, &target).await,
             Command::Tap(args) => tap::run(args, &target).await,
             Command::Top(args) => top::run(args, &target).await,

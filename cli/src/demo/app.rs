@@ -179,6 +179,17 @@ pub(crate) fn authority(service: &str, port: u16) -> String {
     format!("{service}.emojivoto.svc.cluster.local:{port}")
 }
 
+/// How an application reaches the services it calls.
+#[derive(Copy, Clone, Debug)]
+pub(crate) enum Via {
+    /// The local mesh: straight to the pod's outbound proxy, the service
+    /// named by the request's authority (no iptables to redirect).
+    Proxy(SocketAddr),
+    /// A cluster: the service's DNS name, as any application would; the
+    /// pod's iptables send the connection to its proxy.
+    Dns,
+}
+
 /// `web`'s clients, through its outbound proxy.
 #[derive(Clone)]
 struct Web {
@@ -186,7 +197,14 @@ struct Web {
     voting: VotingServiceClient<tonic::transport::Channel>,
 }
 
-fn through(outbound: SocketAddr, service: &str, port: u16) -> tonic::transport::Channel {
+fn through(via: Via, service: &str, port: u16) -> tonic::transport::Channel {
+    let Via::Proxy(outbound) = via else {
+        return Endpoint::from_shared(format!("http://{}", authority(service, port)))
+            .expect("a valid authority")
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .connect_lazy();
+    };
     // From the pod's own address (its proxy's), as a pod's application
     // would: tap shows the pod as the source.
     let local = Some(outbound.ip());
@@ -307,14 +325,10 @@ fn form_value(query: &str, key: &str) -> Option<String> {
     })
 }
 
-pub(crate) async fn serve_web(
-    listener: TcpListener,
-    outbound: SocketAddr,
-    stop: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve_web(listener: TcpListener, via: Via, stop: watch::Receiver<bool>) {
     let web = Web {
-        emoji: EmojiServiceClient::new(through(outbound, "emoji-svc", 8080)),
-        voting: VotingServiceClient::new(through(outbound, "voting-svc", 8080)),
+        emoji: EmojiServiceClient::new(through(via, "emoji-svc", 8080)),
+        voting: VotingServiceClient::new(through(via, "voting-svc", 8080)),
     };
     loop {
         let (io, _) = tokio::select! {
@@ -350,7 +364,7 @@ pub(crate) struct BotCounts {
 /// `vote-bot`: votes for a random emoji `rps` times a second through its
 /// outbound proxy, until stopped.
 pub(crate) async fn vote_bot(
-    outbound: SocketAddr,
+    via: Via,
     rps: f64,
     counts: Arc<BotCounts>,
     stop: watch::Receiver<bool>,
@@ -360,7 +374,9 @@ pub(crate) async fn vote_bot(
     }
     // From the pod's own address, as from a pod.
     let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_local_address(Some(outbound.ip()));
+    if let Via::Proxy(outbound) = via {
+        connector.set_local_address(Some(outbound.ip()));
+    }
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .build::<_, http_body_util::Empty<bytes::Bytes>>(connector);
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rps));
@@ -374,7 +390,13 @@ pub(crate) async fn vote_bot(
         // A cheap spread over the emoji, different each round.
         n = n.wrapping_mul(7).wrapping_add(3);
         let (_, choice) = EMOJI[n % EMOJI.len()];
-        let uri = format!("http://{outbound}/api/vote?choice={choice}");
+        let uri = match via {
+            Via::Proxy(outbound) => format!("http://{outbound}/api/vote?choice={choice}"),
+            Via::Dns => format!(
+                "http://{}/api/vote?choice={choice}",
+                authority("web-svc", 80)
+            ),
+        };
         let Ok(req) = Request::get(uri)
             .header(http::header::HOST, authority("web-svc", 80))
             .body(http_body_util::Empty::new())

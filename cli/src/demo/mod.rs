@@ -13,6 +13,7 @@
 //! outbound proxy -> mTLS -> inbound proxy -> application, as in a cluster.
 
 mod app;
+pub(crate) mod cluster;
 pub(crate) mod state;
 
 use anyhow::Context;
@@ -57,9 +58,17 @@ pub(crate) struct DemoArgs {
     /// they are built, with the CLI's profile, unless this is given).
     #[arg(long)]
     no_build: bool,
+    /// Print the demo application as Kubernetes objects instead, for
+    /// `kubectl apply -f -` on a cluster with the control plane installed.
+    #[arg(long)]
+    manifest: bool,
+    /// With --manifest: the demo image (default: the chart's registry and
+    /// this release, as `bin/images` builds it).
+    #[arg(long, requires = "manifest")]
+    image: Option<String>,
 }
 
-fn parse_ms(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_ms(s: &str) -> Result<Duration, String> {
     let invalid = || format!("{s:?} is not a duration such as 25ms or 1s");
     if let Some(ms) = s.strip_suffix("ms") {
         return ms.parse().map(Duration::from_millis).map_err(|_| invalid());
@@ -403,6 +412,15 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !args.rps.is_finite() || args.rps < 0.0 || args.rps > 1000.0 {
         anyhow::bail!("--rps must be between 0 and 1000");
     }
+    if args.manifest {
+        let settings = cluster::Settings {
+            rps: args.rps,
+            failure_rate: args.failure_rate,
+            emoji_delay: args.emoji_delay,
+        };
+        print!("{}", cluster::manifest(&settings, args.image.as_deref()));
+        return Ok(());
+    }
     if !args.addr_base.is_loopback() {
         anyhow::bail!("--addr-base must be in 127.0.0.0/8 (this machine)");
     }
@@ -707,7 +725,11 @@ async fn start_and_wait(
         let listener = TcpListener::bind(pod.at(APP_PORT)).await;
         match (pod.deployment, listener) {
             ("web", Ok(l)) => {
-                tokio::spawn(app::serve_web(l, pod.at(OUTBOUND), stop.clone()));
+                tokio::spawn(app::serve_web(
+                    l,
+                    app::Via::Proxy(pod.at(OUTBOUND)),
+                    stop.clone(),
+                ));
             }
             ("emoji", Ok(l)) => {
                 tokio::spawn(app::serve_emoji(l, args.emoji_delay, stop.clone()));
@@ -830,7 +852,7 @@ async fn start_and_wait(
     running.state.ready = true;
     state::write(&running.state)?;
     tokio::spawn(app::vote_bot(
-        pods[3].at(OUTBOUND),
+        app::Via::Proxy(pods[3].at(OUTBOUND)),
         args.rps,
         bot_counts.clone(),
         stop.clone(),

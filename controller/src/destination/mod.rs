@@ -293,7 +293,15 @@ impl Translator {
         if let Some(sa) = &ep.service_account {
             labels.insert("serviceaccount".to_string(), sa.clone());
         }
-        let meshed_sa = ep.service_account.as_deref().filter(|_| ep.meshed);
+        // The proxy's own control and admin ports are not redirected to it
+        // (proxy-init skips them inbound): a client proxy's mesh TLS would
+        // reach the admin or tap server itself, which speaks plaintext HTTP
+        // (admin) or its own mTLS (tap). As in Linkerd, those ports are
+        // plain endpoints: Prometheus' scrapes and the tap controller pass
+        // through the caller's proxy untouched.
+        let proxy_port = PROXY_OWN_PORTS.contains(&addr.port());
+        let meshed = ep.meshed && !proxy_port;
+        let meshed_sa = ep.service_account.as_deref().filter(|_| meshed);
         WeightedAddr {
             addr: Some(addr.into()),
             weight: WEIGHT,
@@ -306,7 +314,7 @@ impl Translator {
                 )),
                 server_name: None,
             }),
-            protocol_hint: ep.meshed.then_some(api::ProtocolHint {
+            protocol_hint: meshed.then_some(api::ProtocolHint {
                 protocol: Some(protocol_hint::Protocol::H2(protocol_hint::H2 {})),
                 opaque_transport: None,
             }),
@@ -314,6 +322,10 @@ impl Translator {
         }
     }
 }
+
+/// The proxy's control (tap) and admin ports, which proxy-init never
+/// redirects.
+const PROXY_OWN_PORTS: [u16; 2] = [4190, 4191];
 
 fn no_endpoints(exists: bool) -> Update {
     Update {
@@ -427,6 +439,32 @@ mod tests {
         ));
         let plain = &set.addrs[1];
         assert!(plain.tls_identity.is_none() && plain.protocol_hint.is_none());
+    }
+
+    /// Scrapes of a pod's admin port and tap's calls to its control port
+    /// must reach those servers as they are: no mesh TLS, no HTTP/2 hint.
+    #[test]
+    fn a_pods_proxy_ports_are_plain_endpoints() {
+        let mut t = Translator::new(config());
+        let addrs = ["10.0.0.9:4191", "10.0.0.9:4190", "10.0.0.9:8080"];
+        let pod = Resolution::Endpoints(Endpoints {
+            namespace: "data".into(),
+            service: None,
+            addrs: addrs
+                .iter()
+                .map(|a| (a.parse().unwrap(), ep("db-0", true)))
+                .collect(),
+        });
+        let updates = t.updates(&pod);
+        let Some(Kind::Add(set)) = &updates[0].update else {
+            panic!("{updates:?}")
+        };
+        for a in &set.addrs {
+            let port = a.addr.as_ref().unwrap().port;
+            let meshed = a.tls_identity.is_some();
+            assert_eq!(meshed, port == 8080, "{a:?}");
+            assert_eq!(a.protocol_hint.is_some(), port == 8080, "{a:?}");
+        }
     }
 
     #[test]

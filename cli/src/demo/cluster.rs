@@ -1,0 +1,158 @@
+//! The demo application on a cluster: `linkerd demo --manifest` prints it
+//! as Kubernetes objects (its namespace annotated for the proxy injector),
+//! and each of its pods runs `linkerd demo-app ROLE` from the demo image,
+//! the same programs `linkerd demo` runs in-process.
+
+use super::app::{self, Via};
+use clap::{Args, ValueEnum};
+use std::{net::SocketAddr, time::Duration};
+use tokio::{net::TcpListener, sync::watch};
+
+/// The settings both the manifest and the apps take.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) rps: f64,
+    pub(crate) failure_rate: f64,
+    pub(crate) emoji_delay: Duration,
+}
+
+/// The demo image: the chart's registry and this release.
+fn default_image() -> String {
+    format!("ghcr.io/linkerd-rs/demo:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The demo's objects, for `kubectl apply -f -`.
+pub(crate) fn manifest(settings: &Settings, image: Option<&str>) -> String {
+    let image = image.map_or_else(default_image, str::to_string);
+    let ns = "emojivoto";
+    let mut out = format!(
+        "# The demo application (after Linkerd's emojivoto): vote-bot votes through web,\n\
+         # which calls emoji and voting. The namespace is annotated for the proxy injector.\n\
+         apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  annotations:\n    linkerd.io/inject: enabled\n"
+    );
+    let roles: [(&str, Option<(&str, u16)>); 4] = [
+        ("web", Some(("web-svc", 80))),
+        ("emoji", Some(("emoji-svc", 8080))),
+        ("voting", Some(("voting-svc", 8080))),
+        ("vote-bot", None),
+    ];
+    for (role, _) in &roles {
+        out.push_str(&format!(
+            "---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {role}\n  namespace: {ns}\n"
+        ));
+    }
+    for (role, svc) in &roles {
+        if let Some((name, port)) = svc {
+            let port_name = if *role == "web" { "http" } else { "grpc" };
+            out.push_str(&format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {ns}\n\
+                 spec:\n  selector:\n    app: {role}\n  ports:\n  - name: {port_name}\n    port: {port}\n    targetPort: 8080\n"
+            ));
+        }
+    }
+    for (role, svc) in &roles {
+        let mut args = vec![
+            "demo-app".to_string(),
+            role.to_string(),
+            "--listen".into(),
+            "0.0.0.0:8080".into(),
+        ];
+        match *role {
+            "emoji" => args.extend([
+                "--emoji-delay".into(),
+                format!("{}ms", settings.emoji_delay.as_millis()),
+            ]),
+            "voting" => args.extend(["--failure-rate".into(), settings.failure_rate.to_string()]),
+            "vote-bot" => args.extend(["--rps".into(), settings.rps.to_string()]),
+            _ => {}
+        }
+        let args: String = args.iter().map(|a| format!("\n        - {a:?}")).collect();
+        let serving = svc.is_some();
+        let ports = if serving {
+            "\n        ports:\n        - containerPort: 8080\n          name: app\n        readinessProbe:\n          tcpSocket:\n            port: 8080\n          periodSeconds: 2"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {role}\n  namespace: {ns}\n  labels:\n    app: {role}\n\
+             spec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {role}\n\
+             \x20 strategy:\n    rollingUpdate:\n      maxSurge: 1\n      maxUnavailable: 0\n\
+             \x20 template:\n    metadata:\n      labels:\n        app: {role}\n    spec:\n      serviceAccountName: {role}\n\
+             \x20     terminationGracePeriodSeconds: 30\n      containers:\n      - name: {role}\n        image: {image}\n        imagePullPolicy: IfNotPresent\n\
+             \x20       args:{args}{ports}\n        securityContext:\n          allowPrivilegeEscalation: false\n          readOnlyRootFilesystem: true\n          runAsNonRoot: true\n          capabilities:\n            drop:\n            - ALL\n"
+        ));
+    }
+    out
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Role {
+    Web,
+    Emoji,
+    Voting,
+    VoteBot,
+}
+
+/// `linkerd demo-app ROLE`: one of the demo's programs, as a pod runs it.
+#[derive(Args, Debug)]
+pub(crate) struct AppArgs {
+    #[arg(value_enum)]
+    role: Role,
+    /// Where it serves (not vote-bot).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// vote-bot's votes a second.
+    #[arg(long, default_value_t = 10.0)]
+    rps: f64,
+    /// The share of votes voting fails.
+    #[arg(long, default_value_t = 0.15)]
+    failure_rate: f64,
+    /// How long emoji takes to answer.
+    #[arg(long, default_value = "25ms", value_parser = super::parse_ms)]
+    emoji_delay: Duration,
+    /// After SIGTERM, how long to keep serving: the endpoints controller and
+    /// every client's proxy learn of a terminating pod a moment later.
+    #[arg(long, default_value = "5s", value_parser = super::parse_ms)]
+    drain: Duration,
+}
+
+pub(crate) async fn run_app(args: AppArgs) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.failure_rate) {
+        anyhow::bail!("--failure-rate must be between 0 and 1");
+    }
+    let (stop_tx, stop) = watch::channel(false);
+    let listener = match args.role {
+        Role::VoteBot => None,
+        _ => Some(
+            TcpListener::bind(args.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?,
+        ),
+    };
+    let task = match (args.role, listener) {
+        (Role::Web, Some(l)) => tokio::spawn(async move {
+            app::serve_web(l, Via::Dns, stop).await;
+        }),
+        (Role::Emoji, Some(l)) => tokio::spawn(async move {
+            let _ = app::serve_emoji(l, args.emoji_delay, stop).await;
+        }),
+        (Role::Voting, Some(l)) => tokio::spawn(async move {
+            let _ = app::serve_voting(l, args.failure_rate, stop).await;
+        }),
+        _ => {
+            let counts = std::sync::Arc::new(app::BotCounts::default());
+            tokio::spawn(app::vote_bot(Via::Dns, args.rps, counts, stop))
+        }
+    };
+    eprintln!("demo-app {:?} serving on {}", args.role, args.listen);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    eprintln!("demo-app: stopping in {:?}", args.drain);
+    tokio::time::sleep(args.drain).await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    Ok(())
+}
