@@ -82,7 +82,7 @@ mod tests {
         assert_eq!(loopback("LOCALHOST:8080"), ("127.0.0.1:8080".into(), true));
         let remote = "linkerd-identity-headless.linkerd.svc.cluster.local.:8080";
         assert_eq!(loopback(remote), (remote.into(), false));
-        assert_eq!(loopback("127.77.0.1:8080").1, false);
-        assert_eq!(loopback("localhost.example:8080").1, false);
+        assert!(!loopback("127.77.0.1:8080").1);
+        assert!(!loopback("localhost.example:8080").1);
     }
 }
