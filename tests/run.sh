@@ -109,6 +109,41 @@ for why in skipped:
 if rc != 0 and failed == 0:
     print(f"    cargo test exited {rc} with no failing test: a build or a test binary failed")
 # Tests that skipped returned early and libtest counted them as passed.
-print(f"totals: {passed - len(skipped)} passed, {failed} failed, {len(skipped) + ignored} skipped")
+with open("target/test-totals", "w") as f:
+    f.write(f"{passed - len(skipped)} {failed} {len(skipped) + ignored}\n")
 PY
-exit "$rc"
+read -r t_passed t_failed t_skipped < target/test-totals
+
+# The end-to-end tests on a real cluster: the shared single-node Kubernetes
+# beside this repository, where the machine allows it (root, network
+# namespaces); tests/e2e.sh alone runs them against any cluster.
+e2e_rc=0
+set +e
+k8s=../shared/k8s
+if [ -x "$(command -v ip)" ] && [ -f "$k8s/start.sh" ] && [ "$(id -u)" = 0 ] && ip netns add linkerd-e2e-probe 2>/dev/null; then
+  ip netns del linkerd-e2e-probe
+  echo "==> end-to-end tests on a real cluster ($k8s)"
+  trap 'bash "$k8s/stop.sh" >target/e2e-cluster-stop.log 2>&1 || true' EXIT
+  if bash "$k8s/start.sh" >target/e2e-cluster.log 2>&1; then
+    export KUBECONFIG=${K8S_STATE:-/var/tmp/k8s}/admin.kubeconfig
+    bin/images --load containerd || e2e_rc=1
+    if [ "$e2e_rc" = 0 ]; then
+      tests/e2e.sh | tee target/e2e.log
+      e2e_rc=${PIPESTATUS[0]}
+    fi
+  else
+    echo "    the cluster did not start; its log ends:"; tail -20 target/e2e-cluster.log
+    e2e_rc=1
+  fi
+  line=$(grep '^e2e: ' target/e2e.log 2>/dev/null | tail -1)
+  if [[ "$line" =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+    t_passed=$((t_passed + BASH_REMATCH[1])); t_failed=$((t_failed + BASH_REMATCH[2]))
+  elif [ "$e2e_rc" != 0 ]; then
+    t_failed=$((t_failed + 1))
+  fi
+else
+  echo "==> end-to-end tests on a real cluster: skipped (they need root, network namespaces and ../shared/k8s; tests/e2e.sh runs them against any cluster)"
+  t_skipped=$((t_skipped + 1))
+fi
+echo "totals: $t_passed passed, $t_failed failed, $t_skipped skipped"
+[ "$rc" = 0 ] && [ "$e2e_rc" = 0 ]

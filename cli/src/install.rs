@@ -225,9 +225,54 @@ pub struct UninstallArgs {}
 /// Prints every object `linkerd install` creates, as much of it as
 /// `kubectl delete -f -` needs, in the reverse of the order Helm installs them
 /// (the webhook first, so a departing injector is asked nothing).
-pub fn uninstall(namespace: &str) -> Result<()> {
+/// The objects are those of the installed values (linkerd-config), so
+/// that what was left out (`prometheus.enabled=false`) is not listed for a
+/// `kubectl delete` that would fail on it.
+pub async fn uninstall(target: &crate::api::Target) -> Result<()> {
+    let namespace = target.namespace.as_str();
     let chart = Chart::linkerd()?;
-    let mut values = chart.defaults().clone();
+    let installed = async {
+        let client = target.client().await?;
+        let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(client, namespace);
+        let config = api.get_opt("linkerd-config").await?.ok_or_else(|| {
+            anyhow::anyhow!("there is no linkerd-config in namespace {namespace}")
+        })?;
+        let text = config
+            .data
+            .as_ref()
+            .and_then(|d| d.get("values"))
+            .ok_or_else(|| anyhow::anyhow!("linkerd-config has no values"))?;
+        let mut overrides = values::from_yaml("linkerd-config's values", text)?;
+        // Its certificates are replaced by throwaway ones below.
+        for path in [
+            &["identityTrustAnchorsPEM"][..],
+            &["identity", "issuer", "tls", "crtPEM"],
+            &["identity", "issuer", "tls", "keyPEM"],
+            &["proxyInjector", "crtPEM"],
+            &["proxyInjector", "keyPEM"],
+            &["proxyInjector", "caBundle"],
+        ] {
+            let (last, parents) = path.split_last().expect("a path");
+            let mut at = &mut overrides;
+            for p in parents {
+                at = &mut at[*p];
+            }
+            if let Some(map) = at.as_object_mut() {
+                map.remove(*last);
+            }
+        }
+        anyhow::Ok(overrides)
+    };
+    let mut values = match installed.await {
+        Ok(overrides) => chart.values(overrides)?,
+        Err(e) => {
+            eprintln!(
+                "linkerd: listing the chart's default objects ({e:#}); `kubectl delete --ignore-not-found -f -` skips any not there"
+            );
+            chart.defaults().clone()
+        }
+    };
     // Throwaway certificates: only the objects' names matter here.
     certificates(&mut values, namespace)?;
     let release = Release {

@@ -153,7 +153,7 @@ fn main() -> ExitCode {
             Command::Uninject(args) => inject::uninject(args),
             Command::Check(args) => check::run(args, &target).await,
             Command::Dashboard(args) => dashboard::run(args, &target).await,
-            Command::Uninstall(_) => install::uninstall(&target.namespace),
+            Command::Uninstall(_) => install::uninstall(&target).await,
             Command::Completion { shell } => {
                 // Into a buffer first: clap_complete panics on a closed pipe.
                 let mut cmd = <Cli as clap::CommandFactory>::command();

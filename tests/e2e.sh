@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# End-to-end tests on a real Kubernetes cluster: what a user does, with the
+# project's own images, each step checking outcomes, not just exit codes.
+#
+#   bin/images --load containerd        # or --load kind:NAME, --push REGISTRY
+#   KUBECONFIG=... tests/e2e.sh
+#
+# Needs: the cluster in $KUBECONFIG with the images loaded, target/debug/linkerd
+# (cargo build --workspace --bins), kubectl (PATH or target/tools/bin) and
+# curl. Without a reachable cluster it says so and exits 0 (skipped).
+# E2E_CLUSTER_NETWORKS: the cluster's pod and service ranges (clusterNetworks);
+# E2E_KEEP=1 leaves the mesh installed at the end.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/target/tools/bin:$PATH"
+L="$PWD/target/debug/linkerd"
+NETWORKS=${E2E_CLUSTER_NETWORKS:-198.18.0.0/15}
+LOG=$PWD/target/e2e
+mkdir -p "$LOG"
+
+passed=0
+failed=0
+failures=()
+step() { printf '==> %s\n' "$*"; }
+ok() { passed=$((passed + 1)); printf '  ok   %s\n' "$*"; }
+bad() { failed=$((failed + 1)); failures+=("$*"); printf '  FAIL %s\n' "$*"; }
+check() { # description, command...
+  local what=$1; shift
+  if "$@" >"$LOG/last.out" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/       /' "$LOG/last.out" | tail -15; fi
+}
+# Retries a command every 2s for up to $1 seconds.
+eventually() {
+  local secs=$1; shift
+  local until=$((SECONDS + secs))
+  while ! "$@"; do
+    [ $SECONDS -ge $until ] && return 1
+    sleep 2
+  done
+}
+finish() {
+  echo
+  for f in "${failures[@]}"; do echo "FAILED: $f"; done
+  echo "e2e: $passed passed, $failed failed"
+  [ "$failed" = 0 ]
+  exit $?
+}
+
+if [ -z "${KUBECONFIG:-}" ] || ! kubectl version >/dev/null 2>&1; then
+  echo "e2e: SKIPPED: no cluster (set KUBECONFIG to a running cluster with the images loaded; tests/run.sh starts one where it can)"
+  exit 0
+fi
+[ -x "$L" ] || { echo "e2e: build the binaries first: cargo build --workspace --bins" >&2; exit 1; }
+K() { kubectl "$@"; }
+
+# ---------------------------------------------------------------- install
+step "linkerd check --pre"
+check "check --pre passes on a cluster without the mesh" "$L" check --pre
+
+step "linkerd install | kubectl apply"
+# Prometheus and Grafana come from their own images, which a registry-less
+# cluster cannot pull: the public API scrapes the proxies itself instead.
+"$L" install --set clusterNetworks="$NETWORKS" --set prometheus.enabled=false --set grafana.enabled=false >"$LOG/install.yaml"
+check "the manifests apply" K apply -f "$LOG/install.yaml"
+cp_ready() { K wait --for=condition=Ready pods --all -n linkerd --timeout=10s >/dev/null 2>&1; }
+check "every control-plane pod is Ready" eventually 180 cp_ready
+cp_meshed() {
+  local pods
+  pods=$(K get pods -n linkerd -o jsonpath='{range .items[*]}{.metadata.name} {.spec.containers[*].name} {.status.containerStatuses[*].ready}{"\n"}{end}')
+  echo "$pods"
+  [ "$(echo "$pods" | grep -c .)" -ge 6 ] && ! echo "$pods" | grep -v linkerd-proxy | grep -q . && ! echo "$pods" | grep -q false
+}
+check "every control-plane pod runs its own proxy, all containers ready" cp_meshed
+check_all_ok() { "$L" check --wait 2m >"$LOG/check.txt" 2>&1; local rc=$?; cat "$LOG/check.txt"; [ $rc = 0 ] && ! grep -q '×' "$LOG/check.txt" && grep -q 'Status check results are √' "$LOG/check.txt"; }
+check "linkerd check is all √" check_all_ok
+
+# ---------------------------------------------------------------- the demo
+step "the demo, injected by the webhook"
+"$L" demo --manifest >"$LOG/demo.yaml"
+check "the demo applies" K apply -f "$LOG/demo.yaml"
+demo_ready() { K rollout status -n emojivoto deploy/web deploy/emoji deploy/voting deploy/vote-bot --timeout=10s >/dev/null 2>&1; }
+check "the demo's deployments roll out" eventually 180 demo_ready
+injected() {
+  local out
+  out=$(K get pods -n emojivoto -o jsonpath='{range .items[*]}{.metadata.name} init={.spec.initContainers[*].name} exit={.status.initContainerStatuses[*].state.terminated.exitCode} containers={.spec.containers[*].name}{"\n"}{end}')
+  echo "$out"
+  [ "$(echo "$out" | grep -c 'init=linkerd-init exit=0 containers=.*linkerd-proxy')" = 4 ]
+}
+check "every demo pod has linkerd-init (exited 0) and linkerd-proxy" injected
+iptables_ran() {
+  local pod
+  pod=$(K get pods -n emojivoto -l app=web -o jsonpath='{.items[0].metadata.name}')
+  K logs -n emojivoto "$pod" -c linkerd-init | tee /dev/stderr | grep -q -- '-A PROXY_INIT_REDIRECT -p tcp .*-j REDIRECT --to-ports 4143'
+}
+check "linkerd-init wrote the redirect rules in the pod" iptables_ran
+issued() {
+  local pod n
+  pod=$(K get pods -n linkerd -l linkerd.io/control-plane-component=identity -o jsonpath='{.items[0].metadata.name}')
+  n=$(K get --raw "/api/v1/namespaces/linkerd/pods/$pod:9990/proxy/metrics" | awk '/^identity_cert_issued_total/ {print $2}')
+  echo "identity_cert_issued_total=$n"
+  [ "${n:-0}" -ge 10 ]
+}
+check "identity issued certificates through TokenReviews (control plane and demo)" issued
+
+# ---------------------------------------------------------------- traffic
+step "traffic over mTLS (waiting a minute for a full stat window)"
+sleep 60
+edges_ok() {
+  "$L" edges deploy -n emojivoto -o json | tee "$LOG/edges.json" | python3 -c '
+import json, sys
+edges = json.load(sys.stdin)
+def id(sa): return f"{sa}.emojivoto.serviceaccount.identity.linkerd.cluster.local"
+for src, dst in [("vote-bot", "web"), ("web", "emoji"), ("web", "voting")]:
+    e = [e for e in edges if e["src"] == src and e["dst"] == dst]
+    assert e and e[0]["client_id"] == id(src) and e[0]["server_id"] == id(dst), (src, dst, edges)
+'
+}
+check "edges: vote-bot->web, web->emoji, web->voting with both identities" eventually 60 edges_ok
+server_tls() {
+  "$L" diagnostics proxy-metrics -n emojivoto deploy/emoji | grep '^request_total{direction="inbound"' | tee /dev/stderr | grep -q 'tls="true",client_id="web.emojivoto'
+}
+check "emoji's proxy counts web's requests as tls=\"true\"" server_tls
+stat_ok() {
+  "$L" stat deploy -n emojivoto -o json | tee "$LOG/stat.json" | python3 -c '
+import json, sys
+rows = {r["name"]: r for r in json.load(sys.stdin)}
+web, emoji, voting = rows["web"], rows["emoji"], rows["voting"]
+assert abs(web["success"] - 0.85) <= 0.05, web
+assert abs(voting["success"] - 0.85) <= 0.05, voting
+assert emoji["success"] == 1.0, emoji
+assert 20 <= emoji["latency_ms_p50"] <= 30, emoji
+assert 8 <= web["rps"] <= 12, web
+assert rows["vote-bot"]["meshed"] == "1/1"
+'
+}
+check "stat: web and voting ~85% success, emoji 100% at ~25ms, ~10rps" eventually 60 stat_ok
+tap_ok() {
+  timeout 15 "$L" tap deploy/web -n emojivoto >"$LOG/tap.txt" 2>&1
+  head -5 "$LOG/tap.txt"
+  [ "$(grep -c '^req .*tls=true' "$LOG/tap.txt")" -ge 5 ]
+}
+check "tap: live requests through the API server" tap_ok
+top_ok() {
+  # top draws on a terminal: give it one.
+  timeout 12 script -qec "stty rows 40 cols 160; $L top deploy/web -n emojivoto" /dev/null >"$LOG/top.txt" 2>&1
+  grep -q '/api/vote' "$LOG/top.txt"
+}
+check "top: the busiest path shows" top_ok
+dashboard_ok() {
+  local port=50751 pid rc=1
+  "$L" dashboard --show url --port $port >"$LOG/dashboard.txt" 2>&1 &
+  pid=$!
+  for _ in $(seq 30); do
+    if curl -sf "http://localhost:$port/api/stat?kind=deployment&namespace=emojivoto" >"$LOG/dashboard.json" 2>/dev/null; then
+      grep -q '"name":"web"' "$LOG/dashboard.json" && curl -sf "http://localhost:$port/" | grep -q app.js && rc=0
+      break
+    fi
+    sleep 1
+  done
+  kill $pid 2>/dev/null; wait $pid 2>/dev/null
+  return $rc
+}
+check "dashboard: pages and API through the port-forward" dashboard_ok
+check "linkerd check --proxy passes" "$L" check --proxy -n emojivoto --wait 1m
+
+# ---------------------------------------------------------------- failures
+# Requests the client saw fail for the mesh's reasons: any response at the
+# web pod's outbound side but a 200 (voting's designed failures are gRPC
+# errors in 200 responses), and any vote-bot saw but 200 or 500 (web's
+# answer to a designed failure).
+broken() {
+  { "$L" diagnostics proxy-metrics -n emojivoto deploy/web | grep '^response_total{direction="outbound"' | grep -v 'status_code="200"'
+    "$L" diagnostics proxy-metrics -n emojivoto deploy/vote-bot | grep '^response_total{direction="outbound"' | grep -v 'status_code="200"' | grep -v 'status_code="500"'
+  } | awk '{s += $2} END {print s + 0}'
+}
+step "a destination pod deleted under traffic"
+before=$(broken)
+K delete pod -n linkerd -l linkerd.io/control-plane-component=destination --wait=false >/dev/null
+sleep 20
+check "destination is back" eventually 120 cp_ready
+after=$(broken)
+echo "  failed requests: $before before, $after after"
+check "no request failed while destination was replaced" test "$after" = "$before"
+
+step "a demo pod deleted: endpoints follow"
+old=$(K get pods -n emojivoto -l app=emoji -o jsonpath='{.items[0].metadata.name}')
+K delete pod -n emojivoto "$old" >/dev/null
+check "emoji rolls back" eventually 120 demo_ready
+to_old() { "$L" diagnostics proxy-metrics -n emojivoto deploy/web | grep '^request_total{direction="outbound"' | grep "dst_pod=\"$old\"" | awk '{s += $2} END {print s + 0}'; }
+sleep 5
+n1=$(to_old); sleep 10; n2=$(to_old)
+echo "  requests to the deleted pod $old: $n1, 10s later $n2"
+check "no request goes to the deleted pod after the update" test "$n1" = "$n2"
+new_gets() { "$L" diagnostics proxy-metrics -n emojivoto deploy/web | grep '^request_total{direction="outbound"' | grep 'dst_deployment="emoji"' | grep -v "dst_pod=\"$old\"" | grep -q .; }
+check "the new emoji pod gets the requests" eventually 30 new_gets
+
+step "a rolling restart of voting under load"
+before=$(broken)
+K rollout restart -n emojivoto deploy/voting >/dev/null
+check "voting restarts" K rollout status -n emojivoto deploy/voting --timeout=180s
+sleep 10
+after=$(broken)
+echo "  failed requests: $before before, $after after"
+check "zero failed requests during the rolling restart" test "$after" = "$before"
+
+# ---------------------------------------------------------------- uninstall
+if [ "${E2E_KEEP:-0}" != 1 ]; then
+  step "uninstall"
+  K delete -f "$LOG/demo.yaml" --wait=true --timeout=120s >/dev/null 2>&1
+  "$L" uninstall >"$LOG/uninstall.yaml"
+  check "linkerd uninstall | kubectl delete" K delete -f "$LOG/uninstall.yaml" --wait=true --timeout=180s
+  leftovers() {
+    local left
+    left=$( { K get namespace linkerd emojivoto -o name 2>/dev/null
+      K get clusterroles,clusterrolebindings,mutatingwebhookconfigurations -o name | grep -i linkerd; } )
+    echo "$left"
+    [ -z "$left" ]
+  }
+  check "no Linkerd object is left" eventually 120 leftovers
+fi
+finish
