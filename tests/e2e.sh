@@ -112,6 +112,8 @@ def id(sa): return f"{sa}.emojivoto.serviceaccount.identity.linkerd.cluster.loca
 for src, dst in [("vote-bot", "web"), ("web", "emoji"), ("web", "voting")]:
     e = [e for e in edges if e["src"] == src and e["dst"] == dst]
     assert e and e[0]["client_id"] == id(src) and e[0]["server_id"] == id(dst), (src, dst, edges)
+# The public API scrapes the proxies admin ports directly: no edge of its own.
+assert not [e for e in edges if e["src"] == "linkerd-public-api"], edges
 '
 }
 check "edges: vote-bot->web, web->emoji, web->voting with both identities" eventually 60 edges_ok

@@ -113,27 +113,40 @@ that service in its own pod.
 
 {{/* The linkerd-init container, as a list item: installs the iptables rules. */}}
 {{- define "linkerd.proxy-init" -}}
+{{ include "linkerd.proxy-init-skipping" (list . "") }}
+{{- end -}}
+
+{{/*
+The same, with more outbound ports left alone: (list $ "4191"). The
+control-plane pods that call proxies' own ports (the public API scraping
+4191) reach them directly, not through their proxy.
+*/}}
+{{- define "linkerd.proxy-init-skipping" -}}
+{{- $root := index . 0 -}}
+{{- $skip := index . 1 -}}
+{{- $configured := $root.Values.proxyInit.ignoreOutboundPorts -}}
+{{- $out := ternary (printf "%s,%s" $configured $skip) (default $skip $configured) (and (not (empty $configured)) (not (empty $skip))) -}}
 - name: linkerd-init
-  image: {{ include "linkerd.image" (list . "proxy-init" .Values.proxyInit.image) }}
-  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  image: {{ include "linkerd.image" (list $root "proxy-init" $root.Values.proxyInit.image) }}
+  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
   args:
   - --incoming-proxy-port
-  - {{ .Values.proxy.ports.inbound | quote }}
+  - {{ $root.Values.proxy.ports.inbound | quote }}
   - --outgoing-proxy-port
-  - {{ .Values.proxy.ports.outbound | quote }}
+  - {{ $root.Values.proxy.ports.outbound | quote }}
   - --proxy-uid
-  - {{ .Values.proxy.uid | quote }}
+  - {{ $root.Values.proxy.uid | quote }}
   - --inbound-ports-to-ignore
-  - "{{ .Values.proxy.ports.control }},{{ .Values.proxy.ports.admin }}{{ with .Values.proxyInit.ignoreInboundPorts }},{{ . }}{{ end }}"
-  {{- with .Values.proxyInit.ignoreOutboundPorts }}
+  - "{{ $root.Values.proxy.ports.control }},{{ $root.Values.proxy.ports.admin }}{{ with $root.Values.proxyInit.ignoreInboundPorts }},{{ . }}{{ end }}"
+  {{- with $out }}
   - --outbound-ports-to-ignore
   - {{ . | quote }}
   {{- end }}
-  {{- with .Values.proxyInit.skipSubnets }}
+  {{- with $root.Values.proxyInit.skipSubnets }}
   - --subnets-to-ignore
   - {{ . | quote }}
   {{- end }}
-  {{- include "linkerd.resources" .Values.proxyInit.resources | nindent 2 }}
+  {{- include "linkerd.resources" $root.Values.proxyInit.resources | nindent 2 }}
   securityContext:
     allowPrivilegeEscalation: false
     capabilities:
@@ -144,7 +157,7 @@ that service in its own pod.
       - ALL
     privileged: false
     readOnlyRootFilesystem: true
-    {{- if .Values.proxyInit.runAsRoot }}
+    {{- if $root.Values.proxyInit.runAsRoot }}
     runAsNonRoot: false
     runAsUser: 0
     runAsGroup: 0
