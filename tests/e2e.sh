@@ -57,9 +57,9 @@ step "linkerd check --pre"
 check "check --pre passes on a cluster without the mesh" "$L" check --pre
 
 step "linkerd install | kubectl apply"
-# Prometheus and Grafana come from their own images, which a registry-less
-# cluster cannot pull: the public API scrapes the proxies itself instead.
-"$L" install --set clusterNetworks="$NETWORKS" --set prometheus.enabled=false --set grafana.enabled=false >"$LOG/install.yaml"
+# Prometheus is the project's image of Debian's; Grafana's image comes from
+# a registry, which a registry-less cluster cannot pull from.
+"$L" install --set clusterNetworks="$NETWORKS" --set grafana.enabled=false >"$LOG/install.yaml"
 check "the manifests apply" K apply -f "$LOG/install.yaml"
 cp_ready() { K wait --for=condition=Ready pods --all -n linkerd --timeout=10s >/dev/null 2>&1; }
 check "every control-plane pod is Ready" eventually 180 cp_ready
@@ -67,7 +67,7 @@ cp_meshed() {
   local pods
   pods=$(K get pods -n linkerd -o jsonpath='{range .items[*]}{.metadata.name} {.spec.containers[*].name} {.status.containerStatuses[*].ready}{"\n"}{end}')
   echo "$pods"
-  [ "$(echo "$pods" | grep -c .)" -ge 6 ] && ! echo "$pods" | grep -v linkerd-proxy | grep -q . && ! echo "$pods" | grep -q false
+  [ "$(echo "$pods" | grep -c .)" -ge 7 ] && ! echo "$pods" | grep -v linkerd-proxy | grep -q . && ! echo "$pods" | grep -q false
 }
 check "every control-plane pod runs its own proxy, all containers ready" cp_meshed
 check_all_ok() { "$L" check --wait 2m >"$LOG/check.txt" 2>&1; local rc=$?; cat "$LOG/check.txt"; [ $rc = 0 ] && ! grep -q '×' "$LOG/check.txt" && grep -q 'Status check results are √' "$LOG/check.txt"; }
@@ -121,6 +121,29 @@ server_tls() {
   "$L" diagnostics proxy-metrics -n emojivoto deploy/emoji | grep '^request_total{direction="inbound"' | tee /dev/stderr | grep -q 'tls="true",client_id="web.emojivoto'
 }
 check "emoji's proxy counts web's requests as tls=\"true\"" server_tls
+# Prometheus' own view, through the API server's service proxy.
+prom() { K get --raw "/api/v1/namespaces/linkerd/services/linkerd-prometheus:9090/proxy/api/v1/$1"; }
+prom_targets() {
+  prom targets | tee "$LOG/targets.json" | python3 -c '
+import json, sys
+active = json.load(sys.stdin)["data"]["activeTargets"]
+proxies = [t for t in active if t["labels"]["job"] == "linkerd-proxy"]
+pods = {(t["labels"]["namespace"], t["labels"].get("deployment")) for t in proxies}
+print(len(proxies), "proxy targets:", sorted(pods))
+assert all(t["health"] == "up" for t in proxies), [t for t in proxies if t["health"] != "up"]
+for ns, deploy in [("emojivoto", "web"), ("emojivoto", "emoji"), ("emojivoto", "voting"),
+                   ("emojivoto", "vote-bot"), ("linkerd", "linkerd-destination"),
+                   ("linkerd", "linkerd-prometheus")]:
+    assert (ns, deploy) in pods, (ns, deploy)
+controllers = {t["labels"]["component"] for t in active if t["labels"]["job"] == "linkerd-controller"}
+assert {"destination", "identity", "prometheus"} <= controllers, controllers
+'
+}
+check "Prometheus scrapes every meshed pod's proxy, found by the targets sidecar, with Linkerd's labels" eventually 60 prom_targets
+prom_series() {
+  prom 'query?query=sum%20by%20(deployment)%20(request_total%7Bnamespace%3D%22emojivoto%22%2Cdirection%3D%22inbound%22%7D)' | tee /dev/stderr | grep -q '"deployment":"emoji"'
+}
+check "Prometheus holds the demo's request_total by deployment" prom_series
 stat_ok() {
   "$L" stat deploy -n emojivoto -o json | tee "$LOG/stat.json" | python3 -c '
 import json, sys
@@ -134,7 +157,7 @@ assert 8 <= web["rps"] <= 12, web
 assert rows["vote-bot"]["meshed"] == "1/1"
 '
 }
-check "stat: web and voting ~85% success, emoji 100% at ~25ms, ~10rps" eventually 60 stat_ok
+check "stat (from the in-cluster Prometheus): web and voting ~85% success, emoji 100% at ~25ms, ~10rps" eventually 60 stat_ok
 tap_ok() {
   timeout 15 "$L" tap deploy/web -n emojivoto >"$LOG/tap.txt" 2>&1
   head -5 "$LOG/tap.txt"

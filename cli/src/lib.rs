@@ -4,6 +4,7 @@
 
 pub mod duration;
 pub mod healthcheck;
-pub mod prometheus;
+/// The local mesh writes its Prometheus configuration with the controller's code.
+pub use linkerd_controller::prometheus;
 pub mod stat_format;
 pub mod tap_format;

@@ -9,5 +9,6 @@ pub mod discovery;
 pub mod identity;
 pub mod inject;
 pub mod injector;
+pub mod prometheus;
 pub mod public_api;
 pub mod tap;

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use linkerd_controller::{admin, destination, discovery, identity, public_api, tap};
+use linkerd_controller::{admin, destination, discovery, identity, prometheus, public_api, tap};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 #[derive(Parser)]
@@ -36,6 +36,33 @@ enum Command {
     PublicApi(PublicApiArgs),
     /// Serves the proxy injector: the mutating admission webhook that adds the proxy to pods.
     ProxyInjector(ProxyInjectorArgs),
+    /// Kubernetes discovery for a Prometheus without it: writes the scrape
+    /// configuration's file form and keeps its targets current from the pods.
+    PrometheusTargets(PrometheusTargetsArgs),
+}
+
+#[derive(Args)]
+struct PrometheusTargetsArgs {
+    /// The scrape configuration, with Kubernetes discovery (the chart's).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/prometheus/prometheus.yml"
+    )]
+    config: PathBuf,
+    /// Where to write prometheus.yml (file discovery) and targets/<job>.json.
+    #[arg(long, value_name = "DIR", default_value = "/var/run/prometheus")]
+    out: PathBuf,
+    /// Write the configuration and empty targets files, then exit.
+    #[arg(long)]
+    config_only: bool,
+    /// How long to let pod changes settle before rewriting the targets.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    settle: Duration,
+    /// The kubeconfig to reach the Kubernetes API with. Without it: the
+    /// in-cluster config, else $KUBECONFIG or ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -297,6 +324,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Destination(args) => destination(args).await,
         Command::Identity(args) => identity(args).await,
         Command::IssuerCerts(args) => issuer_certs(args),
+        Command::PrometheusTargets(args) => prometheus_targets(args).await,
         Command::Tap(args) => tap(args).await,
         Command::PublicApi(args) => public_api(args).await,
         Command::ProxyInjector(args) => proxy_injector(args).await,
@@ -545,6 +573,17 @@ async fn discovery(
             )
         }
     })
+}
+
+async fn prometheus_targets(args: PrometheusTargetsArgs) -> anyhow::Result<()> {
+    let jobs = prometheus::sd::write_config(&args.config, &args.out)?;
+    tracing::info!(out = %args.out.display(), "scrape configuration written");
+    if args.config_only {
+        return Ok(());
+    }
+    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    prometheus::sd::run(client, jobs, args.out, args.settle).await?;
+    anyhow::bail!("the watch of pods ended")
 }
 
 async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {

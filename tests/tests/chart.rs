@@ -159,6 +159,16 @@ fn install_prints_exactly_what_helm_template_prints() {
         (strings(&["--ha"]), strings(&["-f", &ha])),
         (strings(&["-f", &mine]), strings(&["-f", &mine])),
         (
+            strings(&[
+                "--set",
+                "prometheus.discovery=kubernetes,prometheus.image=prom/prometheus:v3.5.0",
+            ]),
+            strings(&[
+                "--set",
+                "prometheus.discovery=kubernetes,prometheus.image=prom/prometheus:v3.5.0",
+            ]),
+        ),
+        (
             strings(&["--ha", "-f", &mine, "--set", "nodeSelector=null"]),
             strings(&["-f", &ha, "-f", &mine, "--set", "nodeSelector=null"]),
         ),
@@ -283,6 +293,82 @@ fn find<'a>(objs: &'a [(String, String, Value)], kind: &str, name: &str) -> &'a 
 fn b64(s: &str) -> String {
     use base64::Engine as _;
     String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s).unwrap()).unwrap()
+}
+
+#[test]
+fn prometheus_runs_the_built_image_with_its_targets_sidecar() {
+    let containers = |spec: &Value, key: &str| -> Vec<String> {
+        spec[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let prometheus = |spec: &Value| -> Value {
+        spec["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "prometheus")
+            .unwrap()
+            .clone()
+    };
+    // Default: bin/images' Debian Prometheus, which has no Kubernetes
+    // discovery, so the sidecar lists the pods for it.
+    let (ok, out, err) = linkerd(&strings(&["install"]));
+    assert!(ok, "{err}");
+    let objs = objects(&out);
+    let spec = &find(&objs, "Deployment", "linkerd-prometheus")["spec"]["template"]["spec"];
+    assert_eq!(
+        containers(spec, "initContainers"),
+        ["linkerd-init", "prometheus-config"]
+    );
+    assert_eq!(
+        containers(spec, "containers"),
+        ["linkerd-proxy", "prometheus-targets", "prometheus"]
+    );
+    let prom = prometheus(spec);
+    assert_eq!(prom["image"], "ghcr.io/linkerd-rs/prometheus:0.1.0");
+    assert_eq!(
+        prom["args"][0],
+        "--config.file=/var/run/prometheus/prometheus.yml"
+    );
+    assert_eq!(spec["initContainers"][1]["args"][0], "prometheus-targets");
+    assert_eq!(spec["initContainers"][1]["args"][1], "--config-only");
+    // The sidecar lists pods: its service account may.
+    let role = find(&objs, "ClusterRole", "linkerd-linkerd-prometheus");
+    let rules = serde_json::to_string(&role["rules"]).unwrap();
+    assert!(
+        rules.contains("\"pods\"") && rules.contains("\"watch\""),
+        "{rules}"
+    );
+
+    // An upstream image discovers the pods itself.
+    let (ok, out, err) = linkerd(&strings(&[
+        "install",
+        "--set",
+        "prometheus.discovery=kubernetes,prometheus.image=prom/prometheus:v3.5.0",
+    ]));
+    assert!(ok, "{err}");
+    let objs = objects(&out);
+    let spec = &find(&objs, "Deployment", "linkerd-prometheus")["spec"]["template"]["spec"];
+    assert_eq!(containers(spec, "initContainers"), ["linkerd-init"]);
+    assert_eq!(
+        containers(spec, "containers"),
+        ["linkerd-proxy", "prometheus"]
+    );
+    let prom = prometheus(spec);
+    assert_eq!(prom["image"], "prom/prometheus:v3.5.0");
+    assert_eq!(
+        prom["args"][0],
+        "--config.file=/etc/prometheus/prometheus.yml"
+    );
+
+    let (ok, _, err) = linkerd(&strings(&["install", "--set", "prometheus.discovery=dns"]));
+    assert!(!ok);
+    assert!(err.contains("prometheus.discovery"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
 #[test]

@@ -17,7 +17,14 @@ fn the_dockerfiles_are_the_tables() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let names = ["proxy", "proxy-init", "controller", "web", "demo"];
+    let names = [
+        "proxy",
+        "proxy-init",
+        "controller",
+        "web",
+        "demo",
+        "prometheus",
+    ];
     for name in names {
         let file = format!("{name}.Dockerfile");
         let written = std::fs::read_to_string(out.join(&file)).unwrap();
