@@ -16,7 +16,7 @@ use crate::{
     config::DestinationConfig,
     http::{Checkin, Clients, Healthy, Target},
     identity::Local,
-    metrics::{Direction, DstLabels, RouteStats},
+    metrics::{Class, Direction, DstLabels, RouteStats},
     tcp,
     transport::Conn,
 };
@@ -38,7 +38,7 @@ use std::{
         atomic::{AtomicBool, Ordering::Relaxed},
     },
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 use tokio::sync::{mpsc, watch};
 use tonic::{Code, transport::Channel};
@@ -132,21 +132,58 @@ pub(crate) struct EndpointError {
     pub(crate) source: crate::http::ClientError,
 }
 
+/// A request handed to a target whose series it belongs to: counted there
+/// at once and, if the caller gives up before the answer, counted there as
+/// a failure without a status. A cancelled request belongs to where it was
+/// dispatched, never to a series it did not reach.
+struct InFlight {
+    stats: Option<Arc<RouteStats>>,
+    sent: Instant,
+}
+
+impl InFlight {
+    fn new(stats: Arc<RouteStats>) -> Self {
+        stats.request();
+        Self {
+            stats: Some(stats),
+            sent: Instant::now(),
+        }
+    }
+
+    /// The target answered (or failed): the response is the caller's to
+    /// record, in the series this returns.
+    fn answered(mut self) -> Arc<RouteStats> {
+        self.stats.take().expect("answered at most once")
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(stats) = self.stats.take() {
+            stats.response(None, None, Class::Failure, self.sent.elapsed());
+        }
+    }
+}
+
+/// The original destination of a request whose name may be a service, and
+/// the series its requests there are counted in.
+pub(crate) type Fallback = (Arc<Target>, Arc<RouteStats>);
+
 /// How a request to a service name is sent.
 pub(crate) enum Dispatch {
     /// It is not: the service has no endpoints.
     NoEndpoints,
     /// Over the service's endpoints.
     Balanced(Arc<Route>),
-    /// Once destination first answers: balanced, or to `Target` (the
-    /// original destination) if the name is not a service.
-    WhenResolved(Arc<Route>, Arc<Target>),
+    /// Once destination first answers: balanced, or to the original
+    /// destination if the name is not a service.
+    WhenResolved(Arc<Route>, Fallback),
 }
 
 impl Dispatch {
     /// How to send to `route` as it resolves now; `None` if the name is not
     /// a service (the request goes to its original destination, `fallback`).
-    pub(crate) fn new(route: Arc<Route>, fallback: impl FnOnce() -> Arc<Target>) -> Option<Self> {
+    pub(crate) fn new(route: Arc<Route>, fallback: impl FnOnce() -> Fallback) -> Option<Self> {
         let state = route.resolution.borrow().clone();
         match state {
             Resolution::NotAService => None,
@@ -188,21 +225,27 @@ async fn first_resolution(route: &Route) -> Option<Resolution> {
 
 async fn when_resolved(
     route: Arc<Route>,
-    fallback: Arc<Target>,
+    (target, stats): Fallback,
     req: Req,
 ) -> Result<Answer, BoxError> {
     match first_resolution(&route).await {
         Some(Resolution::Endpoints(e)) if e.is_empty() => Err(Box::new(NoEndpoints)),
         Some(Resolution::Endpoints(_)) => Dispatch::Balanced(route).send(req).await,
         // Not a service, or destination too slow to say: as if undiscovered.
-        _ => match fallback.send(req).await {
-            Ok((rsp, checkin)) => Ok(Answer {
-                rsp,
-                checkin,
-                served_by: None,
-            }),
-            Err(e) => Err(Box::new(e)),
-        },
+        _ => {
+            let flight = InFlight::new(stats);
+            match target.send(req).await {
+                Ok((rsp, checkin)) => Ok(Answer {
+                    rsp,
+                    checkin,
+                    served_by: Some(flight.answered()),
+                }),
+                Err(source) => Err(Box::new(EndpointError {
+                    stats: flight.answered(),
+                    source,
+                })),
+            }
+        }
     }
 }
 
@@ -584,17 +627,19 @@ impl tower::Service<Req> for Endpoint {
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        self.stats.request();
-        let stats = self.stats.clone();
+        let flight = InFlight::new(self.stats.clone());
         let sent = self.healthy.target().clone().send(req);
         Box::pin(async move {
             match sent.await {
                 Ok((rsp, checkin)) => Ok(Answer {
                     rsp,
                     checkin,
-                    served_by: Some(stats),
+                    served_by: Some(flight.answered()),
                 }),
-                Err(source) => Err(EndpointError { stats, source }),
+                Err(source) => Err(EndpointError {
+                    stats: flight.answered(),
+                    source,
+                }),
             }
         })
     }

@@ -449,3 +449,55 @@ async fn tcp_to_a_service_without_endpoints_is_closed() {
         .expect("the connection was left open");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 }
+
+/// A request its client gives up on belongs to the endpoint it was sent
+/// to: counted there as a failure, never in a series of the service's
+/// address without an endpoint, where no connection went.
+#[tokio::test]
+async fn an_abandoned_request_counts_at_its_endpoint() {
+    let slow = backend(Duration::from_millis(800)).await;
+    let (_ctl, proxy) = mesh(&[slow]).await;
+    // One answered request, so the route is resolved and balanced.
+    let warm = spread(&proxy, WEB, 1, 1).await;
+    assert_eq!(warm.get(&slow.to_string()), Some(&1), "{warm:?}");
+    let abandoned = 5;
+    for _ in 0..abandoned {
+        let stream = TcpStream::connect(proxy.outbound).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        let req = Request::get("/")
+            .header("host", WEB)
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(100), send.send_request(req)).await;
+        assert!(gave_up.is_err(), "the slow backend answered in 100ms");
+        drop(send);
+        conn.abort();
+    }
+    let m = proxy.metrics_when_closed().await;
+    let endpoint = [
+        ("direction", "outbound"),
+        ("authority", WEB),
+        ("dst_pod", "web-0"),
+        ("target_addr", &slow.to_string()),
+    ];
+    let counted = 1.0 + f64::from(abandoned);
+    assert_eq!(m.sum("request_total", &endpoint), counted, "{}", m.text);
+    assert_eq!(m.sum("response_total", &endpoint), counted, "{}", m.text);
+    assert_eq!(
+        m.sum(
+            "response_total",
+            &[&endpoint[..], &[("classification", "failure")]].concat()
+        ),
+        f64::from(abandoned),
+        "{}",
+        m.text
+    );
+    // All of the route's requests are the endpoint's.
+    let route = [("direction", "outbound"), ("authority", WEB)];
+    assert_eq!(m.sum("request_total", &route), counted, "{}", m.text);
+    assert_eq!(m.sum("response_total", &route), counted, "{}", m.text);
+}

@@ -55,8 +55,9 @@ impl Recorder {
     }
 
     /// For a request whose endpoint is not chosen yet: the endpoint counts
-    /// it in its own series ([`Recorder::served_by`]); one that never
-    /// reaches an endpoint is counted in `route`'s when it ends.
+    /// it in its own series ([`Recorder::served_by`]); one that fails
+    /// before reaching an endpoint (no endpoints) is counted in `route`'s,
+    /// and one the client gives up on first, where it was dispatched.
     pub(crate) fn deferred(
         route: Arc<RouteStats>,
         started: Instant,
@@ -135,6 +136,13 @@ impl Recorder {
             return;
         }
         if !self.counted {
+            if !self.answered {
+                // Given up on while its dispatch was pending: wherever it
+                // was dispatched counts it (a balanced endpoint, or the
+                // original destination); if it got nowhere, nobody does.
+                self.finish_uncounted();
+                return;
+            }
             self.route.request();
         }
         let failed = !clean
@@ -153,6 +161,16 @@ impl Recorder {
         if !self.answered {
             self.activity.abandoned();
         }
+        self.activity.end();
+    }
+}
+
+impl Recorder {
+    fn finish_uncounted(&mut self) {
+        if let Some(tap) = self.tap.as_mut() {
+            tap.response_end(false, None);
+        }
+        self.activity.abandoned();
         self.activity.end();
     }
 }

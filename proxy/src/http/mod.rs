@@ -443,9 +443,11 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
             self.version == Version::Http1 && (is_connect || headers::wants_upgrade(req.headers()));
         // A service is balanced over its endpoints (upgrades keep to the
         // original destination: they pin one connection anyway).
-        let dispatch = discovered
-            .filter(|_| !upgrade)
-            .and_then(|route| Dispatch::new(route, || self.clients.target(self.target, None)));
+        let dispatch = discovered.filter(|_| !upgrade).and_then(|discovered| {
+            Dispatch::new(discovered, || {
+                (self.clients.target(self.target, None), route.clone())
+            })
+        });
         let activity = self.activity.clone();
         let mut recorder = match dispatch {
             Some(_) => Recorder::deferred(route, started, activity),
