@@ -49,6 +49,9 @@ enum Command {
     /// One of the demo application's programs, as its pods run it.
     #[command(hide = true)]
     DemoApp(demo::cluster::AppArgs),
+    /// How the demo starts its children: they die with it.
+    #[command(hide = true)]
+    DieWithParent(demo::DieWithParentArgs),
     /// Golden metrics per resource: success rate, requests a second, latency, TCP connections.
     Stat(stat::StatArgs),
     /// Listen to a traffic stream: every request of a resource's pods, live.
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::DemoApp(args) => demo::cluster::run_app(args).await,
+            Command::DieWithParent(args) => demo::die_with_parent(args),
             Command::Stat(args) => stat::run(args, &target).await,
             Command::Tap(args) => tap::run(args, &target).await,
             Command::Top(args) => top::run(args, &target).await,

@@ -5,8 +5,6 @@
 //! our proxy can use Linkerd2's. `tests/compat.rs` proves it message by
 //! message against the published `linkerd2-proxy-api` crate.
 
-#![forbid(unsafe_code)]
-
 pub mod net {
     include!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.net.rs"));
     mod addr;

@@ -51,7 +51,7 @@ impl Admin {
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let admin = admin.clone();
-                    async move { Ok::<_, Infallible>(admin.handle(req, peer)) }
+                    async move { Ok::<_, Infallible>(admin.handle(req, peer).await) }
                 });
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -64,16 +64,25 @@ impl Admin {
         }
     }
 
-    fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
-            (&Method::GET, "/metrics") => match metrics::encode(&self.registry) {
-                Ok(body) => text(StatusCode::OK, OPENMETRICS, body),
-                Err(_) => text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain",
-                    "metrics encoding failed\n".into(),
-                ),
-            },
+            (&Method::GET, "/metrics") => {
+                // Reading `/proc` blocks and encoding every series takes a
+                // while: neither belongs on the threads that serve traffic.
+                let admin = self.clone();
+                match tokio::task::spawn_blocking(move || metrics::encode(&admin.registry)).await {
+                    Ok(Ok(body)) => text(StatusCode::OK, OPENMETRICS, body),
+                    _ => text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain",
+                        "metrics encoding failed\n".into(),
+                    ),
+                }
+            }
             (&Method::GET, "/live") => plain(StatusCode::OK, "live\n"),
             (&Method::GET, "/ready") if self.drain.is_cancelled() => {
                 plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")

@@ -1,7 +1,5 @@
 //! `linkerd-proxy`: the mesh's transparent sidecar proxy.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 mod admin;
 mod app;
 mod config;

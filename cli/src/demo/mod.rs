@@ -156,14 +156,17 @@ impl Running {
         env: &[(String, String)],
     ) -> anyhow::Result<()> {
         let log = std::fs::File::create(self.logs.join(format!("{name}.log")))?;
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
+        let linkerd = std::env::current_exe().context("cannot find the linkerd binary")?;
+        let mut cmd = tokio::process::Command::new(linkerd);
+        cmd.arg("die-with-parent")
+            .arg(format!("--parent={}", std::process::id()))
+            .arg(program)
+            .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
-        die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", program.display()))?;
@@ -216,25 +219,34 @@ impl Running {
     }
 }
 
-/// Asks the kernel to SIGKILL the child when the demo dies, however it
-/// dies: a demo killed with SIGKILL runs no code to stop its children, and
-/// they would keep the demo's addresses.
-fn die_with_parent(cmd: &mut tokio::process::Command) {
-    let parent = nix::unistd::getpid();
-    // SAFETY: the closure runs in the forked child before exec, where only
-    // async-signal-safe calls are allowed: it makes two system calls
-    // (prctl, getppid) and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-            // The demo died between fork and prctl: the signal will never
-            // come, so do not start.
-            if nix::unistd::getppid() != parent {
-                return Err(std::io::Error::other("the demo exited"));
-            }
-            Ok(())
-        });
+/// The hidden `linkerd die-with-parent` that every demo child is started
+/// through: it asks the kernel to SIGKILL it when the demo dies, however it
+/// dies (a demo killed with SIGKILL runs no code to stop its children, and
+/// they would keep the demo's addresses), then becomes the child program.
+/// The death signal survives `exec`; doing this in the child before `exec`
+/// would take `unsafe` (`pre_exec`), which this workspace forbids.
+#[derive(clap::Args)]
+pub struct DieWithParentArgs {
+    /// The demo's pid: if the parent is already another, it died before
+    /// the signal was asked for, and the child must not start.
+    #[arg(long)]
+    parent: u32,
+    program: PathBuf,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<std::ffi::OsString>,
+}
+
+pub fn die_with_parent(args: DieWithParentArgs) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .context("cannot ask for a death signal")?;
+    if nix::unistd::getppid().as_raw().unsigned_abs() != args.parent {
+        anyhow::bail!("the demo (pid {}) exited", args.parent);
     }
+    let e = std::process::Command::new(&args.program)
+        .args(&args.args)
+        .exec();
+    Err(e).with_context(|| format!("cannot start {}", args.program.display()))
 }
 
 /// Stops what a demo killed without cleaning up left running, and removes

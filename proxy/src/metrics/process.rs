@@ -6,16 +6,31 @@ use prometheus_client::{
     encoding::{DescriptorEncoder, NoLabelSet},
     metrics::MetricType,
 };
-use std::{fmt, time::SystemTime};
+use std::{fmt, sync::OnceLock, time::SystemTime};
 
 #[derive(Debug)]
 pub(super) struct Process {
     start_time: f64,
 }
 
-/// `/proc` reports CPU time in USER_HZ ticks, which the kernel fixes at 100
-/// for user space on every architecture we run on, whatever its own HZ.
-const USER_HZ: f64 = 100.0;
+/// `/proc` reports CPU time in clock ticks (USER_HZ), as `sysconf` says.
+fn ticks_per_second() -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+            Ok(Some(n)) if n > 0 => n as f64,
+            // POSIX's value on every Linux architecture.
+            _ => 100.0,
+        }
+    })
+}
+
+/// The most file descriptors the process may open (its soft limit).
+fn max_fds() -> Option<f64> {
+    let (soft, _) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()?;
+    (soft != nix::sys::resource::RLIM_INFINITY).then_some(soft as f64)
+}
 
 impl Process {
     pub(super) fn new() -> Self {
@@ -74,7 +89,7 @@ impl Collector for Process {
                     None,
                     MetricType::Counter,
                 )?
-                .encode_counter::<NoLabelSet, _, f64>(&(ticks / USER_HZ), None)?;
+                .encode_counter::<NoLabelSet, _, f64>(&(ticks / ticks_per_second()), None)?;
         }
         if let Some(rss) = rss_bytes() {
             gauge(
@@ -90,6 +105,14 @@ impl Collector for Process {
                 "process_open_fds",
                 "Number of open file descriptors.",
                 fds,
+            )?;
+        }
+        if let Some(max) = max_fds() {
+            gauge(
+                &mut encoder,
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                max,
             )?;
         }
         let labels = [("version", env!("CARGO_PKG_VERSION")), ("profile", PROFILE)];
@@ -117,5 +140,7 @@ mod tests {
     fn reads_own_stat() {
         assert!(super::cpu_ticks().expect("/proc/self/stat") >= 0.0);
         assert!(super::rss_bytes().expect("/proc/self/status") > 1024.0);
+        assert!(super::ticks_per_second() >= 1.0);
+        assert!(super::max_fds().is_none_or(|n| n >= super::open_fds().unwrap()));
     }
 }
