@@ -32,6 +32,9 @@ pub const ENV_INBOUND_DETECT_TIMEOUT: &str = "LINKERD2_PROXY_INBOUND_DETECT_TIME
 pub const ENV_OUTBOUND_DETECT_TIMEOUT: &str = "LINKERD2_PROXY_OUTBOUND_DETECT_TIMEOUT";
 pub const ENV_INBOUND_CONNECT_TIMEOUT: &str = "LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT";
 pub const ENV_OUTBOUND_CONNECT_TIMEOUT: &str = "LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT";
+pub const ENV_OUTBOUND_HTTP_QUEUE_CAPACITY: &str = "LINKERD2_PROXY_OUTBOUND_HTTP_QUEUE_CAPACITY";
+pub const ENV_OUTBOUND_HTTP_FAILFAST_TIMEOUT: &str =
+    "LINKERD2_PROXY_OUTBOUND_HTTP_FAILFAST_TIMEOUT";
 pub const ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION: &str =
     "LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION";
 pub const ENV_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION: &str =
@@ -194,6 +197,28 @@ pub struct DestinationConfig {
     /// (a service's cluster IP, a pod's IP): opaque TCP, and HTTP whose
     /// authority is not a service name.
     pub networks: Vec<ipnet::IpNet>,
+    /// How a balanced service's HTTP requests wait for an endpoint.
+    pub http_queue: QueueConfig,
+}
+
+/// A balanced service's queue of HTTP requests waiting for an endpoint.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueConfig {
+    /// Requests that may wait; callers beyond it wait to join.
+    pub capacity: usize,
+    /// After this long with no endpoint able to take a request, waiting
+    /// and new requests fail at once (503) until one can.
+    pub failfast_timeout: std::time::Duration,
+}
+
+impl Default for QueueConfig {
+    /// Linkerd's defaults.
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            failfast_timeout: std::time::Duration::from_secs(3),
+        }
+    }
 }
 
 impl DestinationConfig {
@@ -346,6 +371,19 @@ impl Config {
             )?
             .unwrap_or_else(|| parse_networks(DEFAULT_DESTINATION_GET_NETWORKS).unwrap());
         let destination_name = svc_name(&r, ENV_DESTINATION_SVC_NAME)?;
+        let default_queue = QueueConfig::default();
+        let http_queue = QueueConfig {
+            capacity: r
+                .parse(
+                    ENV_OUTBOUND_HTTP_QUEUE_CAPACITY,
+                    "a positive number of requests",
+                    |s| s.parse().ok().filter(|n| *n > 0),
+                )?
+                .unwrap_or(default_queue.capacity),
+            failfast_timeout: r
+                .duration(ENV_OUTBOUND_HTTP_FAILFAST_TIMEOUT)?
+                .unwrap_or(default_queue.failfast_timeout),
+        };
         let tap_svc_name = svc_name(&r, ENV_TAP_SVC_NAME)?;
         Ok(Self {
             log: env
@@ -364,6 +402,7 @@ impl Config {
                         .filter(|s| !s.is_empty())
                         .collect(),
                     networks,
+                    http_queue,
                 }),
             cores: r.parse(ENV_CORES, "a positive number of threads", |s| {
                 s.parse().ok().filter(|n| *n > 0)

@@ -13,7 +13,8 @@
 //! them, with destination's labels for it (`dst_pod`, `dst_deployment`, ...).
 
 use crate::{
-    config::DestinationConfig,
+    config::{DestinationConfig, QueueConfig},
+    failfast::FailFast,
     http::{Checkin, Clients, Healthy, Target},
     identity::Local,
     metrics::{Class, Direction, DstLabels, RouteStats},
@@ -57,8 +58,8 @@ use tower::{
 const DEFAULT_RTT: Duration = Duration::from_millis(30);
 /// How quickly peak-EWMA forgets a slow response.
 const DECAY: Duration = Duration::from_secs(10);
-/// Requests queued for a balancer before callers wait.
-const BUFFER: usize = 1_000;
+/// Connections queued for a TCP balancer before callers wait.
+const TCP_QUEUE: usize = 1_000;
 /// Past this many resolved names, ones no connection uses are dropped.
 const MAX_ROUTES: usize = 1_000;
 /// How long a request waits for a name's first resolution before it goes to
@@ -82,8 +83,9 @@ pub(crate) struct Answer {
     pub(crate) served_by: Option<Arc<RouteStats>>,
 }
 
-type HttpBalance = Balance<PeakEwmaDiscover<Changes<Endpoint>>, Req>;
-/// A shared handle on one route's HTTP balancer.
+type HttpBalance = FailFast<Balance<PeakEwmaDiscover<Changes<Endpoint>>, Req>>;
+/// A shared handle on one route's HTTP balancer: requests queue for it, and
+/// fail fast when no endpoint has been able to take one for a while.
 type Balancer = Buffer<Req, <HttpBalance as tower::Service<Req>>::Future>;
 type TcpBalance = Balance<PendingRequestsDiscover<Changes<Connector>, UntilClosed>, ()>;
 /// A shared handle on one route's TCP balancer.
@@ -304,6 +306,8 @@ pub(crate) struct Route {
     key: Box<str>,
     resolution: watch::Receiver<Resolution>,
     clients: Arc<Clients>,
+    /// How its HTTP requests queue for an endpoint.
+    queue: QueueConfig,
     http: OnceLock<Balancer>,
     tcp: OnceLock<TcpBalancer>,
     /// Set by the sweeper when no connection held the route; a route still
@@ -337,7 +341,11 @@ impl Route {
                 DECAY,
                 CompleteOnResponse::default(),
             );
-            Buffer::new(Balance::new(discover), BUFFER)
+            let queue = self.queue;
+            Buffer::new(
+                FailFast::new(Balance::new(discover), queue.failfast_timeout),
+                queue.capacity,
+            )
         })
     }
 
@@ -350,7 +358,7 @@ impl Route {
             };
             tokio::spawn(follow(self.resolution.clone(), make, tx));
             let discover = PendingRequestsDiscover::new::<()>(Changes(changes), UntilClosed);
-            Buffer::new(Balance::new(discover), BUFFER)
+            Buffer::new(Balance::new(discover), TCP_QUEUE)
         })
     }
 }
@@ -449,6 +457,7 @@ impl Resolver {
             key: key.into(),
             resolution,
             clients: clients.clone(),
+            queue: self.config.http_queue,
             http: OnceLock::new(),
             tcp: OnceLock::new(),
             idle: false.into(),
@@ -691,6 +700,7 @@ mod tests {
             svc_name: None,
             suffixes: vec!["svc.cluster.local.".into()],
             networks: vec!["10.0.0.0/8".parse().unwrap()],
+            http_queue: Default::default(),
         };
         let resolver = Resolver::new(config, None).unwrap();
         let clients = Arc::new(Clients::new(

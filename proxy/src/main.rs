@@ -6,6 +6,7 @@ mod config;
 mod control;
 mod detect;
 mod discovery;
+mod failfast;
 mod http;
 mod identity;
 mod metrics;

@@ -173,7 +173,8 @@ async fn other_names_go_to_the_original_destination() {
     // Not under the resolved suffix: not even asked about.
     let counts = spread(&proxy, "example.com:80", 5, 1).await;
     assert_eq!(counts.get(&original.to_string()), Some(&5), "{counts:?}");
-    // Under it, but unknown to destination: NotFound, then the original destination.
+    // Under it, but unknown to destination (no such service, said on a
+    // stream that stays open): the original destination.
     let counts = spread(&proxy, "nope.emojivoto.svc.cluster.local:80", 5, 1).await;
     assert_eq!(counts.get(&original.to_string()), Some(&5), "{counts:?}");
     let counts = spread(&proxy, WEB, 5, 1).await;
@@ -250,7 +251,7 @@ async fn a_refusing_endpoint_is_avoided_until_it_recovers() {
         "{failed} of 150 requests went to the refusing endpoint: {counts:?}"
     );
 
-    // It comes back: once its back-off (at most 10s) ends it is used again.
+    // It comes back: a probe after its back-off (at most 500ms) finds it.
     backends::http_on(TcpListener::bind(dead_addr).await.unwrap());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -500,4 +501,90 @@ async fn an_abandoned_request_counts_at_its_endpoint() {
     let route = [("direction", "outbound"), ("authority", WEB)];
     assert_eq!(m.sum("request_total", &route), counted, "{}", m.text);
     assert_eq!(m.sum("response_total", &route), counted, "{}", m.text);
+}
+
+/// One request with its own connection: its status and how long it took.
+async fn timed_request(proxy: &Proxy, authority: &str) -> (u16, Duration) {
+    let started = std::time::Instant::now();
+    let stream = TcpStream::connect(proxy.outbound).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/whoami")
+        .header("host", authority)
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let rsp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
+        .await
+        .expect("no answer within 10s: the request hung")
+        .unwrap();
+    let status = rsp.status().as_u16();
+    if status == 503 {
+        assert!(rsp.headers().contains_key("l5d-proxy-error"));
+    }
+    (status, started.elapsed())
+}
+
+/// With every endpoint refusing, requests do not queue for ever: after
+/// the fail-fast timeout they get 503 at once, and the moment an endpoint
+/// accepts again they reach it.
+#[tokio::test]
+async fn every_endpoint_refusing_fails_fast_and_recovers_at_once() {
+    let mut dead = Vec::new();
+    for _ in 0..2 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        dead.push(l.local_addr().unwrap());
+    }
+    let ctl = Controller::destination(&topology(&dead)).await;
+    let failfast = Duration::from_millis(500);
+    let proxy = Proxy::builder()
+        .outbound_target("127.0.0.1:1".parse().unwrap())
+        .env("LINKERD2_PROXY_DESTINATION_SVC_ADDR", ctl.grpc)
+        .env("LINKERD2_PROXY_DESTINATION_GET_NETWORKS", NETWORKS)
+        .env("LINKERD2_PROXY_OUTBOUND_HTTP_FAILFAST_TIMEOUT", "500ms")
+        .spawn()
+        .await;
+    // (The listeners above were dropped: both ports refuse.)
+
+    // Each endpoint's first refusal is a 502; then no endpoint is ready, and
+    // requests wait at most the fail-fast timeout before their 503.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let (status, took) = timed_request(&proxy, WEB).await;
+        assert!(
+            took < failfast + Duration::from_secs(2),
+            "a request took {took:?} with fail-fast at {failfast:?}"
+        );
+        statuses.push(status);
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 502 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|s| **s == 502).count() <= 4,
+        "refused endpoints kept getting requests: {statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
+    // Failing fast: the next ones are answered without waiting.
+    let (status, took) = timed_request(&proxy, WEB).await;
+    assert_eq!(status, 503);
+    assert!(took < failfast, "{took:?}");
+
+    // One comes back: requests reach it as soon as a probe finds it.
+    backends::http_on(TcpListener::bind(dead[0]).await.unwrap());
+    let back = std::time::Instant::now();
+    let recovered = linkerd_tests::eventually(Duration::from_secs(5), || async {
+        let (status, _) = timed_request(&proxy, WEB).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    assert!(recovered.is_some(), "never recovered");
+    println!(
+        "recovered {:?} after the endpoint came back",
+        back.elapsed()
+    );
+    let counts = spread(&proxy, WEB, 20, 2).await;
+    assert_eq!(counts.get(&dead[0].to_string()), Some(&20), "{counts:?}");
 }

@@ -87,6 +87,7 @@ linkerd_tests::on_both_backends!(
     get_streams_endpoints_and_every_change,
     empty_services_say_so_at_once,
     names_that_are_not_services_are_refused_with_the_right_status,
+    a_service_created_later_is_streamed_when_it_appears,
     get_profile_answers_for_services,
     addresses_resolve_as_their_service_or_pod,
 );
@@ -193,27 +194,65 @@ async fn names_that_are_not_services_are_refused_with_the_right_status(backend: 
     let ctl =
         Controller::destination_with(backend, &topology(&[("web-1", "10.0.0.1", true)], true))
             .await;
-    let cases = [
-        ("nope.emojivoto.svc.cluster.local:80", Code::NotFound),
-        ("web.emojivoto.svc.cluster.local:81", Code::NotFound),
+    let refused = [
         (
             "search.emojivoto.svc.cluster.local:80",
             Code::InvalidArgument,
         ),
         ("example.com:80", Code::InvalidArgument),
-        ("10.9.9.9:80", Code::NotFound),
         (
             "web.emojivoto.svc.cluster.local:http",
             Code::InvalidArgument,
         ),
     ];
-    for (path, code) in cases {
+    for (path, code) in refused {
         let status = get(&ctl, path).await.expect_err(path);
         assert_eq!(status.code(), code, "{path}: {status:?}");
         assert!(!status.message().is_empty());
     }
+    // Not a service (yet): said on a stream that stays open, as Linkerd's
+    // destination does, rather than refused.
+    for path in [
+        "nope.emojivoto.svc.cluster.local:80",
+        "web.emojivoto.svc.cluster.local:81",
+        "10.9.9.9:80",
+    ] {
+        let mut stream = get(&ctl, path).await.expect(path);
+        assert!(
+            matches!(next(&mut stream).await, Kind::NoEndpoints(n) if !n.exists),
+            "{path}"
+        );
+    }
     // The controller is unharmed and still answers.
     assert!(get(&ctl, WEB).await.is_ok());
+}
+
+/// A client that asked before the Service existed gets its endpoints when
+/// it is created, on the same stream.
+async fn a_service_created_later_is_streamed_when_it_appears(backend: Backend) {
+    let ctl =
+        Controller::destination_with(backend, &topology(&[("web-1", "10.0.0.1", true)], false))
+            .await;
+    let mut stream = get(&ctl, WEB).await.unwrap();
+    assert!(matches!(next(&mut stream).await, Kind::NoEndpoints(n) if !n.exists));
+    ctl.set_topology(&topology(&[("web-1", "10.0.0.1", true)], true));
+    match next(&mut stream).await {
+        Kind::Add(set) => {
+            let added: Vec<_> = set.addrs.iter().filter_map(|a| a.addr).collect();
+            assert_eq!(addrs(&added), ["10.0.0.1:8080".parse().unwrap()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // And when it is deleted, the stream says so and stays open (with
+    // Kubernetes, its slice may go first: a remove, then no service).
+    ctl.set_topology(&topology(&[("web-1", "10.0.0.1", true)], false));
+    loop {
+        match next(&mut stream).await {
+            Kind::NoEndpoints(n) if !n.exists => break,
+            Kind::Remove(_) | Kind::NoEndpoints(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 async fn get_profile_answers_for_services(backend: Backend) {

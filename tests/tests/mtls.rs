@@ -444,3 +444,41 @@ async fn named_control_plane_services_are_reached_over_tls() {
     let m = wrong.metrics().await;
     assert!(m.sum("identity_cert_refresh_failure_total", &[]) >= 1.0);
 }
+
+/// A client that asked for a name before its Service existed keeps
+/// watching it: once the Service and its endpoints appear, its requests are
+/// balanced to them over mTLS, without restarting anything.
+#[tokio::test]
+async fn a_service_created_after_the_client_asked_is_balanced_over_mtls() {
+    let mesh = Mesh::start(&[(NS, "web"), (NS, "vote-bot")], &[]).await;
+    let web = pod(&mesh, "web", backends::http().await).await;
+    let dst = Controller::destination("services: []\npods: []\n").await;
+    let client = client(&mesh, &dst).await;
+    let client_id = identity(NS, "vote-bot");
+
+    // No such service: the original destination, where nothing listens.
+    let (status, _) = http1_get(client.outbound, WEB, "/headers").await;
+    assert_eq!(status, 502);
+
+    dst.set_topology(&service("web", "127.0.10.1", 80, "web", web.wire.addr));
+    let created = std::time::Instant::now();
+    let balanced = linkerd_tests::eventually(Duration::from_secs(10), || async {
+        let (status, body) = http1_get(client.outbound, WEB, "/headers").await;
+        (status == 200).then_some(body)
+    })
+    .await
+    .expect("never balanced to the new service");
+    let took = created.elapsed();
+    assert!(
+        balanced.contains(&format!("l5d-client-id: {client_id}")),
+        "{balanced}"
+    );
+    assert!(
+        !contains(&web.wire.seen(), b"/headers"),
+        "plaintext on the wire"
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "balanced {took:?} after the service appeared"
+    );
+}

@@ -115,20 +115,18 @@ impl<D: Discover> destination_server::Destination for Destination<D> {
         let req = req.into_inner();
         let target = self.target(&req)?;
         let mut resolutions = self.discover.watch(&target);
+        // A name that is no service yet is not final: the stream says so
+        // (`NoEndpoints{exists: false}`) and stays open, so a proxy that
+        // asked before the Service was created balances over it as soon
+        // as it has endpoints, as Linkerd's destination does.
         match &*resolutions.borrow_and_update() {
-            Resolution::NotFound => {
-                return Err(Status::not_found(format!(
-                    "no service or port for {}",
-                    req.path
-                )));
-            }
+            Resolution::NotFound | Resolution::Endpoints(_) => {}
             Resolution::ExternalName => {
                 return Err(Status::invalid_argument(format!(
                     "{} is an ExternalName service: resolve it with DNS",
                     req.path
                 )));
             }
-            Resolution::Endpoints(_) => {}
         }
         tracing::debug!(path = %req.path, "Get");
         let (tx, rx) = mpsc::channel(8);
@@ -216,6 +214,8 @@ struct Translator {
     /// What the proxy was last told: the set's owner and its addresses.
     known: Endpoints,
     first: bool,
+    /// The proxy was last told there is no such service.
+    absent: bool,
 }
 
 impl Translator {
@@ -224,6 +224,7 @@ impl Translator {
             config,
             known: Endpoints::default(),
             first: true,
+            absent: false,
         }
     }
 
@@ -232,13 +233,18 @@ impl Translator {
         let mut out = Vec::new();
         let next = match resolution {
             Resolution::Endpoints(next) => next,
-            // The service went away (or became an alias): the proxy drops
-            // everything it had and stops using discovery for it.
+            // No such service (yet), or it went away or became an alias:
+            // the proxy drops what it had and uses the original
+            // destination until the service exists; said once.
             Resolution::NotFound | Resolution::ExternalName => {
                 self.known = Endpoints::default();
+                if std::mem::replace(&mut self.absent, true) && !first {
+                    return Vec::new();
+                }
                 return vec![no_endpoints(false)];
             }
         };
+        self.absent = false;
         // Set-level labels come with each add: when the owner changes (a
         // cluster IP given to another service), every address is re-sent.
         if (&self.known.namespace, &self.known.service) != (&next.namespace, &next.service) {
@@ -399,6 +405,15 @@ mod tests {
             kinds(&t.updates(&resolution(&[]))),
             ["remove2", "none(exists=true)"]
         );
+        assert_eq!(
+            kinds(&t.updates(&Resolution::NotFound)),
+            ["none(exists=false)"]
+        );
+        assert!(t.updates(&Resolution::NotFound).is_empty(), "said once");
+        // The service appears (again).
+        let back = resolution(&[("10.0.0.1:80", ep("a", true))]);
+        assert_eq!(kinds(&t.updates(&back)), ["add1"]);
+        // NoEndpoints drops everything the proxy had.
         assert_eq!(
             kinds(&t.updates(&Resolution::NotFound)),
             ["none(exists=false)"]

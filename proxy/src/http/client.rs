@@ -187,9 +187,20 @@ struct Health {
     down: Mutex<(u32, Option<Instant>)>,
 }
 
-/// The first back-off after a failed connect; it doubles per failure.
+/// The first back-off after a failed connect; it doubles per failure, up
+/// to Linkerd's outbound connect back-off. A down target costs a probe
+/// connection per back-off, and comes back within one of accepting again.
 const DOWN_MIN: Duration = Duration::from_millis(100);
-const DOWN_MAX: Duration = Duration::from_secs(10);
+const DOWN_MAX: Duration = Duration::from_millis(500);
+
+/// Whether a target is in rotation.
+enum Down {
+    No,
+    /// Out until then.
+    Until(Instant),
+    /// Out, and its back-off is over: a connection will tell.
+    Probe,
+}
 
 impl Health {
     fn failed(&self) {
@@ -205,13 +216,12 @@ impl Health {
         }
     }
 
-    /// Until when the target is out of rotation, if it is.
-    fn down_until(&self) -> Option<Instant> {
-        self.down
-            .lock()
-            .unwrap()
-            .1
-            .filter(|until| *until > Instant::now())
+    fn state(&self) -> Down {
+        match *self.down.lock().unwrap() {
+            (0, _) => Down::No,
+            (_, Some(until)) if until > Instant::now() => Down::Until(until),
+            _ => Down::Probe,
+        }
     }
 }
 
@@ -524,17 +534,27 @@ fn into_error(e: TrySendError<Request<Incoming>>) -> Error {
 }
 
 /// A balanced endpoint's target, ready only while the target accepts
-/// connections: the balancer picks others until its back-off ends.
+/// connections. One that refused is out of rotation: after its back-off it
+/// is probed with a connection of its own, and ready again only once one
+/// succeeds, so no request is spent finding out whether it is back.
 pub(crate) struct Healthy {
     target: Arc<Target>,
-    backoff: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    probe: Probe,
+}
+
+type Connecting = std::pin::Pin<Box<dyn Future<Output = io::Result<Conn>> + Send>>;
+
+enum Probe {
+    Idle,
+    Backoff(std::pin::Pin<Box<tokio::time::Sleep>>),
+    Connecting(Connecting),
 }
 
 impl Healthy {
     pub(crate) fn new(target: Arc<Target>) -> Self {
         Self {
             target,
-            backoff: None,
+            probe: Probe::Idle,
         }
     }
 
@@ -543,16 +563,30 @@ impl Healthy {
     }
 
     pub(crate) fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        use std::task::{Poll, ready};
         loop {
-            if let Some(sleep) = self.backoff.as_mut() {
-                std::task::ready!(sleep.as_mut().poll(cx));
-                self.backoff = None;
-            }
-            match self.target.health.down_until() {
-                Some(until) => {
-                    self.backoff = Some(Box::pin(tokio::time::sleep_until(until.into())));
+            match &mut self.probe {
+                Probe::Idle => match self.target.health.state() {
+                    Down::No => return Poll::Ready(()),
+                    Down::Until(until) => {
+                        self.probe =
+                            Probe::Backoff(Box::pin(tokio::time::sleep_until(until.into())));
+                    }
+                    Down::Probe => {
+                        let target = self.target.clone();
+                        self.probe =
+                            Probe::Connecting(Box::pin(async move { target.connect_tcp().await }));
+                    }
+                },
+                Probe::Backoff(sleep) => {
+                    ready!(sleep.as_mut().poll(cx));
+                    self.probe = Probe::Idle;
                 }
-                None => return std::task::Poll::Ready(()),
+                Probe::Connecting(connecting) => {
+                    // Its result is in the target's health either way.
+                    let _ = ready!(connecting.as_mut().poll(cx));
+                    self.probe = Probe::Idle;
+                }
             }
         }
     }

@@ -557,6 +557,10 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
                             StatusCode::SERVICE_UNAVAILABLE,
                             "the service has no endpoints",
                         ),
+                        None if e.is::<crate::failfast::Unavailable>() => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "no endpoint of the service is available (failing fast)",
+                        ),
                         None => (StatusCode::BAD_GATEWAY, "the service's endpoints failed"),
                     };
                     return Ok(error_response(status, msg, recorder));
