@@ -85,6 +85,28 @@ fn promtool_check(config: &std::path::Path) {
     );
 }
 
+/// Two workloads' proxies (`web`, `vote-bot`) with `web_n` and `bot_n`
+/// answered requests through each.
+async fn two_workloads(web_n: usize, bot_n: usize) -> (Proxy, Proxy) {
+    let web = Proxy::builder()
+        .inbound_target(backends::http().await)
+        .spawn()
+        .await;
+    let bot = Proxy::builder()
+        .inbound_target(backends::http().await)
+        .spawn()
+        .await;
+    for (proxy, n) in [(&web, web_n), (&bot, bot_n)] {
+        for _ in 0..n {
+            assert_eq!(
+                backends::http1_request(proxy.inbound, "GET", "/").await.0,
+                200
+            );
+        }
+    }
+    (web, bot)
+}
+
 /// A real Prometheus running `config`, storing in `dir/data`; stopped when
 /// the child is dropped.
 fn start_prometheus(
@@ -144,22 +166,7 @@ async fn prometheus_scrapes_proxies_with_linkerds_labels() {
     promtool_check(&config);
 
     // Two workloads' proxies, and known traffic through each.
-    let web = Proxy::builder()
-        .inbound_target(backends::http().await)
-        .spawn()
-        .await;
-    let bot = Proxy::builder()
-        .inbound_target(backends::http().await)
-        .spawn()
-        .await;
-    for (proxy, n) in [(&web, 7), (&bot, 3)] {
-        for _ in 0..n {
-            assert_eq!(
-                backends::http1_request(proxy.inbound, "GET", "/").await.0,
-                200
-            );
-        }
-    }
+    let (web, bot) = two_workloads(7, 3).await;
     let target = |proxy: &Proxy, pod: &str, deployment: &str| ProxyTarget {
         admin: proxy.admin,
         namespace: "emojivoto".into(),
@@ -271,22 +278,7 @@ async fn targets_sidecar_follows_the_pods_and_prometheus_scrapes_them() {
         assert_eq!(targets, "[]");
     }
 
-    let web = Proxy::builder()
-        .inbound_target(backends::http().await)
-        .spawn()
-        .await;
-    let bot = Proxy::builder()
-        .inbound_target(backends::http().await)
-        .spawn()
-        .await;
-    for (proxy, n) in [(&web, 5), (&bot, 2)] {
-        for _ in 0..n {
-            assert_eq!(
-                backends::http1_request(proxy.inbound, "GET", "/").await.0,
-                200
-            );
-        }
-    }
+    let (web, bot) = two_workloads(5, 2).await;
     let api = FakeApi::start().await;
     let bot_pod = pod("vote-bot-0", "vote-bot", Some(bot.admin.port()));
     api.put(pod("web-0", "web", Some(web.admin.port())));
