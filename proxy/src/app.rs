@@ -61,7 +61,7 @@ struct Side {
 }
 
 pub async fn run(config: Config) -> Result<(), Error> {
-    let metrics = Metrics::new();
+    let metrics = Metrics::new(config.metrics_retain_idle);
     let drain = CancellationToken::new();
     let tracker = TaskTracker::new();
 
@@ -83,9 +83,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
     };
     let resolver = match config.destination {
         Some(dst) => {
-            let resolver = Arc::new(Resolver::new(dst, identity.as_deref())?);
-            tokio::spawn(resolver.clone().sweep(crate::discovery::SWEEP_INTERVAL));
-            Some(resolver)
+            let resolver = Resolver::new(dst, identity.as_deref(), config.discovery_idle_timeout)?;
+            Some(Arc::new(resolver))
         }
         None => None,
     };
@@ -112,24 +111,28 @@ pub async fn run(config: Config) -> Result<(), Error> {
     }
     let admin_server = Admin::new(registry, drain.clone(), identity.clone());
     tokio::spawn(admin_server.serve(admin));
+    let mut all_clients = Vec::with_capacity(2);
     for (direction, listener, cfg) in [
         (Direction::Inbound, inbound, config.inbound),
         (Direction::Outbound, outbound, config.outbound),
     ] {
+        let clients = Arc::new(Clients::new(
+            direction,
+            ConnectConfig {
+                timeout: cfg.connect_timeout,
+                source_ip: cfg.source_ip,
+            },
+            metrics.clone(),
+            identity.clone(),
+            config.discovery_idle_timeout,
+        ));
+        all_clients.push(clients.clone());
         let side = Arc::new(Side {
             direction,
             orig_dst: cfg
                 .orig_dst_override
                 .map_or(OrigDst::Kernel, OrigDst::Fixed),
-            clients: Arc::new(Clients::new(
-                direction,
-                ConnectConfig {
-                    timeout: cfg.connect_timeout,
-                    source_ip: cfg.source_ip,
-                },
-                metrics.clone(),
-                identity.clone(),
-            )),
+            clients,
             resolver: resolver
                 .clone()
                 .filter(|_| direction == Direction::Outbound),
@@ -142,6 +145,12 @@ pub async fn run(config: Config) -> Result<(), Error> {
         });
         tokio::spawn(accept(listener, side, drain.clone(), tracker.clone()));
     }
+    let every = crate::cache::sweep_interval(
+        config
+            .metrics_retain_idle
+            .min(config.discovery_idle_timeout),
+    );
+    tokio::spawn(sweep(every, resolver, all_clients, metrics));
 
     tokio::select! {
         _ = terminate.recv() => tracing::info!("received SIGTERM, draining"),
@@ -159,6 +168,28 @@ pub async fn run(config: Config) -> Result<(), Error> {
     }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Lets go of what nothing has used for a while. Routes first: a dropped
+/// route releases its endpoints' targets, and they their series.
+async fn sweep(
+    every: Duration,
+    resolver: Option<Arc<Resolver>>,
+    clients: Vec<Arc<Clients>>,
+    metrics: Arc<Metrics>,
+) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let now = std::time::Instant::now();
+        let routes = resolver.as_ref().map_or(0, |r| r.sweep(now));
+        let targets: usize = clients.iter().map(|c| c.sweep(now)).sum();
+        let series = metrics.sweep(now);
+        if routes + targets + series > 0 {
+            tracing::debug!(routes, targets, series, "dropped what went idle");
+        }
+    }
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Error> {

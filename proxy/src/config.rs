@@ -35,6 +35,12 @@ pub const ENV_OUTBOUND_CONNECT_TIMEOUT: &str = "LINKERD2_PROXY_OUTBOUND_CONNECT_
 pub const ENV_OUTBOUND_HTTP_QUEUE_CAPACITY: &str = "LINKERD2_PROXY_OUTBOUND_HTTP_QUEUE_CAPACITY";
 pub const ENV_OUTBOUND_HTTP_FAILFAST_TIMEOUT: &str =
     "LINKERD2_PROXY_OUTBOUND_HTTP_FAILFAST_TIMEOUT";
+/// How long a series nothing updates is kept (Linkerd's default: 10m).
+pub const ENV_METRICS_RETAIN_IDLE: &str = "LINKERD2_PROXY_METRICS_RETAIN_IDLE";
+/// How long a resolved name, and an upstream target, is kept once no
+/// connection uses it.
+pub const ENV_OUTBOUND_DISCOVERY_IDLE_TIMEOUT: &str =
+    "LINKERD2_PROXY_OUTBOUND_DISCOVERY_IDLE_TIMEOUT";
 pub const ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION: &str =
     "LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION";
 pub const ENV_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION: &str =
@@ -124,6 +130,11 @@ pub struct Config {
     /// identity is disabled (every connection is then plaintext).
     pub identity: Option<IdentityConfig>,
     pub inbound_policy: InboundPolicy,
+    /// A series nothing has held this long is dropped.
+    pub metrics_retain_idle: Duration,
+    /// A resolved name or upstream target no connection has held this long
+    /// is dropped, with its destination stream and pooled connections.
+    pub discovery_idle_timeout: Duration,
 }
 
 /// The workload's identity, as the identity service will certify it.
@@ -422,6 +433,12 @@ impl Config {
                 .unwrap_or(Duration::from_secs(120)),
             identity,
             inbound_policy,
+            metrics_retain_idle: r
+                .duration(ENV_METRICS_RETAIN_IDLE)?
+                .unwrap_or(Duration::from_secs(600)),
+            discovery_idle_timeout: r
+                .duration(ENV_OUTBOUND_DISCOVERY_IDLE_TIMEOUT)?
+                .unwrap_or(Duration::from_secs(5)),
         })
     }
 }

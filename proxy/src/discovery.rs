@@ -11,8 +11,13 @@
 //!
 //! Requests and connections are counted against the endpoint that served
 //! them, with destination's labels for it (`dst_pod`, `dst_deployment`, ...).
+//!
+//! A route lives while connections hold it, and for
+//! `LINKERD2_PROXY_OUTBOUND_DISCOVERY_IDLE_TIMEOUT` after: then its
+//! destination stream, its balancers and their endpoints go with it.
 
 use crate::{
+    cache::IdleCache,
     config::{DestinationConfig, QueueConfig},
     failfast::FailFast,
     http::{Checkin, Clients, Healthy, Target},
@@ -28,20 +33,18 @@ use linkerd_proxy_api::destination::{
     tls_identity, update::Update as Kind,
 };
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, VecDeque},
     convert::Infallible,
     future::Future,
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::{
-        Arc, Mutex, OnceLock,
-        atomic::{AtomicBool, Ordering::Relaxed},
-    },
-    task::{Context, Poll},
+    sync::{Arc, OnceLock},
+    task::{Context, Poll, ready},
     time::{Duration, Instant},
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+use tokio_stream::{Stream, wrappers::WatchStream};
 use tonic::{Code, transport::Channel};
 use tower::{
     ServiceExt,
@@ -60,8 +63,6 @@ const DEFAULT_RTT: Duration = Duration::from_millis(30);
 const DECAY: Duration = Duration::from_secs(10);
 /// Connections queued for a TCP balancer before callers wait.
 const TCP_QUEUE: usize = 1_000;
-/// Past this many resolved names, ones no connection uses are dropped.
-const MAX_ROUTES: usize = 1_000;
 /// How long a request waits for a name's first resolution before it goes to
 /// its original destination instead.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -310,37 +311,22 @@ pub(crate) struct Route {
     queue: QueueConfig,
     http: OnceLock<Balancer>,
     tcp: OnceLock<TcpBalancer>,
-    /// Set by the sweeper when no connection held the route; a route still
-    /// unheld at the next sweep is dropped.
-    idle: AtomicBool,
 }
 
 impl Route {
     fn http(&self) -> &Balancer {
         self.http.get_or_init(|| {
-            let (tx, changes) = mpsc::unbounded_channel();
             let clients = self.clients.clone();
-            let authority = self.key.clone();
-            let make = move |addr: SocketAddr, meta: &Arc<EndpointMeta>| {
-                let target = clients.target(addr, Some(meta));
-                Endpoint {
-                    stats: clients.metrics().route(
-                        Direction::Outbound,
-                        &authority,
-                        addr,
-                        target.tls(),
-                        Some(&meta.labels),
-                    ),
-                    healthy: Healthy::new(target),
-                }
+            let authority: Arc<str> = self.key.as_ref().into();
+            let make = move |addr: SocketAddr, meta: &Arc<EndpointMeta>| Endpoint {
+                healthy: Healthy::new(clients.target(addr, Some(meta))),
+                authority: authority.clone(),
+                meta: meta.clone(),
+                stats: None,
             };
-            tokio::spawn(follow(self.resolution.clone(), make, tx));
-            let discover = PeakEwmaDiscover::new(
-                Changes(changes),
-                DEFAULT_RTT,
-                DECAY,
-                CompleteOnResponse::default(),
-            );
+            let changes = Changes::new(self.resolution.clone(), make);
+            let discover =
+                PeakEwmaDiscover::new(changes, DEFAULT_RTT, DECAY, CompleteOnResponse::default());
             let queue = self.queue;
             Buffer::new(
                 FailFast::new(Balance::new(discover), queue.failfast_timeout),
@@ -351,13 +337,12 @@ impl Route {
 
     fn tcp(&self) -> &TcpBalancer {
         self.tcp.get_or_init(|| {
-            let (tx, changes) = mpsc::unbounded_channel();
             let clients = self.clients.clone();
             let make = move |addr: SocketAddr, meta: &Arc<EndpointMeta>| {
                 Connector(Healthy::new(clients.target(addr, Some(meta))))
             };
-            tokio::spawn(follow(self.resolution.clone(), make, tx));
-            let discover = PendingRequestsDiscover::new::<()>(Changes(changes), UntilClosed);
+            let changes = Changes::new(self.resolution.clone(), make);
+            let discover = PendingRequestsDiscover::new::<()>(changes, UntilClosed);
             Buffer::new(Balance::new(discover), TCP_QUEUE)
         })
     }
@@ -366,19 +351,18 @@ impl Route {
 pub(crate) struct Resolver {
     config: DestinationConfig,
     client: DestinationClient<Channel>,
-    routes: Mutex<HashMap<Box<str>, Arc<Route>>>,
+    /// By name or `ip:port`; a route no connection holds goes after the
+    /// discovery idle timeout.
+    routes: IdleCache<Box<str>, Route>,
 }
-
-/// How often unused routes are looked for; one unused for a whole interval is
-/// dropped, ending its destination stream and its balancers.
-pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Resolver {
     /// With `identity`, a destination service that has a name is reached
-    /// over TLS to it.
+    /// over TLS to it. A route no connection holds goes after `idle_timeout`.
     pub(crate) fn new(
         config: DestinationConfig,
         identity: Option<&Local>,
+        idle_timeout: Duration,
     ) -> Result<Self, crate::identity::Error> {
         let tls = match (&config.svc_name, identity) {
             (Some(name), Some(local)) => Some((
@@ -390,35 +374,16 @@ impl Resolver {
         let channel =
             crate::control::channel(&config.addr, tls).map_err(crate::identity::Error::Service)?;
         Ok(Self {
-            config,
             client: DestinationClient::new(channel),
-            routes: Mutex::new(HashMap::new()),
+            routes: IdleCache::new(idle_timeout),
+            config,
         })
     }
 
-    /// Drops routes no connection has held for a whole sweep interval, so a
-    /// name the application stopped calling costs nothing after a while.
-    pub(crate) async fn sweep(self: Arc<Self>, interval: Duration) {
-        loop {
-            tokio::time::sleep(interval).await;
-            self.sweep_once();
-        }
-    }
-
-    fn sweep_once(&self) {
-        self.routes.lock().unwrap().retain(|key, route| {
-            // Only this map holds it: unused since the last sweep?
-            let unheld = Arc::strong_count(route) == 1;
-            if !unheld {
-                route.idle.store(false, Relaxed);
-                return true;
-            }
-            let was_idle = route.idle.swap(true, Relaxed);
-            if was_idle {
-                tracing::debug!(%key, "dropping an idle route");
-            }
-            !was_idle
-        });
+    /// Drops the routes idle for the discovery idle timeout, so a name the
+    /// application stopped calling costs nothing after a while.
+    pub(crate) fn sweep(&self, now: Instant) -> usize {
+        self.routes.sweep(now)
     }
 
     /// The route for `authority`, if it is a name destination should know.
@@ -444,26 +409,20 @@ impl Resolver {
     }
 
     fn get_or_resolve(&self, key: &str, clients: &Arc<Clients>) -> Arc<Route> {
-        let mut routes = self.routes.lock().unwrap();
-        if let Some(route) = routes.get(key) {
-            return route.clone();
-        }
-        if routes.len() >= MAX_ROUTES {
-            routes.retain(|_, r| Arc::strong_count(r) > 1);
-        }
-        let (tx, resolution) = watch::channel(Resolution::Pending);
-        tokio::spawn(resolve(self.client.clone(), key.to_string(), tx));
-        let route = Arc::new(Route {
-            key: key.into(),
-            resolution,
-            clients: clients.clone(),
-            queue: self.config.http_queue,
-            http: OnceLock::new(),
-            tcp: OnceLock::new(),
-            idle: false.into(),
-        });
-        routes.insert(key.into(), route.clone());
-        route
+        self.routes.get_or_insert_with(key, |key| {
+            let (tx, resolution) = watch::channel(Resolution::Pending);
+            // It ends when the route does: nothing then watches `tx`.
+            tokio::spawn(resolve(self.client.clone(), key.to_string(), tx));
+            let route = Route {
+                key: key.into(),
+                resolution,
+                clients: clients.clone(),
+                queue: self.config.http_queue,
+                http: OnceLock::new(),
+                tcp: OnceLock::new(),
+            };
+            (key.into(), route)
+        })
     }
 }
 
@@ -573,48 +532,67 @@ fn endpoint(
     ))
 }
 
-/// Turns resolution changes into a balancer's inserts and removes; an
-/// endpoint whose labels, identity or protocol change is replaced.
-async fn follow<S>(
-    mut resolution: watch::Receiver<Resolution>,
-    make: impl Fn(SocketAddr, &Arc<EndpointMeta>) -> S,
-    changes: mpsc::UnboundedSender<Change<SocketAddr, S>>,
-) {
-    let mut known: Endpoints = Arc::default();
-    loop {
-        let next = match &*resolution.borrow_and_update() {
-            Resolution::Endpoints(e) => e.clone(),
-            Resolution::Pending | Resolution::NotAService => Arc::default(),
-        };
-        for gone in known.keys().filter(|a| !next.contains_key(a)) {
-            if changes.send(Change::Remove(*gone)).is_err() {
-                return;
-            }
+/// A balancer's discovery: the inserts and removes that take it from the
+/// endpoints it has to the route's latest resolution. An endpoint whose
+/// labels, identity or protocol change is replaced.
+///
+/// It is a view of the resolution's watch, diffed when the balancer polls:
+/// however fast destination sends, what waits for the balancer is one
+/// snapshot, never a queue of stale updates, and nothing runs when no
+/// request asks.
+pub(crate) struct Changes<S> {
+    resolutions: WatchStream<Resolution>,
+    known: Endpoints,
+    pending: VecDeque<Change<SocketAddr, S>>,
+    make: Box<dyn Fn(SocketAddr, &Arc<EndpointMeta>) -> S + Send + Sync>,
+}
+
+impl<S> Changes<S> {
+    fn new(
+        resolution: watch::Receiver<Resolution>,
+        make: impl Fn(SocketAddr, &Arc<EndpointMeta>) -> S + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            resolutions: WatchStream::new(resolution),
+            known: Arc::default(),
+            pending: VecDeque::new(),
+            make: Box::new(make),
+        }
+    }
+
+    fn diff(&mut self, next: Endpoints) {
+        for gone in self.known.keys().filter(|a| !next.contains_key(a)) {
+            self.pending.push_back(Change::Remove(*gone));
         }
         for (addr, meta) in next.iter() {
-            if known.get(addr) != Some(meta)
-                && changes
-                    .send(Change::Insert(*addr, make(*addr, meta)))
-                    .is_err()
-            {
-                return;
+            if self.known.get(addr) != Some(meta) {
+                let endpoint = (self.make)(*addr, meta);
+                self.pending.push_back(Change::Insert(*addr, endpoint));
             }
         }
-        known = next;
-        if resolution.changed().await.is_err() {
-            return;
-        }
+        self.known = next;
     }
 }
 
-/// A balancer's discovery stream.
-pub(crate) struct Changes<S>(mpsc::UnboundedReceiver<Change<SocketAddr, S>>);
+// Nothing in it is ever pinned: endpoints are moved out to the balancer.
+impl<S> Unpin for Changes<S> {}
 
-impl<S> tokio_stream::Stream for Changes<S> {
+impl<S> Stream for Changes<S> {
     type Item = Result<Change<SocketAddr, S>, Infallible>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|c| c.map(Ok))
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(change) = this.pending.pop_front() {
+                return Poll::Ready(Some(Ok(change)));
+            }
+            let next = match ready!(Pin::new(&mut this.resolutions).poll_next(cx)) {
+                Some(Resolution::Endpoints(e)) => e,
+                Some(Resolution::Pending | Resolution::NotAService) => Arc::default(),
+                None => return Poll::Ready(None),
+            };
+            this.diff(next);
+        }
     }
 }
 
@@ -623,7 +601,26 @@ impl<S> tokio_stream::Stream for Changes<S> {
 /// connections, counted in the endpoint's own series.
 pub(crate) struct Endpoint {
     healthy: Healthy,
-    stats: Arc<RouteStats>,
+    /// The route's name, the `authority` of the endpoint's series.
+    authority: Arc<str>,
+    meta: Arc<EndpointMeta>,
+    /// Made by the first request: an endpoint never chosen has no series.
+    stats: Option<Arc<RouteStats>>,
+}
+
+impl Endpoint {
+    fn stats(&mut self) -> &Arc<RouteStats> {
+        self.stats.get_or_insert_with(|| {
+            let target = self.healthy.target();
+            target.metrics().route(
+                Direction::Outbound,
+                &self.authority,
+                target.addr(),
+                target.tls(),
+                Some(&self.meta.labels),
+            )
+        })
+    }
 }
 
 impl tower::Service<Req> for Endpoint {
@@ -636,7 +633,7 @@ impl tower::Service<Req> for Endpoint {
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let flight = InFlight::new(self.stats.clone());
+        let flight = InFlight::new(self.stats().clone());
         let sent = self.healthy.target().clone().send(req);
         Box::pin(async move {
             match sent.await {
@@ -693,25 +690,35 @@ mod tests {
     use super::*;
     use crate::metrics::{Direction, Metrics};
 
-    #[tokio::test]
-    async fn unheld_routes_are_dropped_after_two_sweeps() {
-        let config = DestinationConfig {
+    fn config() -> DestinationConfig {
+        DestinationConfig {
             addr: "127.0.0.1:1".into(),
             svc_name: None,
             suffixes: vec!["svc.cluster.local.".into()],
             networks: vec!["10.0.0.0/8".parse().unwrap()],
             http_queue: Default::default(),
-        };
-        let resolver = Resolver::new(config, None).unwrap();
-        let clients = Arc::new(Clients::new(
+        }
+    }
+
+    fn clients(metrics: Arc<Metrics>) -> Arc<Clients> {
+        Arc::new(Clients::new(
             Direction::Outbound,
             crate::transport::ConnectConfig {
                 timeout: Duration::from_secs(1),
                 source_ip: None,
             },
-            Metrics::new(),
+            metrics,
             None,
-        ));
+            IDLE,
+        ))
+    }
+
+    const IDLE: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn unheld_routes_go_after_the_idle_timeout() {
+        let resolver = Resolver::new(config(), None, IDLE).unwrap();
+        let clients = clients(Metrics::new(IDLE));
         let held = resolver
             .route("web.ns.svc.cluster.local:80", &clients)
             .unwrap();
@@ -726,16 +733,126 @@ mod tests {
                 .addr_route("192.168.1.1:80".parse().unwrap(), &clients)
                 .is_none()
         );
-        let count = || resolver.routes.lock().unwrap().len();
-        assert_eq!(count(), 2);
-        resolver.sweep_once();
-        assert_eq!(count(), 2, "one sweep only marks");
-        resolver.sweep_once();
-        assert_eq!(count(), 1, "the unheld route goes at the second");
-        resolver.sweep_once();
-        resolver.sweep_once();
-        assert_eq!(count(), 1, "a held route stays");
+        assert_eq!(resolver.routes.len(), 2);
+        let t0 = Instant::now();
+        assert_eq!(resolver.sweep(t0), 0, "a sweep first notes it idle");
+        assert_eq!(resolver.sweep(t0 + IDLE / 2), 0);
+        assert_eq!(resolver.sweep(t0 + IDLE), 1, "the unheld route goes");
+        assert_eq!(resolver.sweep(t0 + IDLE * 10), 0, "a held route stays");
+        assert!(resolver.routes.contains_key("web.ns.svc.cluster.local:80"));
         drop(held);
+    }
+
+    fn meta(pod: &str) -> Arc<EndpointMeta> {
+        Arc::new(EndpointMeta {
+            labels: Arc::new(DstLabels::new([("pod", pod)])),
+            identity: None,
+            h2: false,
+        })
+    }
+
+    /// Polls `changes` for what it has ready now.
+    fn ready<S>(changes: &mut Changes<S>) -> Vec<Change<SocketAddr, S>> {
+        let mut out = Vec::new();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        while let Poll::Ready(Some(Ok(c))) = Pin::new(&mut *changes).poll_next(&mut cx) {
+            out.push(c);
+        }
+        out
+    }
+
+    fn summary<S>(changes: &[Change<SocketAddr, S>]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| match c {
+                Change::Insert(a, _) => format!("+{a}"),
+                Change::Remove(a) => format!("-{a}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_balancer_sees_only_the_difference_to_the_latest_resolution() {
+        let (tx, rx) = watch::channel(Resolution::Pending);
+        let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = made.clone();
+        let mut changes = Changes::new(rx, move |addr, _meta: &Arc<EndpointMeta>| {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            addr
+        });
+        assert!(ready(&mut changes).is_empty(), "nothing known yet");
+        let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:80".parse().unwrap();
+        let c: SocketAddr = "10.0.0.3:80".parse().unwrap();
+        let set = |eps: &[(SocketAddr, &str)]| {
+            Resolution::Endpoints(Arc::new(
+                eps.iter().map(|(a, pod)| (*a, meta(pod))).collect(),
+            ))
+        };
+        tx.send_replace(set(&[(a, "a"), (b, "b")]));
+        assert_eq!(
+            summary(&ready(&mut changes)),
+            ["+10.0.0.1:80", "+10.0.0.2:80"]
+        );
+        // Many updates while the balancer is busy: it sees one difference,
+        // and no endpoint is made for the ones that came and went.
+        for i in 0..1000 {
+            let churn: SocketAddr = format!("10.1.{}.{}:80", i / 250, i % 250).parse().unwrap();
+            tx.send_replace(set(&[(a, "a"), (churn, "x")]));
+        }
+        tx.send_replace(set(&[(a, "a-relabelled"), (c, "c")]));
+        assert_eq!(
+            summary(&ready(&mut changes)),
+            ["-10.0.0.2:80", "+10.0.0.1:80", "+10.0.0.3:80"]
+        );
+        assert_eq!(made.load(std::sync::atomic::Ordering::Relaxed), 4);
+        tx.send_replace(Resolution::NotAService);
+        assert_eq!(
+            summary(&ready(&mut changes)),
+            ["-10.0.0.1:80", "-10.0.0.3:80"]
+        );
+        drop(tx);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(
+            Pin::new(&mut changes).poll_next(&mut cx),
+            Poll::Ready(None)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_gets_a_series_only_when_it_serves() {
+        let metrics = Metrics::new(IDLE);
+        let clients = clients(metrics.clone());
+        let (tx, rx) = watch::channel(Resolution::Pending);
+        let authority: Arc<str> = "web.ns.svc.cluster.local:80".into();
+        let make = move |addr: SocketAddr, meta: &Arc<EndpointMeta>| Endpoint {
+            healthy: Healthy::new(clients.target(addr, Some(meta))),
+            authority: authority.clone(),
+            meta: meta.clone(),
+            stats: None,
+        };
+        let mut changes = Changes::new(rx, make);
+        let endpoints: BTreeMap<_, _> = (1..=100)
+            .map(|i| {
+                let addr: SocketAddr = format!("10.0.0.{i}:80").parse().unwrap();
+                (addr, meta(&format!("web-{i}")))
+            })
+            .collect();
+        tx.send_replace(Resolution::Endpoints(Arc::new(endpoints)));
+        let mut inserted = ready(&mut changes);
+        assert_eq!(inserted.len(), 100);
+        assert_eq!(
+            metrics.series(),
+            (0, 0),
+            "announced endpoints cost no series"
+        );
+        let Change::Insert(_, endpoint) = &mut inserted[0] else {
+            panic!("an insert")
+        };
+        endpoint.stats().request();
+        assert_eq!(metrics.series(), (1, 0));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod admin;
 mod app;
+mod cache;
 mod config;
 mod control;
 mod detect;

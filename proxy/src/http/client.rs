@@ -13,6 +13,7 @@
 
 use super::orig_proto;
 use crate::{
+    cache::IdleCache,
     discovery::EndpointMeta,
     identity::{self, Local},
     metrics::{Direction, Metrics, NoTlsReason, Peer, TcpStats, Tls},
@@ -26,7 +27,6 @@ use hyper::{
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use std::{
-    collections::HashMap,
     io,
     net::SocketAddr,
     sync::{Arc, Mutex},
@@ -37,8 +37,6 @@ use std::{
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle HTTP/1 connections kept per target; more are closed when released.
 const MAX_IDLE: usize = 64;
-/// Past this many known targets, ones no connection uses are forgotten.
-const MAX_TARGETS: usize = 1024;
 
 #[derive(Copy, Clone, Debug, Hash, PartialEq, Eq)]
 pub(crate) enum Version {
@@ -69,25 +67,34 @@ pub(crate) struct Clients {
     identity: Option<Arc<Local>>,
     /// By address and, for discovered endpoints, what destination says of
     /// them: an address reached as two services' endpoint is counted as each.
-    targets: Mutex<HashMap<TargetKey, Arc<Target>>>,
+    /// A target no connection or balancer holds goes after a while, and its
+    /// pooled connections close with it.
+    targets: IdleCache<TargetKey, Target>,
 }
 
 type TargetKey = (SocketAddr, Option<Arc<EndpointMeta>>);
 
 impl Clients {
+    /// Targets nothing holds are forgotten after `retain_idle`.
     pub(crate) fn new(
         direction: Direction,
         connect: ConnectConfig,
         metrics: Arc<Metrics>,
         identity: Option<Arc<Local>>,
+        retain_idle: Duration,
     ) -> Self {
         Self {
             direction,
             connect,
             metrics,
             identity,
-            targets: Mutex::new(HashMap::new()),
+            targets: IdleCache::new(retain_idle),
         }
+    }
+
+    /// Forgets the targets idle for the retention; returns how many went.
+    pub(crate) fn sweep(&self, now: Instant) -> usize {
+        self.targets.sweep(now)
     }
 
     /// The TLS of a connection to `meta`'s endpoint (or to an undiscovered
@@ -113,10 +120,6 @@ impl Clients {
         }
     }
 
-    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
     /// The shared state for `target`; looked up once per client connection
     /// (or per discovered endpoint, with what destination says of it).
     pub(crate) fn target(
@@ -125,33 +128,37 @@ impl Clients {
         meta: Option<&Arc<EndpointMeta>>,
     ) -> Arc<Target> {
         let key = (target, meta.cloned());
-        let mut targets = self.targets.lock().unwrap();
-        if targets.len() >= MAX_TARGETS && !targets.contains_key(&key) {
-            // Only this map holds a target no client connection is using;
-            // its idle connections close with it.
-            targets.retain(|_, t| Arc::strong_count(t) > 1);
-        }
-        targets
-            .entry(key)
-            .or_insert_with(|| {
-                let (tls, mesh) = self.mesh_tls(meta.map(|m| &**m));
-                let dst = meta.map(|m| &m.labels);
-                Arc::new(Target {
-                    addr: target,
-                    connect: self.connect,
-                    stats: self
-                        .metrics
-                        .tcp(self.direction, Peer::Dst, target, &tls, dst),
-                    h2_upgrade: meta.is_some_and(|m| m.h2),
-                    tls,
-                    mesh,
-                    h2: tokio::sync::Mutex::new(None),
-                    idle: Mutex::new(Vec::new()),
-                    health: Health::default(),
-                })
-            })
-            .clone()
+        self.targets.get_or_insert_with(&key, |key| {
+            let (tls, mesh) = self.mesh_tls(meta.map(|m| &**m));
+            let target = Target {
+                addr: target,
+                connect: self.connect,
+                series: Series {
+                    metrics: self.metrics.clone(),
+                    direction: self.direction,
+                    dst: meta.map(|m| m.labels.clone()),
+                },
+                h2_upgrade: meta.is_some_and(|m| m.h2),
+                tls,
+                mesh,
+                h2: tokio::sync::Mutex::new(None),
+                idle: Mutex::new(Vec::new()),
+                health: Health::default(),
+            };
+            (key.clone(), target)
+        })
     }
+}
+
+/// Where a target's connections are counted. The series is looked up per
+/// connection, not held by the target, so an endpoint discovery announced
+/// but never connected to has none, and one whose connections have all
+/// closed lets its series go idle.
+#[derive(Debug)]
+struct Series {
+    metrics: Arc<Metrics>,
+    direction: Direction,
+    dst: Option<Arc<crate::metrics::DstLabels>>,
 }
 
 /// One upstream address and the connections to it.
@@ -159,7 +166,7 @@ impl Clients {
 pub(crate) struct Target {
     addr: SocketAddr,
     connect: ConnectConfig,
-    stats: Arc<TcpStats>,
+    series: Series,
     /// The `tls` labels of everything sent to this target.
     tls: Tls,
     /// Set for a meshed endpoint: connections are mesh TLS to its identity.
@@ -233,6 +240,22 @@ impl Target {
         &self.tls
     }
 
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Where this side's series are: an endpoint's requests are counted
+    /// there too.
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.series.metrics
+    }
+
+    fn stats(&self) -> Arc<TcpStats> {
+        let s = &self.series;
+        s.metrics
+            .tcp(s.direction, Peer::Dst, self.addr, &self.tls, s.dst.as_ref())
+    }
+
     /// A new connection, counted in the target's TCP series, with mesh TLS
     /// to a meshed endpoint; a failure takes the target out of rotation for
     /// a while. A meshed endpoint whose certificate does not prove its
@@ -258,7 +281,8 @@ impl Target {
             ));
         }
         let stream = transport::connect(self.addr, self.connect).await?;
-        let io = Metered::new(stream, self.stats.clone());
+        let stats = self.stats();
+        let io = Metered::new(stream, stats.clone());
         let Some(mesh) = &self.mesh else {
             return Ok(Conn::Plain(io));
         };
@@ -267,14 +291,14 @@ impl Target {
         match tokio::time::timeout(self.connect.timeout, handshake).await {
             Ok(Ok(tls)) => Ok(Conn::Tls(Box::new(tls))),
             Ok(Err(e)) => {
-                self.stats.tls_failed();
+                stats.tls_failed();
                 Err(io::Error::new(
                     e.kind(),
                     format!("mesh TLS to {:?} failed: {e}", self.server_name()),
                 ))
             }
             Err(_) => {
-                self.stats.tls_failed();
+                stats.tls_failed();
                 Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "mesh TLS handshake timed out",

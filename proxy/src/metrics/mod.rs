@@ -4,12 +4,18 @@
 //! Each label set is interned once (per connection, or per authority on a
 //! connection) into a `Arc`'d stats block of atomics; the request path then
 //! only increments. Encoding walks the interned blocks on each scrape.
+//!
+//! A series nothing has held for `LINKERD2_PROXY_METRICS_RETAIN_IDLE` is
+//! dropped, as linkerd2-proxy drops its idle series: authorities and
+//! endpoints come and go, and the proxy's memory and scrape size must not
+//! grow with every one it ever saw.
 
 mod histogram;
 mod process;
 
 pub(crate) use self::histogram::Histogram;
 use self::histogram::{DURATION_MS, LATENCY_MS};
+use crate::cache::IdleCache;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, NoLabelSet},
@@ -18,13 +24,14 @@ use prometheus_client::{
 };
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     fmt,
     net::SocketAddr,
     sync::{
         Arc, RwLock,
         atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
     },
+    time::{Duration, Instant},
 };
 
 /// Distinct authorities are client-controlled; past this many per direction
@@ -249,7 +256,7 @@ impl DetectResult {
 }
 
 /// Every metric the proxy exports, shared by all of its tasks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Metrics {
     http: HttpMetrics,
     tcp: TcpMetrics,
@@ -257,8 +264,28 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+    /// Series nothing holds are dropped after `retain_idle`.
+    pub(crate) fn new(retain_idle: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            http: HttpMetrics {
+                routes: IdleCache::new(retain_idle),
+            },
+            tcp: TcpMetrics {
+                conns: IdleCache::new(retain_idle),
+            },
+            detect: DetectMetrics::default(),
+        })
+    }
+
+    /// Drops the series idle for the retention; returns how many went.
+    pub(crate) fn sweep(&self, now: Instant) -> usize {
+        self.http.routes.sweep(now) + self.tcp.conns.sweep(now)
+    }
+
+    /// How many HTTP and TCP series exist.
+    #[cfg(test)]
+    pub(crate) fn series(&self) -> (usize, usize) {
+        (self.http.routes.len(), self.tcp.conns.len())
     }
 
     /// The stats block for requests to `authority` on one side of the proxy,
@@ -329,9 +356,9 @@ struct RouteKey {
     dst: Option<Arc<DstLabels>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct HttpMetrics {
-    routes: RwLock<HashMap<RouteKey, Arc<RouteStats>>>,
+    routes: IdleCache<RouteKey, RouteStats>,
 }
 
 /// Counts for one (direction, authority, target, tls) series.
@@ -355,27 +382,22 @@ struct ResponseStats {
 
 impl HttpMetrics {
     fn route(&self, mut key: RouteKey) -> Arc<RouteStats> {
-        if let Some(stats) = self.routes.read().unwrap().get(&key) {
-            return stats.clone();
-        }
-        let mut routes = self.routes.write().unwrap();
-        if routes.len() >= MAX_ROUTES && !routes.contains_key(&key) {
+        // Approximate under concurrency, which is all a bound needs.
+        if self.routes.len() >= MAX_ROUTES && !self.routes.contains_key(&key) {
             key.authority = OVERFLOW_AUTHORITY.into();
         }
-        routes
-            .entry(key)
-            .or_insert_with_key(|key| {
-                Arc::new(RouteStats {
-                    key: key.clone(),
-                    requests: AtomicU64::new(0),
-                    responses: RwLock::new(Vec::new()),
-                })
-            })
-            .clone()
+        self.routes.get_or_insert_with(&key, |key| {
+            let stats = RouteStats {
+                key: key.clone(),
+                requests: AtomicU64::new(0),
+                responses: RwLock::new(Vec::new()),
+            };
+            (key.clone(), stats)
+        })
     }
 
     fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
-        let routes: Vec<_> = self.routes.read().unwrap().values().cloned().collect();
+        let routes = self.routes.values();
         let mut e = encoder.encode_descriptor(
             "request",
             "Total count of HTTP requests.",
@@ -523,9 +545,9 @@ struct TcpKey {
     dst: Option<Arc<DstLabels>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct TcpMetrics {
-    conns: RwLock<HashMap<TcpKey, Arc<TcpStats>>>,
+    conns: IdleCache<TcpKey, TcpStats>,
 }
 
 /// Counts for the connections of one (direction, peer, target, tls) series.
@@ -546,30 +568,23 @@ pub(crate) struct TcpStats {
 
 impl TcpMetrics {
     fn get(&self, key: TcpKey) -> Arc<TcpStats> {
-        if let Some(s) = self.conns.read().unwrap().get(&key) {
-            return s.clone();
-        }
-        self.conns
-            .write()
-            .unwrap()
-            .entry(key)
-            .or_insert_with_key(|key| {
-                Arc::new(TcpStats {
-                    key: key.clone(),
-                    open_total: AtomicU64::new(0),
-                    open: AtomicI64::new(0),
-                    read_bytes: AtomicU64::new(0),
-                    write_bytes: AtomicU64::new(0),
-                    duration: Histogram::new(DURATION_MS),
-                    closes: RwLock::new(Vec::new()),
-                    tls_failures: AtomicU64::new(0),
-                })
-            })
-            .clone()
+        self.conns.get_or_insert_with(&key, |key| {
+            let stats = TcpStats {
+                key: key.clone(),
+                open_total: AtomicU64::new(0),
+                open: AtomicI64::new(0),
+                read_bytes: AtomicU64::new(0),
+                write_bytes: AtomicU64::new(0),
+                duration: Histogram::new(DURATION_MS),
+                closes: RwLock::new(Vec::new()),
+                tls_failures: AtomicU64::new(0),
+            };
+            (key.clone(), stats)
+        })
     }
 
     fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
-        let conns: Vec<_> = self.conns.read().unwrap().values().cloned().collect();
+        let conns = self.conns.values();
         type Read = fn(&TcpStats) -> u64;
         let counters: [(&str, &str, Read); 3] = [
             ("tcp_open", "Total count of opened connections.", |s| {
