@@ -544,8 +544,11 @@ pub(crate) struct Changes<S> {
     resolutions: WatchStream<Resolution>,
     known: Endpoints,
     pending: VecDeque<Change<SocketAddr, S>>,
-    make: Box<dyn Fn(SocketAddr, &Arc<EndpointMeta>) -> S + Send + Sync>,
+    make: MakeEndpoint<S>,
 }
+
+/// Makes a balancer's endpoint from what destination says of it.
+type MakeEndpoint<S> = Box<dyn Fn(SocketAddr, &Arc<EndpointMeta>) -> S + Send + Sync>;
 
 impl<S> Changes<S> {
     fn new(
