@@ -17,7 +17,7 @@ use std::{
     borrow::Borrow,
     collections::HashMap,
     hash::Hash,
-    sync::{Arc, RwLock},
+    sync::{Arc, RwLock, Weak},
     time::{Duration, Instant},
 };
 
@@ -84,14 +84,21 @@ impl<K: Hash + Eq, V> IdleCache<K, V> {
             let since = *entry.idle_since.get_or_insert(now);
             now.saturating_duration_since(since) < self.retain_idle
         });
-        before - entries.len()
+        // A map keeps the table of its largest size: after a burst of
+        // names, that is most of what the burst cost.
+        let len = entries.len();
+        if entries.capacity() > 64 && len * 4 < entries.capacity() {
+            entries.shrink_to(len * 2);
+        }
+        before - len
     }
 
-    /// A snapshot of the values, for encoding metrics without holding the
-    /// lock the request path takes.
-    pub(crate) fn values(&self) -> Vec<Arc<V>> {
+    /// The values as of now, for encoding metrics without holding the lock
+    /// the request path takes. Weak, so that reading them does not count as
+    /// holding them: a value a scrape is walking can still go idle.
+    pub(crate) fn values(&self) -> Vec<Weak<V>> {
         let entries = self.entries.read().unwrap();
-        entries.values().map(|e| e.value.clone()).collect()
+        entries.values().map(|e| Arc::downgrade(&e.value)).collect()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -179,6 +186,32 @@ mod tests {
         let again = cache.get_or_insert_with("a", |k| (k.to_string(), 2));
         assert_eq!(*again, 2);
         assert_eq!(cache.values().len(), 1);
+    }
+
+    #[test]
+    fn reading_the_values_is_not_holding_them() {
+        let cache = cache();
+        let t0 = Instant::now();
+        drop(cache.get_or_insert_with("a", |k| (k.to_string(), 1)));
+        let read = cache.values();
+        cache.sweep(t0);
+        assert_eq!(cache.sweep(t0 + Duration::from_secs(10)), 1);
+        assert!(read[0].upgrade().is_none());
+    }
+
+    #[test]
+    fn the_table_shrinks_when_most_entries_went() {
+        let cache = cache();
+        let t0 = Instant::now();
+        for i in 0..10_000 {
+            drop(cache.get_or_insert_with(&i.to_string(), |k| (k.to_string(), i)));
+        }
+        let kept = cache.get_or_insert_with("1", |k| (k.to_string(), 0));
+        cache.sweep(t0);
+        cache.sweep(t0 + Duration::from_secs(10));
+        assert_eq!(cache.len(), 1);
+        assert!(cache.entries.read().unwrap().capacity() < 100);
+        drop(kept);
     }
 
     #[test]

@@ -397,26 +397,31 @@ impl HttpMetrics {
     }
 
     fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
-        let routes = self.routes.values();
+        // Copied out series by series: a scrape must not hold the series, or
+        // a proxy scraped often would never see one go idle.
+        let routes: Vec<_> = self
+            .routes
+            .values()
+            .iter()
+            .filter_map(|r| {
+                let r = r.upgrade()?;
+                let responses = r.responses.read().unwrap().clone();
+                Some((r.key.labels(), r.requests.load(Relaxed), responses))
+            })
+            .collect();
         let mut e = encoder.encode_descriptor(
             "request",
             "Total count of HTTP requests.",
             None,
             MetricType::Counter,
         )?;
-        for r in &routes {
-            let labels = r.key.labels();
+        for (labels, requests, _) in &routes {
             e.encode_family(&labels.as_slice())?
-                .encode_counter::<NoLabelSet, _, u64>(&r.requests.load(Relaxed), None)?;
+                .encode_counter::<NoLabelSet, _, u64>(requests, None)?;
         }
         let responses: Vec<_> = routes
             .iter()
-            .flat_map(|r| {
-                let rsps = r.responses.read().unwrap();
-                rsps.iter()
-                    .map(|s| (r.key.labels(), s.clone()))
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|(labels, _, rsps)| rsps.iter().map(move |s| (labels, s)))
             .collect();
         let mut e = encoder.encode_descriptor(
             "response",
@@ -584,27 +589,33 @@ impl TcpMetrics {
     }
 
     fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
-        let conns = self.conns.values();
-        type Read = fn(&TcpStats) -> u64;
+        // Copied out series by series, as for HTTP: the scrape holds none.
+        let conns: Vec<_> = self
+            .conns
+            .values()
+            .iter()
+            .filter_map(|s| s.upgrade().map(|s| TcpSnapshot::of(&s)))
+            .collect();
+        type Read = fn(&TcpSnapshot) -> u64;
         let counters: [(&str, &str, Read); 3] = [
             ("tcp_open", "Total count of opened connections.", |s| {
-                s.open_total.load(Relaxed)
+                s.open_total
             }),
             (
                 "tcp_read_bytes",
                 "Total count of bytes read from peers.",
-                |s| s.read_bytes.load(Relaxed),
+                |s| s.read_bytes,
             ),
             (
                 "tcp_write_bytes",
                 "Total count of bytes written to peers.",
-                |s| s.write_bytes.load(Relaxed),
+                |s| s.write_bytes,
             ),
         ];
         for (name, help, value) in counters {
             let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for s in &conns {
-                e.encode_family(&s.key.labels().as_slice())?
+                e.encode_family(&s.labels.as_slice())?
                     .encode_counter::<NoLabelSet, _, u64>(&value(s), None)?;
             }
         }
@@ -614,9 +625,9 @@ impl TcpMetrics {
             None,
             MetricType::Counter,
         )?;
-        for s in conns.iter().filter(|s| s.tls_failures.load(Relaxed) > 0) {
-            e.encode_family(&s.key.labels().as_slice())?
-                .encode_counter::<NoLabelSet, _, u64>(&s.tls_failures.load(Relaxed), None)?;
+        for s in conns.iter().filter(|s| s.tls_failures > 0) {
+            e.encode_family(&s.labels.as_slice())?
+                .encode_counter::<NoLabelSet, _, u64>(&s.tls_failures, None)?;
         }
         let mut e = encoder.encode_descriptor(
             "tcp_close",
@@ -625,11 +636,10 @@ impl TcpMetrics {
             MetricType::Counter,
         )?;
         for s in &conns {
-            let labels = s.key.labels();
-            for (errno, n) in s.closes.read().unwrap().iter() {
+            for (errno, n) in &s.closes {
                 let errno = [("errno", *errno)];
-                e.encode_family(&(labels.as_slice(), errno.as_slice()))?
-                    .encode_counter::<NoLabelSet, _, u64>(&n.load(Relaxed), None)?;
+                e.encode_family(&(s.labels.as_slice(), errno.as_slice()))?
+                    .encode_counter::<NoLabelSet, _, u64>(n, None)?;
             }
         }
         let mut e = encoder.encode_descriptor(
@@ -639,8 +649,8 @@ impl TcpMetrics {
             MetricType::Gauge,
         )?;
         for s in &conns {
-            e.encode_family(&s.key.labels().as_slice())?
-                .encode_gauge(&s.open.load(Relaxed))?;
+            e.encode_family(&s.labels.as_slice())?
+                .encode_gauge(&s.open)?;
         }
         let mut e = encoder.encode_descriptor(
             "tcp_connection_duration_ms",
@@ -649,11 +659,44 @@ impl TcpMetrics {
             MetricType::Histogram,
         )?;
         for s in &conns {
-            let (sum, count, buckets) = s.duration.snapshot();
-            e.encode_family(&s.key.labels().as_slice())?
-                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+            let (sum, count, buckets) = &s.duration;
+            e.encode_family(&s.labels.as_slice())?
+                .encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)?;
         }
         Ok(())
+    }
+}
+
+/// One TCP series' values as of a scrape.
+struct TcpSnapshot {
+    labels: Labels,
+    open_total: u64,
+    open: i64,
+    read_bytes: u64,
+    write_bytes: u64,
+    tls_failures: u64,
+    closes: Vec<(&'static str, u64)>,
+    duration: (f64, u64, Vec<(f64, u64)>),
+}
+
+impl TcpSnapshot {
+    fn of(s: &TcpStats) -> Self {
+        Self {
+            labels: s.key.labels(),
+            open_total: s.open_total.load(Relaxed),
+            open: s.open.load(Relaxed),
+            read_bytes: s.read_bytes.load(Relaxed),
+            write_bytes: s.write_bytes.load(Relaxed),
+            tls_failures: s.tls_failures.load(Relaxed),
+            closes: s
+                .closes
+                .read()
+                .unwrap()
+                .iter()
+                .map(|(e, n)| (*e, n.load(Relaxed)))
+                .collect(),
+            duration: s.duration.snapshot(),
+        }
     }
 }
 
