@@ -25,9 +25,24 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Whether a header is hop-by-hop whatever `Connection` says.
+fn always_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == TRANSFER_ENCODING
+        || name == TE
+        || name == UPGRADE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
 /// Removes the hop-by-hop headers. With `upgrade`, `Upgrade` survives and
 /// `Connection: upgrade` is set, because the handshake must reach the peer.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none: one pass over their few names (standard
+    // ones compare as small integers) instead of a hashed lookup per name.
+    if !upgrade && !headers.keys().any(always_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderName> = connection_tokens(headers)
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
@@ -86,6 +101,18 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
         assert_eq!(h["x-end"], "kept");
+    }
+
+    #[test]
+    fn a_message_without_hop_headers_is_left_alone() {
+        let mut h = map(&[("content-length", "5"), ("x-custom", "1"), ("host", "web")]);
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
+        // A standard hop header alone, with no `Connection`, still goes.
+        let mut h = map(&[("keep-alive", "timeout=5"), ("x-custom", "1")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod body;
 mod client;
 mod headers;
 mod orig_proto;
+mod woken;
 
 pub(crate) use self::client::{Checkin, Clients, Error as ClientError, Healthy, Target, Version};
 use self::{
@@ -110,13 +111,21 @@ async fn drive<C, E>(
 where
     C: Future<Output = Result<(), E>>,
 {
-    tokio::select! {
-        res = conn.as_mut() => return res,
-        _ = drain.cancelled() => {}
-        _ = activity.idle(idle_timeout) => tracing::debug!("closing idle connection"),
-        _ = activity.abuse.notified() => {
-            tracing::info!("closing a connection whose client abandons most of its requests");
+    // Polled only when one of them woke, not on each of the connection's
+    // wake-ups: they almost never fire.
+    let watchdogs = woken::Woken::new(async {
+        tokio::select! {
+            _ = drain.cancelled() => {}
+            _ = activity.idle(idle_timeout) => tracing::debug!("closing idle connection"),
+            _ = activity.abuse.notified() => {
+                tracing::info!("closing a connection whose client abandons most of its requests");
+            }
         }
+    });
+    tokio::select! {
+        biased;
+        res = conn.as_mut() => return res,
+        _ = watchdogs => {}
     }
     shutdown(conn.as_mut());
     conn.await
