@@ -26,6 +26,7 @@ use crate::{
     tcp,
     transport::Conn,
 };
+use futures_util::TryFutureExt;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use linkerd_proxy_api::destination::{
@@ -118,12 +119,48 @@ pub(crate) enum Resolution {
     Endpoints(Endpoints),
 }
 
-pub(crate) type SendFuture = Pin<Box<dyn Future<Output = Result<Answer, BoxError>> + Send>>;
+pub(crate) type SendFuture = Pin<Box<dyn Future<Output = Result<Answer, DispatchError>> + Send>>;
 
 /// A resolved service has no endpoints: the request fails fast.
 #[derive(Debug, thiserror::Error)]
 #[error("the service has no endpoints")]
 pub(crate) struct NoEndpoints;
+
+/// Why a request sent through discovery got no response.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DispatchError {
+    #[error(transparent)]
+    NoEndpoints(#[from] NoEndpoints),
+    /// No endpoint could take a request for the fail-fast timeout.
+    #[error(transparent)]
+    Unavailable(#[from] crate::failfast::Unavailable),
+    /// The endpoint (or original destination) it went to failed it.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// The balancer itself failed (its queue's worker is gone).
+    #[error("the service's balancer failed: {0}")]
+    Balancer(BoxError),
+}
+
+impl DispatchError {
+    /// The one place that knows what the balancer stack wraps: tower's
+    /// balancer and queue pass errors on boxed, so they are typed again
+    /// here, once, for the layer that turns them into responses.
+    fn from_balancer(e: BoxError) -> Self {
+        let e = match e.downcast::<EndpointError>() {
+            Ok(e) => return Self::Endpoint(*e),
+            Err(e) => e,
+        };
+        let e = match e.downcast::<crate::failfast::Unavailable>() {
+            Ok(e) => return Self::Unavailable(*e),
+            Err(e) => e,
+        };
+        match e.downcast::<NoEndpoints>() {
+            Ok(e) => Self::NoEndpoints(*e),
+            Err(e) => Self::Balancer(e),
+        }
+    }
+}
 
 /// A balanced endpoint failed the request; the request was counted in its
 /// series, so its failure is too.
@@ -199,7 +236,13 @@ impl Dispatch {
     pub(crate) fn send(self, req: Req) -> SendFuture {
         match self {
             Self::NoEndpoints => Box::pin(std::future::ready(Err(NoEndpoints.into()))),
-            Self::Balanced(route) => Box::pin(route.http().clone().oneshot(req)),
+            Self::Balanced(route) => Box::pin(
+                route
+                    .http()
+                    .clone()
+                    .oneshot(req)
+                    .map_err(DispatchError::from_balancer),
+            ),
             Self::WhenResolved(route, fallback) => Box::pin(when_resolved(route, fallback, req)),
         }
     }
@@ -230,9 +273,9 @@ async fn when_resolved(
     route: Arc<Route>,
     (target, stats): Fallback,
     req: Req,
-) -> Result<Answer, BoxError> {
+) -> Result<Answer, DispatchError> {
     match first_resolution(&route).await {
-        Some(Resolution::Endpoints(e)) if e.is_empty() => Err(Box::new(NoEndpoints)),
+        Some(Resolution::Endpoints(e)) if e.is_empty() => Err(NoEndpoints.into()),
         Some(Resolution::Endpoints(_)) => Dispatch::Balanced(route).send(req).await,
         // Not a service, or destination too slow to say: as if undiscovered.
         _ => {
@@ -243,10 +286,11 @@ async fn when_resolved(
                     checkin,
                     served_by: Some(flight.answered()),
                 }),
-                Err(source) => Err(Box::new(EndpointError {
+                Err(source) => Err(EndpointError {
                     stats: flight.answered(),
                     source,
-                })),
+                }
+                .into()),
             }
         }
     }
@@ -856,6 +900,41 @@ mod tests {
         };
         endpoint.stats().request();
         assert_eq!(metrics.series(), (1, 0));
+    }
+
+    #[test]
+    fn the_balancers_boxed_errors_are_typed_again() {
+        let refused = || crate::http::ClientError::Connect(io::ErrorKind::ConnectionRefused.into());
+        let stats = Metrics::new(IDLE).route(
+            Direction::Outbound,
+            "web.ns.svc.cluster.local:80",
+            "10.0.0.1:80".parse().unwrap(),
+            &crate::metrics::Tls::Disabled,
+            None,
+        );
+        let boxed: BoxError = Box::new(EndpointError {
+            stats,
+            source: refused(),
+        });
+        assert!(matches!(
+            DispatchError::from_balancer(boxed),
+            DispatchError::Endpoint(_)
+        ));
+        let boxed: BoxError = Box::new(crate::failfast::Unavailable(Duration::from_secs(3)));
+        assert!(matches!(
+            DispatchError::from_balancer(boxed),
+            DispatchError::Unavailable(_)
+        ));
+        let boxed: BoxError = Box::new(NoEndpoints);
+        assert!(matches!(
+            DispatchError::from_balancer(boxed),
+            DispatchError::NoEndpoints(_)
+        ));
+        let boxed: BoxError = "the buffer's worker closed".into();
+        assert!(matches!(
+            DispatchError::from_balancer(boxed),
+            DispatchError::Balancer(_)
+        ));
     }
 
     #[test]

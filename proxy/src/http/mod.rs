@@ -525,8 +525,8 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
                         checkin,
                         served_by: None,
                     })
-                    .map_err(BoxError::from),
-                Either::Right(discovered) => discovered.await,
+                    .map_err(Failure::Direct),
+                Either::Right(discovered) => discovered.await.map_err(Failure::Dispatch),
             };
             recorder.answered();
             let Answer {
@@ -535,44 +535,17 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
                 served_by,
             } = match result {
                 Ok(answer) => answer,
-                Err(e) => {
+                Err(failure) => {
+                    tracing::debug!(error = %failure, "upstream request failed");
+                    let (respond, served_by) = failure.respond(h2);
                     // A balanced endpoint's failure counts in its series.
-                    let e = match e.downcast::<EndpointError>() {
-                        Ok(failed) => {
-                            let EndpointError { stats, source } = *failed;
-                            recorder.served_by(stats);
-                            BoxError::from(source)
-                        }
-                        Err(e) => e,
-                    };
-                    // An HTTP/2 stream the server reset is reset for the
-                    // client too, with the same reason: hyper finds the h2
-                    // error in the chain.
-                    if h2 && reset_reason(&*e).is_some() {
-                        return Err(e);
+                    if let Some(endpoint) = served_by {
+                        recorder.served_by(endpoint);
                     }
-                    tracing::debug!(error = %e, "upstream request failed");
-                    let (status, msg) = match e.downcast_ref::<client::Error>() {
-                        Some(client::Error::Connect(_) | client::Error::Handshake(_)) => {
-                            (StatusCode::BAD_GATEWAY, "connection to the target failed")
-                        }
-                        Some(client::Error::Request(_)) => {
-                            (StatusCode::BAD_GATEWAY, "the target closed the request")
-                        }
-                        Some(client::Error::Uri(_)) => {
-                            (StatusCode::BAD_REQUEST, "invalid authority")
-                        }
-                        None if e.is::<discovery::NoEndpoints>() => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "the service has no endpoints",
-                        ),
-                        None if e.is::<crate::failfast::Unavailable>() => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "no endpoint of the service is available (failing fast)",
-                        ),
-                        None => (StatusCode::BAD_GATEWAY, "the service's endpoints failed"),
+                    return match respond {
+                        Respond::Reset(e) => Err(e),
+                        Respond::With(status, msg) => Ok(error_response(status, msg, recorder)),
                     };
-                    return Ok(error_response(status, msg, recorder));
                 }
             };
             if let Some(endpoint) = served_by {
@@ -633,6 +606,69 @@ impl Proxy {
     }
 }
 
+/// Why a request got no response from upstream, typed: where it was sent
+/// decides which errors it can meet.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// To the connection's own target.
+    #[error(transparent)]
+    Direct(client::Error),
+    /// Through discovery.
+    #[error(transparent)]
+    Dispatch(discovery::DispatchError),
+}
+
+/// What the client gets instead of a response from upstream.
+enum Respond {
+    /// The server reset the HTTP/2 stream: reset the client's too, with the
+    /// same reason (hyper finds the h2 error in the chain).
+    Reset(BoxError),
+    /// A response the proxy makes, saying why in `l5d-proxy-error`.
+    With(StatusCode, &'static str),
+}
+
+impl Failure {
+    /// The one place errors become responses; with the balanced endpoint
+    /// whose series counted the request, if it got that far.
+    fn respond(self, h2: bool) -> (Respond, Option<Arc<RouteStats>>) {
+        let with = |status, msg| (Respond::With(status, msg), None);
+        let (error, served_by) = match self {
+            Self::Direct(e) => (e, None),
+            Self::Dispatch(e) => match e {
+                discovery::DispatchError::Endpoint(EndpointError { stats, source }) => {
+                    (source, Some(stats))
+                }
+                discovery::DispatchError::NoEndpoints(_) => {
+                    return with(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the service has no endpoints",
+                    );
+                }
+                discovery::DispatchError::Unavailable(_) => {
+                    return with(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no endpoint of the service is available (failing fast)",
+                    );
+                }
+                discovery::DispatchError::Balancer(_) => {
+                    return with(StatusCode::BAD_GATEWAY, "the service's endpoints failed");
+                }
+            },
+        };
+        let (status, msg) = match &error {
+            client::Error::Request(e) if h2 && reset_reason(e).is_some() => {
+                return (Respond::Reset(error.into()), served_by);
+            }
+            client::Error::Connect(_) | client::Error::Handshake(_) => {
+                (StatusCode::BAD_GATEWAY, "connection to the target failed")
+            }
+            client::Error::Request(_) => (StatusCode::BAD_GATEWAY, "the target closed the request"),
+            client::Error::Uri(_) => (StatusCode::BAD_REQUEST, "invalid authority"),
+        };
+        (Respond::With(status, msg), served_by)
+    }
+}
+
 fn reset_reason(e: &(dyn std::error::Error + 'static)) -> Option<h2::Reason> {
     let mut source = Some(e);
     while let Some(err) = source {
@@ -669,5 +705,82 @@ async fn splice(downstream: OnUpgrade, upstream: OnUpgrade) {
     let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
     if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
         tracing::debug!(error = %e, "upgraded connection failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{discovery::DispatchError, metrics::Metrics};
+
+    fn status_of(failure: Failure, h2: bool) -> (u16, &'static str, bool) {
+        match failure.respond(h2) {
+            (Respond::With(status, msg), served_by) => (status.as_u16(), msg, served_by.is_some()),
+            (Respond::Reset(e), _) => panic!("a reset, not a response: {e}"),
+        }
+    }
+
+    fn refused() -> client::Error {
+        client::Error::Connect(std::io::ErrorKind::ConnectionRefused.into())
+    }
+
+    #[test]
+    fn each_failure_has_its_status_and_reason() {
+        let bad_uri = http::Uri::try_from("http://[::1").unwrap_err();
+        let bad_uri = http::Error::from(bad_uri);
+        let cases = [
+            (
+                Failure::Direct(refused()),
+                (502, "connection to the target failed", false),
+            ),
+            (
+                Failure::Direct(client::Error::Uri(bad_uri)),
+                (400, "invalid authority", false),
+            ),
+            (
+                Failure::Dispatch(DispatchError::NoEndpoints(discovery::NoEndpoints)),
+                (503, "the service has no endpoints", false),
+            ),
+            (
+                Failure::Dispatch(DispatchError::Unavailable(crate::failfast::Unavailable(
+                    Duration::from_secs(3),
+                ))),
+                (
+                    503,
+                    "no endpoint of the service is available (failing fast)",
+                    false,
+                ),
+            ),
+            (
+                Failure::Dispatch(DispatchError::Balancer("worker gone".into())),
+                (502, "the service's endpoints failed", false),
+            ),
+        ];
+        for (failure, want) in cases {
+            let name = failure.to_string();
+            assert_eq!(status_of(failure, false), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_endpoints_failure_is_answered_as_its_own_and_counted_there() {
+        let metrics = Metrics::new(Duration::from_secs(60));
+        let stats = metrics.route(
+            Direction::Outbound,
+            "web.ns.svc.cluster.local:80",
+            "10.0.0.1:80".parse().unwrap(),
+            &Tls::Disabled,
+            None,
+        );
+        let failure = Failure::Dispatch(DispatchError::Endpoint(EndpointError {
+            stats: stats.clone(),
+            source: refused(),
+        }));
+        let (respond, served_by) = failure.respond(true);
+        assert!(matches!(
+            respond,
+            Respond::With(StatusCode::BAD_GATEWAY, "connection to the target failed")
+        ));
+        assert!(Arc::ptr_eq(&served_by.unwrap(), &stats));
     }
 }
