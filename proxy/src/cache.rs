@@ -42,14 +42,24 @@ impl<K: Hash + Eq, V> IdleCache<K, V> {
         }
     }
 
+    /// The value for `key`, if there is one.
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<Arc<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let entries = self.entries.read().unwrap();
+        entries.get(key).map(|e| e.value.clone())
+    }
+
     /// The value for `key`, made by `make` if there is none.
     pub(crate) fn get_or_insert_with<Q>(&self, key: &Q, make: impl FnOnce(&Q) -> (K, V)) -> Arc<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if let Some(entry) = self.entries.read().unwrap().get(key) {
-            return entry.value.clone();
+        if let Some(value) = self.get(key) {
+            return value;
         }
         let mut entries = self.entries.write().unwrap();
         // Another caller may have made it between the two locks.
@@ -104,14 +114,6 @@ impl<K: Hash + Eq, V> IdleCache<K, V> {
     pub(crate) fn len(&self) -> usize {
         self.entries.read().unwrap().len()
     }
-
-    pub(crate) fn contains_key<Q>(&self, key: &Q) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.entries.read().unwrap().contains_key(key)
-    }
 }
 
 /// How often to sweep a cache that keeps idle entries for `retain_idle`:
@@ -153,9 +155,9 @@ mod tests {
         drop(cache.get_or_insert_with("a", |k| (k.to_string(), 1)));
         assert_eq!(cache.sweep(t0), 0, "the first sweep only notes it idle");
         assert_eq!(cache.sweep(t0 + Duration::from_secs(9)), 0);
-        assert!(cache.contains_key("a"));
+        assert!(cache.get("a").is_some());
         assert_eq!(cache.sweep(t0 + Duration::from_secs(10)), 1);
-        assert!(!cache.contains_key("a"));
+        assert!(cache.get("a").is_none());
         assert_eq!(cache.len(), 0);
     }
 

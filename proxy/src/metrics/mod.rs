@@ -382,8 +382,12 @@ struct ResponseStats {
 
 impl HttpMetrics {
     fn route(&self, mut key: RouteKey) -> Arc<RouteStats> {
+        if let Some(stats) = self.routes.get(&key) {
+            return stats;
+        }
+        // A new series: past the bound, it shares the overflow one.
         // Approximate under concurrency, which is all a bound needs.
-        if self.routes.len() >= MAX_ROUTES && !self.routes.contains_key(&key) {
+        if self.routes.len() >= MAX_ROUTES {
             key.authority = OVERFLOW_AUTHORITY.into();
         }
         self.routes.get_or_insert_with(&key, |key| {
