@@ -16,9 +16,9 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 pub(crate) struct Admin {
     registry: Registry,
-    /// Cancelled when the proxy starts draining: `/ready` then says no, so the
-    /// pod is taken out of rotation before its listeners close.
-    drain: CancellationToken,
+    /// Cancelled when the proxy begins to shut down (`/shutdown` cancels it
+    /// too): `/ready` then says no.
+    shutdown: CancellationToken,
     /// With identity, the proxy is not ready before its first certificate:
     /// until then it cannot take part in the mesh.
     identity: Option<Arc<Local>>,
@@ -27,12 +27,12 @@ pub(crate) struct Admin {
 impl Admin {
     pub(crate) fn new(
         registry: Registry,
-        drain: CancellationToken,
+        shutdown: CancellationToken,
         identity: Option<Arc<Local>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             registry,
-            drain,
+            shutdown,
             identity,
         })
     }
@@ -84,7 +84,7 @@ impl Admin {
                 }
             }
             (&Method::GET, "/live") => plain(StatusCode::OK, "live\n"),
-            (&Method::GET, "/ready") if self.drain.is_cancelled() => {
+            (&Method::GET, "/ready") if self.shutdown.is_cancelled() => {
                 plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
             }
             (&Method::GET, "/ready")
@@ -98,7 +98,7 @@ impl Admin {
             (&Method::GET, "/ready") => plain(StatusCode::OK, "ready\n"),
             (&Method::POST, "/shutdown") if peer.ip().is_loopback() => {
                 tracing::info!("shutdown requested through the admin server");
-                self.drain.cancel();
+                self.shutdown.cancel();
                 plain(StatusCode::OK, "shutdown\n")
             }
             (&Method::POST, "/shutdown") => plain(

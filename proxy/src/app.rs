@@ -62,6 +62,11 @@ struct Side {
 
 pub async fn run(config: Config) -> Result<(), Error> {
     let metrics = Metrics::new(config.metrics_retain_idle);
+    // Shutting down is asked for (a signal, the admin server's /shutdown):
+    // /ready says no and the listeners close. Only then are connections told
+    // to drain, so a client that sees this proxy's GOAWAY finds it refusing
+    // and sends elsewhere, never to a listener about to close.
+    let shutdown = CancellationToken::new();
     let drain = CancellationToken::new();
     let tracker = TaskTracker::new();
 
@@ -109,9 +114,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
     if identity.is_some() {
         identity_metrics.register(&mut registry);
     }
-    let admin_server = Admin::new(registry, drain.clone(), identity.clone());
+    let admin_server = Admin::new(registry, shutdown.clone(), identity.clone());
     tokio::spawn(admin_server.serve(admin));
     let mut all_clients = Vec::with_capacity(2);
+    let mut accepting = Vec::with_capacity(2);
     for (direction, listener, cfg) in [
         (Direction::Inbound, inbound, config.inbound),
         (Direction::Outbound, outbound, config.outbound),
@@ -143,7 +149,13 @@ pub async fn run(config: Config) -> Result<(), Error> {
             policy: config.inbound_policy,
             taps: taps.clone(),
         });
-        tokio::spawn(accept(listener, side, drain.clone(), tracker.clone()));
+        accepting.push(tokio::spawn(accept(
+            listener,
+            side,
+            shutdown.clone(),
+            drain.clone(),
+            tracker.clone(),
+        )));
     }
     let every = crate::cache::sweep_interval(
         config
@@ -155,7 +167,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
     tokio::select! {
         _ = terminate.recv() => tracing::info!("received SIGTERM, draining"),
         _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT, draining"),
-        _ = drain.cancelled() => tracing::info!("draining"),
+        _ = shutdown.cancelled() => tracing::info!("draining"),
+    }
+    shutdown.cancel();
+    for listener in accepting {
+        let _ = listener.await;
     }
     drain.cancel();
     tracker.close();
@@ -206,12 +222,16 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Error
 async fn accept(
     listener: TcpListener,
     side: Arc<Side>,
+    shutdown: CancellationToken,
     drain: CancellationToken,
     tracker: TaskTracker,
 ) {
     loop {
         let accepted = tokio::select! {
-            _ = drain.cancelled() => return,
+            // Not one more connection once shutting down: the listener
+            // closes with this task.
+            biased;
+            _ = shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {

@@ -20,13 +20,12 @@ use crate::{
     cache::IdleCache,
     config::{DestinationConfig, QueueConfig},
     failfast::FailFast,
-    http::{Checkin, Clients, Healthy, Target},
+    http::{Checkin, Clients, Healthy, SendError, Target},
     identity::Local,
     metrics::{Class, Direction, DstLabels, RouteStats},
     tcp,
     transport::Conn,
 };
-use futures_util::TryFutureExt;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use linkerd_proxy_api::destination::{
@@ -56,6 +55,7 @@ use tower::{
         CompleteOnResponse, PeakEwmaDiscover, PendingRequestsDiscover, completion::TrackCompletion,
         pending_requests::Handle,
     },
+    util::Oneshot,
 };
 
 /// Latency assumed for an endpoint before it has answered anything.
@@ -162,15 +162,56 @@ impl DispatchError {
     }
 }
 
-/// A balanced endpoint failed the request; the request was counted in its
-/// series, so its failure is too.
+/// Why a balanced endpoint (or the original destination) gave no response.
 #[derive(Debug, thiserror::Error)]
-#[error("{source}")]
-pub(crate) struct EndpointError {
-    pub(crate) stats: Arc<RouteStats>,
-    #[source]
-    pub(crate) source: crate::http::ClientError,
+pub(crate) enum EndpointError {
+    /// It took the request and failed it: the request was counted in its
+    /// series (`stats`), so its failure is too.
+    #[error("{source}")]
+    Failed {
+        stats: Arc<RouteStats>,
+        #[source]
+        source: crate::http::ClientError,
+    },
+    /// No connection to it could be made (it stopped accepting, say, as a
+    /// pod's proxy does when the pod terminates): the request never left,
+    /// so another endpoint may take it.
+    #[error("{source}")]
+    Unreachable {
+        #[source]
+        source: crate::http::ClientError,
+        req: Unsent,
+    },
 }
+
+/// A request no endpoint has seen, on its way back to the balancer. The
+/// balancer's errors are shared between threads, so it sits in a mutex; and
+/// boxed, so that errors stay small on the way that does not need it.
+pub(crate) struct Unsent(Box<std::sync::Mutex<Req>>);
+
+impl Unsent {
+    fn new(req: Req) -> Self {
+        Self(Box::new(std::sync::Mutex::new(req)))
+    }
+
+    fn into_inner(self) -> Req {
+        self.0
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl std::fmt::Debug for Unsent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unsent").finish_non_exhaustive()
+    }
+}
+
+/// How many endpoints a request is offered before an unreachable one's
+/// error is the answer. Each refusal takes that endpoint out of rotation,
+/// so the next try goes elsewhere; the bound keeps a service whose every
+/// endpoint refuses from costing more than a few connects per request.
+const UNREACHABLE_TRIES: usize = 3;
 
 /// A request handed to a target whose series it belongs to: counted there
 /// at once and, if the caller gives up before the answer, counted there as
@@ -194,6 +235,12 @@ impl InFlight {
     /// record, in the series this returns.
     fn answered(mut self) -> Arc<RouteStats> {
         self.stats.take().expect("answered at most once")
+    }
+
+    /// The request never left: it gets no response in this series (its
+    /// count stays, as an attempt).
+    fn withdraw(mut self) {
+        self.stats = None;
     }
 }
 
@@ -236,14 +283,53 @@ impl Dispatch {
     pub(crate) fn send(self, req: Req) -> SendFuture {
         match self {
             Self::NoEndpoints => Box::pin(std::future::ready(Err(NoEndpoints.into()))),
-            Self::Balanced(route) => Box::pin(
-                route
-                    .http()
-                    .clone()
-                    .oneshot(req)
-                    .map_err(DispatchError::from_balancer),
-            ),
+            Self::Balanced(route) => Box::pin(Balanced::new(route, req)),
             Self::WhenResolved(route, fallback) => Box::pin(when_resolved(route, fallback, req)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request sent over a route's endpoints, offered to another when the
+    /// one chosen cannot be reached. By hand rather than an `async fn`: one
+    /// awaiting the balancer's future fails the compiler's `Send` proof.
+    struct Balanced {
+        route: Arc<Route>,
+        tries: usize,
+        #[pin]
+        attempt: Oneshot<Balancer, Req>,
+    }
+}
+
+impl Balanced {
+    fn new(route: Arc<Route>, req: Req) -> Self {
+        let attempt = route.http().clone().oneshot(req);
+        Self {
+            route,
+            tries: UNREACHABLE_TRIES,
+            attempt,
+        }
+    }
+}
+
+impl Future for Balanced {
+    type Output = Result<Answer, DispatchError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            let answer = ready!(this.attempt.as_mut().poll(cx));
+            match answer.map_err(DispatchError::from_balancer) {
+                Err(DispatchError::Endpoint(EndpointError::Unreachable { source, req }))
+                    if *this.tries > 1 =>
+                {
+                    *this.tries -= 1;
+                    tracing::debug!(error = %source, "endpoint unreachable; offering the request to another");
+                    let next = this.route.http().clone().oneshot(req.into_inner());
+                    this.attempt.set(next);
+                }
+                answer => return Poll::Ready(answer),
+            }
         }
     }
 }
@@ -286,7 +372,7 @@ async fn when_resolved(
                     checkin,
                     served_by: Some(flight.answered()),
                 }),
-                Err(source) => Err(EndpointError {
+                Err(source) => Err(EndpointError::Failed {
                     stats: flight.answered(),
                     source,
                 }
@@ -680,16 +766,43 @@ impl tower::Service<Req> for Endpoint {
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let flight = InFlight::new(self.stats().clone());
-        let sent = self.healthy.target().clone().send(req);
+        let stats = self.stats().clone();
+        let target = self.healthy.target().clone();
         Box::pin(async move {
-            match sent.await {
+            // The request is the endpoint's only once a connection takes it.
+            let ready = match target.ready(req.version()).await {
+                Ok(ready) => ready,
+                Err(source) => {
+                    return Err(EndpointError::Unreachable {
+                        source,
+                        req: Unsent::new(req),
+                    });
+                }
+            };
+            let flight = InFlight::new(stats);
+            match target.send_on(ready, req).await {
                 Ok((rsp, checkin)) => Ok(Answer {
                     rsp,
                     checkin,
                     served_by: Some(flight.answered()),
                 }),
-                Err(source) => Err(EndpointError {
+                // Its connection closed as it took the request (the pod
+                // began to terminate) and it refuses new ones: the request
+                // never left, so it has no response here and goes elsewhere.
+                Err(SendError {
+                    error: source,
+                    unsent: Some(req),
+                }) => {
+                    flight.withdraw();
+                    Err(EndpointError::Unreachable {
+                        source,
+                        req: Unsent::new(req),
+                    })
+                }
+                Err(SendError {
+                    error: source,
+                    unsent: None,
+                }) => Err(EndpointError::Failed {
                     stats: flight.answered(),
                     source,
                 }),
@@ -912,7 +1025,7 @@ mod tests {
             &crate::metrics::Tls::Disabled,
             None,
         );
-        let boxed: BoxError = Box::new(EndpointError {
+        let boxed: BoxError = Box::new(EndpointError::Failed {
             stats,
             source: refused(),
         });

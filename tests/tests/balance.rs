@@ -233,12 +233,13 @@ async fn a_refusing_endpoint_is_avoided_until_it_recovers() {
     let (_ctl, proxy) = mesh(&bs).await;
 
     let counts = spread(&proxy, WEB, 150, 6).await;
-    // Concurrent requests may all reach it before its first failure marks it
-    // out; without the back-off it drew 101 of 150.
-    let failed = counts.get("status 502").copied().unwrap_or(0);
+    // Concurrent requests may all pick it before its first refusal marks it
+    // out, but a refused request never left, so another endpoint takes it.
+    // (Without the back-off it drew 101 of 150; before refused requests were
+    // offered again, up to 20 failed.)
     assert!(
-        failed <= 20,
-        "{failed} of 150 requests went to the refusing endpoint: {counts:?}"
+        !counts.keys().any(|k| k.starts_with("status")),
+        "requests failed at the refusing endpoint: {counts:?}"
     );
 
     // It comes back: a probe after its back-off (at most 500ms) finds it.

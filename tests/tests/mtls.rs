@@ -251,8 +251,10 @@ async fn a_peer_with_the_wrong_identity_is_refused_without_plaintext_fallback() 
         Controller::destination(&service("web", "127.0.10.1", 80, "web", impostor.wire.addr)).await;
     let client = client(&mesh, &dst).await;
 
+    // The handshake fails, so the endpoint is unreachable: the request
+    // waits for another until the fail-fast timeout, as in Linkerd.
     let (status, _) = http1_get(client.outbound, WEB, "/headers").await;
-    assert_eq!(status, 502);
+    assert_eq!(status, 503);
     let web_id = identity(NS, "web");
     let m = client.metrics().await;
     let failed = [("peer", "dst"), ("server_id", web_id.as_str())];
@@ -481,4 +483,159 @@ async fn a_service_created_after_the_client_asked_is_balanced_over_mtls() {
         took < Duration::from_secs(1),
         "balanced {took:?} after the service appeared"
     );
+}
+
+/// A pod being deleted: its proxy stops accepting at SIGTERM, while
+/// destination still lists it (the endpoints controller, and every client
+/// after it, learn a moment later) and its application still serves.
+/// Requests under way finish on the draining connection; those the balancer
+/// then offers the terminating pod find it refusing and go to the other pod.
+/// No request fails, over HTTP/1 (upgraded between the proxies) or HTTP/2.
+#[tokio::test]
+async fn a_terminating_pod_fails_no_request() {
+    let mesh = Mesh::start(&[(NS, "web"), (NS, "vote-bot")], &[]).await;
+    let apps = [backends::http().await, backends::http().await];
+    let mut proxies = Vec::new();
+    for app in apps {
+        let proxy = mesh.proxy(NS, "web").inbound_target(app).spawn().await;
+        mesh::ready(&proxy).await;
+        proxies.push(proxy);
+    }
+    let mut yaml = format!(
+        "services:\n  - {{name: web, namespace: {NS}, clusterIP: 127.0.10.1, selector: {{app: web}}, ports: [{{port: 80, targetPort: app}}]}}\npods:\n"
+    );
+    for (i, p) in proxies.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - {{name: web-{i}, namespace: {NS}, ip: {}, labels: {{app: web}}, ports: {{app: {}}}, owner: {{kind: Deployment, name: web}}, serviceAccount: web, meshed: true}}\n",
+            p.inbound.ip(),
+            p.inbound.port()
+        ));
+    }
+    let dst = Controller::destination(&yaml).await;
+    let client = client(&mesh, &dst).await;
+
+    // Load: three HTTP/1 connections and one HTTP/2 connection, each
+    // sending one request after another, bounded in count and time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut load = Vec::new();
+    for h2 in [false, false, false, true] {
+        let (addr, stop) = (client.outbound, stop.clone());
+        load.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let mut send = Sender::handshake(stream, h2).await;
+            let mut seen = Vec::new();
+            for _ in 0..5_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed)
+                    || tokio::time::Instant::now() > deadline
+                {
+                    break;
+                }
+                let req = Request::get(format!("http://{WEB}/whoami"))
+                    .header("host", WEB)
+                    .body(Full::<Bytes>::default())
+                    .unwrap();
+                let rsp = send.send(req).await;
+                let status = rsp.status();
+                let why = rsp.headers().get("l5d-proxy-error").cloned();
+                let body = rsp.into_body().collect().await.unwrap().to_bytes();
+                let body = match why {
+                    Some(why) => format!("{why:?}"),
+                    None => String::from_utf8_lossy(&body).into_owned(),
+                };
+                seen.push((status.as_u16(), body));
+            }
+            seen
+        }));
+    }
+    // Both pods serve before one terminates.
+    let both = linkerd_tests::eventually(Duration::from_secs(10), || async {
+        let scrape = client.metrics().await;
+        let served = |i: usize| {
+            scrape.sum(
+                "response_total",
+                &[("direction", "outbound"), ("dst_pod", &format!("web-{i}"))],
+            ) > 0.0
+        };
+        (served(0) && served(1)).then_some(())
+    })
+    .await;
+    assert!(both.is_some(), "the load never reached both pods");
+    let terminating = proxies.remove(0);
+    terminating.sigterm();
+    // Its connections drain: the client's HTTP/2 connection to it closes
+    // once its streams end, and the proxy exits.
+    let exited = terminating.wait(Duration::from_secs(15)).await;
+    assert!(exited.success(), "{exited:?}");
+    // Load goes on against the pod that is left, and the one that is gone.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    // One race is hyper's, not the proxy's: a GOAWAY processed just as the
+    // HTTP/2 client takes a request loses that request without handing it
+    // back (hyperium/hyper#2500). It needs a request at that instant; at this
+    // load it happened in about 1 run of 15 on a busy machine, never at the
+    // demo's 10 a second. It is told apart by its `l5d-proxy-error`, and
+    // allowed once; any other failure fails the test.
+    const HYPER_RACE: &str = "\"the target went away before the request was sent\"";
+    let (mut after, mut raced) = (0, 0);
+    for task in load {
+        let seen = task.await.unwrap();
+        let failed: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
+        raced += failed.iter().filter(|(_, why)| why == HYPER_RACE).count();
+        assert!(
+            failed.iter().all(|(_, why)| why == HYPER_RACE),
+            "{} of {} requests failed: {:?}",
+            failed.len(),
+            seen.len(),
+            &failed[..failed.len().min(5)]
+        );
+        after += seen
+            .iter()
+            .rev()
+            .take_while(|(_, who)| *who == apps[1].to_string())
+            .count();
+    }
+    assert!(raced <= 1, "{raced} requests lost to the GOAWAY race");
+    println!(
+        "requests answered by the remaining pod at the end: {after}; lost to hyper's GOAWAY race: {raced}"
+    );
+    assert!(after > 0, "no request went to the remaining pod at the end");
+}
+
+/// A client connection of either protocol, for the load above.
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    async fn handshake(stream: TcpStream, h2: bool) -> Self {
+        let io = TokioIo::new(stream);
+        if h2 {
+            let (send, conn) =
+                hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            Self::H2(send)
+        } else {
+            let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            Self::H1(send)
+        }
+    }
+
+    async fn send(
+        &mut self,
+        mut req: Request<Full<Bytes>>,
+    ) -> http::Response<hyper::body::Incoming> {
+        match self {
+            Self::H1(s) => {
+                *req.uri_mut() = "/whoami".parse().unwrap();
+                s.send_request(req).await.unwrap()
+            }
+            Self::H2(s) => s.send_request(req).await.unwrap(),
+        }
+    }
 }

@@ -22,7 +22,7 @@ use crate::{
 use hyper::{
     Request, Response,
     body::Incoming,
-    client::conn::{TrySendError, http1, http2},
+    client::conn::{http1, http2},
 };
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
@@ -349,7 +349,12 @@ impl Target {
             .keep_alive_timeout(Duration::from_secs(20))
             .handshake(io)
             .await
-            .map_err(Error::Handshake)?;
+            .map_err(|e| {
+                // A peer that accepts but will not speak HTTP/2 is as down
+                // as one that refuses.
+                self.health.failed();
+                Error::Handshake(e)
+            })?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream HTTP/2 connection failed");
@@ -487,7 +492,13 @@ impl H1Slot {
         req: Request<Incoming>,
         upgrade: bool,
     ) -> Result<(Response<Incoming>, Option<Checkin>), Error> {
-        send_h1(target, cached, req, upgrade, Home::Slot(held)).await
+        let first = match cached {
+            Some(mut s) => s.ready().await.is_ok().then_some((s, true)),
+            None => None,
+        };
+        send_h1(target, first, req, upgrade, Home::Slot(held))
+            .await
+            .map_err(|e| e.error)
     }
 
     pub(crate) fn parts(&self) -> (Arc<Target>, Arc<Mutex<Option<H1>>>, Option<H1>) {
@@ -495,44 +506,143 @@ impl H1Slot {
     }
 }
 
+/// Why a request sent on a connection got no response, with the request if
+/// it never left: a connection that closed as it was handed the request,
+/// and no other to be had.
+#[derive(Debug)]
+pub(crate) struct SendError {
+    pub(crate) error: Error,
+    pub(crate) unsent: Option<Request<Incoming>>,
+}
+
+impl SendError {
+    fn unsent(error: Error, req: Request<Incoming>) -> Self {
+        Self {
+            error,
+            unsent: Some(req),
+        }
+    }
+}
+
+impl From<Error> for SendError {
+    fn from(error: Error) -> Self {
+        Self {
+            error,
+            unsent: None,
+        }
+    }
+}
+
+/// A connection a request can go out on, found or made before the request
+/// is handed to it: a target that cannot be reached has then taken nothing,
+/// and a balancer may send the request elsewhere.
+pub(crate) enum Ready {
+    H2(H2),
+    /// And whether it was reused (and so may have been closed under us).
+    H1(H1, bool),
+}
+
 impl Target {
     /// Sends `req` on any connection to this target in its own protocol: an
     /// HTTP/1 connection comes from, and goes back to, the idle pool.
     pub(crate) async fn send(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
     ) -> Result<(Response<Incoming>, Option<Checkin>), Error> {
-        if req.version() == http::Version::HTTP_2 {
-            let mut send = self.shared_h2().await?;
-            return Ok((send.send_request(req).await?, None));
+        let ready = self.ready(req.version()).await?;
+        self.send_on(ready, req).await.map_err(|e| e.error)
+    }
+
+    /// A connection for a request of `version`: the shared HTTP/2 one (also
+    /// for HTTP/1 to a meshed proxy), or an HTTP/1 one from the pool.
+    pub(crate) async fn ready(&self, version: http::Version) -> Result<Ready, Error> {
+        if version == http::Version::HTTP_2 || self.h2_upgrade {
+            return Ok(Ready::H2(self.shared_h2().await?));
         }
-        if self.h2_upgrade {
-            let orig = orig_proto::upgrade_request(&mut req).map_err(Error::Uri)?;
-            let mut send = self.shared_h2().await?;
-            let mut rsp = send.send_request(req).await?;
-            orig_proto::downgrade_response(&mut rsp, orig);
-            return Ok((rsp, None));
+        let (send, reused) = self.h1().await?;
+        Ok(Ready::H1(send, reused))
+    }
+
+    /// Sends `req` on the connection `ready` found for it.
+    pub(crate) async fn send_on(
+        self: Arc<Self>,
+        ready: Ready,
+        mut req: Request<Incoming>,
+    ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
+        match ready {
+            Ready::H2(send) if req.version() == http::Version::HTTP_2 => {
+                Ok((self.send_h2(send, req).await?, None))
+            }
+            Ready::H2(send) => {
+                let origin_form = req.uri().authority().is_none();
+                let orig = orig_proto::upgrade_request(&mut req).map_err(Error::Uri)?;
+                match self.send_h2(send, req).await {
+                    Ok(mut rsp) => {
+                        orig_proto::downgrade_response(&mut rsp, orig);
+                        Ok((rsp, None))
+                    }
+                    // Back as it came, for whichever endpoint takes it.
+                    Err(SendError {
+                        error,
+                        unsent: Some(mut req),
+                    }) => {
+                        orig_proto::revert_request(&mut req, orig, origin_form);
+                        Err(SendError::unsent(error, req))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Ready::H1(send, reused) => {
+                let home = Home::Pool(self.clone());
+                send_h1(self, Some((send, reused)), req, false, home).await
+            }
         }
-        let home = Home::Pool(self.clone());
-        send_h1(self, None, req, false, home).await
+    }
+
+    /// Sends on `send`, or, if its connection closed before the request went
+    /// out (the target began to shut down), on a new one.
+    async fn send_h2(
+        &self,
+        mut send: H2,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let unsent = match send.try_send_request(req).await {
+            Ok(rsp) => return Ok(rsp),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => unsent,
+                None => return Err(Error::Request(e.into_error()).into()),
+            },
+        };
+        let mut send = match self.h2().await {
+            Ok(send) => send,
+            Err(error) => return Err(SendError::unsent(error, unsent)),
+        };
+        send.try_send_request(unsent).await.map_err(|mut e| {
+            let unsent = e.take_message();
+            SendError {
+                error: Error::Request(e.into_error()),
+                unsent,
+            }
+        })
     }
 }
 
+/// Sends on `first` (a connection and whether it was reused), or a new
+/// connection if there is none or it closed before the request went out.
 async fn send_h1(
     target: Arc<Target>,
-    mut cached: Option<H1>,
+    mut first: Option<(H1, bool)>,
     mut req: Request<Incoming>,
     upgrade: bool,
     home: Home,
-) -> Result<(Response<Incoming>, Option<Checkin>), Error> {
+) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
     loop {
-        let cached = match cached.take() {
-            Some(mut s) => s.ready().await.is_ok().then_some(s),
-            None => None,
-        };
-        let (mut send, reused) = match cached {
-            Some(s) => (s, true),
-            None => target.h1().await?,
+        let (mut send, reused) = match first.take() {
+            Some(conn) => conn,
+            None => match target.h1().await {
+                Ok(conn) => conn,
+                Err(error) => return Err(SendError::unsent(error, req)),
+            },
         };
         match send.try_send_request(req).await {
             Ok(rsp) => {
@@ -544,17 +654,13 @@ async fn send_h1(
             }
             // A reused connection the target closed before our request
             // went out: nothing was sent, so a new connection may retry.
-            Err(mut e) if reused => match e.take_message() {
-                Some(unsent) => req = unsent,
-                None => return Err(e.into_error().into()),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if reused => req = unsent,
+                Some(unsent) => return Err(SendError::unsent(e.into_error().into(), unsent)),
+                None => return Err(Error::Request(e.into_error()).into()),
             },
-            Err(e) => return Err(into_error(e)),
         }
     }
-}
-
-fn into_error(e: TrySendError<Request<Incoming>>) -> Error {
-    Error::Request(e.into_error())
 }
 
 /// A balanced endpoint's target, ready only while the target accepts

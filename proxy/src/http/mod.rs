@@ -7,7 +7,9 @@ mod headers;
 mod orig_proto;
 mod woken;
 
-pub(crate) use self::client::{Checkin, Clients, Error as ClientError, Healthy, Target, Version};
+pub(crate) use self::client::{
+    Checkin, Clients, Error as ClientError, Healthy, SendError, Target, Version,
+};
 use self::{
     body::{Recorder, ResponseBody},
     client::{H1Slot, Upstream},
@@ -635,9 +637,13 @@ impl Failure {
         let (error, served_by) = match self {
             Self::Direct(e) => (e, None),
             Self::Dispatch(e) => match e {
-                discovery::DispatchError::Endpoint(EndpointError { stats, source }) => {
+                discovery::DispatchError::Endpoint(EndpointError::Failed { stats, source }) => {
                     (source, Some(stats))
                 }
+                // Offered to endpoints until the tries ran out: none saw it.
+                discovery::DispatchError::Endpoint(EndpointError::Unreachable {
+                    source, ..
+                }) => (source, None),
                 discovery::DispatchError::NoEndpoints(_) => {
                     return with(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -655,9 +661,25 @@ impl Failure {
                 }
             },
         };
+        let h2_error = match &error {
+            client::Error::Request(e) => find_h2(e),
+            _ => None,
+        };
         let (status, msg) = match &error {
-            client::Error::Request(e) if h2 && reset_reason(e).is_some() => {
+            _ if h2 && h2_error.is_some_and(|e| e.is_reset() && e.reason().is_some()) => {
                 return (Respond::Reset(error.into()), served_by);
+            }
+            // The target's GOAWAY came as the request was handed to the
+            // connection: it never went out, but hyper gives no request back
+            // (hyperium/hyper#2500), so it cannot be offered elsewhere.
+            _ if h2_error.is_some_and(|e| {
+                e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR)
+            }) =>
+            {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "the target went away before the request was sent",
+                )
             }
             client::Error::Connect(_) | client::Error::Handshake(_) => {
                 (StatusCode::BAD_GATEWAY, "connection to the target failed")
@@ -669,11 +691,12 @@ impl Failure {
     }
 }
 
-fn reset_reason(e: &(dyn std::error::Error + 'static)) -> Option<h2::Reason> {
+/// The HTTP/2 error behind a failed request, if it was one (hyper wraps it).
+fn find_h2<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a h2::Error> {
     let mut source = Some(e);
     while let Some(err) = source {
         if let Some(h2) = err.downcast_ref::<h2::Error>() {
-            return h2.reason().filter(|_| h2.is_reset());
+            return Some(h2);
         }
         source = err.source();
     }
@@ -772,7 +795,7 @@ mod tests {
             &Tls::Disabled,
             None,
         );
-        let failure = Failure::Dispatch(DispatchError::Endpoint(EndpointError {
+        let failure = Failure::Dispatch(DispatchError::Endpoint(EndpointError::Failed {
             stats: stats.clone(),
             source: refused(),
         }));

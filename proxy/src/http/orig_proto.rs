@@ -40,6 +40,17 @@ pub(crate) fn upgrade_request<B>(req: &mut Request<B>) -> Result<Version, http::
     Ok(orig)
 }
 
+/// Outbound: an upgraded request that was never sent, back as it came
+/// (`origin_form`: it had no authority in its URI), for an endpoint that
+/// may not be meshed.
+pub(crate) fn revert_request<B>(req: &mut Request<B>, orig: Version, origin_form: bool) {
+    req.headers_mut().remove(&L5D_ORIG_PROTO);
+    *req.version_mut() = orig;
+    if origin_form && let Some(path) = req.uri().path_and_query().cloned() {
+        *req.uri_mut() = Uri::from(path);
+    }
+}
+
 /// Outbound: the upgraded request's response, as its HTTP/1 client expects.
 pub(crate) fn downgrade_response<B>(rsp: &mut Response<B>, orig: Version) {
     rsp.headers_mut().remove(&L5D_ORIG_PROTO);
@@ -89,6 +100,22 @@ mod tests {
         assert_eq!(req.version(), Version::HTTP_10);
         assert!(!req.headers().contains_key(&L5D_ORIG_PROTO));
         assert_eq!(downgrade_request(&mut req), None, "only once");
+
+        let mut origin = Request::get("/a?b")
+            .header(HOST, "web.ns.svc.cluster.local:80")
+            .body(())
+            .unwrap();
+        let orig = upgrade_request(&mut origin).unwrap();
+        revert_request(&mut origin, orig, true);
+        assert_eq!(origin.version(), Version::HTTP_11);
+        assert_eq!(origin.uri(), "/a?b");
+        assert!(!origin.headers().contains_key(&L5D_ORIG_PROTO));
+        let mut absolute = Request::get("http://web.ns.svc.cluster.local/a")
+            .body(())
+            .unwrap();
+        let orig = upgrade_request(&mut absolute).unwrap();
+        revert_request(&mut absolute, orig, false);
+        assert_eq!(absolute.uri(), "http://web.ns.svc.cluster.local/a");
 
         let mut rsp = Response::new(());
         upgrade_response(&mut rsp, Version::HTTP_11);
