@@ -192,19 +192,28 @@ check "linkerd check --proxy passes" "$L" check --proxy -n emojivoto --wait 1m
 # web pod's outbound side but a 200 (voting's designed failures are gRPC
 # errors in 200 responses), and any vote-bot saw but 200 or 500 (web's
 # answer to a designed failure).
+# The series are kept in $LOG/broken-<step>.txt, so a failed check shows
+# which statuses and endpoints the new failures were at.
 broken() {
   { "$L" diagnostics proxy-metrics -n emojivoto deploy/web | grep '^response_total{direction="outbound"' | grep -v 'status_code="200"'
     "$L" diagnostics proxy-metrics -n emojivoto deploy/vote-bot | grep '^response_total{direction="outbound"' | grep -v 'status_code="200"' | grep -v 'status_code="500"'
-  } | awk '{s += $2} END {print s + 0}'
+  } | tee "$LOG/broken-$1.txt" | awk '{s += $2} END {print s + 0}'
+}
+# Passes if no failure was added between two `broken` snapshots; else shows
+# the series that grew.
+no_new_failures() {
+  [ "$(awk '{s += $2} END {print s + 0}' "$LOG/broken-$1.txt")" = "$(awk '{s += $2} END {print s + 0}' "$LOG/broken-$2.txt")" ] && return 0
+  diff "$LOG/broken-$1.txt" "$LOG/broken-$2.txt"
+  return 1
 }
 step "a destination pod deleted under traffic"
-before=$(broken)
+before=$(broken destination-before)
 K delete pod -n linkerd -l linkerd.io/control-plane-component=destination --wait=false >/dev/null
 sleep 20
 check "destination is back" eventually 120 cp_ready
-after=$(broken)
+after=$(broken destination-after)
 echo "  failed requests: $before before, $after after"
-check "no request failed while destination was replaced" test "$after" = "$before"
+check "no request failed while destination was replaced" no_new_failures destination-before destination-after
 
 step "a demo pod deleted: endpoints follow"
 old=$(K get pods -n emojivoto -l app=emoji -o jsonpath='{.items[0].metadata.name}')
@@ -219,13 +228,13 @@ new_gets() { "$L" diagnostics proxy-metrics -n emojivoto deploy/web | grep '^req
 check "the new emoji pod gets the requests" eventually 30 new_gets
 
 step "a rolling restart of voting under load"
-before=$(broken)
+before=$(broken restart-before)
 K rollout restart -n emojivoto deploy/voting >/dev/null
 check "voting restarts" K rollout status -n emojivoto deploy/voting --timeout=180s
 sleep 10
-after=$(broken)
+after=$(broken restart-after)
 echo "  failed requests: $before before, $after after"
-check "zero failed requests during the rolling restart" test "$after" = "$before"
+check "zero failed requests during the rolling restart" no_new_failures restart-before restart-after
 
 # ---------------------------------------------------------------- uninstall
 if [ "${E2E_KEEP:-0}" != 1 ]; then
