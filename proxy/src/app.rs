@@ -369,21 +369,36 @@ impl Side {
                 return;
             }
         };
-        let ctx = http::ConnCtx {
+        let conn = http::Accepted {
             client,
             target,
             tls,
-            taps: self.taps.clone(),
-        };
-        let proxy = http::Proxy::new(
-            direction,
             version,
-            ctx,
-            &self.clients,
-            self.resolver.clone(),
-            self.metrics.clone(),
-        );
-        http::serve(io, version, proxy, &self.server, drain).await;
+        };
+        let activity = Arc::new(http::Activity::new());
+        match direction {
+            Direction::Inbound => {
+                let stack = crate::inbound::http(
+                    &conn,
+                    &self.clients,
+                    &self.metrics,
+                    &self.taps,
+                    &activity,
+                );
+                http::serve(io, version, stack, &activity, &self.server, drain).await;
+            }
+            Direction::Outbound => {
+                let stack = crate::outbound::http(
+                    &conn,
+                    &self.clients,
+                    self.resolver.as_ref(),
+                    &self.metrics,
+                    &self.taps,
+                    &activity,
+                );
+                http::serve(io, version, stack, &activity, &self.server, drain).await;
+            }
+        }
     }
 
     /// The upstream connection for an opaque client connection: balanced

@@ -7,6 +7,11 @@
 //! are never carried this way: they need the HTTP/1 connection itself.
 
 use http::{HeaderName, HeaderValue, Request, Response, Uri, Version, header::HOST, uri};
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
 
 static L5D_ORIG_PROTO: HeaderName = HeaderName::from_static("l5d-orig-proto");
 
@@ -76,6 +81,73 @@ pub(crate) fn upgrade_response<B>(rsp: &mut Response<B>, orig: Version) {
     *rsp.version_mut() = Version::HTTP_2;
 }
 
+/// Inbound, on an HTTP/2 connection: a request a meshed client proxy
+/// carried over HTTP/2 goes on as the HTTP/1 it was, and its response is
+/// marked for the client proxy to restore.
+pub(crate) struct Downgrade<S> {
+    inner: S,
+    /// Only an HTTP/2 connection carries upgraded requests.
+    h2: bool,
+}
+
+impl<S> Downgrade<S> {
+    pub(crate) fn layer(version: super::Version) -> impl tower::Layer<S, Service = Self> + Clone {
+        tower::layer::layer_fn(move |inner| Self {
+            inner,
+            h2: version == super::Version::H2,
+        })
+    }
+}
+
+impl<S, B, RB> tower::Service<super::Req<B>> for Downgrade<S>
+where
+    S: tower::Service<super::Req<B>, Response = Response<RB>>,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = Downgraded<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: super::Req<B>) -> Self::Future {
+        let orig = if self.h2 {
+            downgrade_request(&mut req.http)
+        } else {
+            None
+        };
+        Downgraded {
+            inner: self.inner.call(req),
+            orig,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub(crate) struct Downgraded<F> {
+        #[pin]
+        inner: F,
+        orig: Option<Version>,
+    }
+}
+
+impl<F, RB, E> Future for Downgraded<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = Result<Response<RB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut rsp = ready!(this.inner.poll(cx))?;
+        if let Some(orig) = *this.orig {
+            upgrade_response(&mut rsp, orig);
+        }
+        Poll::Ready(Ok(rsp))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +195,40 @@ mod tests {
         downgrade_response(&mut rsp, Version::HTTP_11);
         assert_eq!(rsp.version(), Version::HTTP_11);
         assert!(rsp.headers().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_upgraded_request_reaches_the_application_as_it_was_sent() {
+        use tower::{Layer, ServiceExt};
+        for (version, downgraded) in [
+            (super::super::Version::H2, true),
+            (super::super::Version::Http1, false),
+        ] {
+            let (mock, mut handle) =
+                tower_test::mock::pair::<super::super::Req<()>, Response<()>>();
+            let svc = Downgrade::layer(version).layer(mock);
+            let mut http = Request::get("http://web.ns.svc.cluster.local/a")
+                .version(Version::HTTP_2)
+                .body(())
+                .unwrap();
+            upgrade_request(&mut http).unwrap();
+            let call = tokio::spawn(svc.oneshot(super::super::Req {
+                http,
+                upgrade: false,
+            }));
+            let (got, send) = handle.next_request().await.unwrap();
+            send.send_response(Response::new(()));
+            let rsp = call.await.unwrap().unwrap();
+            if downgraded {
+                assert_eq!(got.http.version(), Version::HTTP_11);
+                assert!(!got.http.headers().contains_key(&L5D_ORIG_PROTO));
+                assert_eq!(rsp.headers()[&L5D_ORIG_PROTO], "HTTP/1.1");
+                assert_eq!(rsp.version(), Version::HTTP_2);
+            } else {
+                // Only an HTTP/2 connection carries them.
+                assert_eq!(got.http.version(), Version::HTTP_2);
+                assert!(!rsp.headers().contains_key(&L5D_ORIG_PROTO));
+            }
+        }
     }
 }

@@ -1,0 +1,188 @@
+//! A request's URI in the form its upstream protocol needs: HTTP/2 carries
+//! the scheme and authority as pseudo-headers, so it needs an absolute URI;
+//! HTTP/1 servers expect origin-form with `Host`.
+
+use super::Outgoing;
+use futures_util::future::{Either, Ready, ready};
+use http::{Method, Request, Uri, header::HOST, uri};
+use std::{
+    net::SocketAddr,
+    task::{Context, Poll},
+};
+
+/// A request whose authority cannot be written as its protocol needs.
+#[derive(Debug, thiserror::Error)]
+#[error("the request's authority is not usable: {0}")]
+pub(crate) struct InvalidAuthority(#[source] pub(super) http::Error);
+
+pub(crate) struct Normalize<S> {
+    inner: S,
+    /// The connection's original destination: the authority of a request
+    /// that names none.
+    target: SocketAddr,
+}
+
+impl<S> Normalize<S> {
+    pub(crate) fn layer(target: SocketAddr) -> impl tower::Layer<S, Service = Self> + Clone {
+        tower::layer::layer_fn(move |inner| Self { inner, target })
+    }
+}
+
+impl<S, B> tower::Service<Outgoing<B>> for Normalize<S>
+where
+    S: tower::Service<Outgoing<B>>,
+    S::Error: From<InvalidAuthority>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<S::Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut out: Outgoing<B>) -> Self::Future {
+        // A request's version is its upstream protocol's: an inbound HTTP/1
+        // request a client proxy carried over HTTP/2 is HTTP/1 again here.
+        let normalized = match out.req.http.version() {
+            http::Version::HTTP_2 => absolute_uri(&mut out.req.http, self.target),
+            _ => origin_form(&mut out.req.http, self.target),
+        };
+        match normalized {
+            Ok(()) => Either::Right(self.inner.call(out)),
+            Err(e) => {
+                tracing::debug!(error = %e, "request has no usable authority");
+                Either::Left(ready(Err(InvalidAuthority(e).into())))
+            }
+        }
+    }
+}
+
+/// The authority the client named or, failing that, the target's address.
+fn absolute_uri<B>(req: &mut Request<B>, target: SocketAddr) -> Result<(), http::Error> {
+    if req.uri().authority().is_some() && req.uri().scheme().is_some() {
+        return Ok(());
+    }
+    let authority = match req
+        .uri()
+        .authority()
+        .cloned()
+        .or_else(|| host_authority(req))
+    {
+        Some(a) => a,
+        None => uri::Authority::try_from(target.to_string())?,
+    };
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.scheme = Some(uri::Scheme::HTTP);
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(uri::PathAndQuery::from_static("/"));
+    }
+    *req.uri_mut() = Uri::from_parts(parts)?;
+    Ok(())
+}
+
+/// A client that used absolute-form names the authority in the URI, which
+/// then replaces its `Host` (RFC 9112 §3.2.2). CONNECT keeps authority-form.
+fn origin_form<B>(req: &mut Request<B>, target: SocketAddr) -> Result<(), http::Error> {
+    if req.method() == Method::CONNECT {
+        return Ok(());
+    }
+    if let Some(authority) = req.uri().authority() {
+        let host = http::HeaderValue::from_str(authority.as_str())?;
+        req.headers_mut().insert(HOST, host);
+    } else if !req.headers().contains_key(HOST) {
+        let host = http::HeaderValue::from_str(&target.to_string())?;
+        req.headers_mut().insert(HOST, host);
+    }
+    if req.uri().scheme().is_some() {
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| uri::PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(path);
+    }
+    Ok(())
+}
+
+fn host_authority<B>(req: &Request<B>) -> Option<uri::Authority> {
+    uri::Authority::try_from(req.headers().get(HOST)?.as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Req;
+    use http::{Response, Version};
+    use tower::{Layer, ServiceExt};
+    use tower_test::mock;
+
+    const TARGET: &str = "10.0.0.7:8080";
+
+    /// The request as the inner service sees it, or the layer's error.
+    /// (No request hyper parses can fail here: its authority is already a
+    /// valid header value, and a `Host` that is not an authority gives way
+    /// to the target's.)
+    async fn normalized(req: Request<()>) -> Result<Request<()>, String> {
+        let (mock, mut handle) = mock::pair::<Outgoing<()>, Response<()>>();
+        let svc = Normalize::layer(TARGET.parse().unwrap()).layer(mock);
+        let call = tokio::spawn(svc.oneshot(Outgoing {
+            req: Req {
+                http: req,
+                upgrade: false,
+            },
+            dispatch: None,
+        }));
+        tokio::select! {
+            r = call => {
+                let e = r.unwrap().expect_err("refused without reaching the inner service");
+                Err(e.to_string())
+            }
+            next = handle.next_request() => {
+                let (out, send) = next.unwrap();
+                send.send_response(Response::new(()));
+                Ok(out.req.http)
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn http1_goes_in_origin_form_with_host() {
+        let got = normalized(
+            Request::get("http://web.ns:80/a?b")
+                .header(HOST, "ignored")
+                .body(())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.uri(), "/a?b");
+        assert_eq!(got.headers()[HOST], "web.ns:80");
+
+        let got = normalized(Request::get("/a").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(got.headers()[HOST], TARGET, "no authority: the target's");
+
+        let got = normalized(Request::connect("db:5432").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(got.uri(), "db:5432", "CONNECT keeps authority-form");
+    }
+
+    #[tokio::test]
+    async fn http2_goes_with_an_absolute_uri() {
+        let h2 = |b: http::request::Builder| b.version(Version::HTTP_2).body(()).unwrap();
+        let got = normalized(h2(Request::get("/a").header(HOST, "web.ns:80")))
+            .await
+            .unwrap();
+        assert_eq!(got.uri(), "http://web.ns:80/a");
+        let got = normalized(h2(Request::get("/a"))).await.unwrap();
+        assert_eq!(got.uri().to_string(), format!("http://{TARGET}/a"));
+        let got = normalized(h2(Request::get("https://web.ns/a")))
+            .await
+            .unwrap();
+        assert_eq!(got.uri(), "https://web.ns/a", "already absolute");
+    }
+}

@@ -1,0 +1,258 @@
+//! Where a request belongs: the series of its authority (both sides) and,
+//! outbound, whether its authority is a service to balance over.
+
+use super::{Req, Routed};
+use crate::{
+    discovery::{Dispatch, Resolver, Route as DstRoute},
+    http::Clients,
+    metrics::{Direction, Metrics, RouteStats, Tls},
+};
+use http::{Request, header::HOST};
+use std::{
+    cell::RefCell,
+    net::SocketAddr,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+/// The value for the last authority seen on a connection. Requests on one
+/// connection almost always share an authority, so this skips the shared,
+/// locked maps behind it.
+struct LastAuthority<T>(RefCell<Option<(Box<str>, T)>>);
+
+impl<T> Default for LastAuthority<T> {
+    fn default() -> Self {
+        Self(RefCell::new(None))
+    }
+}
+
+impl<T: Clone> LastAuthority<T> {
+    fn get(&self, authority: &str, make: impl FnOnce() -> T) -> T {
+        let mut cache = self.0.borrow_mut();
+        if let Some((a, value)) = cache.as_ref()
+            && **a == *authority
+        {
+            return value.clone();
+        }
+        let value = make();
+        *cache = Some((authority.into(), value.clone()));
+        value
+    }
+}
+
+/// The authority a request names: its URI's, or its `Host`.
+pub(crate) fn authority_of<B>(req: &Request<B>) -> &str {
+    match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(""),
+    }
+}
+
+/// Counts each request in its authority's series for the connection's
+/// target and TLS.
+pub(crate) struct Route<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+    direction: Direction,
+    target: SocketAddr,
+    tls: Tls,
+    last: LastAuthority<Arc<RouteStats>>,
+}
+
+impl<S> Route<S> {
+    pub(crate) fn layer(
+        metrics: Arc<Metrics>,
+        direction: Direction,
+        target: SocketAddr,
+        tls: Tls,
+    ) -> impl tower::Layer<S, Service = Self> {
+        tower::layer::layer_fn(move |inner| Self {
+            inner,
+            metrics: metrics.clone(),
+            direction,
+            target,
+            tls: tls.clone(),
+            last: LastAuthority::default(),
+        })
+    }
+}
+
+impl<S, B> tower::Service<Req<B>> for Route<S>
+where
+    S: tower::Service<Routed<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req<B>) -> S::Future {
+        let route = self.last.get(authority_of(&req.http), || {
+            self.metrics.route(
+                self.direction,
+                authority_of(&req.http),
+                self.target,
+                &self.tls,
+                None,
+            )
+        });
+        self.inner.call(Routed {
+            req,
+            route,
+            dispatch: None,
+        })
+    }
+}
+
+/// Outbound: a request to a name destination knows (or to an original
+/// destination in its networks, such as a cluster IP) goes over the
+/// service's endpoints; others to the original destination. An upgrade
+/// keeps to the original destination: it pins one connection anyway.
+pub(crate) struct Discover<S> {
+    inner: S,
+    /// `None` inbound, or without destination: nothing is balanced.
+    resolver: Option<Arc<Resolver>>,
+    clients: Arc<Clients>,
+    target: SocketAddr,
+    last: LastAuthority<Option<Arc<DstRoute>>>,
+}
+
+impl<S> Discover<S> {
+    pub(crate) fn layer(
+        resolver: Option<Arc<Resolver>>,
+        clients: Arc<Clients>,
+        target: SocketAddr,
+    ) -> impl tower::Layer<S, Service = Self> {
+        tower::layer::layer_fn(move |inner| Self {
+            inner,
+            resolver: resolver.clone(),
+            clients: clients.clone(),
+            target,
+            last: LastAuthority::default(),
+        })
+    }
+}
+
+impl<S, B> tower::Service<Routed<B>> for Discover<S>
+where
+    S: tower::Service<Routed<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut routed: Routed<B>) -> S::Future {
+        if let Some(resolver) = self.resolver.as_ref().filter(|_| !routed.req.upgrade) {
+            let authority = authority_of(&routed.req.http);
+            let dst = self.last.get(authority, || {
+                resolver
+                    .route(authority, &self.clients)
+                    .or_else(|| resolver.addr_route(self.target, &self.clients))
+            });
+            routed.dispatch = dst.and_then(|dst| {
+                Dispatch::new(dst, || {
+                    (self.clients.target(self.target, None), routed.route.clone())
+                })
+            });
+        }
+        self.inner.call(routed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::DestinationConfig, transport::ConnectConfig};
+    use http::Response;
+    use std::time::Duration;
+    use tower::{Layer, Service, ServiceExt};
+    use tower_test::mock;
+
+    const IDLE: Duration = Duration::from_secs(60);
+
+    fn req(authority: &str, upgrade: bool) -> Req<()> {
+        Req {
+            http: Request::get("/").header(HOST, authority).body(()).unwrap(),
+            upgrade,
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_authority() {
+        let metrics = Metrics::new(IDLE);
+        let (mock, mut handle) = mock::pair::<Routed<()>, Response<()>>();
+        let target = "10.0.0.1:8080".parse().unwrap();
+        let mut svc =
+            Route::layer(metrics.clone(), Direction::Inbound, target, Tls::Disabled).layer(mock);
+        let mut seen = Vec::new();
+        for authority in ["web:80", "web:80", "emoji:8080"] {
+            handle.allow(1);
+            svc.ready().await.unwrap();
+            let call = svc.call(req(authority, false));
+            let (routed, send) = handle.next_request().await.unwrap();
+            assert!(routed.dispatch.is_none(), "inbound never balances");
+            seen.push(routed.route);
+            send.send_response(Response::new(()));
+            call.await.unwrap();
+        }
+        assert!(Arc::ptr_eq(&seen[0], &seen[1]), "one series per authority");
+        assert!(!Arc::ptr_eq(&seen[1], &seen[2]));
+        assert_eq!(metrics.series().0, 2);
+    }
+
+    #[tokio::test]
+    async fn service_names_are_dispatched_and_upgrades_are_not() {
+        let config = DestinationConfig {
+            addr: "127.0.0.1:1".into(),
+            svc_name: None,
+            suffixes: vec!["svc.cluster.local.".into()],
+            networks: vec!["10.0.0.0/8".parse().unwrap()],
+            http_queue: Default::default(),
+        };
+        let metrics = Metrics::new(IDLE);
+        let clients = Arc::new(Clients::new(
+            Direction::Outbound,
+            ConnectConfig {
+                timeout: Duration::from_secs(1),
+                source_ip: None,
+            },
+            metrics.clone(),
+            None,
+            IDLE,
+        ));
+        let resolver = Arc::new(Resolver::new(config, None, IDLE).unwrap());
+        let (mock, mut handle) = mock::pair::<Routed<()>, Response<()>>();
+        // Not in destination's networks: only names are discovered.
+        let target = "192.168.0.1:80".parse().unwrap();
+        let mut svc = Route::layer(metrics, Direction::Outbound, target, Tls::Disabled)
+            .layer(Discover::layer(Some(resolver), clients, target).layer(mock));
+        for (authority, upgrade, dispatched) in [
+            ("web.ns.svc.cluster.local:80", false, true),
+            ("web.ns.svc.cluster.local:80", true, false),
+            ("example.com:80", false, false),
+        ] {
+            handle.allow(1);
+            svc.ready().await.unwrap();
+            let call = svc.call(req(authority, upgrade));
+            let (routed, send) = handle.next_request().await.unwrap();
+            assert_eq!(
+                routed.dispatch.is_some(),
+                dispatched,
+                "{authority} upgrade={upgrade}"
+            );
+            send.send_response(Response::new(()));
+            call.await.unwrap();
+        }
+    }
+}
