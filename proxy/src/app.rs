@@ -1,22 +1,18 @@
 //! Binds the listeners and runs the proxy until it is told to stop.
 //!
-//! Every accepted connection goes through the same stack:
-//! original destination -> TCP metrics -> protocol detection (inbound: mesh
-//! TLS terminated, then detection inside it) -> HTTP/1, HTTP/2 or opaque TCP
-//! forwarding to that destination.
+//! Each accepted connection goes down its side's stack: `inbound::serve`
+//! or `outbound::serve`.
 
 use crate::{
     admin::Admin,
     config::{Config, InboundPolicy, ListenerConfig, ServerConfig},
-    detect::{self, Protocol},
     discovery::Resolver,
-    http::{self, Clients, Version},
+    http::Clients,
     identity::{IdentityMetrics, Local},
-    metrics::{Direction, Metrics, NoTlsReason, Peer, Tls},
+    metrics::{Direction, Metrics},
     tap::Taps,
     tcp,
-    tls::{self, Hello},
-    transport::{ConnectConfig, Failed, Metered, OrigDst, Prefixed},
+    transport::{ConnectConfig, Failed, OrigDst},
 };
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
@@ -24,9 +20,6 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-/// On inbound ports that skip protocol detection, how long to wait for a
-/// meshed client's ClientHello before treating the connection as opaque.
-const SKIPPED_PORT_TLS_WAIT: Duration = Duration::from_millis(300);
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,20 +37,20 @@ pub enum Error {
 }
 
 /// One side of the proxy (inbound or outbound) and what its connections share.
-struct Side {
-    direction: Direction,
-    cfg: ListenerConfig,
-    orig_dst: OrigDst,
-    server: ServerConfig,
-    clients: Arc<Clients>,
+pub(crate) struct Side {
+    pub(crate) direction: Direction,
+    pub(crate) cfg: ListenerConfig,
+    pub(crate) orig_dst: OrigDst,
+    pub(crate) server: ServerConfig,
+    pub(crate) clients: Arc<Clients>,
     /// Outbound only, when a destination service is configured.
-    resolver: Option<Arc<Resolver>>,
-    metrics: Arc<Metrics>,
+    pub(crate) resolver: Option<Arc<Resolver>>,
+    pub(crate) metrics: Arc<Metrics>,
     /// This proxy's identity, unless identity is disabled.
-    identity: Option<Arc<Local>>,
+    pub(crate) identity: Option<Arc<Local>>,
     /// Inbound: which clients are served.
-    policy: InboundPolicy,
-    taps: Arc<Taps>,
+    pub(crate) policy: InboundPolicy,
+    pub(crate) taps: Arc<Taps>,
 }
 
 pub async fn run(config: Config) -> Result<(), Error> {
@@ -249,6 +242,8 @@ async fn accept(
 }
 
 impl Side {
+    /// A connection to serve: by the side's stack (`inbound::serve`,
+    /// `outbound::serve`).
     async fn serve(
         self: Arc<Self>,
         stream: TcpStream,
@@ -256,163 +251,51 @@ impl Side {
         drain: CancellationToken,
     ) {
         let _ = stream.set_nodelay(true);
-        let target = match self.orig_dst.lookup(&stream) {
-            Ok(Some(target)) => target,
-            // Addressed to the proxy itself: forwarding it would loop.
+        match self.direction {
+            Direction::Inbound => crate::inbound::serve(&self, stream, client, drain).await,
+            Direction::Outbound => crate::outbound::serve(&self, stream, client, drain).await,
+        }
+    }
+
+    /// The connection's original destination; `None` (logged) if it has
+    /// none, or is addressed to the proxy itself (forwarding it would loop).
+    pub(crate) fn original_dst(
+        &self,
+        stream: &TcpStream,
+        client: SocketAddr,
+    ) -> Option<SocketAddr> {
+        match self.orig_dst.lookup(stream) {
+            Ok(Some(target)) => Some(target),
             Ok(None) => {
                 tracing::debug!(%client, "connection was not redirected to the proxy; closing");
-                return;
+                None
             }
             Err(e) => {
                 // Per connection and caused by the peer: not worth more than debug.
                 tracing::debug!(%client, error = %e, "connection has no original destination; closing");
-                return;
-            }
-        };
-        let direction = self.direction;
-        let inbound = direction == Direction::Inbound;
-        let plain = Tls::plain(
-            self.identity.is_some(),
-            if inbound {
-                NoTlsReason::NoTlsFromRemote
-            } else {
-                NoTlsReason::Loopback
-            },
-        );
-        // Counted once its TLS is known; under `plain` if it ends before.
-        let fallback = self.metrics.tcp(direction, Peer::Src, target, &plain, None);
-        let mut io = Metered::unlabelled(stream, fallback.clone());
-        if inbound && self.policy == InboundPolicy::Deny {
-            tracing::debug!(%client, %target, "inbound policy denies every connection; closing");
-            return;
-        }
-
-        let skip = self.cfg.skip_detect_ports.contains(target.port());
-        let (result, protocol, prefix) = match &self.identity {
-            Some(_) if skip && inbound => detect::tls_only(&mut io, SKIPPED_PORT_TLS_WAIT).await,
-            _ if skip => detect::skipped(),
-            _ => detect::detect(&mut io, self.cfg.detect_timeout).await,
-        };
-        self.metrics.detected(direction, result);
-
-        let mut prefix = prefix;
-        if let (Protocol::Tls, true, Some(local)) = (protocol, inbound, &self.identity) {
-            let hello =
-                tls::read_hello(&mut io, &mut prefix, local.name(), self.cfg.detect_timeout).await;
-            if let Hello::Ours(accepted) = hello {
-                let timeout = self.cfg.detect_timeout;
-                let mut conn = match tls::terminate(local, accepted, io, timeout).await {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::debug!(%client, %target, error = %e, "mesh TLS handshake failed");
-                        fallback.tls_failed();
-                        return;
-                    }
-                };
-                if self.policy == InboundPolicy::AllAuthenticated && conn.client_id.is_none() {
-                    tracing::debug!(%client, %target, "client sent no certificate; policy requires one");
-                    return;
-                }
-                let tls = Tls::inbound(conn.client_id);
-                let stats = self.metrics.tcp(direction, Peer::Src, target, &tls, None);
-                conn.io.get_mut().0.label(stats);
-                let (result, protocol, prefix) = detect::detect(&mut conn.io, timeout).await;
-                self.metrics.detected(direction, result);
-                let io = Prefixed::new(prefix.freeze(), conn.io);
-                return self.forward(io, protocol, target, client, tls, drain).await;
+                None
             }
         }
-        if inbound && self.policy == InboundPolicy::AllAuthenticated {
-            tracing::debug!(%client, %target, "plaintext client; policy requires mesh TLS");
-            return;
-        }
-        io.label(fallback);
-        let tls = if inbound {
-            plain
-        } else {
-            Tls::plain(
-                self.identity.is_some(),
-                NoTlsReason::NotProvidedByServiceDiscovery,
-            )
-        };
-        let io = Prefixed::new(prefix.freeze(), io);
-        self.forward(io, protocol, target, client, tls, drain).await
     }
 
-    /// Serves a detected connection: its HTTP requests, or its bytes. `tls`
-    /// labels the requests' series.
-    async fn forward<I>(
+    /// Serves a detected connection's opaque bytes: to `upstream`, or the
+    /// error on the client's connection.
+    pub(crate) async fn forward_opaque<I>(
         &self,
         mut io: I,
-        protocol: Protocol,
-        target: SocketAddr,
+        upstream: io::Result<tcp::Upstream>,
         client: SocketAddr,
-        tls: Tls,
-        drain: CancellationToken,
+        target: SocketAddr,
     ) where
         I: AsyncRead + AsyncWrite + Failed + Unpin + Send + 'static,
     {
-        let direction = self.direction;
-        tracing::debug!(%client, %target, ?protocol, "accepted");
-        let version = match protocol {
-            Protocol::Http1 => Version::Http1,
-            Protocol::H2 => Version::H2,
-            Protocol::Opaque | Protocol::Tls => {
-                let forwarded = match self.connect_opaque(target).await {
-                    Ok(upstream) => tcp::forward(&mut io, upstream).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = forwarded {
-                    tracing::debug!(%client, %target, error = %e, "TCP forwarding ended with an error");
-                    io.failed(&e);
-                }
-                return;
-            }
+        let forwarded = match upstream {
+            Ok(upstream) => tcp::forward(&mut io, upstream).await,
+            Err(e) => Err(e),
         };
-        let conn = http::Accepted {
-            client,
-            target,
-            tls,
-            version,
-        };
-        let activity = Arc::new(http::Activity::new());
-        match direction {
-            Direction::Inbound => {
-                let stack = crate::inbound::http(
-                    &conn,
-                    &self.clients,
-                    &self.metrics,
-                    &self.taps,
-                    &activity,
-                );
-                http::serve(io, version, stack, &activity, &self.server, drain).await;
-            }
-            Direction::Outbound => {
-                let stack = crate::outbound::http(
-                    &conn,
-                    &self.clients,
-                    self.resolver.as_ref(),
-                    &self.metrics,
-                    &self.taps,
-                    &activity,
-                );
-                http::serve(io, version, stack, &activity, &self.server, drain).await;
-            }
-        }
-    }
-
-    /// The upstream connection for an opaque client connection: balanced
-    /// over the service's endpoints when its original destination is a
-    /// service destination knows, or straight to it.
-    async fn connect_opaque(&self, target: SocketAddr) -> io::Result<tcp::Upstream> {
-        let direct = self.clients.target(target, None);
-        let route = self
-            .resolver
-            .as_ref()
-            .and_then(|r| r.addr_route(target, &self.clients));
-        match route {
-            Some(route) => crate::discovery::connect(route, direct).await,
-            None => direct.connect_tcp().await.map(tcp::Upstream::direct),
+        if let Err(e) = forwarded {
+            tracing::debug!(%client, %target, error = %e, "TCP forwarding ended with an error");
+            io.failed(&e);
         }
     }
 }
