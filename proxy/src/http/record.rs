@@ -112,9 +112,9 @@ impl TapCtx {
     }
 }
 
-impl<S> tower::Service<Routed> for Record<S>
+impl<S, B> tower::Service<Routed<B>> for Record<S>
 where
-    S: tower::Service<Outgoing, Response = Answer, Error = Failure>,
+    S: tower::Service<Outgoing<B>, Response = Answer, Error = Failure>,
 {
     type Response = Response<ResponseBody>;
     type Error = BoxError;
@@ -126,7 +126,7 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, routed: Routed) -> Self::Future {
+    fn call(&mut self, routed: Routed<B>) -> Self::Future {
         let started = Instant::now();
         let Routed {
             req,
@@ -332,6 +332,102 @@ mod tests {
 
     fn refused() -> client::Error {
         client::Error::Connect(std::io::ErrorKind::ConnectionRefused.into())
+    }
+
+    fn layer<S>(inner: S) -> (Record<S>, Arc<Activity>) {
+        use tower::Layer;
+        let conn = super::super::Accepted {
+            client: "10.0.0.9:50000".parse().unwrap(),
+            target: "10.0.0.1:80".parse().unwrap(),
+            tls: Tls::Disabled,
+            version: super::super::Version::Http1,
+        };
+        let activity = Arc::new(Activity::new());
+        let layer = Record::layer(&conn, Direction::Outbound, Taps::new(), activity.clone());
+        (layer.layer(inner), activity)
+    }
+
+    fn routed(metrics: &Metrics) -> Routed<()> {
+        Routed {
+            req: super::super::Req {
+                http: Request::get("/").body(()).unwrap(),
+                upgrade: false,
+            },
+            route: metrics.route(
+                Direction::Outbound,
+                "web:80",
+                "10.0.0.1:80".parse().unwrap(),
+                &Tls::Disabled,
+                None,
+            ),
+            dispatch: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_below_is_answered_here() {
+        use tower::{Service, ServiceExt};
+        let metrics = Metrics::new(Duration::from_secs(60));
+        let inner = tower::service_fn(|_: Outgoing<()>| async {
+            Err::<Answer, _>(Failure::Dispatch(DispatchError::NoEndpoints(
+                discovery::NoEndpoints,
+            )))
+        });
+        let (mut svc, activity) = layer(inner);
+        let rsp = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(routed(&metrics))
+            .await
+            .expect("a response, not an error");
+        assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            rsp.headers()[L5D_PROXY_ERROR],
+            "the service has no endpoints"
+        );
+        drop(rsp);
+        assert_eq!(
+            activity
+                .in_flight
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        assert_eq!(
+            activity
+                .abandoned
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_the_client_gives_up_on_is_counted_as_abandoned() {
+        use tower::{Service, ServiceExt};
+        let metrics = Metrics::new(Duration::from_secs(60));
+        let inner =
+            tower::service_fn(|_: Outgoing<()>| std::future::pending::<Result<Answer, Failure>>());
+        let (mut svc, activity) = layer(inner);
+        let pending = svc.ready().await.unwrap().call(routed(&metrics));
+        assert_eq!(
+            activity
+                .in_flight
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        drop(pending);
+        assert_eq!(
+            activity
+                .in_flight
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        assert_eq!(
+            activity
+                .abandoned
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     }
 
     #[test]
