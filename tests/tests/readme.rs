@@ -111,6 +111,9 @@ fn readme_demo_commands_work() {
             // Serves until interrupted: its URL answers with the dashboard.
             let mut child = Command::new(linkerd_tests::proxy::bin("linkerd"))
                 .args(&args)
+                // The README's command on a port of its own: 50750 may be
+                // taken on a shared machine (CI once found it so).
+                .args(["--port", "0"])
                 .env("LINKERD_DEMO_STATE", &demo.state)
                 // The browser it opens: one that does nothing.
                 .env("BROWSER", "true")
@@ -122,7 +125,11 @@ fn readme_demo_commands_work() {
                 .take(2)
                 .map_while(Result::ok)
                 .collect();
-            assert_eq!(lines[0], "Linkerd dashboard available at:");
+            assert_eq!(
+                lines.first().map(String::as_str),
+                Some("Linkerd dashboard available at:"),
+                "{lines:?}"
+            );
             let port = lines[1].rsplit(':').next().unwrap().parse::<u16>().unwrap();
             let page = std::process::Command::new("curl")
                 .args(["-sf", &format!("http://localhost:{port}/api/version")])
