@@ -381,10 +381,7 @@ async fn public_api(args: PublicApiArgs) -> anyhow::Result<()> {
         args.poll_interval,
     )
     .await?;
-    let naming = tap::Naming {
-        control_namespace: args.controller_namespace,
-        trust_domain: args.identity_trust_domain,
-    };
+    let naming = identity::Naming::new(args.controller_namespace, args.identity_trust_domain);
     let metrics = if args.scrape_proxies {
         if args.scrape_interval.is_zero() {
             anyhow::bail!("--scrape-interval must be above 0");
@@ -431,13 +428,12 @@ async fn serve_tap<D: discovery::Discover>(discover: D, args: TapArgs) -> anyhow
             args.trust_anchors.display()
         )
     })?;
-    let name = format!(
-        "{}.{}.serviceaccount.identity.{}.{}",
-        args.service_account,
-        args.controller_namespace,
-        args.controller_namespace,
-        args.identity_trust_domain
+    let naming = identity::Naming::new(
+        args.controller_namespace.clone(),
+        args.identity_trust_domain.clone(),
     );
+    // Tap's own: its service account in the control plane's namespace.
+    let name = naming.identity(&args.service_account, &naming.control_namespace);
     let credentials = tap::Credentials::start(tap::CredentialsConfig {
         name,
         trust_anchors_pem,
@@ -450,10 +446,6 @@ async fn serve_tap<D: discovery::Discover>(discover: D, args: TapArgs) -> anyhow
             args.trust_anchors.display()
         )
     })?;
-    let naming = tap::Naming {
-        control_namespace: args.controller_namespace,
-        trust_domain: args.identity_trust_domain,
-    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let service = tap::TapService::new(discover, credentials, naming, stopped).into_server();
     serve_grpc(
@@ -494,8 +486,7 @@ async fn serve_identity<V: identity::tokens::Validate>(
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     let config = identity::Config {
-        trust_domain: args.identity_trust_domain,
-        control_namespace: args.controller_namespace,
+        naming: identity::Naming::new(args.controller_namespace, args.identity_trust_domain),
         lifetime: args.issuance_lifetime,
         clock_skew: args.clock_skew_allowance,
     };
@@ -611,8 +602,7 @@ async fn serve_destination<D: discovery::Discover>(
     metrics.register(&mut registry);
     let config = destination::Config {
         cluster_domain: args.cluster_domain,
-        control_namespace: args.controller_namespace,
-        trust_domain: args.identity_trust_domain,
+        naming: identity::Naming::new(args.controller_namespace, args.identity_trust_domain),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let service = destination::Destination::new(discover, config, metrics, stopped).into_server();

@@ -25,7 +25,7 @@ pub const TRUST_DOMAIN: &str = "cluster.local";
 
 /// The identity name of ServiceAccount `sa` in namespace `ns`.
 pub fn identity(ns: &str, sa: &str) -> String {
-    format!("{sa}.{ns}.serviceaccount.identity.linkerd.{TRUST_DOMAIN}")
+    linkerd_controller::identity::Naming::new("linkerd", TRUST_DOMAIN).identity(sa, ns)
 }
 
 pub struct Mesh {

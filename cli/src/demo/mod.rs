@@ -119,7 +119,7 @@ const CONTROLLERS: &[(&str, u16, u16)] = &[
 ];
 
 fn identity(sa: &str, ns: &str) -> String {
-    format!("{sa}.{ns}.serviceaccount.identity.linkerd.cluster.local")
+    linkerd_controller::identity::Naming::default().identity(sa, ns)
 }
 
 /// Prints a step and, when it is done, how long it took.

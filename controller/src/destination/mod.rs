@@ -25,17 +25,13 @@ const WEIGHT: u32 = 10_000;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub cluster_domain: String,
-    pub control_namespace: String,
-    pub trust_domain: String,
+    pub naming: crate::identity::Naming,
 }
 
 impl Config {
     /// The mesh identity of a workload (SPEC, "Identity").
     pub fn identity(&self, service_account: &str, namespace: &str) -> String {
-        format!(
-            "{service_account}.{namespace}.serviceaccount.identity.{}.{}",
-            self.control_namespace, self.trust_domain
-        )
+        self.naming.identity(service_account, namespace)
     }
 }
 
@@ -347,8 +343,7 @@ mod tests {
     fn config() -> Arc<Config> {
         Arc::new(Config {
             cluster_domain: "cluster.local".into(),
-            control_namespace: "linkerd".into(),
-            trust_domain: "cluster.local".into(),
+            naming: crate::identity::Naming::default(),
         })
     }
 

@@ -7,7 +7,10 @@
 
 pub mod ca;
 pub mod issuer;
+mod name;
 pub mod tokens;
+
+pub use self::name::Naming;
 
 use self::{
     ca::{Csr, Issuer},
@@ -23,8 +26,7 @@ use tonic::{Request, Response, Status};
 /// How identities are named and how long their certificates last.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub trust_domain: String,
-    pub control_namespace: String,
+    pub naming: Naming,
     pub lifetime: Duration,
     pub clock_skew: Duration,
 }
@@ -32,10 +34,7 @@ pub struct Config {
 impl Config {
     /// The identity of a service account (SPEC, "Identity").
     pub fn identity(&self, sa: &ServiceAccount) -> String {
-        format!(
-            "{}.{}.serviceaccount.identity.{}.{}",
-            sa.name, sa.namespace, self.control_namespace, self.trust_domain
-        )
+        self.naming.identity(&sa.name, &sa.namespace)
     }
 }
 

@@ -155,7 +155,7 @@ impl<D: Discover> Api for PublicApi<D> {
                     meshed: ep.meshed,
                     ready: w.running,
                     identity: if ep.meshed {
-                        self.naming.identity(&w)
+                        crate::tap::identity(&self.naming, &w)
                     } else {
                         String::new()
                     },
@@ -241,7 +241,7 @@ impl<D: Discover> Api for PublicApi<D> {
                 identities
                     .entry((ep.namespace.clone(), name))
                     .or_default()
-                    .insert(self.naming.identity(w));
+                    .insert(crate::tap::identity(&self.naming, w));
             }
         }
         Ok(Response::new(EdgesResponse {

@@ -85,23 +85,12 @@ fn pod_labels(w: &Workload) -> BTreeMap<String, String> {
     labels
 }
 
-/// How pods' identities are named.
-#[derive(Clone, Debug)]
-pub struct Naming {
-    pub control_namespace: String,
-    pub trust_domain: String,
-}
+pub use crate::identity::Naming;
 
-impl Naming {
-    pub(crate) fn identity(&self, w: &Workload) -> String {
-        format!(
-            "{}.{}.serviceaccount.identity.{}.{}",
-            w.endpoint.service_account.as_deref().unwrap_or("default"),
-            w.endpoint.namespace,
-            self.control_namespace,
-            self.trust_domain
-        )
-    }
+/// A pod's identity: its service account's, or `default`'s.
+pub(crate) fn identity(naming: &Naming, w: &Workload) -> String {
+    let service_account = w.endpoint.service_account.as_deref().unwrap_or("default");
+    naming.identity(service_account, &w.endpoint.namespace)
 }
 
 pub struct TapService<D> {
@@ -291,7 +280,7 @@ impl<D: Discover> TapByResource for TapService<D> {
         let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
         for w in meshed {
             let addr = SocketAddr::new(w.ip, PROXY_TAP_PORT);
-            let channel = client::channel(addr, &self.naming.identity(w), tls.clone());
+            let channel = client::channel(addr, &identity(&self.naming, w), tls.clone());
             let mut client = TapClient::new(channel);
             // The first session is opened here, so a pod that cannot be
             // tapped fails the request with its reason.
