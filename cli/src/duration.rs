@@ -1,22 +1,13 @@
-//! Durations as the flags take them: a whole number and `ms`, `s`, `m` or
-//! `h`, as the controller's flags and Linkerd's do.
+//! Durations as every flag and variable takes them: a number and a unit
+//! (`500ms`, `20s`, `5m`, `24h`), as Linkerd's do. The grammar is humantime's,
+//! the one used across the workspace; a bare number is refused, since its
+//! unit would be a guess.
 
 use std::time::Duration;
 
 pub fn parse(s: &str) -> Result<Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let invalid = || "not a duration such as 20s, 5m or 24h".to_string();
-    let n: u64 = n.parse().map_err(|_| invalid())?;
-    let unit = match unit {
-        "ms" => Duration::from_millis(1),
-        "s" => Duration::from_secs(1),
-        "m" => Duration::from_secs(60),
-        "h" => Duration::from_secs(3600),
-        _ => return Err(invalid()),
-    };
-    unit.checked_mul(u32::try_from(n).map_err(|_| invalid())?)
-        .ok_or_else(invalid)
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration such as 500ms, 20s, 5m or 24h ({e})"))
 }
 
 #[cfg(test)]
@@ -30,6 +21,8 @@ mod tests {
         assert_eq!(parse("0s"), Ok(Duration::ZERO));
         assert!(parse("5").is_err());
         assert!(parse("m").is_err());
-        assert!(parse("1.5h").is_err());
+        assert_eq!(parse("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse("").is_err());
+        assert!(parse("-1s").is_err());
     }
 }

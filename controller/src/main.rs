@@ -263,23 +263,11 @@ struct DestinationArgs {
     identity_trust_domain: String,
 }
 
+/// Durations as every flag takes them (humantime's grammar, as the CLI's
+/// and the proxy's): 500ms, 20s, 5m, 24h.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let invalid = || format!("{s:?} is not a duration such as 500ms, 20s, 5m or 24h");
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| invalid())?;
-    let secs = |per: u64| {
-        n.checked_mul(per)
-            .map(Duration::from_secs)
-            .ok_or_else(invalid)
-    };
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => secs(1),
-        "m" => secs(60),
-        "h" => secs(3600),
-        _ => Err(invalid()),
-    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration such as 500ms, 20s, 5m or 24h ({e})"))
 }
 
 fn main() -> std::process::ExitCode {

@@ -604,18 +604,11 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// Durations carry their unit, as Linkerd's do: a bare `10` is ambiguous.
+/// Durations carry their unit, as Linkerd's do (a bare `10` is refused:
+/// its unit would be a guess); humantime's grammar, as every flag of the
+/// CLI and controller: 500ms, 20s, 5m, 24h.
 fn parse_duration(s: &str) -> Option<Duration> {
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    Some(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.checked_mul(60)?),
-        "h" => Duration::from_secs(n.checked_mul(3600)?),
-        _ => return None,
-    })
+    humantime::parse_duration(s).ok()
 }
 
 #[cfg(test)]

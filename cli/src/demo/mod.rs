@@ -43,7 +43,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 0.15)]
     failure_rate: f64,
     /// How long the emoji service takes to answer.
-    #[arg(long, default_value = "25ms", value_parser = parse_ms)]
+    #[arg(long, default_value = "25ms", value_parser = linkerd_cli::duration::parse)]
     emoji_delay: Duration,
     /// How often Prometheus scrapes the proxies.
     #[arg(long, default_value = "5s")]
@@ -66,22 +66,6 @@ pub(crate) struct DemoArgs {
     /// this release, as `bin/images` builds it).
     #[arg(long, requires = "manifest")]
     image: Option<String>,
-}
-
-pub(crate) fn parse_ms(s: &str) -> Result<Duration, String> {
-    let invalid = || format!("{s:?} is not a duration such as 25ms or 1s");
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms.parse().map(Duration::from_millis).map_err(|_| invalid());
-    }
-    if let Some(secs) = s.strip_suffix('s') {
-        return secs
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
-            .ok_or_else(invalid);
-    }
-    Err(invalid())
 }
 
 /// A pod of the demo.
