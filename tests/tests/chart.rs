@@ -491,8 +491,9 @@ fn install_refuses_bad_values_in_one_line() {
             "the identity issuer: the issuer certificate is not signed by any of the 1 trust anchors",
         ),
         (
-            strings(&["--identity-issuance-lifetime", "1d"]),
-            "--identity-issuance-lifetime \"1d\": not a duration",
+            // A bare number: its unit would be a guess.
+            strings(&["--identity-issuance-lifetime", "24"]),
+            "--identity-issuance-lifetime \"24\": \"24\" is not a duration",
         ),
     ] {
         let mut full = strings(&["install"]);
