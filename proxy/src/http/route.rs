@@ -121,7 +121,10 @@ pub(crate) struct Discover<S> {
     resolver: Option<Arc<Resolver>>,
     clients: Arc<Clients>,
     target: SocketAddr,
-    last: LastAuthority<Option<Arc<DstRoute>>>,
+    /// The last request's route, by its series: `Route` looked the
+    /// authority up already, and on one connection the series is the
+    /// authority's, so the name need not be read and compared again.
+    last: Option<(Arc<RouteStats>, Option<Arc<DstRoute>>)>,
 }
 
 impl<S> Discover<S> {
@@ -135,7 +138,7 @@ impl<S> Discover<S> {
             resolver: resolver.clone(),
             clients: clients.clone(),
             target,
-            last: LastAuthority::default(),
+            last: None,
         })
     }
 }
@@ -154,12 +157,17 @@ where
 
     fn call(&mut self, mut routed: Routed<B>) -> S::Future {
         if let Some(resolver) = self.resolver.as_ref().filter(|_| !routed.req.upgrade) {
-            let authority = authority_of(&routed.req.http);
-            let dst = self.last.get(authority, || {
-                resolver
-                    .route(authority, &self.clients)
-                    .or_else(|| resolver.addr_route(self.target, &self.clients))
-            });
+            let dst = match &self.last {
+                Some((series, dst)) if Arc::ptr_eq(series, &routed.route) => dst.clone(),
+                _ => {
+                    let authority = authority_of(&routed.req.http);
+                    let dst = resolver
+                        .route(authority, &self.clients)
+                        .or_else(|| resolver.addr_route(self.target, &self.clients));
+                    self.last = Some((routed.route.clone(), dst.clone()));
+                    dst
+                }
+            };
             routed.dispatch = dst.and_then(|dst| {
                 Dispatch::new(dst, || {
                     (self.clients.target(self.target, None), routed.route.clone())
