@@ -4,7 +4,7 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p linkerd-proxy --bin linkerd-proxy-init
+RUN cargo build --release --locked -p linkerd-proxy-init --bin linkerd-proxy-init
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends iptables \

@@ -1,9 +1,9 @@
 //! `linkerd check`: the flags and the exit code; the checks are the
-//! library's (`linkerd_cli::healthcheck`), which the dashboard runs too.
+//! library's (`linkerd-healthcheck`), which the dashboard runs too.
 
 use crate::api::Target;
 use clap::Args;
-use linkerd_cli::healthcheck::{self, Output, Report, local::LocalMesh};
+use linkerd_healthcheck::{self as healthcheck, Output, Report, local::LocalMesh};
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -19,7 +19,7 @@ pub(crate) struct CheckArgs {
     #[arg(short, long)]
     namespace: Option<String>,
     /// How long to wait for checks that can still pass, such as pods starting.
-    #[arg(long, default_value = "5m", value_parser = linkerd_cli::duration::parse)]
+    #[arg(long, default_value = "5m", value_parser = crate::duration::parse)]
     wait: Duration,
     #[arg(short, long, value_enum, default_value = "table")]
     output: Output,

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use k8s_openapi::api::core::v1::ConfigMap;
-use linkerd_controller::chart::{Chart, Release, values, yaml};
-use linkerd_controller::inject::{self, How, Injector, Report};
+use linkerd_chart::{Chart, Release, values, yaml};
+use linkerd_inject::{self as inject, How, Injector, Report};
 use serde_json::{Map, Value};
 
 use crate::api::Target;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use linkerd_controller::chart::{Chart, Release, values};
-use linkerd_controller::identity::ca;
+use linkerd_chart::{Chart, Release, values};
+use linkerd_pki::ca;
 use serde_json::{Value, json};
 
 /// Flags that build chart values, shared with `linkerd inject`.
@@ -214,7 +214,7 @@ fn certificates(values: &mut Value, namespace: &str) -> Result<()> {
 
 /// The durations the controller accepts: a number and one of ms, s, m, h.
 fn parse_duration(s: &str) -> Result<()> {
-    linkerd_cli::duration::parse(s)
+    crate::duration::parse(s)
         .map(drop)
         .map_err(anyhow::Error::msg)
 }

@@ -5,6 +5,7 @@ mod check;
 mod dashboard;
 mod demo;
 mod diagnostics;
+mod duration;
 mod edges;
 mod inject;
 mod install;

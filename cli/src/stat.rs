@@ -3,7 +3,7 @@
 
 use crate::{api, resource, table::Table};
 use clap::{Args, ValueEnum};
-use linkerd_cli::stat_format::{meshed, ms, row_json, success, window_seconds};
+use linkerd_format::stat::{meshed, ms, row_json, success, window_seconds};
 use linkerd_proxy_api::public_api::{
     StatRow, StatSummaryRequest, api_client::ApiClient, stat_summary_request::Outbound,
 };

@@ -2,7 +2,7 @@
 
 use crate::{api, resource};
 use clap::{Args, ValueEnum};
-use linkerd_cli::tap_format::{json, line};
+use linkerd_format::tap::{json, line};
 use linkerd_proxy_api::{
     tap::TapEvent,
     tap_controller::{TapRequest, tap_by_resource_client::TapByResourceClient},

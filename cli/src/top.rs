@@ -3,7 +3,7 @@
 
 use crate::tap::Selection;
 use clap::Args;
-use linkerd_cli::tap_format;
+use linkerd_format::tap as tap_format;
 use linkerd_proxy_api::tap::{
     TapEvent, eos,
     tap_event::{self, http::Event},

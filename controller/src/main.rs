@@ -2,7 +2,8 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use linkerd_controller::{admin, destination, discovery, identity, prometheus, public_api, tap};
+use linkerd_admin::Admin;
+use linkerd_controller::{destination, identity, prometheus_sd, public_api, tap};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 #[derive(Parser)]
@@ -328,7 +329,7 @@ async fn proxy_injector(args: ProxyInjectorArgs) -> anyhow::Result<()> {
         .map_err(|e| {
             anyhow::anyhow!("the webhook certificate in {}: {e}", args.tls_dir.display())
         })?;
-    let chart = linkerd_controller::chart::Chart::linkerd().context("the built-in chart")?;
+    let chart = linkerd_chart::Chart::linkerd().context("the built-in chart")?;
     let client = kube_client(args.kubeconfig.as_deref()).await?;
     let metrics = linkerd_controller::injector::Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
@@ -339,14 +340,14 @@ async fn proxy_injector(args: ProxyInjectorArgs) -> anyhow::Result<()> {
         args.controller_namespace,
         metrics,
     );
-    let listener = admin::bind("proxy-injector", args.addr).await?;
-    let admin = admin::bind("admin", args.admin_addr).await?;
-    tokio::spawn(admin::serve(admin, registry));
+    let listener = linkerd_admin::bind("proxy-injector", args.addr).await?;
+    let admin = linkerd_admin::bind("admin", args.admin_addr).await?;
+    tokio::spawn(Admin::new(registry).serve(admin));
     linkerd_controller::injector::serve(
         listener,
         std::sync::Arc::new(tls),
         std::sync::Arc::new(webhook),
-        admin::shutdown(),
+        linkerd_admin::signalled(),
     )
     .await;
     tracing::info!("shutdown complete");
@@ -369,7 +370,7 @@ async fn public_api(args: PublicApiArgs) -> anyhow::Result<()> {
         args.poll_interval,
     )
     .await?;
-    let naming = identity::Naming::new(args.controller_namespace, args.identity_trust_domain);
+    let naming = linkerd_pki::Naming::new(args.controller_namespace, args.identity_trust_domain);
     let metrics = if args.scrape_proxies {
         if args.scrape_interval.is_zero() {
             anyhow::bail!("--scrape-interval must be above 0");
@@ -409,14 +410,17 @@ async fn tap(args: TapArgs) -> anyhow::Result<()> {
     serve_tap(discover, args).await
 }
 
-async fn serve_tap<D: discovery::Discover>(discover: D, args: TapArgs) -> anyhow::Result<()> {
+async fn serve_tap<D: linkerd_discovery::Discover>(
+    discover: D,
+    args: TapArgs,
+) -> anyhow::Result<()> {
     let trust_anchors_pem = std::fs::read_to_string(&args.trust_anchors).with_context(|| {
         format!(
             "cannot read the trust anchors {}",
             args.trust_anchors.display()
         )
     })?;
-    let naming = identity::Naming::new(
+    let naming = linkerd_pki::Naming::new(
         args.controller_namespace.clone(),
         args.identity_trust_domain.clone(),
     );
@@ -453,7 +457,8 @@ async fn identity(args: IdentityArgs) -> anyhow::Result<()> {
     let issuer = files.watch(args.poll_interval)?;
     match &args.local {
         Some(path) => {
-            let local = discovery::local::LocalDiscovery::load(path.clone(), args.poll_interval)?;
+            let local =
+                linkerd_discovery::local::LocalDiscovery::load(path.clone(), args.poll_interval)?;
             let tokens = identity::tokens::LocalTokens::new(local.topology());
             serve_identity(issuer, tokens, args).await
         }
@@ -465,7 +470,7 @@ async fn identity(args: IdentityArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_identity<V: identity::tokens::Validate>(
-    issuer: tokio::sync::watch::Receiver<std::sync::Arc<identity::ca::Issuer>>,
+    issuer: tokio::sync::watch::Receiver<std::sync::Arc<linkerd_pki::ca::Issuer>>,
     validator: V,
     args: IdentityArgs,
 ) -> anyhow::Result<()> {
@@ -474,7 +479,7 @@ async fn serve_identity<V: identity::tokens::Validate>(
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     let config = identity::Config {
-        naming: identity::Naming::new(args.controller_namespace, args.identity_trust_domain),
+        naming: linkerd_pki::Naming::new(args.controller_namespace, args.identity_trust_domain),
         lifetime: args.issuance_lifetime,
         clock_skew: args.clock_skew_allowance,
     };
@@ -490,7 +495,7 @@ async fn serve_identity<V: identity::tokens::Validate>(
 }
 
 fn issuer_certs(args: IssuerCertsArgs) -> anyhow::Result<()> {
-    let generated = identity::ca::generate(
+    let generated = linkerd_pki::ca::generate(
         &args.identity_trust_domain,
         args.anchor_lifetime,
         args.issuer_lifetime,
@@ -538,30 +543,29 @@ async fn discovery(
     local: Option<&std::path::Path>,
     kubeconfig: Option<&std::path::Path>,
     poll_interval: Duration,
-) -> anyhow::Result<discovery::AnyDiscovery> {
+) -> anyhow::Result<linkerd_discovery::AnyDiscovery> {
     Ok(match local {
-        Some(path) => discovery::AnyDiscovery::Local(discovery::local::LocalDiscovery::load(
-            path.to_path_buf(),
-            poll_interval,
-        )?),
+        Some(path) => linkerd_discovery::AnyDiscovery::Local(
+            linkerd_discovery::local::LocalDiscovery::load(path.to_path_buf(), poll_interval)?,
+        ),
         None => {
             let client = kube_client(kubeconfig).await?;
             tracing::info!("waiting for the Kubernetes API's first lists");
-            discovery::AnyDiscovery::Kubernetes(
-                discovery::kubernetes::KubeDiscovery::start(client).await,
+            linkerd_discovery::AnyDiscovery::Kubernetes(
+                linkerd_discovery::kubernetes::KubeDiscovery::start(client).await,
             )
         }
     })
 }
 
 async fn prometheus_targets(args: PrometheusTargetsArgs) -> anyhow::Result<()> {
-    let jobs = prometheus::sd::write_config(&args.config, &args.out)?;
+    let jobs = prometheus_sd::write_config(&args.config, &args.out)?;
     tracing::info!(out = %args.out.display(), "scrape configuration written");
     if args.config_only {
         return Ok(());
     }
     let client = kube_client(args.kubeconfig.as_deref()).await?;
-    prometheus::sd::run(client, jobs, args.out, args.settle).await?;
+    prometheus_sd::run(client, jobs, args.out, args.settle).await?;
     anyhow::bail!("the watch of pods ended")
 }
 
@@ -581,7 +585,7 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kub
     kube::Client::try_from(config).context("cannot make a Kubernetes client")
 }
 
-async fn serve_destination<D: discovery::Discover>(
+async fn serve_destination<D: linkerd_discovery::Discover>(
     discover: D,
     args: DestinationArgs,
 ) -> anyhow::Result<()> {
@@ -590,7 +594,7 @@ async fn serve_destination<D: discovery::Discover>(
     metrics.register(&mut registry);
     let config = destination::Config {
         cluster_domain: args.cluster_domain,
-        naming: identity::Naming::new(args.controller_namespace, args.identity_trust_domain),
+        naming: linkerd_pki::Naming::new(args.controller_namespace, args.identity_trust_domain),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let service = destination::Destination::new(discover, config, metrics, stopped).into_server();
@@ -617,15 +621,15 @@ async fn serve_grpc(
     registry: prometheus_client::registry::Registry,
     on_shutdown: impl FnOnce() + Send,
 ) -> anyhow::Result<()> {
-    let grpc = admin::bind(what, addr).await?;
-    let admin = admin::bind("admin", admin_addr).await?;
-    tokio::spawn(admin::serve(admin, registry));
+    let grpc = linkerd_admin::bind(what, addr).await?;
+    let admin = linkerd_admin::bind("admin", admin_addr).await?;
+    tokio::spawn(Admin::new(registry).serve(admin));
     tonic::transport::Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             async move {
-                admin::shutdown().await;
+                linkerd_admin::signalled().await;
                 on_shutdown();
             },
         )

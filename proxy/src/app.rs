@@ -4,7 +4,6 @@
 //! or `outbound::serve`.
 
 use crate::{
-    admin::Admin,
     config::{Config, InboundPolicy, ListenerConfig, ServerConfig},
     discovery::Resolver,
     http::Clients,
@@ -14,6 +13,7 @@ use crate::{
     tcp,
     transport::{ConnectConfig, Failed, OrigDst},
 };
+use linkerd_admin::{Admin, bind};
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -24,12 +24,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot listen on {addr} for the {what} server: {source}")]
-    Bind {
-        what: &'static str,
-        addr: SocketAddr,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] linkerd_admin::BindError),
     #[error("cannot install the signal handler: {0}")]
     Signal(io::Error),
     #[error(transparent)]
@@ -107,7 +103,18 @@ pub async fn run(config: Config) -> Result<(), Error> {
     if identity.is_some() {
         identity_metrics.register(&mut registry);
     }
-    let admin_server = Admin::new(registry, shutdown.clone(), identity.clone());
+    let mut admin_server = Admin::new(registry).shutdown_on(shutdown.clone());
+    if let Some(identity) = identity.clone() {
+        // Without its first certificate the proxy cannot take part in the
+        // mesh: not ready until then.
+        admin_server = admin_server.ready_when(move || {
+            if identity.is_certified() {
+                Ok(())
+            } else {
+                Err("identity not certified yet")
+            }
+        });
+    }
     tokio::spawn(admin_server.serve(admin));
     let mut all_clients = Vec::with_capacity(2);
     let mut accepting = Vec::with_capacity(2);
@@ -199,17 +206,6 @@ async fn sweep(
             tracing::debug!(routes, targets, series, "dropped what went idle");
         }
     }
-}
-
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Error> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { what, addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| Error::Bind { what, addr, source })?;
-    tracing::info!("{what} listening on {local}");
-    Ok(listener)
 }
 
 async fn accept(

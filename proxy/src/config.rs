@@ -5,10 +5,10 @@
 //! surfacing as odd behaviour under traffic. Reading goes through [`Env`] so
 //! tests can supply a map rather than mutate the process environment.
 
+use linkerd_ports::PortSet;
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    ops::RangeInclusive,
     time::Duration,
 };
 
@@ -246,37 +246,6 @@ impl DestinationConfig {
     }
 }
 
-/// A set of TCP ports, written as `25,587,4000-4100`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PortSet(Vec<RangeInclusive<u16>>);
-
-impl PortSet {
-    pub fn contains(&self, port: u16) -> bool {
-        self.0.iter().any(|r| r.contains(&port))
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        let mut ranges = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let range = match part.split_once('-') {
-                Some((lo, hi)) => {
-                    let (lo, hi) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
-                    if lo > hi {
-                        return None;
-                    }
-                    lo..=hi
-                }
-                None => {
-                    let p = part.parse().ok()?;
-                    p..=p
-                }
-            };
-            ranges.push(range);
-        }
-        Some(Self(ranges))
-    }
-}
-
 impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let r = Reader(env);
@@ -308,14 +277,14 @@ impl Config {
             });
         }
         let skip_ports = |name| {
-            r.parse(
-                name,
-                "a comma-separated list of ports or ranges",
-                PortSet::parse,
-            )
+            r.parse(name, "a comma-separated list of ports or ranges", |s| {
+                s.parse::<PortSet>().ok()
+            })
             .map(|p| {
                 p.unwrap_or_else(|| {
-                    PortSet::parse(DEFAULT_PORTS_DISABLE_PROTOCOL_DETECTION).unwrap()
+                    DEFAULT_PORTS_DISABLE_PROTOCOL_DETECTION
+                        .parse()
+                        .expect("the default ports parse")
                 })
             })
         };

@@ -1,6 +1,5 @@
 //! `linkerd-proxy`: the mesh's transparent sidecar proxy.
 
-mod admin;
 mod app;
 mod cache;
 mod config;

@@ -4,7 +4,7 @@ use crate::{
     kubeapi::FakeApi,
     proxy::{bin, spawn_listening},
 };
-use linkerd_controller::discovery::Topology;
+use linkerd_discovery::Topology;
 use linkerd2_proxy_api::destination::destination_client::DestinationClient;
 use std::{
     net::SocketAddr,

@@ -12,7 +12,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
-use linkerd_controller::discovery::{Topology, kubernetes::objects};
+use linkerd_discovery::{Topology, kubernetes::objects};
 use serde_json::{Value, json};
 use std::{
     collections::BTreeMap,

@@ -9,7 +9,7 @@ use crate::{
     controller::{Backend, Controller},
     proxy::{Builder, Proxy},
 };
-use linkerd_controller::identity::ca;
+use linkerd_pki::ca;
 use std::{
     net::SocketAddr,
     path::PathBuf,
@@ -25,7 +25,7 @@ pub const TRUST_DOMAIN: &str = "cluster.local";
 
 /// The identity name of ServiceAccount `sa` in namespace `ns`.
 pub fn identity(ns: &str, sa: &str) -> String {
-    linkerd_controller::identity::Naming::new("linkerd", TRUST_DOMAIN).identity(sa, ns)
+    linkerd_pki::Naming::new("linkerd", TRUST_DOMAIN).identity(sa, ns)
 }
 
 pub struct Mesh {

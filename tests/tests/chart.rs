@@ -7,7 +7,7 @@
 //! Skips, saying why, where helm or kubernetes-validate is missing
 //! (`tests/run.sh` fetches them).
 
-use linkerd_controller::identity::ca;
+use linkerd_pki::ca;
 use linkerd_tests::proxy::bin;
 use linkerd_tests::tools::{repo, tool};
 use serde_json::Value;

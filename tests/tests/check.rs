@@ -4,7 +4,7 @@
 //! its template), and with meshed pods (`--proxy`); each failure and warning
 //! named with its hint, in the table and in JSON.
 
-use linkerd_controller::identity::ca;
+use linkerd_pki::ca;
 use linkerd_tests::cli::{Run, documents, linkerd};
 use linkerd_tests::kubeapi::{FakeApi, running_pod};
 use linkerd_tests::tools::tool;

@@ -1,7 +1,7 @@
 //! The identity service across binaries: a real `linkerd-controller identity`
 //! on either token backend, called with Linkerd2's own `linkerd2-proxy-api`.
 
-use linkerd_controller::identity::ca;
+use linkerd_pki::ca;
 use linkerd_tests::{
     controller::{Backend, Controller, identity_command},
     proxy::scrape,

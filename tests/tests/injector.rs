@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use linkerd_controller::identity::ca;
+use linkerd_pki::ca;
 use linkerd_tests::cli::{documents, linkerd};
 use linkerd_tests::kubeapi::FakeApi;
 use linkerd_tests::proxy::{bin, spawn_listening};

@@ -10,7 +10,7 @@
 //! Skips, saying why, where Prometheus is not installed (`tests/run.sh`
 //! installs it).
 
-use linkerd_cli::prometheus::{self, ProxyTarget};
+use linkerd_prometheus::{self as prometheus, ProxyTarget};
 use linkerd_tests::{backends, kubeapi::FakeApi, proxy::Proxy};
 use serde_json::Value;
 use std::{collections::BTreeMap, net::SocketAddr, process::Stdio, time::Duration};

@@ -451,7 +451,7 @@ async fn linkerd_tap_reaches_the_tap_service_through_the_kubernetes_api() {
 
     // The cluster as the CLI sees it: the tap controller's pod.
     let api = linkerd_tests::kubeapi::FakeApi::start().await;
-    let topology: linkerd_controller::discovery::Topology = serde_saphyr::from_str(&format!(
+    let topology: linkerd_discovery::Topology = serde_saphyr::from_str(&format!(
         "pods:\n{web_pod}  - {{name: tap-5d8f9-x2x, namespace: linkerd, ip: {tap_ip}, labels: {{linkerd.io/control-plane-component: tap}}, serviceAccount: linkerd-tap}}\n"
     ))
     .unwrap();

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use linkerd_cli::{stat_format, tap_format};
+use linkerd_format::{stat as stat_format, tap as tap_format};
 use linkerd_proxy_api::public_api::{
     EdgesRequest, ListPodsRequest, ListServicesRequest, StatSummaryRequest, VersionRequest,
     api_client::ApiClient, stat_summary_request::Outbound,

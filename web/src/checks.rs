@@ -5,7 +5,7 @@
 //! page gets Linkerd's check JSON.
 
 use crate::server::Web;
-use linkerd_cli::healthcheck::{self, Check, Output, Report};
+use linkerd_healthcheck::{self as healthcheck, Check, Output, Report};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;

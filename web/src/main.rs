@@ -10,7 +10,7 @@ mod server;
 
 use anyhow::Context;
 use clap::Parser;
-use linkerd_controller::admin;
+use linkerd_admin::Admin;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -116,10 +116,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         checks: checks::Checks::new(args.checks, args.components)?,
         metrics,
     });
-    let listener = admin::bind("web", args.addr).await?;
-    let admin = admin::bind("admin", args.admin_addr).await?;
-    tokio::spawn(admin::serve(admin, registry));
-    server::serve(listener, web, admin::shutdown()).await;
+    let listener = linkerd_admin::bind("web", args.addr).await?;
+    let admin = linkerd_admin::bind("admin", args.admin_addr).await?;
+    tokio::spawn(Admin::new(registry).serve(admin));
+    server::serve(listener, web, linkerd_admin::signalled()).await;
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -53,7 +53,7 @@ pub(crate) async fn serve(
     web: Arc<Web>,
     shutdown: impl Future<Output = ()>,
 ) {
-    linkerd_controller::admin::accept_until(listener, shutdown, move |stream, peer| {
+    linkerd_admin::accept_until(listener, shutdown, move |stream, peer| {
         let web = web.clone();
         async move {
             let svc = service_fn(move |req| {

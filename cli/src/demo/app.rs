@@ -7,6 +7,7 @@
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
 use std::{
     net::SocketAddr,
     sync::{
@@ -15,7 +16,10 @@ use std::{
     },
     time::Duration,
 };
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, transport::Endpoint};
 
 pub(crate) mod pb {
@@ -89,14 +93,9 @@ pub(crate) async fn serve_emoji(
     listener: TcpListener,
     delay: Duration,
     stop: watch::Receiver<bool>,
-) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .add_service(EmojiServiceServer::new(Emojis { delay }))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            stopped(stop),
-        )
-        .await
+) {
+    let grpc = EmojiServiceServer::new(Emojis { delay });
+    serve(listener, stop, move |io| serve_grpc(io, grpc.clone())).await
 }
 
 /// `voting`: counts votes, and fails `failure_rate` of them, evenly spread.
@@ -159,19 +158,54 @@ pub(crate) async fn serve_voting(
     listener: TcpListener,
     failure_rate: f64,
     stop: watch::Receiver<bool>,
-) -> Result<(), tonic::transport::Error> {
-    let votes = Votes {
+) {
+    let grpc = VotingServiceServer::new(Votes {
         failure_rate,
         calls: AtomicU64::new(0),
         counts: Default::default(),
-    };
-    tonic::transport::Server::builder()
-        .add_service(VotingServiceServer::new(votes))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            stopped(stop),
-        )
-        .await
+    });
+    serve(listener, stop, move |io| serve_grpc(io, grpc.clone())).await
+}
+
+/// Accepts connections until `stop`, each served on its own task. An
+/// accept error (out of descriptors) backs off instead of spinning.
+async fn serve<F, C>(listener: TcpListener, stop: watch::Receiver<bool>, connection: C)
+where
+    C: Fn(TcpStream) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let io = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((io, _)) => io,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(stop.clone()) => return,
+        };
+        tokio::spawn(connection(io));
+    }
+}
+
+/// One HTTP/2 connection to a generated gRPC service, served by hyper
+/// directly: the demo needs no router, so the CLI does without tonic's
+/// transport server.
+async fn serve_grpc<S>(io: TcpStream, grpc: S)
+where
+    S: tower::Service<
+            http::Request<Incoming>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(grpc))
+        .await;
 }
 
 /// The cluster names the demo's services have.
@@ -330,19 +364,9 @@ pub(crate) async fn serve_web(listener: TcpListener, via: Via, stop: watch::Rece
         emoji: EmojiServiceClient::new(through(via, "emoji-svc", 8080)),
         voting: VotingServiceClient::new(through(via, "voting-svc", 8080)),
     };
-    loop {
-        let (io, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped(stop.clone()) => return,
-        };
+    serve(listener, stop, move |io| {
         let web = web.clone();
-        tokio::spawn(async move {
+        async move {
             let service = service_fn(move |req| {
                 let web = web.clone();
                 async move { Ok::<_, std::convert::Infallible>(web.handle(req).await) }
@@ -350,8 +374,9 @@ pub(crate) async fn serve_web(listener: TcpListener, via: Via, stop: watch::Rece
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(io), service)
                 .await;
-        });
-    }
+        }
+    })
+    .await
 }
 
 /// What `vote-bot` has sent, for the summary.

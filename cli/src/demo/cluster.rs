@@ -108,11 +108,11 @@ pub(crate) struct AppArgs {
     #[arg(long, default_value_t = 0.15)]
     failure_rate: f64,
     /// How long emoji takes to answer.
-    #[arg(long, default_value = "25ms", value_parser = linkerd_cli::duration::parse)]
+    #[arg(long, default_value = "25ms", value_parser = crate::duration::parse)]
     emoji_delay: Duration,
     /// After SIGTERM, how long to keep serving: the endpoints controller and
     /// every client's proxy learn of a terminating pod a moment later.
-    #[arg(long, default_value = "5s", value_parser = linkerd_cli::duration::parse)]
+    #[arg(long, default_value = "5s", value_parser = crate::duration::parse)]
     drain: Duration,
 }
 
@@ -134,10 +134,10 @@ pub(crate) async fn run_app(args: AppArgs) -> anyhow::Result<()> {
             app::serve_web(l, Via::Dns, stop).await;
         }),
         (Role::Emoji, Some(l)) => tokio::spawn(async move {
-            let _ = app::serve_emoji(l, args.emoji_delay, stop).await;
+            app::serve_emoji(l, args.emoji_delay, stop).await;
         }),
         (Role::Voting, Some(l)) => tokio::spawn(async move {
-            let _ = app::serve_voting(l, args.failure_rate, stop).await;
+            app::serve_voting(l, args.failure_rate, stop).await;
         }),
         _ => {
             let counts = std::sync::Arc::new(app::BotCounts::default());

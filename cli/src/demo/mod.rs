@@ -18,7 +18,7 @@ pub(crate) mod state;
 
 use anyhow::Context;
 use clap::Args;
-use linkerd_cli::prometheus::{self, ProxyTarget};
+use linkerd_prometheus::{self as prometheus, ProxyTarget};
 use std::{
     collections::BTreeMap,
     io::Write as _,
@@ -43,7 +43,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 0.15)]
     failure_rate: f64,
     /// How long the emoji service takes to answer.
-    #[arg(long, default_value = "25ms", value_parser = linkerd_cli::duration::parse)]
+    #[arg(long, default_value = "25ms", value_parser = crate::duration::parse)]
     emoji_delay: Duration,
     /// How often Prometheus scrapes the proxies.
     #[arg(long, default_value = "5s")]
@@ -103,7 +103,7 @@ const CONTROLLERS: &[(&str, u16, u16)] = &[
 ];
 
 fn identity(sa: &str, ns: &str) -> String {
-    linkerd_controller::identity::Naming::default().identity(sa, ns)
+    linkerd_pki::Naming::default().identity(sa, ns)
 }
 
 /// Prints a step and, when it is done, how long it took.

@@ -3,7 +3,7 @@
 
 pub mod path;
 
-use crate::discovery::{Discover, Endpoint, Endpoints, Resolution, Target};
+use linkerd_discovery::{Discover, Endpoint, Endpoints, Resolution, Target};
 use linkerd_proxy_api::{
     destination::{
         self as api, DestinationProfile, GetDestination, NoEndpoints, TlsIdentity, Update,
@@ -25,7 +25,7 @@ const WEIGHT: u32 = 10_000;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub cluster_domain: String,
-    pub naming: crate::identity::Naming,
+    pub naming: linkerd_pki::Naming,
 }
 
 impl Config {
@@ -343,7 +343,7 @@ mod tests {
     fn config() -> Arc<Config> {
         Arc::new(Config {
             cluster_domain: "cluster.local".into(),
-            naming: crate::identity::Naming::default(),
+            naming: linkerd_pki::Naming::default(),
         })
     }
 

@@ -1,6 +1,6 @@
 //! Destination names: `host:port` as the proxy sends them in `GetDestination.path`.
 
-use crate::discovery::Target;
+use linkerd_discovery::Target;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PathError {

@@ -2,7 +2,7 @@
 //! Secret's `crt.pem` and `key.pem`, the `linkerd-identity-trust-roots`
 //! ConfigMap's `ca-bundle.crt`), loaded at start and re-read when they change.
 
-use super::ca::{CaError, Issuer, TrustAnchors};
+use linkerd_pki::ca::{CaError, Issuer, TrustAnchors};
 use std::{
     path::{Path, PathBuf},
     sync::Arc,

@@ -5,16 +5,13 @@
 //! is the requested identity; the token is valid; the token's service account
 //! is exactly that identity. Only then is the CSR signed.
 
-pub mod ca;
 pub mod issuer;
-mod name;
 pub mod tokens;
 
-pub use self::name::Naming;
-
-use self::{
+use self::tokens::{ServiceAccount, TokenError, Validate};
+use linkerd_pki::{
+    Naming,
     ca::{Csr, Issuer},
-    tokens::{ServiceAccount, TokenError, Validate},
 };
 use linkerd_proxy_api::identity::{CertifyRequest, CertifyResponse, identity_server};
 use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};

@@ -1,8 +1,8 @@
 //! Who a proxy's token says it is: Kubernetes' TokenReview in a cluster, the
 //! topology file's `tokens` locally.
 
-use crate::discovery::Topology;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use linkerd_discovery::Topology;
 use std::sync::Arc;
 use tokio::sync::watch;
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::inject::{self, INJECT, Injector};
+use linkerd_inject::{self as inject, INJECT, Injector};
 
 pub enum Decision {
     Inject { patch: Vec<Value> },

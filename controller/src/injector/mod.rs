@@ -23,8 +23,8 @@ use prometheus_client::metrics::{counter::Counter, family::Family};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::chart::{Chart, Release, values};
-use crate::inject::Injector;
+use linkerd_chart::{Chart, Release, values};
+use linkerd_inject::Injector;
 
 /// AdmissionReviews are small; a pod spec is a few kilobytes.
 const MAX_BODY: usize = 4 << 20;
@@ -227,7 +227,7 @@ pub async fn serve<C: Cluster>(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    crate::admin::accept_until(listener, shutdown, move |stream, peer| {
+    linkerd_admin::accept_until(listener, shutdown, move |stream, peer| {
         let acceptor = acceptor.clone();
         let webhook = webhook.clone();
         async move {

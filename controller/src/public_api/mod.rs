@@ -10,8 +10,9 @@ mod scrape;
 mod stat;
 
 pub use self::{metrics::Prometheus, scrape::Scraper};
-use crate::{discovery::Discover, tap::Naming};
 use futures_util::{StreamExt, future::try_join_all};
+use linkerd_discovery::Discover;
+use linkerd_pki::Naming;
 use linkerd_proxy_api::{
     destination::{
         DestinationProfile, GetDestination, Update,

@@ -6,7 +6,7 @@
 //! interpolation), so `linkerd stat` means the same either way.
 
 use super::metrics::{Error, Matcher, Query, Sample};
-use crate::discovery::Discover;
+use linkerd_discovery::Discover;
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     net::SocketAddr,

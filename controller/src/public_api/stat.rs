@@ -12,7 +12,7 @@
 //! inbound and `peer="dst"` outbound.
 
 use super::metrics::{Matcher, Query, Sample};
-use crate::discovery::{ServiceEndpoints, Workload};
+use linkerd_discovery::{ServiceEndpoints, Workload};
 use linkerd_proxy_api::{
     public_api::{BasicStats, StatRow, TcpStats},
     tap_controller::Resource,
@@ -525,7 +525,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::Endpoint;
+    use linkerd_discovery::Endpoint;
 
     fn res(kind: &str, ns: &str, name: &str) -> Resource {
         Resource {

@@ -9,8 +9,8 @@
 mod client;
 
 pub use self::client::{Credentials, CredentialsConfig, CredentialsError, channel as tls_channel};
-use crate::discovery::{Discover, Workload};
 use futures_util::{Stream, StreamExt};
+use linkerd_discovery::{Discover, Workload};
 use linkerd_proxy_api::{
     http_types::HttpMethod,
     net::TcpAddress,
@@ -85,7 +85,7 @@ fn pod_labels(w: &Workload) -> BTreeMap<String, String> {
     labels
 }
 
-pub use crate::identity::Naming;
+use linkerd_pki::Naming;
 
 /// A pod's identity: its service account's, or `default`'s.
 pub(crate) fn identity(naming: &Naming, w: &Workload) -> String {
@@ -543,7 +543,7 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::Endpoint;
+    use linkerd_discovery::Endpoint;
 
     fn workload(ns: &str, pod: &str, owner: Option<(&str, &str)>, ip: &str) -> Workload {
         Workload {

@@ -798,10 +798,3 @@ impl DetectMetrics {
         Ok(())
     }
 }
-
-/// Renders the registry in the OpenMetrics text format.
-pub(crate) fn encode(registry: &Registry) -> Result<String, fmt::Error> {
-    let mut out = String::with_capacity(16 * 1024);
-    prometheus_client::encoding::text::encode(&mut out, registry)?;
-    Ok(out)
-}

@@ -243,7 +243,7 @@ pub(super) fn call(state: &mut State<'_>, name: &str, args: Vec<Value>) -> Resul
         "fail" => return Err(a.first().map(strval).unwrap_or_default()),
         "toYaml" => {
             want(name, a, 1)?;
-            let y = crate::chart::yaml::to_string(&a[0]);
+            let y = crate::yaml::to_string(&a[0]);
             Value::String(y.strip_suffix('\n').unwrap_or(&y).to_string())
         }
         "toJson" => {

@@ -16,7 +16,7 @@ use std::{
 };
 use tokio::sync::watch;
 
-use super::{Error, Job, job_targets, jobs, local_config};
+use linkerd_prometheus::{Error, Job, job_targets, jobs, local_config};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SdError {

@@ -6,57 +6,27 @@
 //! in place. Declaring the two chains flushes them, so a re-run rebuilds
 //! them; the jumps from `PREROUTING` and `OUTPUT` are added only when absent.
 
+use linkerd_ports::PortRange;
 use std::fmt::Write;
 
 pub(crate) const REDIRECT_CHAIN: &str = "PROXY_INIT_REDIRECT";
 pub(crate) const OUTPUT_CHAIN: &str = "PROXY_INIT_OUTPUT";
 /// The proxy's control (tap) and admin ports: never redirected inbound.
-const PROXY_OWN_PORTS: [PortRange; 2] = [PortRange(4190, 4190), PortRange(4191, 4191)];
+const PROXY_OWN_PORTS: [PortRange; 2] = [PortRange::single(4190), PortRange::single(4191)];
 /// `-m multiport` takes at most 15 ports, a range counting as two.
 const MULTIPORT_MAX: usize = 15;
 
-/// A port or an inclusive range of ports (`4000-4100`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct PortRange(pub(crate) u16, pub(crate) u16);
-
-impl PortRange {
-    fn weight(self) -> usize {
-        if self.0 == self.1 { 1 } else { 2 }
-    }
+/// `-m multiport` counts a range as two ports.
+fn multiport_weight(p: PortRange) -> usize {
+    if p.is_single() { 1 } else { 2 }
 }
 
-impl std::fmt::Display for PortRange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0 == self.1 {
-            write!(f, "{}", self.0)
-        } else {
-            write!(f, "{}:{}", self.0, self.1)
-        }
-    }
-}
-
-impl std::str::FromStr for PortRange {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let port = |p: &str| {
-            p.trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("{p:?} is not a port (1-65535)"))
-        };
-        match s.split_once('-') {
-            Some((lo, hi)) => {
-                let (lo, hi) = (port(lo)?, port(hi)?);
-                if lo > hi {
-                    return Err(format!("{s:?} is not a range: {lo} is above {hi}"));
-                }
-                Ok(Self(lo, hi))
-            }
-            None => port(s).map(|p| Self(p, p)),
-        }
+/// iptables' form: `80`, `4000:4100`.
+fn iptables(p: PortRange) -> String {
+    if p.is_single() {
+        p.first().to_string()
+    } else {
+        format!("{}:{}", p.first(), p.last())
     }
 }
 
@@ -102,7 +72,7 @@ fn normalize(mut ports: Vec<PortRange>) -> Vec<PortRange> {
     let mut merged: Vec<PortRange> = Vec::with_capacity(ports.len());
     for p in ports {
         match merged.last_mut() {
-            Some(last) if p.0 <= last.1 => last.1 = last.1.max(p.1),
+            Some(last) if p.first() <= last.last() => *last = last.cover(p),
             _ => merged.push(p),
         }
     }
@@ -114,11 +84,11 @@ fn multiport_groups(ports: &[PortRange]) -> Vec<Vec<PortRange>> {
     let mut groups: Vec<Vec<PortRange>> = Vec::new();
     let mut weight = 0;
     for p in ports {
-        if groups.is_empty() || weight + p.weight() > MULTIPORT_MAX {
+        if groups.is_empty() || weight + multiport_weight(*p) > MULTIPORT_MAX {
             groups.push(Vec::new());
             weight = 0;
         }
-        weight += p.weight();
+        weight += multiport_weight(*p);
         groups.last_mut().unwrap().push(*p);
     }
     groups
@@ -127,7 +97,7 @@ fn multiport_groups(ports: &[PortRange]) -> Vec<Vec<PortRange>> {
 fn join(ports: &[PortRange]) -> String {
     ports
         .iter()
-        .map(|p| p.to_string())
+        .map(|p| iptables(*p))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -243,8 +213,8 @@ COMMIT
     #[test]
     fn every_rule_has_a_comment() {
         let mut f = firewall();
-        f.inbound_ports_to_ignore = vec![PortRange(22, 22)];
-        f.outbound_ports_to_ignore = vec![PortRange(5432, 5432)];
+        f.inbound_ports_to_ignore = vec![PortRange::single(22)];
+        f.outbound_ports_to_ignore = vec![PortRange::single(5432)];
         f.subnets_to_ignore = vec!["10.0.0.0/8".parse().unwrap()];
         for line in f.restore(Installed::default()).lines() {
             if line.starts_with("-A ") {
@@ -273,8 +243,9 @@ COMMIT
     fn multiport_rules_are_split_at_fifteen() {
         let mut f = firewall();
         // 20 single ports and a range (weight 2), plus 4190-4191 merged.
-        f.inbound_ports_to_ignore = (1..=20).map(|p| PortRange(p * 10, p * 10)).collect();
-        f.inbound_ports_to_ignore.push(PortRange(7000, 7100));
+        f.inbound_ports_to_ignore = (1..=20).map(|p| PortRange::single(p * 10)).collect();
+        f.inbound_ports_to_ignore
+            .push(PortRange::new(7000, 7100).unwrap());
         let rules = f.redirect_rules();
         let multiport: Vec<&String> = rules.iter().filter(|r| r.contains("multiport")).collect();
         assert_eq!(multiport.len(), 2, "{multiport:#?}");
@@ -297,27 +268,26 @@ COMMIT
     }
 
     #[test]
-    fn ports_parse_and_merge() {
-        assert_eq!("80".parse::<PortRange>(), Ok(PortRange(80, 80)));
-        assert_eq!(" 4000-4100".parse::<PortRange>(), Ok(PortRange(4000, 4100)));
-        for bad in ["0", "70000", "9-1", "http", ""] {
-            assert!(bad.parse::<PortRange>().is_err(), "{bad}");
-        }
+    fn ports_merge() {
         assert_eq!(
             normalize(vec![
-                PortRange(10, 20),
-                PortRange(5, 5),
-                PortRange(15, 30),
-                PortRange(31, 31)
+                PortRange::new(10, 20).unwrap(),
+                PortRange::single(5),
+                PortRange::new(15, 30).unwrap(),
+                PortRange::single(31)
             ]),
-            vec![PortRange(5, 5), PortRange(10, 30), PortRange(31, 31)]
+            vec![
+                PortRange::single(5),
+                PortRange::new(10, 30).unwrap(),
+                PortRange::single(31)
+            ]
         );
     }
 
     #[test]
     fn subnets_and_ports_to_ignore() {
         let mut f = firewall();
-        f.outbound_ports_to_ignore = vec![PortRange(443, 443), PortRange(3306, 3306)];
+        f.outbound_ports_to_ignore = vec![PortRange::single(443), PortRange::single(3306)];
         f.subnets_to_ignore = vec!["172.17.0.0/16".parse().unwrap()];
         let rules = f.restore(Installed::default());
         assert!(rules.contains("-A PROXY_INIT_REDIRECT -s 172.17.0.0/16 -m comment --comment proxy-init/ignore-subnet-172.17.0.0/16 -j RETURN"));

@@ -155,7 +155,7 @@ fn date(t: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use linkerd_controller::identity::ca;
+    use linkerd_pki::ca;
     use std::time::Duration;
 
     fn generated(now: OffsetDateTime) -> ca::Generated {

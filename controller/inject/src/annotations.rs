@@ -1,6 +1,7 @@
 //! `config.linkerd.io/*` annotations: per-namespace and per-pod overrides of
 //! the installed values, checked and typed before the proxy is rendered.
 
+use linkerd_ports::{PortSet, parse_port};
 use serde_json::{Map, Value};
 
 #[derive(Clone, Copy)]
@@ -92,35 +93,25 @@ pub(super) fn known(key: &str) -> bool {
     OVERRIDES.iter().any(|(k, _)| *k == key) || key == "config.linkerd.io/admission-webhooks"
 }
 
-fn port(s: &str) -> Option<u16> {
-    s.trim().parse::<u16>().ok().filter(|p| *p > 0)
-}
-
 fn typed(annotation: &str, raw: &str) -> Result<Value, String> {
     let bad = |what: &str| format!("{annotation}: {raw:?} is not {what}");
     Ok(match type_of(annotation) {
         Type::Text => Value::String(raw.to_string()),
         Type::Int => Value::from(raw.trim().parse::<u32>().map_err(|_| bad("a number"))?),
-        Type::Port => Value::from(port(raw).ok_or_else(|| bad("a port"))?),
+        Type::Port => Value::from(parse_port(raw).map_err(|_| bad("a port"))?),
         Type::Bool => Value::Bool(match raw.trim() {
             "true" => true,
             "false" => false,
             _ => return Err(bad("true or false")),
         }),
-        Type::Ports => {
-            for part in raw.split(',').filter(|p| !p.trim().is_empty()) {
-                let ok = match part.split_once('-') {
-                    Some((a, b)) => port(a).zip(port(b)).is_some_and(|(a, b)| a <= b),
-                    None => port(part).is_some(),
-                };
-                if !ok {
-                    return Err(bad(
-                        "a list of ports and port ranges, such as 25,587,4000-4100",
-                    ));
-                }
+        Type::Ports => match raw.parse::<PortSet>() {
+            Ok(ports) => Value::String(ports.to_string()),
+            Err(_) => {
+                return Err(bad(
+                    "a list of ports and port ranges, such as 25,587,4000-4100",
+                ));
             }
-            Value::String(raw.replace(' ', ""))
-        }
+        },
         Type::Quantity => {
             let t = raw.trim();
             let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());

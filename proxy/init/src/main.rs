@@ -4,8 +4,9 @@
 
 mod rules;
 
-use self::rules::{Firewall, Installed, PortRange};
+use self::rules::{Firewall, Installed};
 use clap::{Parser, ValueEnum};
+use linkerd_ports::PortRange;
 use std::{
     io::Write,
     process::{Command, ExitCode, Stdio},

@@ -10,7 +10,7 @@ mod annotations;
 
 use serde_json::{Map, Value};
 
-use crate::chart::{Chart, ChartError, Release};
+use linkerd_chart::{Chart, ChartError, Release};
 
 pub use annotations::OVERRIDES;
 

@@ -5,11 +5,10 @@
 //! same configuration runs in its file form ([`local_config`]) with targets
 //! that carry the `__meta_kubernetes_*` labels Kubernetes would give them
 //! ([`targets`]), so every label Linkerd's queries use comes from the same
-//! relabelling. In a cluster, [`sd`] keeps those files current from a watch
-//! of the pods.
+//! relabelling. In a cluster, the controller's `prometheus-targets` keeps
+//! those files current from a watch of the pods.
 
 mod config;
-pub mod sd;
 mod targets;
 
 pub use config::{Error, Job, jobs, local_config};

@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn jobs_are_the_kubernetes_discovered_ones() {
-        let jobs = jobs(crate::prometheus::CONFIG).unwrap();
+        let jobs = jobs(crate::CONFIG).unwrap();
         assert_eq!(
             jobs,
             [

@@ -1,0 +1,6 @@
+//! How the mesh's numbers and events read to people: stat rows and tap
+//! events in Linkerd's shapes. `linkerd stat`, `tap`, `top` and the web
+//! dashboard all format through here, so each shows what the others show.
+
+pub mod stat;
+pub mod tap;
