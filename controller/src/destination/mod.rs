@@ -12,7 +12,10 @@ use linkerd_proxy_api::{
     },
     net::TcpAddress,
 };
-use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
+use prometheus_client::{
+    encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+};
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -38,7 +41,7 @@ impl Config {
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
     streams: Gauge,
-    updates: Family<Vec<(&'static str, &'static str)>, Counter>,
+    updates: Family<UpdateLabels, Counter>,
 }
 
 impl Metrics {
@@ -62,7 +65,19 @@ impl Metrics {
             Some(Kind::NoEndpoints(_)) => "no_endpoints",
             None => "empty",
         };
-        self.updates.get_or_create(&vec![("type", kind)]).inc();
+        self.updates.get_or_create(&UpdateLabels { kind }).inc();
+    }
+}
+
+/// `destination_updates`' `type` label: add, remove, no_endpoints.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct UpdateLabels {
+    kind: &'static str,
+}
+
+impl EncodeLabelSet for UpdateLabels {
+    fn encode(&self, set: &mut LabelSetEncoder) -> std::fmt::Result {
+        ("type", self.kind).encode(set.encode_label())
     }
 }
 

@@ -14,7 +14,10 @@ use linkerd_pki::{
     ca::{Csr, Issuer},
 };
 use linkerd_proxy_api::identity::{CertifyRequest, CertifyResponse, identity_server};
-use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+};
 use std::{sync::Arc, time::Duration};
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -38,7 +41,7 @@ impl Config {
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
     issued: Counter,
-    refused: Family<Vec<(&'static str, &'static str)>, Counter>,
+    refused: Family<RefusedLabels, Counter>,
     issuer_expiry: Gauge,
 }
 
@@ -61,8 +64,47 @@ impl Metrics {
         );
     }
 
-    fn refused(&self, reason: &'static str) {
-        self.refused.get_or_create(&vec![("reason", reason)]).inc();
+    fn refused(&self, reason: Refusal) {
+        self.refused.get_or_create(&RefusedLabels { reason }).inc();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: Refusal,
+}
+
+/// Why a Certify request was refused: the `reason` label.
+#[derive(Copy, Clone, Debug, Hash, PartialEq, Eq)]
+enum Refusal {
+    MissingField,
+    BadCsr,
+    CsrNames,
+    InvalidToken,
+    TokenReviewFailed,
+    IdentityMismatch,
+    IssuerExpired,
+    SigningFailed,
+}
+
+impl Refusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingField => "missing_field",
+            Self::BadCsr => "bad_csr",
+            Self::CsrNames => "csr_names",
+            Self::InvalidToken => "invalid_token",
+            Self::TokenReviewFailed => "token_review_failed",
+            Self::IdentityMismatch => "identity_mismatch",
+            Self::IssuerExpired => "issuer_expired",
+            Self::SigningFailed => "signing_failed",
+        }
+    }
+}
+
+impl EncodeLabelValue for Refusal {
+    fn encode(&self, value: &mut LabelValueEncoder) -> std::fmt::Result {
+        self.as_str().encode(value)
     }
 }
 
@@ -92,10 +134,7 @@ impl<V: Validate> Identity<V> {
         identity_server::IdentityServer::new(self)
     }
 
-    async fn certify(
-        &self,
-        req: CertifyRequest,
-    ) -> Result<CertifyResponse, (&'static str, Status)> {
+    async fn certify(&self, req: CertifyRequest) -> Result<CertifyResponse, (Refusal, Status)> {
         let missing = [
             ("identity", req.identity.is_empty()),
             ("token", req.token.is_empty()),
@@ -106,16 +145,16 @@ impl<V: Validate> Identity<V> {
         ];
         if let Some((field, _)) = missing.iter().find(|(_, empty)| *empty) {
             return Err((
-                "missing_field",
+                Refusal::MissingField,
                 Status::invalid_argument(format!("the request has no {field}")),
             ));
         }
         let csr = Csr::from_der(&req.certificate_signing_request)
-            .map_err(|e| ("bad_csr", Status::invalid_argument(e.to_string())))?;
+            .map_err(|e| (Refusal::BadCsr, Status::invalid_argument(e.to_string())))?;
         let sans = csr.sans();
         if sans != [format!("dns:{}", req.identity)] {
             return Err((
-                "csr_names",
+                Refusal::CsrNames,
                 Status::invalid_argument(format!(
                     "the CSR must name exactly the requested identity {:?} as its one DNS SAN; it names {sans:?}",
                     req.identity
@@ -126,13 +165,13 @@ impl<V: Validate> Identity<V> {
             Ok(sa) => sa,
             Err(TokenError::Invalid(why)) => {
                 return Err((
-                    "invalid_token",
+                    Refusal::InvalidToken,
                     Status::failed_precondition(format!("the token is not valid: {why}")),
                 ));
             }
             Err(TokenError::Unavailable(why)) => {
                 return Err((
-                    "token_review_failed",
+                    Refusal::TokenReviewFailed,
                     Status::unavailable(format!("the token could not be checked: {why}")),
                 ));
             }
@@ -140,7 +179,7 @@ impl<V: Validate> Identity<V> {
         let proven = self.config.identity(&sa);
         if proven != req.identity {
             return Err((
-                "identity_mismatch",
+                Refusal::IdentityMismatch,
                 Status::failed_precondition(format!(
                     "the token is service account {}/{}, whose identity is {proven}, not {}",
                     sa.namespace, sa.name, req.identity
@@ -151,7 +190,7 @@ impl<V: Validate> Identity<V> {
         let now = OffsetDateTime::now_utc();
         if issuer.not_after() <= now {
             return Err((
-                "issuer_expired",
+                Refusal::IssuerExpired,
                 Status::unavailable(format!(
                     "the issuer certificate expired at {}; rotate it",
                     issuer.not_after()
@@ -166,7 +205,7 @@ impl<V: Validate> Identity<V> {
                 self.config.clock_skew,
                 now,
             )
-            .map_err(|e| ("signing_failed", Status::internal(e.to_string())))?;
+            .map_err(|e| (Refusal::SigningFailed, Status::internal(e.to_string())))?;
         Ok(CertifyResponse {
             leaf_certificate: leaf.der,
             intermediate_certificates: vec![issuer.cert_der().to_vec()],
@@ -197,7 +236,7 @@ impl<V: Validate> identity_server::Identity for Identity<V> {
             }
             Err((reason, status)) => {
                 self.metrics.refused(reason);
-                tracing::info!(%identity, reason, error = %status.message(), "refused a certificate");
+                tracing::info!(%identity, reason = reason.as_str(), error = %status.message(), "refused a certificate");
                 Err(status)
             }
         }

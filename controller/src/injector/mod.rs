@@ -33,8 +33,8 @@ const API_TIMEOUT: Duration = Duration::from_secs(4);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResponseLabels {
-    skip: String,
-    reason: String,
+    skip: bool,
+    reason: &'static str,
 }
 
 #[derive(Clone, Default)]
@@ -153,12 +153,12 @@ impl<C: Cluster> Webhook<C> {
                 response["patch"] = base64::engine::general_purpose::STANDARD
                     .encode(patch)
                     .into();
-                ("false", "injected".to_string())
+                (false, "injected")
             }
-            Ok(admission::Decision::Skip(reason)) => ("true", reason.to_string()),
+            Ok(admission::Decision::Skip(reason)) => (true, reason),
             Err(e) => {
                 tracing::warn!(error = %e, "admitting the pod without its proxy");
-                ("true", "error".to_string())
+                (true, "error")
             }
         };
         if !warnings.is_empty() {
@@ -167,10 +167,7 @@ impl<C: Cluster> Webhook<C> {
         tracing::info!(uid, skip, reason, "admission review");
         self.metrics
             .responses
-            .get_or_create(&ResponseLabels {
-                skip: skip.into(),
-                reason,
-            })
+            .get_or_create(&ResponseLabels { skip, reason })
             .inc();
         Ok(json!({
             "apiVersion": "admission.k8s.io/v1",

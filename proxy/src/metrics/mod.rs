@@ -18,14 +18,16 @@ use self::histogram::{DURATION_MS, LATENCY_MS};
 use crate::cache::IdleCache;
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, NoLabelSet},
+    encoding::{
+        DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeLabelValue, LabelSetEncoder,
+        LabelValueEncoder, NoLabelSet,
+    },
     metrics::MetricType,
     registry::Registry,
 };
 use std::{
-    borrow::Cow,
     collections::BTreeMap,
-    fmt,
+    fmt::{self, Write as _},
     net::SocketAddr,
     sync::{
         Arc, RwLock,
@@ -104,39 +106,41 @@ impl Tls {
         }
     }
 
-    fn extend_labels(&self, labels: &mut Labels) {
-        let mut push = |k: &'static str, v: &str| labels.push((Cow::Borrowed(k), v.to_string()));
-        match self {
-            Self::Disabled => {
-                push("tls", "no_identity");
-                push("no_tls_reason", "disabled");
-            }
-            Self::None(reason) => {
-                push("tls", "no_identity");
-                push(
-                    "no_tls_reason",
-                    match reason {
-                        NoTlsReason::Loopback => "loopback",
-                        NoTlsReason::NoTlsFromRemote => "no_tls_from_remote",
-                        NoTlsReason::NotProvidedByServiceDiscovery => {
-                            "not_provided_by_service_discovery"
-                        }
-                    },
-                );
-            }
+    /// The `tls` label and the ones that go with it, in order: the one
+    /// rendering metrics and tap events share.
+    pub(crate) fn labels(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let (tls, reason, client, server) = match self {
+            Self::Disabled => ("no_identity", Some("disabled"), None, None),
+            Self::None(reason) => ("no_identity", Some(reason.as_str()), None, None),
             Self::Established {
                 client_id,
                 server_id,
-            } => {
-                push("tls", "true");
-                if let Some(id) = client_id {
-                    push("client_id", id);
-                }
-                if let Some(id) = server_id {
-                    push("server_id", id);
-                }
-            }
+            } => ("true", None, client_id.as_deref(), server_id.as_deref()),
+        };
+        [
+            Some(("tls", tls)),
+            reason.map(|r| ("no_tls_reason", r)),
+            client.map(|id| ("client_id", id)),
+            server.map(|id| ("server_id", id)),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+impl NoTlsReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Loopback => "loopback",
+            Self::NoTlsFromRemote => "no_tls_from_remote",
+            Self::NotProvidedByServiceDiscovery => "not_provided_by_service_discovery",
         }
+    }
+}
+
+impl EncodeLabelSet for Tls {
+    fn encode(&self, set: &mut LabelSetEncoder) -> fmt::Result {
+        self.labels().try_for_each(|(k, v)| label(set, k, v))
     }
 }
 
@@ -161,27 +165,40 @@ impl DstLabels {
         Self(by_name.into_iter().collect())
     }
 
-    fn extend_labels(&self, labels: &mut Labels) {
-        labels.extend(
-            self.0
-                .iter()
-                .map(|(k, v)| (Cow::Owned(k.to_string()), v.to_string())),
-        );
-    }
-
     #[cfg(test)]
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| &**k == name).map(|(_, v)| &**v)
     }
 }
 
-type Labels = Vec<(Cow<'static, str>, String)>;
+impl EncodeLabelSet for DstLabels {
+    fn encode(&self, set: &mut LabelSetEncoder) -> fmt::Result {
+        self.0.iter().try_for_each(|(k, v)| label(set, k, &**v))
+    }
+}
 
-/// The labels every HTTP and TCP series ends with.
-fn tls_and_dst(labels: &mut Labels, tls: &Tls, dst: Option<&DstLabels>) {
-    tls.extend_labels(labels);
-    if let Some(dst) = dst {
-        dst.extend_labels(labels);
+/// Writes one `key="value"` label of a set.
+fn label(set: &mut LabelSetEncoder, key: &str, value: impl EncodeLabelValue) -> fmt::Result {
+    (key, value).encode(set.encode_label())
+}
+
+/// A series' labels followed by its metric's own, borrowed from both.
+struct Joined<'a, A, B>(&'a A, &'a B);
+
+impl<A: EncodeLabelSet, B: EncodeLabelSet> EncodeLabelSet for Joined<'_, A, B> {
+    fn encode(&self, set: &mut LabelSetEncoder) -> fmt::Result {
+        self.0.encode(set)?;
+        self.1.encode(set)
+    }
+}
+
+/// A label value written through its `Display` (an address, a status
+/// code), with no string made for it.
+struct Shown<T>(T);
+
+impl<T: fmt::Display> EncodeLabelValue for Shown<T> {
+    fn encode(&self, value: &mut LabelValueEncoder) -> fmt::Result {
+        write!(value, "{}", self.0)
     }
 }
 
@@ -373,11 +390,29 @@ pub(crate) struct RouteStats {
 
 #[derive(Debug)]
 struct ResponseStats {
+    labels: ResponseLabels,
+    total: AtomicU64,
+    latency: Histogram,
+}
+
+/// What distinguishes a route's response series: `status_code` (absent
+/// when no response was produced), `classification`, `grpc_status`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+struct ResponseLabels {
     status: Option<http::StatusCode>,
     class: Class,
     grpc_status: Option<u32>,
-    total: AtomicU64,
-    latency: Histogram,
+}
+
+impl EncodeLabelSet for ResponseLabels {
+    fn encode(&self, set: &mut LabelSetEncoder) -> fmt::Result {
+        if let Some(s) = self.status {
+            label(set, "status_code", s.as_u16())?;
+        }
+        label(set, "classification", self.class.as_str())?;
+        self.grpc_status
+            .map_or(Ok(()), |g| label(set, "grpc_status", g))
+    }
 }
 
 impl HttpMetrics {
@@ -410,7 +445,7 @@ impl HttpMetrics {
             .filter_map(|r| {
                 let r = r.upgrade()?;
                 let responses = r.responses.read().unwrap().clone();
-                Some((r.key.labels(), r.requests.load(Relaxed), responses))
+                Some((r.key.clone(), r.requests.load(Relaxed), responses))
             })
             .collect();
         let mut e = encoder.encode_descriptor(
@@ -419,13 +454,13 @@ impl HttpMetrics {
             None,
             MetricType::Counter,
         )?;
-        for (labels, requests, _) in &routes {
-            e.encode_family(&labels.as_slice())?
+        for (key, requests, _) in &routes {
+            e.encode_family(key)?
                 .encode_counter::<NoLabelSet, _, u64>(requests, None)?;
         }
         let responses: Vec<_> = routes
             .iter()
-            .flat_map(|(labels, _, rsps)| rsps.iter().map(move |s| (labels, s)))
+            .flat_map(|(key, _, rsps)| rsps.iter().map(move |s| (key, s)))
             .collect();
         let mut e = encoder.encode_descriptor(
             "response",
@@ -434,8 +469,7 @@ impl HttpMetrics {
             MetricType::Counter,
         )?;
         for (route, rsp) in &responses {
-            let labels = (route.as_slice(), rsp.labels());
-            e.encode_family(&labels)?
+            e.encode_family(&Joined(*route, &rsp.labels))?
                 .encode_counter::<NoLabelSet, _, u64>(&rsp.total.load(Relaxed), None)?;
         }
         let mut e = encoder.encode_descriptor(
@@ -445,24 +479,21 @@ impl HttpMetrics {
             MetricType::Histogram,
         )?;
         for (route, rsp) in &responses {
-            let labels = (route.as_slice(), rsp.labels());
             let (sum, count, buckets) = rsp.latency.snapshot();
-            e.encode_family(&labels)?
+            e.encode_family(&Joined(*route, &rsp.labels))?
                 .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         }
         Ok(())
     }
 }
 
-impl RouteKey {
-    fn labels(&self) -> Labels {
-        let mut l = vec![
-            ("direction".into(), self.direction.as_str().to_string()),
-            ("authority".into(), self.authority.to_string()),
-            ("target_addr".into(), self.target.to_string()),
-        ];
-        tls_and_dst(&mut l, &self.tls, self.dst.as_deref());
-        l
+impl EncodeLabelSet for RouteKey {
+    fn encode(&self, set: &mut LabelSetEncoder) -> fmt::Result {
+        label(set, "direction", self.direction.as_str())?;
+        label(set, "authority", &*self.authority)?;
+        label(set, "target_addr", Shown(self.target))?;
+        self.tls.encode(set)?;
+        self.dst.as_deref().map_or(Ok(()), |d| d.encode(set))
     }
 }
 
@@ -494,9 +525,12 @@ impl RouteStats {
         class: Class,
         elapsed: std::time::Duration,
     ) {
-        let matches = |r: &ResponseStats| {
-            r.status == status && r.class == class && r.grpc_status == grpc_status
+        let labels = ResponseLabels {
+            status,
+            class,
+            grpc_status,
         };
+        let matches = |r: &ResponseStats| r.labels == labels;
         let found = self
             .responses
             .read()
@@ -512,9 +546,7 @@ impl RouteStats {
                     Some(s) => s.clone(),
                     None => {
                         let s = Arc::new(ResponseStats {
-                            status,
-                            class,
-                            grpc_status,
+                            labels,
                             total: AtomicU64::new(0),
                             latency: Histogram::new(LATENCY_MS),
                         });
@@ -526,20 +558,6 @@ impl RouteStats {
         };
         stats.total.fetch_add(1, Relaxed);
         stats.latency.observe(elapsed);
-    }
-}
-
-impl ResponseStats {
-    fn labels(&self) -> Labels {
-        let mut l = Vec::with_capacity(3);
-        if let Some(s) = self.status {
-            l.push(("status_code".into(), s.as_u16().to_string()));
-        }
-        l.push(("classification".into(), self.class.as_str().to_string()));
-        if let Some(g) = self.grpc_status {
-            l.push(("grpc_status".into(), g.to_string()));
-        }
-        l
     }
 }
 
@@ -619,7 +637,7 @@ impl TcpMetrics {
         for (name, help, value) in counters {
             let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for s in &conns {
-                e.encode_family(&s.labels.as_slice())?
+                e.encode_family(&s.key)?
                     .encode_counter::<NoLabelSet, _, u64>(&value(s), None)?;
             }
         }
@@ -630,7 +648,7 @@ impl TcpMetrics {
             MetricType::Counter,
         )?;
         for s in conns.iter().filter(|s| s.tls_failures > 0) {
-            e.encode_family(&s.labels.as_slice())?
+            e.encode_family(&s.key)?
                 .encode_counter::<NoLabelSet, _, u64>(&s.tls_failures, None)?;
         }
         let mut e = encoder.encode_descriptor(
@@ -641,8 +659,7 @@ impl TcpMetrics {
         )?;
         for s in &conns {
             for (errno, n) in &s.closes {
-                let errno = [("errno", *errno)];
-                e.encode_family(&(s.labels.as_slice(), errno.as_slice()))?
+                e.encode_family(&Joined(&s.key, &[("errno", *errno)]))?
                     .encode_counter::<NoLabelSet, _, u64>(n, None)?;
             }
         }
@@ -653,8 +670,7 @@ impl TcpMetrics {
             MetricType::Gauge,
         )?;
         for s in &conns {
-            e.encode_family(&s.labels.as_slice())?
-                .encode_gauge(&s.open)?;
+            e.encode_family(&s.key)?.encode_gauge(&s.open)?;
         }
         let mut e = encoder.encode_descriptor(
             "tcp_connection_duration_ms",
@@ -664,7 +680,7 @@ impl TcpMetrics {
         )?;
         for s in &conns {
             let (sum, count, buckets) = &s.duration;
-            e.encode_family(&s.labels.as_slice())?
+            e.encode_family(&s.key)?
                 .encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)?;
         }
         Ok(())
@@ -673,7 +689,7 @@ impl TcpMetrics {
 
 /// One TCP series' values as of a scrape.
 struct TcpSnapshot {
-    labels: Labels,
+    key: TcpKey,
     open_total: u64,
     open: i64,
     read_bytes: u64,
@@ -686,7 +702,7 @@ struct TcpSnapshot {
 impl TcpSnapshot {
     fn of(s: &TcpStats) -> Self {
         Self {
-            labels: s.key.labels(),
+            key: s.key.clone(),
             open_total: s.open_total.load(Relaxed),
             open: s.open.load(Relaxed),
             read_bytes: s.read_bytes.load(Relaxed),
@@ -704,19 +720,17 @@ impl TcpSnapshot {
     }
 }
 
-impl TcpKey {
-    fn labels(&self) -> Labels {
+impl EncodeLabelSet for TcpKey {
+    fn encode(&self, set: &mut LabelSetEncoder) -> fmt::Result {
         let peer = match self.peer {
             Peer::Src => "src",
             Peer::Dst => "dst",
         };
-        let mut l = vec![
-            ("direction".into(), self.direction.as_str().to_string()),
-            ("peer".into(), peer.to_string()),
-            ("target_addr".into(), self.target.to_string()),
-        ];
-        tls_and_dst(&mut l, &self.tls, self.dst.as_deref());
-        l
+        label(set, "direction", self.direction.as_str())?;
+        label(set, "peer", peer)?;
+        label(set, "target_addr", Shown(self.target))?;
+        self.tls.encode(set)?;
+        self.dst.as_deref().map_or(Ok(()), |d| d.encode(set))
     }
 }
 
@@ -763,6 +777,15 @@ impl TcpStats {
 
 // === Detection ===
 
+struct DetectLabels(Direction, DetectResult);
+
+impl EncodeLabelSet for DetectLabels {
+    fn encode(&self, set: &mut LabelSetEncoder) -> fmt::Result {
+        label(set, "direction", self.0.as_str())?;
+        label(set, "result", self.1.as_str())
+    }
+}
+
 #[derive(Debug, Default)]
 struct DetectMetrics {
     counts: [[AtomicU64; DETECT_RESULTS.len()]; 2],
@@ -786,12 +809,8 @@ impl DetectMetrics {
         )?;
         for direction in [Direction::Inbound, Direction::Outbound] {
             for (i, result) in DETECT_RESULTS.iter().enumerate() {
-                let labels = [
-                    ("direction", direction.as_str()),
-                    ("result", result.as_str()),
-                ];
                 let n = self.counts[direction as usize][i].load(Relaxed);
-                e.encode_family(&labels.as_slice())?
+                e.encode_family(&DetectLabels(direction, *result))?
                     .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
             }
         }

@@ -188,26 +188,13 @@ fn headers_proto(headers: &http::HeaderMap) -> Headers {
     }
 }
 
+/// The metrics' TLS labels, but for `no_tls_reason`, which tap does not
+/// show (Linkerd's tap events carry `tls` alone).
 fn tls_labels(tls: &Tls) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::new();
-    match tls {
-        Tls::Established {
-            client_id,
-            server_id,
-        } => {
-            labels.insert("tls".into(), "true".into());
-            if let Some(id) = client_id {
-                labels.insert("client_id".into(), id.to_string());
-            }
-            if let Some(id) = server_id {
-                labels.insert("server_id".into(), id.to_string());
-            }
-        }
-        Tls::Disabled | Tls::None(_) => {
-            labels.insert("tls".into(), "no_identity".into());
-        }
-    }
-    labels
+    tls.labels()
+        .filter(|(k, _)| *k != "no_tls_reason")
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 impl Tapped {
