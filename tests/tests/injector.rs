@@ -358,7 +358,10 @@ async fn leaves_pods_alone_and_never_blocks_them() {
     // Bad requests are answered, not dropped.
     let (status, body) = w.post("POST", "{not json").await;
     assert_eq!(status, 400, "{body}");
-    assert!(body.starts_with("the body is not JSON"), "{body}");
+    assert!(
+        body.starts_with("the body is not an AdmissionReview"),
+        "{body}"
+    );
     let (status, _) = w.post("POST", "{\"kind\": \"AdmissionReview\"}").await;
     assert_eq!(status, 400);
     let (status, _) = w.post("GET", "").await;

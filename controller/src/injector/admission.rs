@@ -1,26 +1,34 @@
 //! The webhook's decisions, apart from its server: whether a pod is to be
 //! injected, and the JSONPatch that injects it.
 
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, jsonptr::PointerBuf};
+use kube::core::{
+    DynamicObject,
+    admission::{AdmissionRequest, Operation},
+};
 use serde_json::{Map, Value, json};
 
 use linkerd_inject::{self as inject, INJECT, Injector};
 
 pub enum Decision {
-    Inject { patch: Vec<Value> },
+    Inject { patch: Patch },
     Skip(&'static str),
 }
 
-/// The pod of a CREATE request for a pod; why not, otherwise.
-pub fn pod_of(request: &Value) -> Result<&Value, &'static str> {
-    if request.pointer("/kind/kind").and_then(Value::as_str) != Some("Pod") {
+/// The pod of a CREATE request for a pod, as JSON (injection works on the
+/// object as it came, fields this version of the API types lacks included);
+/// why not, otherwise.
+pub fn pod_of(request: &AdmissionRequest<DynamicObject>) -> Result<Value, &'static str> {
+    if request.kind.kind != "Pod" {
         return Err("not a pod");
     }
-    if request.get("operation").and_then(Value::as_str) != Some("CREATE") {
+    if request.operation != Operation::Create {
         return Err("not a creation");
     }
-    request
-        .get("object")
-        .filter(|o| o.is_object())
+    let object = request.object.as_ref().ok_or("no object")?;
+    serde_json::to_value(object)
+        .ok()
+        .filter(Value::is_object)
         .ok_or("no object")
 }
 
@@ -87,7 +95,7 @@ pub fn inject(
     injector: &Injector,
     pod: &Value,
     namespace: &Value,
-) -> Result<(Vec<Value>, Vec<String>), String> {
+) -> Result<(Patch, Vec<String>), String> {
     let mut patched = pod.clone();
     // The namespace's config annotations go onto the pod, which keeps its own.
     let ns_annotations = namespace
@@ -125,13 +133,17 @@ pub fn inject(
     ] {
         let (before, after) = (pod.pointer(path), patched.pointer(path));
         if before != after {
-            match after {
-                Some(v) => patch.push(json!({"op": "add", "path": path, "value": v})),
-                None => patch.push(json!({"op": "remove", "path": path})),
-            }
+            let path = PointerBuf::parse(path).expect("a valid JSON pointer");
+            patch.push(match after {
+                Some(value) => PatchOperation::Add(AddOperation {
+                    path,
+                    value: value.clone(),
+                }),
+                None => PatchOperation::Remove(RemoveOperation { path }),
+            });
         }
     }
-    Ok((patch, warnings))
+    Ok((Patch(patch), warnings))
 }
 
 #[cfg(test)]
@@ -182,8 +194,18 @@ mod tests {
 
     #[test]
     fn only_pod_creations_are_reviewed() {
-        let req =
-            |kind: &str, op: &str| json!({"kind": {"kind": kind}, "operation": op, "object": {}});
+        let req = |kind: &str, op: &str| -> AdmissionRequest<DynamicObject> {
+            serde_json::from_value(json!({
+                "uid": "1",
+                "kind": {"group": "", "version": "v1", "kind": kind},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "operation": op,
+                "userInfo": {},
+                "object": {"metadata": {"name": "web"}},
+                "oldObject": null,
+            }))
+            .unwrap()
+        };
         assert!(pod_of(&req("Pod", "CREATE")).is_ok());
         assert_eq!(pod_of(&req("Pod", "UPDATE")).unwrap_err(), "not a creation");
         assert_eq!(

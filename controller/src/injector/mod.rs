@@ -18,9 +18,13 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::core::{
+    DynamicObject,
+    admission::{AdmissionRequest, AdmissionResponse, AdmissionReview},
+};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::{counter::Counter, family::Family};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 
 use linkerd_chart::{Chart, Release, values};
@@ -112,6 +116,32 @@ impl Cluster for Kube {
     }
 }
 
+/// Why an AdmissionReview got no review back (a 400).
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("the body is not an AdmissionReview: {0}")]
+    Parse(#[source] serde_json::Error),
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+    #[error("the answer cannot be written: {0}")]
+    Write(#[source] serde_json::Error),
+}
+
+/// The review carrying `response`, as the API server reads it. kube-rs
+/// writes the patch's bytes as an array of numbers (kube-rs/kube#1781);
+/// the API's documented form, which Linkerd's injector sends, is base64.
+fn answer(response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+    use base64::Engine as _;
+    let patch = response.patch.clone();
+    let mut review = serde_json::to_value(response.into_review())?;
+    if let Some(patch) = patch {
+        review["response"]["patch"] = base64::engine::general_purpose::STANDARD
+            .encode(patch)
+            .into();
+    }
+    serde_json::to_vec(&review)
+}
+
 pub struct Webhook<C> {
     cluster: C,
     chart: Arc<Chart>,
@@ -132,59 +162,57 @@ impl<C: Cluster> Webhook<C> {
         }
     }
 
-    /// Answers one AdmissionReview. Always allows the pod; patches it when it
-    /// is to be injected.
-    pub async fn review(&self, review: &Value) -> Result<Value, String> {
+    /// Answers one AdmissionReview (the request body) with the review to
+    /// send back. Always allows the pod; patches it when it is to be
+    /// injected.
+    pub async fn review(&self, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
         self.metrics.requests.inc();
-        let request = review
-            .get("request")
-            .ok_or("the AdmissionReview has no request")?;
-        let uid = request
-            .get("uid")
-            .and_then(Value::as_str)
-            .ok_or("the request has no uid")?;
-        let (outcome, warnings) = self.decide(request).await;
-        let mut response = json!({"uid": uid, "allowed": true});
-        let (skip, reason) = match outcome {
-            Ok(admission::Decision::Inject { patch }) => {
-                use base64::Engine as _;
-                let patch = serde_json::to_vec(&patch).map_err(|e| e.to_string())?;
-                response["patchType"] = "JSONPatch".into();
-                response["patch"] = base64::engine::general_purpose::STANDARD
-                    .encode(patch)
-                    .into();
-                (false, "injected")
+        let review: AdmissionReview<DynamicObject> =
+            serde_json::from_slice(body).map_err(ReviewError::Parse)?;
+        let request: AdmissionRequest<DynamicObject> =
+            review.try_into().map_err(|_| ReviewError::NoRequest)?;
+        let (outcome, warnings) = self.decide(&request).await;
+        let mut response = AdmissionResponse::from(&request);
+        let (skip, reason) = match outcome.and_then(|decision| match decision {
+            admission::Decision::Inject { patch } => response
+                .clone()
+                .with_patch(patch)
+                .map(|patched| (Some(patched), false, "injected"))
+                .map_err(|e| format!("the patch cannot be written: {e}")),
+            admission::Decision::Skip(reason) => Ok((None, true, reason)),
+        }) {
+            Ok((patched, skip, reason)) => {
+                if let Some(patched) = patched {
+                    response = patched;
+                }
+                (skip, reason)
             }
-            Ok(admission::Decision::Skip(reason)) => (true, reason),
             Err(e) => {
                 tracing::warn!(error = %e, "admitting the pod without its proxy");
                 (true, "error")
             }
         };
         if !warnings.is_empty() {
-            response["warnings"] = json!(warnings);
+            response.warnings = Some(warnings);
         }
-        tracing::info!(uid, skip, reason, "admission review");
+        tracing::info!(uid = %request.uid, skip, reason, "admission review");
         self.metrics
             .responses
             .get_or_create(&ResponseLabels { skip, reason })
             .inc();
-        Ok(json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "response": response,
-        }))
+        answer(response).map_err(ReviewError::Write)
     }
 
-    async fn decide(&self, request: &Value) -> (Result<admission::Decision, String>, Vec<String>) {
+    async fn decide(
+        &self,
+        request: &AdmissionRequest<DynamicObject>,
+    ) -> (Result<admission::Decision, String>, Vec<String>) {
         let pod = match admission::pod_of(request) {
             Ok(pod) => pod,
             Err(skip) => return (Ok(admission::Decision::Skip(skip)), Vec::new()),
         };
-        let ns_name = request
-            .get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default");
+        let pod = &pod;
+        let ns_name = request.namespace.as_deref().unwrap_or("default");
         let namespace = match self.cluster.namespace(ns_name).await {
             Ok(ns) => ns,
             Err(e) => return (Err(e), Vec::new()),
@@ -260,8 +288,8 @@ pub async fn serve<C: Cluster>(
     .await;
 }
 
-fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut rsp = Response::new(Full::new(Bytes::from(body)));
+fn reply(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut rsp = Response::new(Full::new(body));
     *rsp.status_mut() = status;
     let content_type = if status == StatusCode::OK {
         "application/json"
@@ -279,7 +307,7 @@ async fn handle<C: Cluster>(req: Request<Incoming>, webhook: &Webhook<C>) -> Res
     if req.method() != Method::POST {
         return reply(
             StatusCode::METHOD_NOT_ALLOWED,
-            "POST an AdmissionReview\n".into(),
+            Bytes::from_static(b"POST an AdmissionReview\n"),
         );
     }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
@@ -287,22 +315,13 @@ async fn handle<C: Cluster>(req: Request<Incoming>, webhook: &Webhook<C>) -> Res
         Err(e) => {
             return reply(
                 StatusCode::BAD_REQUEST,
-                format!("cannot read the body: {e}\n"),
+                format!("cannot read the body: {e}\n").into(),
             );
         }
     };
-    let review: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return reply(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not JSON: {e}\n"),
-            );
-        }
-    };
-    match webhook.review(&review).await {
-        Ok(answer) => reply(StatusCode::OK, answer.to_string()),
-        Err(e) => reply(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    match webhook.review(&body).await {
+        Ok(answer) => reply(StatusCode::OK, answer.into()),
+        Err(e) => reply(StatusCode::BAD_REQUEST, format!("{e}\n").into()),
     }
 }
 
