@@ -389,12 +389,14 @@ async fn public_api(args: PublicApiArgs) -> anyhow::Result<()> {
         ))
     };
     tracing::info!(tap = %args.tap_addr, destination = %args.destination_addr, "public API");
+    let mut registry = prometheus_client::registry::Registry::default();
+    discover.register(&mut registry);
     let routes = public_api::PublicApi::new(discover, metrics, naming).into_routes(relays);
     serve_grpc(
         "public-api",
         routes,
         (args.addr, args.admin_addr),
-        prometheus_client::registry::Registry::default(),
+        registry,
         || {},
     )
     .await
@@ -534,7 +536,9 @@ async fn destination(args: DestinationArgs) -> anyhow::Result<()> {
         args.poll_interval,
     )
     .await?;
-    serve_destination(discover, args).await
+    let mut registry = prometheus_client::registry::Registry::default();
+    discover.register(&mut registry);
+    serve_destination(discover, args, registry).await
 }
 
 /// The discovery backend the flags choose: `--local FILE`, or the
@@ -588,9 +592,9 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kub
 async fn serve_destination<D: linkerd_discovery::Discover>(
     discover: D,
     args: DestinationArgs,
+    mut registry: prometheus_client::registry::Registry,
 ) -> anyhow::Result<()> {
     let metrics = destination::Metrics::default();
-    let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     let config = destination::Config {
         cluster_domain: args.cluster_domain,

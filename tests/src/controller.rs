@@ -182,6 +182,10 @@ impl Controller {
     }
 
     /// The fake Kubernetes API, for the Kubernetes backend.
+    pub async fn metrics(&self) -> crate::metrics::Scrape {
+        crate::proxy::scrape(self.admin).await
+    }
+
     pub fn api(&self) -> Option<&FakeApi> {
         self.api.as_ref()
     }

@@ -16,6 +16,8 @@ pub struct Demo {
     child: Child,
     /// Everything it printed so far.
     stdout: Arc<Mutex<String>>,
+    /// The thread copying its output, done at the end of the pipe.
+    reader: std::thread::JoinHandle<()>,
     base: Ipv4Addr,
     /// The state file the demo and the CLI commands share.
     pub state: PathBuf,
@@ -46,7 +48,7 @@ impl Demo {
         let stdout = Arc::new(Mutex::new(String::new()));
         let out = child.stdout.take().expect("piped stdout");
         let copy = stdout.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { return };
                 let mut s = copy.lock().unwrap();
@@ -57,6 +59,7 @@ impl Demo {
         let mut demo = Self {
             child,
             stdout,
+            reader,
             base,
             state,
         };
@@ -137,8 +140,12 @@ impl Demo {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        // The reader thread sees the end of the pipe.
-        std::thread::sleep(Duration::from_millis(200));
+        // Everything it printed: the reader thread reaches the end of the
+        // pipe once the demo and its children are gone.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.reader.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         (status, self.output())
     }
 }

@@ -27,7 +27,41 @@ pub fn bin(name: &str) -> PathBuf {
         "{} is missing: run `cargo build --workspace --bins` before the tests",
         path.display()
     );
+    if let Some(source) = newer_source(&path) {
+        panic!(
+            "{} is older than {}: run `cargo build --workspace --bins` before the tests",
+            path.display(),
+            source.display()
+        );
+    }
     path
+}
+
+/// A source file the binary was built from that changed since: cargo's
+/// dep-info beside it (`NAME.d`) lists them. Checked once per binary.
+fn newer_source(binary: &std::path::Path) -> Option<PathBuf> {
+    use std::{collections::HashMap, sync::Mutex};
+    static CHECKED: Mutex<Option<HashMap<PathBuf, Option<PathBuf>>>> = Mutex::new(None);
+    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    checked
+        .get_or_insert_with(HashMap::new)
+        .entry(binary.to_path_buf())
+        .or_insert_with(|| {
+            let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+            let info = std::fs::read_to_string(binary.with_extension("d")).ok()?;
+            let (_, sources) = info.lines().next()?.split_once(": ")?;
+            // Paths are space-separated, a space within one escaped.
+            let sources = sources.replace("\\ ", "\0");
+            sources
+                .split_whitespace()
+                .map(|s| PathBuf::from(s.replace('\0', " ")))
+                .find(|source| {
+                    std::fs::metadata(source)
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|changed| changed > built)
+                })
+        })
+        .clone()
 }
 
 /// A proxy's settings, as environment variables.

@@ -26,10 +26,11 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// Says that a test is skipped because `why` (a tool is missing). Under
+/// Says that a test is skipped because `why` (a tool is missing, or network
+/// namespaces cannot be made): every skip goes through here. Under
 /// `tests/run.sh` as root, which installs every tool
-/// (`LINKERD_TESTS_REQUIRE_TOOLS=1`), a missing tool is a failure instead,
-/// so that CI never passes a test it did not run.
+/// (`LINKERD_TESTS_REQUIRE_TOOLS=1`), a skip is a failure instead, so that
+/// CI never passes a test it did not run.
 pub fn skip(why: impl std::fmt::Display) {
     if std::env::var_os("LINKERD_TESTS_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
         panic!("{why}, but tests/run.sh installed every tool: this is a failure, not a skip");
@@ -40,7 +41,7 @@ pub fn skip(why: impl std::fmt::Display) {
 /// Records that a test did not run, and why: on stderr, and as a line in
 /// `$LINKERD_TESTS_SKIP_LOG` where `tests/run.sh` counts them, since libtest
 /// reports a test that returned early as passed.
-pub fn skipped(why: impl std::fmt::Display) {
+fn skipped(why: impl std::fmt::Display) {
     eprintln!("SKIPPED: {why}");
     if let Some(path) = std::env::var_os("LINKERD_TESTS_SKIP_LOG") {
         use std::io::Write as _;

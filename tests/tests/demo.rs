@@ -30,17 +30,31 @@ fn row<'a>(rows: &'a Value, name: &str) -> &'a Value {
 }
 
 /// The test's own votes: through vote-bot's outbound proxy, by the web
-/// service's cluster name, as vote-bot would send them. A few first, so that
-/// the metrics source knows the series before the votes that are counted:
-/// what a counter counted before its first scrape is in no `increase` (as
-/// in any Prometheus).
+/// service's cluster name, as vote-bot would send them. A few first, two a
+/// second, until `linkerd stat` shows web's rate: then the metrics source
+/// knows the series before the votes that are counted (what a counter
+/// counted before its first scrape is in no `increase`, as in any
+/// Prometheus).
 async fn send_votes(demo: &Demo) {
     let outbound = demo.addr(13, 4140);
     let web = "web-svc.emojivoto.svc.cluster.local:80";
-    for _ in 0..5 {
+    let mut pace = tokio::time::interval(Duration::from_millis(500));
+    let mut known = false;
+    for _ in 0..60 {
+        pace.tick().await;
         backends::http1_get(outbound, web, "/api/vote?choice=:crab:").await;
+        let (_, stdout, _) = demo.linkerd(&["stat", "deploy", "-n", "emojivoto", "-o", "json"]);
+        let rows: Value = serde_json::from_str(&stdout).unwrap_or_default();
+        let rps = rows
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["name"] == "web"))
+            .and_then(|web| web["rps"].as_f64());
+        if rps.is_some_and(|rps| rps > 0.0) {
+            known = true;
+            break;
+        }
     }
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(known, "web's traffic never showed in linkerd stat");
     let mut tasks = Vec::new();
     for worker in 0..4 {
         tasks.push(tokio::spawn(async move {

@@ -4,6 +4,7 @@
 use linkerd_tests::{
     backends,
     controller::{Backend, Controller},
+    eventually,
     metrics::Scrape,
 };
 use linkerd2_proxy_api::{
@@ -351,7 +352,12 @@ async fn a_bad_edit_keeps_the_last_good_topology() {
     let mut stream = get(&ctl, WEB).await.unwrap();
     assert!(matches!(next(&mut stream).await, Kind::Add(_)));
     ctl.set_topology("services: [{name: web");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ignored = eventually(Duration::from_secs(5), || async {
+        let m = ctl.metrics().await;
+        (m.sum("discovery_topology_reload_errors_total", &[]) >= 1.0).then_some(())
+    })
+    .await;
+    assert!(ignored.is_some(), "the bad edit was never read");
     // Nothing changed for the proxy; a new stream still sees the endpoint.
     let mut fresh = get(&ctl, WEB).await.unwrap();
     assert!(matches!(next(&mut fresh).await, Kind::Add(set) if set.addrs.len() == 1));
@@ -400,8 +406,15 @@ async fn kubernetes_outage_keeps_serving_the_last_endpoints() {
     let mut stream = get(&ctl, WEB).await.unwrap();
     assert!(matches!(next(&mut stream).await, Kind::Add(_)));
     let api = ctl.api().unwrap();
+    let before = api.requests().len();
     api.set_down(true);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The outage is felt once the controller's watches (Services,
+    // EndpointSlices, Pods) have come back refused.
+    let felt = eventually(Duration::from_secs(10), || async {
+        (api.requests().len() >= before + 3).then_some(())
+    })
+    .await;
+    assert!(felt.is_some(), "the controller never asked the API again");
     let quiet = tokio::time::timeout(Duration::from_millis(100), stream.message()).await;
     assert!(quiet.is_err(), "the outage changed what the proxy knows");
     let mut fresh = get(&ctl, WEB).await.unwrap();

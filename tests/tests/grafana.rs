@@ -163,8 +163,28 @@ async fn every_panel_returns_data_from_the_local_mesh() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Every query has data once a few scrapes hold every series: checked
+    // again, a round every two seconds, until all have or a minute passed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (empty, checked) = loop {
+        let (empty, checked) = check_dashboards(prometheus).await;
+        if empty.is_empty() || tokio::time::Instant::now() > deadline {
+            break (empty, checked);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    assert!(
+        empty.is_empty(),
+        "queries without data:\n{}",
+        empty.join("\n")
+    );
+    eprintln!("{checked} queries returned data");
+    assert!(checked > 100, "only {checked} queries were run");
+}
 
+/// Runs every local dashboard's variable and panel queries: those that
+/// returned nothing, and how many did.
+async fn check_dashboards(prometheus: SocketAddr) -> (Vec<String>, usize) {
     let mut empty = Vec::new();
     let mut checked = 0;
     for (kind, board) in dashboards() {
@@ -196,11 +216,5 @@ async fn every_panel_returns_data_from_the_local_mesh() {
             }
         }
     }
-    assert!(
-        empty.is_empty(),
-        "queries without data:\n{}",
-        empty.join("\n")
-    );
-    eprintln!("{checked} queries returned data");
-    assert!(checked > 100, "only {checked} queries were run");
+    (empty, checked)
 }

@@ -10,6 +10,7 @@ use linkerd_tests::{
     backends::{self, h2_get, http1_get},
     controller::Controller,
     echo::{Msg, echo_client::EchoClient},
+    eventually,
     mesh::{self, Mesh, Wire, contains, identity},
     proxy::Proxy,
 };
@@ -335,7 +336,12 @@ async fn not_ready_until_certified_and_retries_until_it_is() {
     let saved = std::fs::read(&token).unwrap();
     std::fs::remove_file(&token).unwrap();
     let proxy = mesh.proxy(NS, "web").spawn().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = eventually(Duration::from_secs(5), || async {
+        let m = proxy.metrics().await;
+        (m.sum("identity_cert_refresh_failure_total", &[]) >= 1.0).then_some(())
+    })
+    .await;
+    assert!(refused.is_some(), "the proxy never tried to certify");
     let (status, body) = proxy.admin("GET", "/ready").await;
     assert_eq!((status, body.trim()), (503, "identity not certified yet"));
     let m = proxy.metrics().await;
@@ -441,10 +447,16 @@ async fn named_control_plane_services_are_reached_over_tls() {
         )
         .spawn()
         .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let failed = eventually(Duration::from_secs(5), || async {
+        let m = wrong.metrics().await;
+        (m.sum("identity_cert_refresh_failure_total", &[]) >= 1.0).then_some(())
+    })
+    .await;
+    assert!(
+        failed.is_some(),
+        "the impostor's identity service was trusted"
+    );
     assert_eq!(wrong.admin("GET", "/ready").await.0, 503);
-    let m = wrong.metrics().await;
-    assert!(m.sum("identity_cert_refresh_failure_total", &[]) >= 1.0);
 }
 
 /// A client that asked for a name before its Service existed keeps
@@ -567,8 +579,20 @@ async fn a_terminating_pod_fails_no_request() {
     // once its streams end, and the proxy exits.
     let exited = terminating.wait(Duration::from_secs(15)).await;
     assert!(exited.success(), "{exited:?}");
-    // Load goes on against the pod that is left, and the one that is gone.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Load goes on against the pod that is left, and the one that is gone:
+    // fifty more answers from the pod that is left.
+    let left = |m: &linkerd_tests::metrics::Scrape| {
+        m.sum(
+            "response_total",
+            &[("direction", "outbound"), ("dst_pod", "web-1")],
+        )
+    };
+    let before = left(&client.metrics().await);
+    let more = linkerd_tests::eventually(Duration::from_secs(10), || async {
+        (left(&client.metrics().await) >= before + 50.0).then_some(())
+    })
+    .await;
+    assert!(more.is_some(), "the load stopped with the terminated pod");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
 
     // One race is hyper's, not the proxy's: a GOAWAY processed just as the

@@ -36,7 +36,7 @@ const SKIPPED_OUT: u16 = 9000;
 macro_rules! skip_unless_namespaces {
     ($name:literal) => {
         if let Some(why) = pods::unavailable() {
-            linkerd_tests::tools::skipped(format!("{}: {why}", $name));
+            linkerd_tests::tools::skip(format!("{}: {why}", $name));
             return;
         }
     };

@@ -779,7 +779,16 @@ async fn sigterm_lets_in_flight_requests_finish() {
             .unwrap();
         (rsp.status(), body_string(rsp).await)
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SIGTERM once the request is in flight: the proxy has counted it.
+    let in_flight = eventually(Duration::from_secs(5), || async {
+        let m = proxy.metrics().await;
+        (m.sum("request_total", &[("direction", "inbound")]) >= 1.0).then_some(())
+    })
+    .await;
+    assert!(
+        in_flight.is_some(),
+        "the slow request never reached the proxy"
+    );
     proxy.sigterm();
     // New connections are refused once the listener is closed.
     let refused = eventually(Duration::from_secs(2), || async {

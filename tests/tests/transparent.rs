@@ -162,7 +162,7 @@ fn assert_counted(m: &Scrape, direction: &str, ip: Ipv4Addr) {
 #[tokio::test]
 async fn iptables_redirects_pod_traffic_through_the_proxy() {
     if let Some(why) = netns::unavailable() {
-        linkerd_tests::tools::skipped(format!(
+        linkerd_tests::tools::skip(format!(
             "iptables_redirects_pod_traffic_through_the_proxy: {why}"
         ));
         return;

@@ -73,6 +73,15 @@ pub enum AnyDiscovery {
     Kubernetes(kubernetes::KubeDiscovery),
 }
 
+impl AnyDiscovery {
+    /// The backend's own metrics.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        if let Self::Local(local) = self {
+            local.register(registry);
+        }
+    }
+}
+
 impl Discover for AnyDiscovery {
     fn watch(&self, target: &Target) -> watch::Receiver<Resolution> {
         match self {

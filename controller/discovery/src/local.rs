@@ -12,6 +12,7 @@
 //! ```
 
 use super::{Discover, Resolution, Target, Topology};
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
@@ -34,6 +35,9 @@ pub enum LoadError {
 #[derive(Clone, Debug)]
 pub struct LocalDiscovery {
     topology: watch::Receiver<Arc<Topology>>,
+    /// Edits that could not be read or parsed and were ignored: what makes
+    /// "a bad edit kept the last topology" observable.
+    reload_errors: Counter,
 }
 
 impl LocalDiscovery {
@@ -46,6 +50,8 @@ impl LocalDiscovery {
     pub fn load(path: PathBuf, interval: Duration) -> Result<Self, LoadError> {
         let text = read(&path)?;
         let (tx, rx) = watch::channel(Arc::new(parse(&path, &text)?));
+        let reload_errors = Counter::default();
+        let errors = reload_errors.clone();
         tokio::spawn(async move {
             let mut applied = text;
             let mut pending: Option<String> = None;
@@ -57,6 +63,7 @@ impl LocalDiscovery {
                 let text = match read(&path) {
                     Ok(text) => text,
                     Err(e) => {
+                        errors.inc();
                         tracing::warn!("{e}; keeping the last topology");
                         continue;
                     }
@@ -75,12 +82,26 @@ impl LocalDiscovery {
                         tracing::info!(path = %path.display(), "topology updated");
                         tx.send_replace(Arc::new(topology));
                     }
-                    Err(e) => tracing::warn!("{e}; keeping the last topology"),
+                    Err(e) => {
+                        errors.inc();
+                        tracing::warn!("{e}; keeping the last topology");
+                    }
                 }
                 applied = text;
             }
         });
-        Ok(Self { topology: rx })
+        Ok(Self {
+            topology: rx,
+            reload_errors,
+        })
+    }
+
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "discovery_topology_reload_errors",
+            "Edits of the topology file that could not be read or parsed, and were ignored",
+            self.reload_errors.clone(),
+        );
     }
 
     /// The topology as it is now, and as it changes.

@@ -138,7 +138,13 @@ const PROFILE: &str = if cfg!(debug_assertions) {
 mod tests {
     #[test]
     fn reads_own_stat() {
-        assert!(super::cpu_ticks().expect("/proc/self/stat") >= 0.0);
+        // CPU spent shows: spin until the ticks move (10ms each), bounded.
+        let before = super::cpu_ticks().expect("/proc/self/stat");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while super::cpu_ticks().unwrap() <= before && std::time::Instant::now() < deadline {
+            std::hint::black_box((0..10_000u64).sum::<u64>());
+        }
+        assert!(super::cpu_ticks().unwrap() > before, "no CPU counted");
         assert!(super::rss_bytes().expect("/proc/self/status") > 1024.0);
         assert!(super::ticks_per_second() >= 1.0);
         assert!(super::max_fds().is_none_or(|n| n >= super::open_fds().unwrap()));
