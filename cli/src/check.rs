@@ -19,7 +19,7 @@ pub(crate) struct CheckArgs {
     #[arg(short, long)]
     namespace: Option<String>,
     /// How long to wait for checks that can still pass, such as pods starting.
-    #[arg(long, default_value = "5m", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "5m", value_parser = linkerd_duration::parse)]
     wait: Duration,
     #[arg(short, long, value_enum, default_value = "table")]
     output: Output,

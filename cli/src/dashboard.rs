@@ -27,7 +27,7 @@ pub(crate) struct DashboardArgs {
     #[arg(long, value_enum, default_value = "linkerd")]
     show: Show,
     /// How long to wait for a running web pod.
-    #[arg(long, default_value = "5m", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "5m", value_parser = linkerd_duration::parse)]
     wait: Duration,
 }
 

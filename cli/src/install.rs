@@ -214,9 +214,8 @@ fn certificates(values: &mut Value, namespace: &str) -> Result<()> {
 
 /// The durations the controller accepts: a number and one of ms, s, m, h.
 fn parse_duration(s: &str) -> Result<()> {
-    crate::duration::parse(s)
-        .map(drop)
-        .map_err(anyhow::Error::msg)
+    linkerd_duration::parse(s)?;
+    Ok(())
 }
 
 #[derive(Args, Debug)]

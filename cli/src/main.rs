@@ -5,7 +5,6 @@ mod check;
 mod dashboard;
 mod demo;
 mod diagnostics;
-mod duration;
 mod edges;
 mod inject;
 mod install;

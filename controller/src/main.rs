@@ -58,7 +58,7 @@ struct PrometheusTargetsArgs {
     #[arg(long)]
     config_only: bool,
     /// How long to let pod changes settle before rewriting the targets.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = linkerd_duration::parse)]
     settle: Duration,
     /// The kubeconfig to reach the Kubernetes API with. Without it: the
     /// in-cluster config, else $KUBECONFIG or ~/.kube/config.
@@ -94,7 +94,7 @@ struct PublicApiArgs {
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
     /// How often the topology file is checked for changes.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = linkerd_duration::parse)]
     poll_interval: Duration,
     /// The Prometheus that scrapes the proxies.
     #[arg(
@@ -107,11 +107,11 @@ struct PublicApiArgs {
     #[arg(long)]
     scrape_proxies: bool,
     /// How often proxies are scraped, with --scrape-proxies.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = linkerd_duration::parse)]
     scrape_interval: Duration,
     /// How much history is kept, with --scrape-proxies: the longest
     /// window stats can cover.
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = linkerd_duration::parse)]
     scrape_retention: Duration,
     /// The tap service, which taps are handed to.
     #[arg(long, default_value = "linkerd-tap.linkerd.svc.cluster.local:8088")]
@@ -143,7 +143,7 @@ struct TapArgs {
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
     /// How often the topology file is checked for changes.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = linkerd_duration::parse)]
     poll_interval: Duration,
     #[arg(long, default_value = "0.0.0.0:8088")]
     addr: SocketAddr,
@@ -204,13 +204,13 @@ struct IdentityArgs {
     )]
     issuer_dir: PathBuf,
     /// How long issued certificates last.
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, default_value = "24h", value_parser = linkerd_duration::parse)]
     issuance_lifetime: Duration,
     /// How far before now issued certificates start, for clocks behind ours.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = linkerd_duration::parse)]
     clock_skew_allowance: Duration,
     /// How often the issuer and topology files are checked for changes.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = linkerd_duration::parse)]
     poll_interval: Duration,
     #[arg(long, default_value = "0.0.0.0:8080")]
     addr: SocketAddr,
@@ -231,10 +231,10 @@ struct IssuerCertsArgs {
     #[arg(long, default_value = "cluster.local")]
     identity_trust_domain: String,
     /// How long the trust anchor lasts.
-    #[arg(long, default_value = "87600h", value_parser = parse_duration)]
+    #[arg(long, default_value = "87600h", value_parser = linkerd_duration::parse)]
     anchor_lifetime: Duration,
     /// How long the issuer lasts.
-    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    #[arg(long, default_value = "8760h", value_parser = linkerd_duration::parse)]
     issuer_lifetime: Duration,
 }
 
@@ -249,7 +249,7 @@ struct DestinationArgs {
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
     /// How often the topology file is checked for changes.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = linkerd_duration::parse)]
     poll_interval: Duration,
     #[arg(long, default_value = "0.0.0.0:8086")]
     addr: SocketAddr,
@@ -262,13 +262,6 @@ struct DestinationArgs {
     controller_namespace: String,
     #[arg(long, default_value = "cluster.local")]
     identity_trust_domain: String,
-}
-
-/// Durations as every flag takes them (humantime's grammar, as the CLI's
-/// and the proxy's): 500ms, 20s, 5m, 24h.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration such as 500ms, 20s, 5m or 24h ({e})"))
 }
 
 fn main() -> std::process::ExitCode {

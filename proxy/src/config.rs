@@ -557,11 +557,9 @@ impl Reader<'_> {
     }
 
     fn duration(&self, name: &'static str) -> Result<Option<Duration>, ConfigError> {
-        self.parse(
-            name,
-            "a duration such as 500ms, 10s, 2m or 1h",
-            parse_duration,
-        )
+        self.parse(name, "a duration such as 500ms, 10s, 2m or 1h", |s| {
+            linkerd_duration::parse(s).ok()
+        })
     }
 }
 
@@ -571,13 +569,6 @@ fn parse_bool(s: &str) -> Option<bool> {
         "false" | "0" => Some(false),
         _ => None,
     }
-}
-
-/// Durations carry their unit, as Linkerd's do (a bare `10` is refused:
-/// its unit would be a guess); humantime's grammar, as every flag of the
-/// CLI and controller: 500ms, 20s, 5m, 24h.
-fn parse_duration(s: &str) -> Option<Duration> {
-    humantime::parse_duration(s).ok()
 }
 
 #[cfg(test)]

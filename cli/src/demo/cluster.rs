@@ -108,11 +108,11 @@ pub(crate) struct AppArgs {
     #[arg(long, default_value_t = 0.15)]
     failure_rate: f64,
     /// How long emoji takes to answer.
-    #[arg(long, default_value = "25ms", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "25ms", value_parser = linkerd_duration::parse)]
     emoji_delay: Duration,
     /// After SIGTERM, how long to keep serving: the endpoints controller and
     /// every client's proxy learn of a terminating pod a moment later.
-    #[arg(long, default_value = "5s", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "5s", value_parser = linkerd_duration::parse)]
     drain: Duration,
 }
 

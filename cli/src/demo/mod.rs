@@ -43,7 +43,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 0.15)]
     failure_rate: f64,
     /// How long the emoji service takes to answer.
-    #[arg(long, default_value = "25ms", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "25ms", value_parser = linkerd_duration::parse)]
     emoji_delay: Duration,
     /// How often Prometheus scrapes the proxies.
     #[arg(long, default_value = "5s")]
