@@ -1,5 +1,7 @@
-//! External tools the chart's tests run: `helm`, `kubectl` and
-//! `kubernetes-validate`, which `tests/run.sh` puts in `target/tools/bin`.
+//! What every test crate shares: the external tools tests run (`helm`,
+//! `kubectl`, `kubernetes-validate`, which `tests/run.sh` puts in
+//! `target/tools/bin`), the repository's root, and `skip`, the one way a
+//! test says it did not run.
 
 use std::path::{Path, PathBuf};
 
@@ -21,8 +23,9 @@ pub fn tool(name: &str) -> Option<PathBuf> {
 /// The repository's root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is in the repository")
+        .ancestors()
+        .nth(2)
+        .expect("tests/tools/ is in the repository")
         .to_path_buf()
 }
 
