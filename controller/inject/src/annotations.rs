@@ -93,8 +93,25 @@ pub(super) fn known(key: &str) -> bool {
     OVERRIDES.iter().any(|(k, _)| *k == key) || key == "config.linkerd.io/admission-webhooks"
 }
 
-fn typed(annotation: &str, raw: &str) -> Result<Value, String> {
-    let bad = |what: &str| format!("{annotation}: {raw:?} is not {what}");
+/// A `config.linkerd.io/*` annotation whose value cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AnnotationError {
+    #[error("{annotation}: {raw:?} is not {expected}")]
+    Invalid {
+        annotation: &'static str,
+        raw: String,
+        expected: &'static str,
+    },
+    #[error("{annotation} must be a string")]
+    NotAString { annotation: &'static str },
+}
+
+fn typed(annotation: &'static str, raw: &str) -> Result<Value, AnnotationError> {
+    let bad = |expected: &'static str| AnnotationError::Invalid {
+        annotation,
+        raw: raw.to_string(),
+        expected,
+    };
     Ok(match type_of(annotation) {
         Type::Text => Value::String(raw.to_string()),
         Type::Int => Value::from(raw.trim().parse::<u32>().map_err(|_| bad("a number"))?),
@@ -142,14 +159,14 @@ pub(super) fn apply(
     installed: &Value,
     namespace: &Map<String, Value>,
     pod: &Map<String, Value>,
-) -> Result<Value, String> {
+) -> Result<Value, AnnotationError> {
     let mut values = installed.clone();
     for anns in [namespace, pod] {
         for (annotation, path) in OVERRIDES {
             if let Some(raw) = anns.get(*annotation) {
                 let raw = raw
                     .as_str()
-                    .ok_or_else(|| format!("{annotation} must be a string"))?;
+                    .ok_or(AnnotationError::NotAString { annotation })?;
                 set(&mut values, path, typed(annotation, raw)?);
             }
         }
@@ -204,7 +221,9 @@ mod tests {
                 "is not true or false",
             ),
         ] {
-            let e = apply(&json!({}), &Map::new(), &anns(json!({ k: raw }))).unwrap_err();
+            let e = apply(&json!({}), &Map::new(), &anns(json!({ k: raw })))
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.starts_with(&format!("{k}: {raw:?} ")) && e.contains(want),
                 "{e}"

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use linkerd_chart::{Chart, ChartError, Release};
 
-pub use annotations::OVERRIDES;
+pub use annotations::{AnnotationError, OVERRIDES};
 
 /// The annotation that opts a namespace or pod in or out.
 pub const INJECT: &str = "linkerd.io/inject";
@@ -245,17 +245,17 @@ impl Injector {
             annotate(template, k, v.as_str().unwrap_or_default());
         }
         let spec = template.get("spec").cloned().unwrap_or(Value::Null);
-        refusals(&spec).map_err(refuse)?;
+        refusals(&spec).map_err(|r| refuse(r.to_string()))?;
         let mut warnings = Vec::new();
         if how.manual {
             warnings = self.add_proxy(template, &Map::new(), &kind, &name)?;
         } else {
             // Checked now: the webhook would otherwise skip the pod, silently.
             annotations::apply(&self.values, &Map::new(), template_annotations(template)).map_err(
-                |reason| InjectError::Invalid {
+                |e| InjectError::Invalid {
                     kind: lower.clone(),
                     name: name.clone(),
-                    reason,
+                    reason: e.to_string(),
                 },
             )?;
             warnings.extend(unknown_annotations(
@@ -281,7 +281,7 @@ impl Injector {
         &self,
         template: &Value,
         namespace: &Map<String, Value>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, AnnotationError> {
         let values = annotations::apply(&self.values, namespace, template_annotations(template))?;
         Ok(values
             .pointer("/proxy/nativeSidecar")
@@ -307,7 +307,8 @@ impl Injector {
         };
         let pod = template_annotations(template);
         let mut warnings = unknown_annotations(pod, namespace, &lower, name);
-        let values = annotations::apply(&self.values, namespace, pod).map_err(&invalid)?;
+        let values =
+            annotations::apply(&self.values, namespace, pod).map_err(|e| invalid(e.to_string()))?;
         self.chart
             .check(&values)
             .map_err(|e| invalid(e.to_string()))?;
@@ -443,9 +444,23 @@ fn template_annotations(template: &Value) -> &Map<String, Value> {
 }
 
 /// Why a pod cannot take the proxy, if it cannot.
-pub fn refusals(spec: &Value) -> Result<(), String> {
+/// Why a pod cannot be meshed at all.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "it uses hostNetwork: true, where the proxy's iptables rules would capture the node's traffic"
+    )]
+    HostNetwork,
+    #[error("it already has {mesh}'s {container} container; a pod can be in one mesh only")]
+    OtherMesh {
+        mesh: &'static str,
+        container: &'static str,
+    },
+}
+
+pub fn refusals(spec: &Value) -> Result<(), Refusal> {
     if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
-        return Err("it uses hostNetwork: true, where the proxy's iptables rules would capture the node's traffic".into());
+        return Err(Refusal::HostNetwork);
     }
     for list in ["containers", "initContainers"] {
         for c in spec
@@ -455,10 +470,8 @@ pub fn refusals(spec: &Value) -> Result<(), String> {
             .flatten()
         {
             let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
-            if let Some((_, mesh)) = FOREIGN_SIDECARS.iter().find(|(n, _)| *n == name) {
-                return Err(format!(
-                    "it already has {mesh}'s {name} container; a pod can be in one mesh only"
-                ));
+            if let Some((container, mesh)) = FOREIGN_SIDECARS.iter().find(|(n, _)| *n == name) {
+                return Err(Refusal::OtherMesh { mesh, container });
             }
         }
     }
