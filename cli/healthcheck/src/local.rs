@@ -116,7 +116,7 @@ async fn proxy_version(addr: SocketAddr) -> Option<String> {
 }
 
 /// Whether the admin server at `addr` answers `/ready` with 200.
-pub async fn ready(addr: SocketAddr) -> Result<(), String> {
+async fn ready(addr: SocketAddr) -> Result<(), String> {
     let (status, body) = get(addr, "/ready").await?;
     if status.is_success() {
         Ok(())

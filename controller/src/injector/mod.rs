@@ -65,8 +65,31 @@ impl Metrics {
 /// What the webhook reads from the cluster: a namespace's annotations and the
 /// installed values. A trait so that the decision can be tested without one.
 pub trait Cluster: Send + Sync + 'static {
-    fn namespace(&self, name: &str) -> impl Future<Output = Result<Value, String>> + Send;
-    fn installed_values(&self) -> impl Future<Output = Result<Value, String>> + Send;
+    fn namespace(&self, name: &str) -> impl Future<Output = Result<Value, ClusterError>> + Send;
+    fn installed_values(&self) -> impl Future<Output = Result<Value, ClusterError>> + Send;
+}
+
+/// Why the webhook could not read what it needs from the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot read {what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot read {what}: no answer in {API_TIMEOUT:?}")]
+    Timeout { what: String },
+    #[error("{what} has no values")]
+    NoValues { what: String },
+    #[error(transparent)]
+    Values(#[from] values::ValuesError),
+    #[error("namespace {name} cannot be read as JSON: {source}")]
+    Json {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// The Kubernetes API, through kube-rs.
@@ -84,25 +107,28 @@ impl Kube {
     }
 }
 
-async fn timed<T, E: std::fmt::Display>(
+async fn timed<T>(
     what: String,
-    f: impl Future<Output = Result<T, E>>,
-) -> Result<T, String> {
+    f: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, ClusterError> {
     match tokio::time::timeout(API_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("cannot read {what}: {e}")),
-        Err(_) => Err(format!("cannot read {what}: no answer in {API_TIMEOUT:?}")),
+        Ok(Err(source)) => Err(ClusterError::Api { what, source }),
+        Err(_) => Err(ClusterError::Timeout { what }),
     }
 }
 
 impl Cluster for Kube {
-    async fn namespace(&self, name: &str) -> Result<Value, String> {
+    async fn namespace(&self, name: &str) -> Result<Value, ClusterError> {
         let api: kube::Api<Namespace> = kube::Api::all(self.client.clone());
         let ns = timed(format!("namespace {name}"), api.get(name)).await?;
-        serde_json::to_value(ns).map_err(|e| e.to_string())
+        serde_json::to_value(ns).map_err(|source| ClusterError::Json {
+            name: name.to_string(),
+            source,
+        })
     }
 
-    async fn installed_values(&self) -> Result<Value, String> {
+    async fn installed_values(&self) -> Result<Value, ClusterError> {
         let api: kube::Api<ConfigMap> =
             kube::Api::namespaced(self.client.clone(), &self.control_namespace);
         let what = format!("linkerd-config in namespace {}", self.control_namespace);
@@ -111,8 +137,8 @@ impl Cluster for Kube {
             .data
             .as_ref()
             .and_then(|d| d.get("values"))
-            .ok_or_else(|| format!("{what} has no values"))?;
-        values::from_yaml("linkerd-config's values", text).map_err(|e| e.to_string())
+            .ok_or(ClusterError::NoValues { what })?;
+        Ok(values::from_yaml("linkerd-config's values", text)?)
     }
 }
 
@@ -215,14 +241,14 @@ impl<C: Cluster> Webhook<C> {
         let ns_name = request.namespace.as_deref().unwrap_or("default");
         let namespace = match self.cluster.namespace(ns_name).await {
             Ok(ns) => ns,
-            Err(e) => return (Err(e), Vec::new()),
+            Err(e) => return (Err(e.to_string()), Vec::new()),
         };
         if let Some(skip) = admission::skip(pod, &namespace) {
             return (Ok(admission::Decision::Skip(skip)), Vec::new());
         }
         let installed = match self.cluster.installed_values().await {
             Ok(v) => v,
-            Err(e) => return (Err(e), Vec::new()),
+            Err(e) => return (Err(e.to_string()), Vec::new()),
         };
         let values = match self.chart.values(installed) {
             Ok(v) => v,
@@ -325,25 +351,35 @@ async fn handle<C: Cluster>(req: Request<Incoming>, webhook: &Webhook<C>) -> Res
     }
 }
 
+/// Why the webhook's certificate and key cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("the certificate is not PEM: {0}")]
+    CertificatePem(#[source] rustls::pki_types::pem::Error),
+    #[error("no certificate in the certificate file")]
+    NoCertificate,
+    #[error("the key is not PEM: {0}")]
+    KeyPem(#[source] rustls::pki_types::pem::Error),
+    #[error("the certificate and key do not fit: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
 /// The webhook's TLS: its certificate chain and key, as PEM files.
-pub fn tls_config(cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, String> {
+pub fn tls_config(cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, TlsError> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("the certificate is not PEM: {e}"))?;
+        .map_err(TlsError::CertificatePem)?;
     if chain.is_empty() {
-        return Err("no certificate in the certificate file".into());
+        return Err(TlsError::NoCertificate);
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| format!("the key is not PEM: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(TlsError::KeyPem)?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .with_safe_default_protocol_versions()?
     .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| format!("the certificate and key do not fit: {e}"))?;
+    .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
