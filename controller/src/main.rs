@@ -84,18 +84,46 @@ struct ProxyInjectorArgs {
     controller_namespace: String,
 }
 
+/// Where a service reads the world from: the local mesh's topology file,
+/// or the Kubernetes API.
 #[derive(Args)]
-struct PublicApiArgs {
-    /// Find pods in this topology file instead of with the Kubernetes API.
+struct SourceArgs {
+    /// Read the world (services, pods, tokens) from this topology file,
+    /// re-read when it changes, instead of from the Kubernetes API.
     #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
     local: Option<PathBuf>,
     /// The kubeconfig to reach the Kubernetes API with. Without it: the
     /// in-cluster config, else $KUBECONFIG or ~/.kube/config.
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
-    /// How often the topology file is checked for changes.
+    /// How often the topology file (and identity's issuer files) are
+    /// checked for changes.
     #[arg(long, default_value = "500ms", value_parser = linkerd_duration::parse)]
     poll_interval: Duration,
+}
+
+/// What every workload identity is made of:
+/// `sa.ns.serviceaccount.identity.<controller namespace>.<trust domain>`.
+#[derive(Args)]
+struct NamingArgs {
+    /// The control plane's namespace, part of every workload identity.
+    #[arg(long, default_value = "linkerd")]
+    controller_namespace: String,
+    /// The trust domain, the end of every workload identity.
+    #[arg(long, default_value = "cluster.local")]
+    identity_trust_domain: String,
+}
+
+impl NamingArgs {
+    fn naming(self) -> linkerd_pki::Naming {
+        linkerd_pki::Naming::new(self.controller_namespace, self.identity_trust_domain)
+    }
+}
+
+#[derive(Args)]
+struct PublicApiArgs {
+    #[command(flatten)]
+    source: SourceArgs,
     /// The Prometheus that scrapes the proxies.
     #[arg(
         long,
@@ -126,25 +154,14 @@ struct PublicApiArgs {
     addr: SocketAddr,
     #[arg(long, default_value = "0.0.0.0:9995")]
     admin_addr: SocketAddr,
-    /// The control plane's namespace, part of every workload identity.
-    #[arg(long, default_value = "linkerd")]
-    controller_namespace: String,
-    #[arg(long, default_value = "cluster.local")]
-    identity_trust_domain: String,
+    #[command(flatten)]
+    naming: NamingArgs,
 }
 
 #[derive(Args)]
 struct TapArgs {
-    /// Find pods in this topology file instead of with the Kubernetes API.
-    #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
-    local: Option<PathBuf>,
-    /// The kubeconfig to reach the Kubernetes API with. Without it: the
-    /// in-cluster config, else $KUBECONFIG or ~/.kube/config.
-    #[arg(long, value_name = "FILE")]
-    kubeconfig: Option<PathBuf>,
-    /// How often the topology file is checked for changes.
-    #[arg(long, default_value = "500ms", value_parser = linkerd_duration::parse)]
-    poll_interval: Duration,
+    #[command(flatten)]
+    source: SourceArgs,
     #[arg(long, default_value = "0.0.0.0:8088")]
     addr: SocketAddr,
     #[arg(long, default_value = "0.0.0.0:9998")]
@@ -172,23 +189,14 @@ struct TapArgs {
     /// This controller's service account: proxies serve tap to its identity.
     #[arg(long, default_value = "linkerd-tap")]
     service_account: String,
-    /// The control plane's namespace, part of every workload identity.
-    #[arg(long, default_value = "linkerd")]
-    controller_namespace: String,
-    #[arg(long, default_value = "cluster.local")]
-    identity_trust_domain: String,
+    #[command(flatten)]
+    naming: NamingArgs,
 }
 
 #[derive(Args)]
 struct IdentityArgs {
-    /// Check tokens against this topology file's `tokens` instead of with
-    /// the Kubernetes API's TokenReview.
-    #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
-    local: Option<PathBuf>,
-    /// The kubeconfig to reach the Kubernetes API with. Without it: the
-    /// in-cluster config, else $KUBECONFIG or ~/.kube/config.
-    #[arg(long, value_name = "FILE")]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    source: SourceArgs,
     /// The trust anchors (the `linkerd-identity-trust-roots` ConfigMap's bundle).
     #[arg(
         long,
@@ -209,18 +217,12 @@ struct IdentityArgs {
     /// How far before now issued certificates start, for clocks behind ours.
     #[arg(long, default_value = "20s", value_parser = linkerd_duration::parse)]
     clock_skew_allowance: Duration,
-    /// How often the issuer and topology files are checked for changes.
-    #[arg(long, default_value = "500ms", value_parser = linkerd_duration::parse)]
-    poll_interval: Duration,
     #[arg(long, default_value = "0.0.0.0:8080")]
     addr: SocketAddr,
     #[arg(long, default_value = "0.0.0.0:9990")]
     admin_addr: SocketAddr,
-    /// The control plane's namespace, part of every workload identity.
-    #[arg(long, default_value = "linkerd")]
-    controller_namespace: String,
-    #[arg(long, default_value = "cluster.local")]
-    identity_trust_domain: String,
+    #[command(flatten)]
+    naming: NamingArgs,
 }
 
 #[derive(Args)]
@@ -240,28 +242,16 @@ struct IssuerCertsArgs {
 
 #[derive(Args)]
 struct DestinationArgs {
-    /// Discover from this topology file (services and pods, in YAML), re-read
-    /// when it changes, instead of from the Kubernetes API.
-    #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
-    local: Option<PathBuf>,
-    /// The kubeconfig to reach the Kubernetes API with. Without it: the
-    /// in-cluster config, else $KUBECONFIG or ~/.kube/config.
-    #[arg(long, value_name = "FILE")]
-    kubeconfig: Option<PathBuf>,
-    /// How often the topology file is checked for changes.
-    #[arg(long, default_value = "500ms", value_parser = linkerd_duration::parse)]
-    poll_interval: Duration,
+    #[command(flatten)]
+    source: SourceArgs,
     #[arg(long, default_value = "0.0.0.0:8086")]
     addr: SocketAddr,
     #[arg(long, default_value = "0.0.0.0:9996")]
     admin_addr: SocketAddr,
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
-    /// The control plane's namespace, part of every workload identity.
-    #[arg(long, default_value = "linkerd")]
-    controller_namespace: String,
-    #[arg(long, default_value = "cluster.local")]
-    identity_trust_domain: String,
+    #[command(flatten)]
+    naming: NamingArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -358,12 +348,12 @@ async fn public_api(args: PublicApiArgs) -> anyhow::Result<()> {
         destination: lazy("--destination-addr", &args.destination_addr)?,
     };
     let discover = discovery(
-        args.local.as_deref(),
-        args.kubeconfig.as_deref(),
-        args.poll_interval,
+        args.source.local.as_deref(),
+        args.source.kubeconfig.as_deref(),
+        args.source.poll_interval,
     )
     .await?;
-    let naming = linkerd_pki::Naming::new(args.controller_namespace, args.identity_trust_domain);
+    let naming = args.naming.naming();
     let metrics = if args.scrape_proxies {
         if args.scrape_interval.is_zero() {
             anyhow::bail!("--scrape-interval must be above 0");
@@ -397,9 +387,9 @@ async fn public_api(args: PublicApiArgs) -> anyhow::Result<()> {
 
 async fn tap(args: TapArgs) -> anyhow::Result<()> {
     let discover = discovery(
-        args.local.as_deref(),
-        args.kubeconfig.as_deref(),
-        args.poll_interval,
+        args.source.local.as_deref(),
+        args.source.kubeconfig.as_deref(),
+        args.source.poll_interval,
     )
     .await?;
     serve_tap(discover, args).await
@@ -415,10 +405,7 @@ async fn serve_tap<D: linkerd_discovery::Discover>(
             args.trust_anchors.display()
         )
     })?;
-    let naming = linkerd_pki::Naming::new(
-        args.controller_namespace.clone(),
-        args.identity_trust_domain.clone(),
-    );
+    let naming = args.naming.naming();
     // Tap's own: its service account in the control plane's namespace.
     let name = naming.identity(&args.service_account, &naming.control_namespace);
     let credentials = tap::Credentials::start(tap::CredentialsConfig {
@@ -449,16 +436,18 @@ async fn serve_tap<D: linkerd_discovery::Discover>(
 
 async fn identity(args: IdentityArgs) -> anyhow::Result<()> {
     let files = identity::issuer::IssuerFiles::in_dir(&args.issuer_dir, args.trust_anchors.clone());
-    let issuer = files.watch(args.poll_interval)?;
-    match &args.local {
+    let issuer = files.watch(args.source.poll_interval)?;
+    match &args.source.local {
         Some(path) => {
-            let local =
-                linkerd_discovery::local::LocalDiscovery::load(path.clone(), args.poll_interval)?;
+            let local = linkerd_discovery::local::LocalDiscovery::load(
+                path.clone(),
+                args.source.poll_interval,
+            )?;
             let tokens = identity::tokens::LocalTokens::new(local.topology());
             serve_identity(issuer, tokens, args).await
         }
         None => {
-            let client = kube_client(args.kubeconfig.as_deref()).await?;
+            let client = kube_client(args.source.kubeconfig.as_deref()).await?;
             serve_identity(issuer, identity::tokens::TokenReviews::new(client), args).await
         }
     }
@@ -474,7 +463,7 @@ async fn serve_identity<V: identity::tokens::Validate>(
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     let config = identity::Config {
-        naming: linkerd_pki::Naming::new(args.controller_namespace, args.identity_trust_domain),
+        naming: args.naming.naming(),
         lifetime: args.issuance_lifetime,
         clock_skew: args.clock_skew_allowance,
     };
@@ -524,9 +513,9 @@ fn issuer_certs(args: IssuerCertsArgs) -> anyhow::Result<()> {
 
 async fn destination(args: DestinationArgs) -> anyhow::Result<()> {
     let discover = discovery(
-        args.local.as_deref(),
-        args.kubeconfig.as_deref(),
-        args.poll_interval,
+        args.source.local.as_deref(),
+        args.source.kubeconfig.as_deref(),
+        args.source.poll_interval,
     )
     .await?;
     let mut registry = prometheus_client::registry::Registry::default();
@@ -591,7 +580,7 @@ async fn serve_destination<D: linkerd_discovery::Discover>(
     metrics.register(&mut registry);
     let config = destination::Config {
         cluster_domain: args.cluster_domain,
-        naming: linkerd_pki::Naming::new(args.controller_namespace, args.identity_trust_domain),
+        naming: args.naming.naming(),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let service = destination::Destination::new(discover, config, metrics, stopped).into_server();

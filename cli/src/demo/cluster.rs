@@ -8,12 +8,31 @@ use clap::{Args, ValueEnum};
 use std::{net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
 
-/// The settings both the manifest and the apps take.
-#[derive(Clone, Debug)]
+/// The application's settings: flags of both `linkerd demo` and
+/// `linkerd demo-app`, and what the cluster manifest passes its pods.
+#[derive(Args, Clone, Debug)]
 pub(crate) struct Settings {
+    /// Votes a second that vote-bot sends (0: none; send your own).
+    #[arg(long, default_value_t = 10.0)]
     pub(crate) rps: f64,
+    /// The share of votes the voting service fails (0 to 1).
+    #[arg(long, default_value_t = 0.15)]
     pub(crate) failure_rate: f64,
+    /// How long the emoji service takes to answer.
+    #[arg(long, default_value = "25ms", value_parser = linkerd_duration::parse)]
     pub(crate) emoji_delay: Duration,
+}
+
+impl Settings {
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        if !(0.0..=1.0).contains(&self.failure_rate) {
+            anyhow::bail!("--failure-rate must be between 0 and 1");
+        }
+        if !self.rps.is_finite() || self.rps < 0.0 || self.rps > 1000.0 {
+            anyhow::bail!("--rps must be between 0 and 1000");
+        }
+        Ok(())
+    }
 }
 
 /// The demo image: the chart's registry and this release.
@@ -101,15 +120,8 @@ pub(crate) struct AppArgs {
     /// Where it serves (not vote-bot).
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// vote-bot's votes a second.
-    #[arg(long, default_value_t = 10.0)]
-    rps: f64,
-    /// The share of votes voting fails.
-    #[arg(long, default_value_t = 0.15)]
-    failure_rate: f64,
-    /// How long emoji takes to answer.
-    #[arg(long, default_value = "25ms", value_parser = linkerd_duration::parse)]
-    emoji_delay: Duration,
+    #[command(flatten)]
+    app: Settings,
     /// After SIGTERM, how long to keep serving: the endpoints controller and
     /// every client's proxy learn of a terminating pod a moment later.
     #[arg(long, default_value = "5s", value_parser = linkerd_duration::parse)]
@@ -117,9 +129,7 @@ pub(crate) struct AppArgs {
 }
 
 pub(crate) async fn run_app(args: AppArgs) -> anyhow::Result<()> {
-    if !(0.0..=1.0).contains(&args.failure_rate) {
-        anyhow::bail!("--failure-rate must be between 0 and 1");
-    }
+    args.app.check()?;
     let (stop_tx, stop) = watch::channel(false);
     let listener = match args.role {
         Role::VoteBot => None,
@@ -134,14 +144,14 @@ pub(crate) async fn run_app(args: AppArgs) -> anyhow::Result<()> {
             app::serve_web(l, Via::Dns, stop).await;
         }),
         (Role::Emoji, Some(l)) => tokio::spawn(async move {
-            app::serve_emoji(l, args.emoji_delay, stop).await;
+            app::serve_emoji(l, args.app.emoji_delay, stop).await;
         }),
         (Role::Voting, Some(l)) => tokio::spawn(async move {
-            app::serve_voting(l, args.failure_rate, stop).await;
+            app::serve_voting(l, args.app.failure_rate, stop).await;
         }),
         _ => {
             let counts = std::sync::Arc::new(app::BotCounts::default());
-            tokio::spawn(app::vote_bot(Via::Dns, args.rps, counts, stop))
+            tokio::spawn(app::vote_bot(Via::Dns, args.app.rps, counts, stop))
         }
     };
     eprintln!("demo-app {:?} serving on {}", args.role, args.listen);

@@ -36,15 +36,8 @@ pub(crate) struct DemoArgs {
     /// .1, the pods .10 and up (all of 127.0.0.0/8 is this machine).
     #[arg(long, default_value = "127.77.0.0")]
     addr_base: Ipv4Addr,
-    /// Votes a second that vote-bot sends (0: none; send your own).
-    #[arg(long, default_value_t = 10.0)]
-    rps: f64,
-    /// The share of votes the voting service fails (0 to 1).
-    #[arg(long, default_value_t = 0.15)]
-    failure_rate: f64,
-    /// How long the emoji service takes to answer.
-    #[arg(long, default_value = "25ms", value_parser = linkerd_duration::parse)]
-    emoji_delay: Duration,
+    #[command(flatten)]
+    app: cluster::Settings,
     /// How often Prometheus scrapes the proxies.
     #[arg(long, default_value = "5s")]
     scrape_interval: String,
@@ -402,19 +395,9 @@ fn offset(base: Ipv4Addr, n: u8) -> Ipv4Addr {
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    if !(0.0..=1.0).contains(&args.failure_rate) {
-        anyhow::bail!("--failure-rate must be between 0 and 1");
-    }
-    if !args.rps.is_finite() || args.rps < 0.0 || args.rps > 1000.0 {
-        anyhow::bail!("--rps must be between 0 and 1000");
-    }
+    args.app.check()?;
     if args.manifest {
-        let settings = cluster::Settings {
-            rps: args.rps,
-            failure_rate: args.failure_rate,
-            emoji_delay: args.emoji_delay,
-        };
-        print!("{}", cluster::manifest(&settings, args.image.as_deref()));
+        print!("{}", cluster::manifest(&args.app, args.image.as_deref()));
         return Ok(());
     }
     if !args.addr_base.is_loopback() {
@@ -728,10 +711,10 @@ async fn start_and_wait(
                 ));
             }
             ("emoji", Ok(l)) => {
-                tokio::spawn(app::serve_emoji(l, args.emoji_delay, stop.clone()));
+                tokio::spawn(app::serve_emoji(l, args.app.emoji_delay, stop.clone()));
             }
             ("voting", Ok(l)) => {
-                tokio::spawn(app::serve_voting(l, args.failure_rate, stop.clone()));
+                tokio::spawn(app::serve_voting(l, args.app.failure_rate, stop.clone()));
             }
             (_, Ok(_)) => {}
             (_, Err(e)) => anyhow::bail!("cannot listen on {}: {e}", pod.at(APP_PORT)),
@@ -849,7 +832,7 @@ async fn start_and_wait(
     state::write(&running.state)?;
     tokio::spawn(app::vote_bot(
         app::Via::Proxy(pods[3].at(OUTBOUND)),
-        args.rps,
+        args.app.rps,
         bot_counts.clone(),
         stop.clone(),
     ));
@@ -921,9 +904,9 @@ fn print_summary(
     for pod in pods {
         let role = match pod.deployment {
             "web" => "HTTP/1 front end; calls emoji and voting over gRPC".to_string(),
-            "emoji" => format!("gRPC; answers after {:?}", args.emoji_delay),
-            "voting" => format!("gRPC; fails {:.0}% of votes", args.failure_rate * 100.0),
-            _ => format!("votes through web, {} a second", args.rps),
+            "emoji" => format!("gRPC; answers after {:?}", args.app.emoji_delay),
+            "voting" => format!("gRPC; fails {:.0}% of votes", args.app.failure_rate * 100.0),
+            _ => format!("votes through web, {} a second", args.app.rps),
         };
         println!(
             "  deploy/{:<9} {} (app :{APP_PORT}, proxy :{INBOUND} :{OUTBOUND}, admin :{ADMIN})  {role}",
@@ -933,8 +916,8 @@ fn print_summary(
     println!(
         "\nEvery call between them goes app -> outbound proxy -> mTLS -> inbound proxy -> app.\n\
          Expect web and voting at about {:.0}% success, emoji at 100% and {:?} latency.\n",
-        (1.0 - args.failure_rate) * 100.0,
-        args.emoji_delay
+        (1.0 - args.app.failure_rate) * 100.0,
+        args.app.emoji_delay
     );
     println!("Try, in another terminal (Prometheus needs a scrape or two first):");
     for cmd in [
