@@ -258,6 +258,8 @@ fn main() {
             .env("LINKERD2_PROXY_LOG", "warn,linkerd_proxy::app=info")
             .spawn()
             .await;
+        // A pause, not a wait for an event: the idle figure is taken once
+        // start-up's allocations have settled.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (idle_rss, _, _) = proc_stats(proxy.pid());
 

@@ -86,6 +86,7 @@ async fn slowloris_is_cut_off_by_the_header_read_timeout() {
             if slow.write_all(&[*b]).await.is_err() {
                 return;
             }
+            // Slowloris: the attack is one byte every 50ms.
             tokio::time::sleep(Duration::from_millis(50)).await;
             healthy(&proxy).await;
         }

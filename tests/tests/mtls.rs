@@ -308,6 +308,7 @@ async fn certificates_rotate_while_traffic_flows() {
         let (status, body) = http1_get(client.outbound, WEB, "/headers").await;
         assert_eq!(status, 200, "request {sent} failed: {body}");
         sent += 1;
+        // Paced load across the rotation, not a wait.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for proxy in [&client, &web] {
