@@ -10,6 +10,9 @@ const PROTOS: &[&str] = &[
     "proto/tap.proto",
     "proto/tap_controller.proto",
     "proto/public_api.proto",
+    "proto/http_route.proto",
+    "proto/grpc_route.proto",
+    "proto/inbound.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -29,6 +29,19 @@ pub mod identity {
     include!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.identity.rs"));
 }
 
+pub mod http_route {
+    include!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.http_route.rs"));
+}
+
+pub mod grpc_route {
+    include!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.grpc_route.rs"));
+}
+
+/// Inbound policy: what a server on a port speaks and whom it admits.
+pub mod inbound {
+    include!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.inbound.rs"));
+}
+
 pub mod tap {
     include!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.tap.rs"));
 }

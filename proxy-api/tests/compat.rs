@@ -402,6 +402,271 @@ fn tap_events() {
     }
 }
 
+fn net(ip: theirs::net::IpAddress, prefix_len: u32) -> theirs::net::IpNetwork {
+    theirs::net::IpNetwork {
+        ip: Some(ip),
+        prefix_len,
+    }
+}
+
+fn headers() -> theirs::http_types::Headers {
+    theirs::http_types::Headers {
+        headers: vec![theirs::http_types::headers::Header {
+            name: "x-canary".into(),
+            value: b"1".to_vec(),
+        }],
+    }
+}
+
+/// Every kind of inbound authorization: networks with exceptions, and each
+/// way a client may be permitted.
+fn authorizations() -> Vec<theirs::inbound::Authz> {
+    use theirs::inbound::{authn::permit_mesh_tls::*, authn::*, *};
+    let permits = [
+        Permit::Unauthenticated(PermitUnauthenticated {}),
+        Permit::MeshTls(PermitMeshTls {
+            clients: Some(Clients::Unauthenticated(PermitUnauthenticated {})),
+        }),
+        Permit::MeshTls(PermitMeshTls {
+            clients: Some(Clients::Identities(PermitClientIdentities {
+                identities: vec![Identity {
+                    name: "vote-bot.emojivoto.serviceaccount.identity.linkerd.cluster.local".into(),
+                }],
+                suffixes: vec![IdentitySuffix {
+                    parts: vec!["emojivoto".into(), "serviceaccount".into()],
+                }],
+            })),
+        }),
+    ];
+    permits
+        .into_iter()
+        .map(|permit| Authz {
+            networks: vec![Network {
+                net: Some(net(v4(), 8)),
+                except: vec![net(v4(), 32), net(v6(), 128)],
+            }],
+            authentication: Some(Authn {
+                permit: Some(permit),
+            }),
+            labels: labels("authz_"),
+            metadata: Some(resource()),
+        })
+        .collect()
+}
+
+fn http_routes() -> Vec<theirs::inbound::HttpRoute> {
+    use theirs::http_route::*;
+    use theirs::inbound::http_route::{Filter, Rule, filter};
+    let matches = vec![
+        HttpRouteMatch {
+            path: Some(PathMatch {
+                kind: Some(path_match::Kind::Exact("/api/vote".into())),
+            }),
+            headers: vec![
+                HeaderMatch {
+                    name: "x-user".into(),
+                    value: Some(header_match::Value::Exact(b"bot".to_vec())),
+                },
+                HeaderMatch {
+                    name: "x-trace".into(),
+                    value: Some(header_match::Value::Regex("^[0-9a-f]+$".into())),
+                },
+            ],
+            query_params: vec![
+                QueryParamMatch {
+                    name: "choice".into(),
+                    value: Some(query_param_match::Value::Exact(":crab:".into())),
+                },
+                QueryParamMatch {
+                    name: "page".into(),
+                    value: Some(query_param_match::Value::Regex("[0-9]+".into())),
+                },
+            ],
+            method: Some(theirs::http_types::HttpMethod {
+                r#type: Some(theirs::http_types::http_method::Type::Registered(
+                    theirs::http_types::http_method::Registered::Post.into(),
+                )),
+            }),
+        },
+        HttpRouteMatch {
+            path: Some(PathMatch {
+                kind: Some(path_match::Kind::Prefix("/api/".into())),
+            }),
+            ..Default::default()
+        },
+        HttpRouteMatch {
+            path: Some(PathMatch {
+                kind: Some(path_match::Kind::Regex("^/api/v[0-9]+/".into())),
+            }),
+            ..Default::default()
+        },
+    ];
+    let filters = vec![
+        Filter {
+            kind: Some(filter::Kind::FailureInjector(HttpFailureInjector {
+                status: 503,
+                message: "injected".into(),
+                ratio: Some(Ratio {
+                    numerator: 1,
+                    denominator: 10,
+                }),
+            })),
+        },
+        Filter {
+            kind: Some(filter::Kind::RequestHeaderModifier(RequestHeaderModifier {
+                add: Some(headers()),
+                set: Some(headers()),
+                remove: vec!["x-debug".into()],
+            })),
+        },
+        Filter {
+            kind: Some(filter::Kind::Redirect(RequestRedirect {
+                scheme: Some(theirs::http_types::Scheme {
+                    r#type: Some(theirs::http_types::scheme::Type::Registered(
+                        theirs::http_types::scheme::Registered::Https.into(),
+                    )),
+                }),
+                host: "web.example.com".into(),
+                path: Some(PathModifier {
+                    replace: Some(path_modifier::Replace::Prefix("/v2/".into())),
+                }),
+                port: 8443,
+                status: 301,
+            })),
+        },
+    ];
+    vec![theirs::inbound::HttpRoute {
+        metadata: Some(resource()),
+        hosts: vec![
+            HostMatch {
+                r#match: Some(host_match::Match::Exact("web.example.com".into())),
+            },
+            HostMatch {
+                r#match: Some(host_match::Match::Suffix(host_match::Suffix {
+                    reverse_labels: vec!["com".into(), "example".into()],
+                })),
+            },
+        ],
+        authorizations: authorizations(),
+        rules: vec![Rule { matches, filters }],
+    }]
+}
+
+fn grpc_routes() -> Vec<theirs::inbound::GrpcRoute> {
+    use theirs::grpc_route::*;
+    use theirs::inbound::grpc_route::{Filter, Rule, filter};
+    vec![theirs::inbound::GrpcRoute {
+        metadata: Some(resource()),
+        hosts: vec![theirs::http_route::HostMatch {
+            r#match: Some(theirs::http_route::host_match::Match::Exact(
+                "voting-svc".into(),
+            )),
+        }],
+        authorizations: authorizations(),
+        rules: vec![Rule {
+            matches: vec![GrpcRouteMatch {
+                rpc: Some(GrpcRpcMatch {
+                    service: "emojivoto.v1.VotingService".into(),
+                    method: "Vote".into(),
+                }),
+                headers: vec![theirs::http_route::HeaderMatch {
+                    name: "x-user".into(),
+                    value: Some(theirs::http_route::header_match::Value::Exact(
+                        b"bot".to_vec(),
+                    )),
+                }],
+            }],
+            filters: vec![
+                Filter {
+                    kind: Some(filter::Kind::FailureInjector(GrpcFailureInjector {
+                        code: 14,
+                        message: "injected".into(),
+                        ratio: Some(theirs::http_route::Ratio {
+                            numerator: 1,
+                            denominator: 4,
+                        }),
+                    })),
+                },
+                Filter {
+                    kind: Some(filter::Kind::RequestHeaderModifier(
+                        theirs::http_route::RequestHeaderModifier {
+                            add: Some(headers()),
+                            set: None,
+                            remove: vec!["x-debug".into()],
+                        },
+                    )),
+                },
+            ],
+        }],
+    }]
+}
+
+fn rate_limit() -> theirs::inbound::HttpLocalRateLimit {
+    use theirs::inbound::http_local_rate_limit::{Limit, Override, r#override};
+    theirs::inbound::HttpLocalRateLimit {
+        metadata: Some(resource()),
+        total: Some(Limit {
+            requests_per_second: 1000,
+        }),
+        identity: Some(Limit {
+            requests_per_second: 100,
+        }),
+        overrides: vec![Override {
+            limit: Some(Limit {
+                requests_per_second: 10,
+            }),
+            clients: Some(r#override::ClientIdentities {
+                identities: vec![theirs::inbound::Identity {
+                    name: "vote-bot.emojivoto.serviceaccount.identity.linkerd.cluster.local".into(),
+                }],
+            }),
+        }],
+    }
+}
+
+#[test]
+fn inbound_port_spec() {
+    assert_compatible::<_, ours::inbound::PortSpec>(theirs::inbound::PortSpec {
+        workload: "{\"ns\":\"emojivoto\",\"pod\":\"web-0\"}".into(),
+        port: 8080,
+    });
+}
+
+/// A server of each protocol, with every route, filter, match and
+/// authorization the API has.
+#[test]
+fn inbound_servers() {
+    use theirs::inbound::proxy_protocol::{self, Kind};
+    let protocols = [
+        Kind::Detect(proxy_protocol::Detect {
+            timeout: Some(duration(10, 0)),
+            http_routes: http_routes(),
+            http_local_rate_limit: Some(rate_limit()),
+        }),
+        Kind::Opaque(proxy_protocol::Opaque {}),
+        Kind::Tls(proxy_protocol::Tls {}),
+        Kind::Http1(proxy_protocol::Http1 {
+            routes: http_routes(),
+            local_rate_limit: Some(rate_limit()),
+        }),
+        Kind::Http2(proxy_protocol::Http2 {
+            routes: http_routes(),
+            local_rate_limit: Some(rate_limit()),
+        }),
+        Kind::Grpc(proxy_protocol::Grpc {
+            routes: grpc_routes(),
+        }),
+    ];
+    for kind in protocols {
+        assert_compatible::<_, ours::inbound::Server>(theirs::inbound::Server {
+            protocol: Some(theirs::inbound::ProxyProtocol { kind: Some(kind) }),
+            server_ips: vec![v4(), v6()],
+            authorizations: authorizations(),
+            labels: labels("srv_"),
+        });
+    }
+}
+
 /// gRPC routes requests by `/package.Service/Method`: the names must match too.
 #[test]
 fn service_and_method_names() {
@@ -417,10 +682,15 @@ fn service_and_method_names() {
         ours::tap::tap_server::SERVICE_NAME,
         theirs::tap::tap_server::SERVICE_NAME
     );
+    assert_eq!(
+        ours::inbound::inbound_server_policies_server::SERVICE_NAME,
+        theirs::inbound::inbound_server_policies_server::SERVICE_NAME
+    );
     let generated = [
         include_str!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.destination.rs")),
         include_str!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.identity.rs")),
         include_str!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.tap.rs")),
+        include_str!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.inbound.rs")),
     ]
     .concat();
     for path in [
@@ -428,6 +698,8 @@ fn service_and_method_names() {
         "/io.linkerd.proxy.destination.Destination/GetProfile",
         "/io.linkerd.proxy.identity.Identity/Certify",
         "/io.linkerd.proxy.tap.Tap/Observe",
+        "/io.linkerd.proxy.inbound.InboundServerPolicies/GetPort",
+        "/io.linkerd.proxy.inbound.InboundServerPolicies/WatchPort",
     ] {
         assert!(
             generated.contains(&format!("\"{path}\"")),
