@@ -13,6 +13,9 @@ const PROTOS: &[&str] = &[
     "proto/http_route.proto",
     "proto/grpc_route.proto",
     "proto/inbound.proto",
+    "proto/opaque_route.proto",
+    "proto/tls_route.proto",
+    "proto/outbound.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -42,6 +42,25 @@ pub mod inbound {
     include!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.inbound.rs"));
 }
 
+pub mod opaque_route {
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/io.linkerd.proxy.opaque_route.rs"
+    ));
+}
+
+pub mod tls_route {
+    include!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.tls_route.rs"));
+}
+
+/// Outbound policy: how a client routes, balances and retries to a target.
+// Generated: a backend's `forward` address is much larger than a balancer's
+// settings; the message is read once per policy update, not per request.
+#[allow(clippy::large_enum_variant)]
+pub mod outbound {
+    include!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.outbound.rs"));
+}
+
 pub mod tap {
     include!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.tap.rs"));
 }

@@ -667,6 +667,396 @@ fn inbound_servers() {
     }
 }
 
+fn backoff() -> theirs::outbound::ExponentialBackoff {
+    theirs::outbound::ExponentialBackoff {
+        min_backoff: Some(duration(0, 25_000_000)),
+        max_backoff: Some(duration(10, 0)),
+        jitter_ratio: 0.5,
+        respect_retry_after_hint: true,
+    }
+}
+
+/// Balancers fed by destination (each load measure), and a single forwarded
+/// address: every kind of backend.
+fn backends() -> [theirs::outbound::Backend; 3] {
+    use theirs::outbound::backend::{self, balance_p2c, endpoint_discovery};
+    use theirs::outbound::{Backend, Queue};
+    let queue = Some(Queue {
+        capacity: 100,
+        failfast_timeout: Some(duration(3, 0)),
+    });
+    let discovery = || {
+        Some(backend::EndpointDiscovery {
+            kind: Some(endpoint_discovery::Kind::Dst(
+                endpoint_discovery::DestinationGet {
+                    path: "web.emojivoto.svc.cluster.local:80".into(),
+                },
+            )),
+        })
+    };
+    [
+        Backend {
+            metadata: Some(resource()),
+            kind: Some(backend::Kind::Balancer(backend::BalanceP2c {
+                discovery: discovery(),
+                load: Some(balance_p2c::Load::PeakEwma(balance_p2c::PeakEwma {
+                    default_rtt: Some(duration(0, 30_000_000)),
+                    decay: Some(duration(10, 0)),
+                })),
+            })),
+            queue,
+        },
+        Backend {
+            metadata: Some(resource()),
+            kind: Some(backend::Kind::Balancer(backend::BalanceP2c {
+                discovery: discovery(),
+                load: Some(balance_p2c::Load::PenaltyPeakEwma(
+                    balance_p2c::PenaltyPeakEwma {
+                        default_rtt: Some(duration(0, 30_000_000)),
+                        decay: Some(duration(10, 0)),
+                        penalty: Some(duration(1, 0)),
+                        max_retry_after: Some(duration(30, 0)),
+                        penalty_decay: Some(duration(5, 0)),
+                    },
+                )),
+            })),
+            queue,
+        },
+        Backend {
+            metadata: Some(resource()),
+            kind: Some(backend::Kind::Forward(weighted_addr())),
+            queue,
+        },
+    ]
+}
+
+/// Outbound routes of one kind: a rule per distribution (empty, first
+/// available, random by weight), every filter, retries and timeouts.
+macro_rules! outbound_routes {
+    ($route:ident, $module:ident, $matches:expr, $filters:expr, $conditions:expr) => {{
+        use theirs::outbound::$module::{distribution, *};
+        let route_backends = || {
+            backends()
+                .into_iter()
+                .map(|backend| RouteBackend {
+                    backend: Some(backend),
+                    filters: $filters,
+                    request_timeout: Some(duration(1, 0)),
+                })
+                .collect::<Vec<_>>()
+        };
+        let distributions = [
+            distribution::Kind::Empty(distribution::Empty {}),
+            distribution::Kind::FirstAvailable(distribution::FirstAvailable {
+                backends: route_backends(),
+            }),
+            distribution::Kind::RandomAvailable(distribution::RandomAvailable {
+                backends: route_backends()
+                    .into_iter()
+                    .zip([80, 10, 10])
+                    .map(|(backend, weight)| WeightedRouteBackend {
+                        backend: Some(backend),
+                        weight,
+                    })
+                    .collect(),
+            }),
+        ];
+        vec![theirs::outbound::$route {
+            metadata: Some(resource()),
+            hosts: vec![theirs::http_route::HostMatch {
+                r#match: Some(theirs::http_route::host_match::Match::Exact(
+                    "web-svc".into(),
+                )),
+            }],
+            rules: distributions
+                .into_iter()
+                .map(|kind| Rule {
+                    matches: $matches,
+                    filters: $filters,
+                    backends: Some(Distribution { kind: Some(kind) }),
+                    request_timeout: Some(duration(5, 0)),
+                    timeouts: Some(theirs::http_route::Timeouts {
+                        response: Some(duration(1, 0)),
+                        request: Some(duration(5, 0)),
+                        idle: Some(duration(60, 0)),
+                    }),
+                    retry: Some(Retry {
+                        max_retries: 3,
+                        max_request_bytes: 65_536,
+                        conditions: Some($conditions),
+                        timeout: Some(duration(0, 500_000_000)),
+                        backoff: Some(backoff()),
+                    }),
+                    allow_l5d_request_headers: true,
+                })
+                .collect(),
+        }]
+    }};
+}
+
+#[allow(deprecated)]
+fn outbound_http_routes() -> Vec<theirs::outbound::HttpRoute> {
+    use theirs::outbound::http_route::filter::Kind as F;
+    let filters = || {
+        vec![
+            theirs::outbound::http_route::Filter {
+                kind: Some(F::FailureInjector(
+                    theirs::http_route::HttpFailureInjector {
+                        status: 500,
+                        message: "injected".into(),
+                        ratio: Some(theirs::http_route::Ratio {
+                            numerator: 1,
+                            denominator: 100,
+                        }),
+                    },
+                )),
+            },
+            theirs::outbound::http_route::Filter {
+                kind: Some(F::RequestHeaderModifier(
+                    theirs::http_route::RequestHeaderModifier {
+                        add: Some(headers()),
+                        set: None,
+                        remove: vec!["x-debug".into()],
+                    },
+                )),
+            },
+            theirs::outbound::http_route::Filter {
+                kind: Some(F::ResponseHeaderModifier(
+                    theirs::http_route::ResponseHeaderModifier {
+                        add: None,
+                        set: Some(headers()),
+                        remove: vec!["server".into()],
+                    },
+                )),
+            },
+            theirs::outbound::http_route::Filter {
+                kind: Some(F::Redirect(theirs::http_route::RequestRedirect {
+                    host: "web.example.com".into(),
+                    status: 302,
+                    ..Default::default()
+                })),
+            },
+        ]
+    };
+    let conditions = theirs::outbound::http_route::retry::Conditions {
+        status_ranges: vec![
+            theirs::outbound::http_route::retry::conditions::StatusRange {
+                start: 500,
+                end: 599,
+            },
+        ],
+    };
+    let matches = || {
+        vec![theirs::http_route::HttpRouteMatch {
+            path: Some(theirs::http_route::PathMatch {
+                kind: Some(theirs::http_route::path_match::Kind::Prefix("/api/".into())),
+            }),
+            ..Default::default()
+        }]
+    };
+    outbound_routes!(
+        HttpRoute,
+        http_route,
+        matches(),
+        filters(),
+        conditions.clone()
+    )
+}
+
+#[allow(deprecated)]
+fn outbound_grpc_routes() -> Vec<theirs::outbound::GrpcRoute> {
+    use theirs::outbound::grpc_route::filter::Kind as F;
+    let filters = || {
+        vec![
+            theirs::outbound::grpc_route::Filter {
+                kind: Some(F::FailureInjector(
+                    theirs::grpc_route::GrpcFailureInjector {
+                        code: 14,
+                        message: "injected".into(),
+                        ratio: None,
+                    },
+                )),
+            },
+            theirs::outbound::grpc_route::Filter {
+                kind: Some(F::RequestHeaderModifier(
+                    theirs::http_route::RequestHeaderModifier {
+                        add: Some(headers()),
+                        ..Default::default()
+                    },
+                )),
+            },
+        ]
+    };
+    let conditions = theirs::outbound::grpc_route::retry::Conditions {
+        cancelled: true,
+        deadine_exceeded: true,
+        resource_exhausted: true,
+        internal: true,
+        unavailable: true,
+    };
+    let matches = || {
+        vec![theirs::grpc_route::GrpcRouteMatch {
+            rpc: Some(theirs::grpc_route::GrpcRpcMatch {
+                service: "emojivoto.v1.EmojiService".into(),
+                method: String::new(),
+            }),
+            headers: vec![],
+        }]
+    };
+    outbound_routes!(GrpcRoute, grpc_route, matches(), filters(), conditions)
+}
+
+/// Opaque and TLS routes: distributions and the filters that refuse.
+macro_rules! opaque_routes {
+    ($route:ident, $module:ident, { $($extra:tt)* }) => {{
+        use theirs::outbound::$module::{distribution, filter, *};
+        let filters = || {
+            vec![
+                Filter {
+                    kind: Some(filter::Kind::Invalid(theirs::opaque_route::Invalid {
+                        message: "no backend".into(),
+                    })),
+                },
+                Filter {
+                    kind: Some(filter::Kind::Forbidden(theirs::opaque_route::Forbidden {})),
+                },
+            ]
+        };
+        let route_backends = || {
+            backends()
+                .into_iter()
+                .map(|backend| RouteBackend {
+                    backend: Some(backend),
+                    filters: filters(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let distributions = [
+            distribution::Kind::Empty(distribution::Empty {}),
+            distribution::Kind::FirstAvailable(distribution::FirstAvailable {
+                backends: route_backends(),
+            }),
+            distribution::Kind::RandomAvailable(distribution::RandomAvailable {
+                backends: route_backends()
+                    .into_iter()
+                    .map(|backend| WeightedRouteBackend {
+                        backend: Some(backend),
+                        weight: 50,
+                    })
+                    .collect(),
+            }),
+        ];
+        vec![theirs::outbound::$route {
+            metadata: Some(resource()),
+            rules: distributions
+                .into_iter()
+                .map(|kind| Rule {
+                    backends: Some(Distribution { kind: Some(kind) }),
+                    filters: filters(),
+                })
+                .collect(),
+            $($extra)*
+        }]
+    }};
+}
+
+#[test]
+fn outbound_traffic_specs() {
+    use theirs::outbound::{TrafficSpec, traffic_spec::Target};
+    for target in [
+        Target::Addr(tcp(v4(), 80)),
+        Target::Authority("web-svc.emojivoto.svc.cluster.local:80".into()),
+    ] {
+        assert_compatible::<_, ours::outbound::TrafficSpec>(TrafficSpec {
+            source_workload: "emojivoto:vote-bot-5d8f9c-abcde".into(),
+            target: Some(target),
+        });
+    }
+}
+
+/// A policy of each protocol, with every route kind, backend, filter,
+/// retry condition and failure accrual the API has.
+#[test]
+fn outbound_policies() {
+    use theirs::outbound::failure_accrual::{self, ConsecutiveFailures, Unified};
+    use theirs::outbound::proxy_protocol::{self, Kind};
+    use theirs::outbound::{EjectionConfig, FailureAccrual, OutboundPolicy, ProxyProtocol};
+    let accruals = [
+        failure_accrual::Kind::ConsecutiveFailures(ConsecutiveFailures {
+            max_failures: 7,
+            backoff: Some(backoff()),
+        }),
+        failure_accrual::Kind::Unified(Unified {
+            success_rate_threshold: 0.8,
+            decay: Some(duration(10, 0)),
+            min_requests: 20,
+            max_consecutive_failures: 5,
+            backoff: Some(backoff()),
+        }),
+    ];
+    let accrual = |kind: failure_accrual::Kind| {
+        Some(FailureAccrual {
+            kind: Some(kind),
+            ejection: Some(EjectionConfig {
+                min_ready_endpoints: 1,
+            }),
+        })
+    };
+    let opaque = || proxy_protocol::Opaque {
+        routes: opaque_routes!(OpaqueRoute, opaque_route, {}),
+    };
+    let mut kinds = Vec::new();
+    for kind in accruals {
+        let http1 = proxy_protocol::Http1 {
+            routes: outbound_http_routes(),
+            failure_accrual: accrual(kind),
+        };
+        let http2 = proxy_protocol::Http2 {
+            routes: outbound_http_routes(),
+            failure_accrual: accrual(kind),
+        };
+        kinds.extend([
+            Kind::Detect(proxy_protocol::Detect {
+                timeout: Some(duration(10, 0)),
+                opaque: Some(opaque()),
+                http1: Some(http1.clone()),
+                http2: Some(http2.clone()),
+            }),
+            Kind::Http1(http1),
+            Kind::Http2(http2),
+            Kind::Grpc(proxy_protocol::Grpc {
+                routes: outbound_grpc_routes(),
+                failure_accrual: accrual(kind),
+            }),
+        ]);
+    }
+    kinds.push(Kind::Opaque(opaque()));
+    kinds.push(Kind::Tls(proxy_protocol::Tls {
+        routes: opaque_routes!(TlsRoute, tls_route, {
+            snis: vec![
+                theirs::tls_route::SniMatch {
+                    r#match: Some(theirs::tls_route::sni_match::Match::Exact(
+                        "web.example.com".into(),
+                    )),
+                },
+                theirs::tls_route::SniMatch {
+                    r#match: Some(theirs::tls_route::sni_match::Match::Suffix(
+                        theirs::tls_route::sni_match::Suffix {
+                            reverse_labels: vec!["com".into(), "example".into()],
+                        },
+                    )),
+                },
+            ],
+        }),
+    }));
+    for kind in kinds {
+        assert_compatible::<_, ours::outbound::OutboundPolicy>(OutboundPolicy {
+            protocol: Some(ProxyProtocol { kind: Some(kind) }),
+            metadata: Some(resource()),
+        });
+    }
+}
+
 /// gRPC routes requests by `/package.Service/Method`: the names must match too.
 #[test]
 fn service_and_method_names() {
@@ -686,11 +1076,16 @@ fn service_and_method_names() {
         ours::inbound::inbound_server_policies_server::SERVICE_NAME,
         theirs::inbound::inbound_server_policies_server::SERVICE_NAME
     );
+    assert_eq!(
+        ours::outbound::outbound_policies_server::SERVICE_NAME,
+        theirs::outbound::outbound_policies_server::SERVICE_NAME
+    );
     let generated = [
         include_str!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.destination.rs")),
         include_str!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.identity.rs")),
         include_str!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.tap.rs")),
         include_str!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.inbound.rs")),
+        include_str!(concat!(env!("OUT_DIR"), "/io.linkerd.proxy.outbound.rs")),
     ]
     .concat();
     for path in [
@@ -700,6 +1095,8 @@ fn service_and_method_names() {
         "/io.linkerd.proxy.tap.Tap/Observe",
         "/io.linkerd.proxy.inbound.InboundServerPolicies/GetPort",
         "/io.linkerd.proxy.inbound.InboundServerPolicies/WatchPort",
+        "/io.linkerd.proxy.outbound.OutboundPolicies/Get",
+        "/io.linkerd.proxy.outbound.OutboundPolicies/Watch",
     ] {
         assert!(
             generated.contains(&format!("\"{path}\"")),
