@@ -2,16 +2,12 @@
 //! resource describes it.
 
 use ipnet::IpNet;
-use linkerd_proxy_api::{inbound, meta, net};
-use std::{collections::HashMap, fmt, str::FromStr, time::Duration};
+use linkerd_proxy_api::{inbound, meta};
+use std::{collections::HashMap, fmt, str::FromStr};
 
 /// The annotation, on a pod or its namespace, that picks the default
 /// policy; the pod's wins.
 pub const DEFAULT_INBOUND_POLICY: &str = "config.linkerd.io/default-inbound-policy";
-
-/// How long the proxy waits to see the protocol on a port without a
-/// `Server`, as Linkerd's default.
-const DETECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Linkerd's default policies.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -90,7 +86,7 @@ impl DefaultPolicy {
             networks: networks
                 .iter()
                 .map(|net| inbound::Network {
-                    net: Some(network(*net)),
+                    net: Some(crate::network(*net)),
                     except: Vec::new(),
                 })
                 .collect(),
@@ -106,36 +102,10 @@ impl DefaultPolicy {
     /// detected, and every HTTP request is on one default route whose
     /// authorizations are the policy's.
     pub fn server(self, cluster_networks: &[IpNet]) -> inbound::Server {
-        use linkerd_proxy_api::http_route::{HttpRouteMatch, PathMatch, path_match};
         let authorizations = self.authorizations(cluster_networks);
-        let route = inbound::HttpRoute {
-            metadata: Some(meta::Metadata {
-                kind: Some(meta::metadata::Kind::Default("default".into())),
-            }),
-            hosts: Vec::new(),
-            authorizations: authorizations.clone(),
-            rules: vec![inbound::http_route::Rule {
-                matches: vec![HttpRouteMatch {
-                    path: Some(PathMatch {
-                        kind: Some(path_match::Kind::Prefix("/".into())),
-                    }),
-                    ..Default::default()
-                }],
-                filters: Vec::new(),
-            }],
-        };
         inbound::Server {
             protocol: Some(inbound::ProxyProtocol {
-                kind: Some(inbound::proxy_protocol::Kind::Detect(
-                    inbound::proxy_protocol::Detect {
-                        timeout: Some(prost_types::Duration {
-                            seconds: DETECT_TIMEOUT.as_secs() as i64,
-                            nanos: 0,
-                        }),
-                        http_routes: vec![route],
-                        http_local_rate_limit: None,
-                    },
-                )),
+                kind: Some(crate::detect(vec![crate::default_route(&authorizations)])),
             }),
             server_ips: Vec::new(),
             authorizations,
@@ -155,13 +125,6 @@ impl DefaultPolicy {
         meta::Metadata {
             kind: Some(meta::metadata::Kind::Default(self.as_str().into())),
         }
-    }
-}
-
-fn network(net: IpNet) -> net::IpNetwork {
-    net::IpNetwork {
-        ip: Some(net.network().into()),
-        prefix_len: u32::from(net.prefix_len()),
     }
 }
 

@@ -1,0 +1,391 @@
+//! A pod's port to the `inbound.Server` its proxy enforces: the `Server`
+//! resource that selects it with the authorizations that target it, or the
+//! workload's default policy.
+
+use crate::{
+    DefaultPolicy, default_route, network,
+    resources::{
+        AuthorizationPolicy, MeshTlsAuthentication, NetworkAuthentication, Port, ProxyProtocol,
+        Ref, Server,
+    },
+};
+use ipnet::IpNet;
+use linkerd_pki::Naming;
+use linkerd_proxy_api::{inbound, meta};
+use std::collections::{BTreeMap, HashMap};
+
+const GROUP: &str = "policy.linkerd.io";
+
+/// Every policy resource the controller knows, across namespaces.
+#[derive(Clone, Debug, Default)]
+pub struct Policies {
+    pub servers: Vec<Server>,
+    pub authorization_policies: Vec<AuthorizationPolicy>,
+    pub mesh_tls_authentications: Vec<MeshTlsAuthentication>,
+    pub network_authentications: Vec<NetworkAuthentication>,
+}
+
+/// What inbound policy needs to know of a pod.
+#[derive(Clone, Debug)]
+pub struct Pod<'a> {
+    pub namespace: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    /// Its containers' named ports.
+    pub named_ports: &'a BTreeMap<String, u16>,
+    /// From its annotation, its namespace's, or the cluster's.
+    pub default_policy: DefaultPolicy,
+}
+
+/// Where the cluster is: its networks, and how identities are named.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub networks: Vec<IpNet>,
+    pub naming: Naming,
+}
+
+impl Policies {
+    /// The server the pod's proxy enforces on `port`. Of several `Server`s
+    /// selecting the port, the first by name wins, so the answer does not
+    /// depend on the order resources were seen.
+    pub fn inbound_server(&self, pod: &Pod<'_>, port: u16, cluster: &Cluster) -> inbound::Server {
+        let server = self
+            .servers
+            .iter()
+            .filter(|s| s.metadata.namespace == pod.namespace)
+            .filter(|s| s.spec.pod_selector.matches(pod.labels))
+            .filter(|s| match &s.spec.port {
+                Port::Number(n) => *n == port,
+                Port::Name(name) => pod.named_ports.get(name) == Some(&port),
+            })
+            .min_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        match server {
+            Some(server) => self.server(server, cluster),
+            None => pod.default_policy.server(&cluster.networks),
+        }
+    }
+
+    fn server(&self, server: &Server, cluster: &Cluster) -> inbound::Server {
+        let ns = server.metadata.namespace.as_str();
+        let authorizations: Vec<inbound::Authz> = self
+            .authorization_policies
+            .iter()
+            .filter(|p| p.metadata.namespace == ns)
+            .filter(|p| {
+                let t = &p.spec.target_ref;
+                (t.is_kind("Server") && t.name == server.metadata.name)
+                    || (t.is_kind("Namespace") && t.name == ns)
+            })
+            .filter_map(|p| self.authz(p, cluster))
+            .collect();
+        use inbound::proxy_protocol::{self as pp, Kind};
+        let kind = match server.spec.proxy_protocol {
+            ProxyProtocol::Unknown => crate::detect(vec![default_route(&authorizations)]),
+            ProxyProtocol::Http1 => Kind::Http1(pp::Http1 {
+                routes: vec![default_route(&authorizations)],
+                local_rate_limit: None,
+            }),
+            ProxyProtocol::Http2 => Kind::Http2(pp::Http2 {
+                routes: vec![default_route(&authorizations)],
+                local_rate_limit: None,
+            }),
+            ProxyProtocol::Grpc => Kind::Grpc(pp::Grpc {
+                routes: vec![inbound::GrpcRoute {
+                    metadata: Some(default_meta("default")),
+                    hosts: Vec::new(),
+                    authorizations: authorizations.clone(),
+                    rules: vec![inbound::grpc_route::Rule {
+                        matches: vec![Default::default()],
+                        filters: Vec::new(),
+                    }],
+                }],
+            }),
+            ProxyProtocol::Opaque => Kind::Opaque(pp::Opaque {}),
+            ProxyProtocol::Tls => Kind::Tls(pp::Tls {}),
+        };
+        inbound::Server {
+            protocol: Some(inbound::ProxyProtocol { kind: Some(kind) }),
+            server_ips: Vec::new(),
+            authorizations,
+            labels: labels("server", &server.metadata.name),
+        }
+    }
+
+    /// One policy's authorization; none when an authentication it requires
+    /// does not exist (Linkerd's rule: such a policy grants nothing).
+    fn authz(&self, policy: &AuthorizationPolicy, cluster: &Cluster) -> Option<inbound::Authz> {
+        let ns = policy.metadata.namespace.as_str();
+        let mut networks = Vec::new();
+        let mut identities = Vec::new();
+        let mut suffixes = Vec::new();
+        let mut mesh_tls = false;
+        for r in &policy.spec.required_authentication_refs {
+            let r_ns = r.namespace.as_deref().unwrap_or(ns);
+            if r.is_kind("NetworkAuthentication") {
+                let authn = find(&self.network_authentications, r, r_ns, |a| &a.metadata)?;
+                networks.extend(authn.spec.networks.iter().map(|n| inbound::Network {
+                    net: Some(network(n.cidr)),
+                    except: n.except.iter().copied().map(network).collect(),
+                }));
+            } else if r.is_kind("MeshTLSAuthentication") {
+                let authn = find(&self.mesh_tls_authentications, r, r_ns, |a| &a.metadata)?;
+                mesh_tls = true;
+                for id in &authn.spec.identities {
+                    match id.strip_prefix('*') {
+                        Some(rest) => suffixes.push(suffix(rest.trim_start_matches('.'))),
+                        None => identities.push(inbound::Identity { name: id.clone() }),
+                    }
+                }
+                for id in &authn.spec.identity_refs {
+                    let id_ns = id.namespace.as_deref().unwrap_or(r_ns);
+                    if id.is_kind("ServiceAccount") {
+                        identities.push(inbound::Identity {
+                            name: cluster.naming.identity(&id.name, id_ns),
+                        });
+                    } else if id.is_kind("Namespace") {
+                        // Every service account of the namespace.
+                        let any = cluster.naming.identity("*", &id.name);
+                        suffixes.push(suffix(any.trim_start_matches("*.")));
+                    }
+                }
+            } else if r.is_kind("ServiceAccount") {
+                mesh_tls = true;
+                identities.push(inbound::Identity {
+                    name: cluster.naming.identity(&r.name, r_ns),
+                });
+            } else {
+                return None;
+            }
+        }
+        if networks.is_empty() {
+            networks = ["0.0.0.0/0", "::/0"]
+                .iter()
+                .map(|n| inbound::Network {
+                    net: Some(network(n.parse().expect("a valid network"))),
+                    except: Vec::new(),
+                })
+                .collect();
+        }
+        use inbound::authn::{Permit, PermitMeshTls, PermitUnauthenticated, permit_mesh_tls};
+        let permit = if mesh_tls {
+            Permit::MeshTls(PermitMeshTls {
+                clients: Some(permit_mesh_tls::Clients::Identities(
+                    permit_mesh_tls::PermitClientIdentities {
+                        identities,
+                        suffixes,
+                    },
+                )),
+            })
+        } else {
+            Permit::Unauthenticated(PermitUnauthenticated {})
+        };
+        Some(inbound::Authz {
+            networks,
+            authentication: Some(inbound::Authn {
+                permit: Some(permit),
+            }),
+            labels: labels("authorizationpolicy", &policy.metadata.name),
+            metadata: Some(meta::Metadata {
+                kind: Some(meta::metadata::Kind::Resource(meta::Resource {
+                    group: GROUP.into(),
+                    kind: "AuthorizationPolicy".into(),
+                    name: policy.metadata.name.clone(),
+                    namespace: ns.into(),
+                    ..Default::default()
+                })),
+            }),
+        })
+    }
+}
+
+fn find<'a, T>(
+    items: &'a [T],
+    r: &Ref,
+    namespace: &str,
+    meta: impl Fn(&T) -> &crate::resources::Meta,
+) -> Option<&'a T> {
+    items
+        .iter()
+        .find(|i| meta(i).name == r.name && meta(i).namespace == namespace)
+}
+
+/// `a.b.c` as the parts an identity must end with.
+fn suffix(s: &str) -> inbound::IdentitySuffix {
+    inbound::IdentitySuffix {
+        parts: s
+            .split('.')
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect(),
+    }
+}
+
+fn labels(kind: &str, name: &str) -> HashMap<String, String> {
+    [("group", GROUP), ("kind", kind), ("name", name)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn default_meta(name: &str) -> meta::Metadata {
+    meta::Metadata {
+        kind: Some(meta::metadata::Kind::Default(name.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use inbound::authn::{Permit, permit_mesh_tls::Clients};
+
+    const YAML: &str = r#"
+servers:
+- metadata: {name: web-http, namespace: emojivoto}
+  spec:
+    podSelector: {matchLabels: {app: web}}
+    port: http
+    proxyProtocol: HTTP/1
+- metadata: {name: voting-grpc, namespace: emojivoto}
+  spec:
+    podSelector:
+      matchExpressions: [{key: app, operator: In, values: [voting]}]
+    port: 8080
+    proxyProtocol: gRPC
+authorizationPolicies:
+- metadata: {name: web-from-bot, namespace: emojivoto}
+  spec:
+    targetRef: {group: policy.linkerd.io, kind: Server, name: web-http}
+    requiredAuthenticationRefs:
+    - {group: policy.linkerd.io, kind: MeshTLSAuthentication, name: bot}
+- metadata: {name: web-from-office, namespace: emojivoto}
+  spec:
+    targetRef: {group: policy.linkerd.io, kind: Server, name: web-http}
+    requiredAuthenticationRefs:
+    - {group: policy.linkerd.io, kind: NetworkAuthentication, name: office}
+- metadata: {name: dangling, namespace: emojivoto}
+  spec:
+    targetRef: {group: policy.linkerd.io, kind: Server, name: web-http}
+    requiredAuthenticationRefs:
+    - {group: policy.linkerd.io, kind: MeshTLSAuthentication, name: missing}
+meshTLSAuthentications:
+- metadata: {name: bot, namespace: emojivoto}
+  spec:
+    identityRefs: [{kind: ServiceAccount, name: vote-bot}]
+    identities: ["*.monitoring.serviceaccount.identity.linkerd.cluster.local"]
+networkAuthentications:
+- metadata: {name: office, namespace: emojivoto}
+  spec:
+    networks: [{cidr: 198.18.0.0/16, except: [198.18.1.0/24]}]
+"#;
+
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct World {
+        servers: Vec<Server>,
+        authorization_policies: Vec<AuthorizationPolicy>,
+        #[serde(rename = "meshTLSAuthentications")]
+        mesh_tls_authentications: Vec<MeshTlsAuthentication>,
+        network_authentications: Vec<NetworkAuthentication>,
+    }
+
+    fn policies() -> Policies {
+        let w: World = serde_saphyr::from_str(YAML).unwrap();
+        Policies {
+            servers: w.servers,
+            authorization_policies: w.authorization_policies,
+            mesh_tls_authentications: w.mesh_tls_authentications,
+            network_authentications: w.network_authentications,
+        }
+    }
+
+    fn cluster() -> Cluster {
+        Cluster {
+            networks: vec!["10.0.0.0/8".parse().unwrap()],
+            naming: Naming::new("linkerd", "cluster.local"),
+        }
+    }
+
+    fn pod<'a>(labels: &'a BTreeMap<String, String>, ports: &'a BTreeMap<String, u16>) -> Pod<'a> {
+        Pod {
+            namespace: "emojivoto",
+            labels,
+            named_ports: ports,
+            default_policy: DefaultPolicy::Deny,
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_server_by_port_name_gets_the_policies_that_target_it() {
+        let labels = map(&[("app", "web")]);
+        let ports = [("http".to_string(), 8080)].into();
+        let srv = policies().inbound_server(&pod(&labels, &ports), 8080, &cluster());
+        assert_eq!(srv.labels["name"], "web-http");
+        assert_eq!(srv.labels["kind"], "server");
+        assert!(matches!(
+            srv.protocol.as_ref().unwrap().kind,
+            Some(inbound::proxy_protocol::Kind::Http1(_))
+        ));
+        // The dangling policy grants nothing; the other two do.
+        let names: Vec<_> = srv
+            .authorizations
+            .iter()
+            .map(|a| &a.labels["name"])
+            .collect();
+        assert_eq!(names, ["web-from-bot", "web-from-office"]);
+
+        let bot = &srv.authorizations[0];
+        let Some(Permit::MeshTls(tls)) = &bot.authentication.as_ref().unwrap().permit else {
+            panic!("{bot:?}");
+        };
+        let Some(Clients::Identities(ids)) = &tls.clients else {
+            panic!("{tls:?}");
+        };
+        assert_eq!(
+            ids.identities[0].name,
+            "vote-bot.emojivoto.serviceaccount.identity.linkerd.cluster.local"
+        );
+        assert_eq!(
+            ids.suffixes[0].parts,
+            [
+                "monitoring",
+                "serviceaccount",
+                "identity",
+                "linkerd",
+                "cluster",
+                "local"
+            ]
+        );
+        assert_eq!(bot.networks.len(), 2, "everywhere, v4 and v6");
+
+        let office = &srv.authorizations[1];
+        assert!(matches!(
+            office.authentication.as_ref().unwrap().permit,
+            Some(Permit::Unauthenticated(_))
+        ));
+        assert_eq!(office.networks.len(), 1);
+        assert_eq!(office.networks[0].net.as_ref().unwrap().prefix_len, 16);
+        assert_eq!(office.networks[0].except[0].prefix_len, 24);
+    }
+
+    #[test]
+    fn other_ports_and_pods_get_the_default_policy() {
+        let web = map(&[("app", "web")]);
+        let ports = [("http".to_string(), 8080)].into();
+        let other_port = policies().inbound_server(&pod(&web, &ports), 9090, &cluster());
+        assert_eq!(other_port.labels["kind"], "default");
+        assert_eq!(other_port.labels["name"], "deny");
+        assert!(other_port.authorizations.is_empty());
+
+        let voting = map(&[("app", "voting")]);
+        let none = BTreeMap::new();
+        let srv = policies().inbound_server(&pod(&voting, &none), 8080, &cluster());
+        assert_eq!(srv.labels["name"], "voting-grpc");
+        assert!(srv.authorizations.is_empty(), "no policy targets it: deny");
+    }
+}
