@@ -5,6 +5,7 @@
 pub mod destination;
 pub mod identity;
 pub mod injector;
+pub mod policy;
 pub mod prometheus_sd;
 pub mod public_api;
 pub mod tap;

@@ -31,6 +31,9 @@ enum Command {
     Identity(IdentityArgs),
     /// Writes a new trust anchor and issuer: ca-bundle.crt, ca.key, crt.pem, key.pem.
     IssuerCerts(IssuerCertsArgs),
+    /// Serves io.linkerd.proxy.inbound.InboundServerPolicies: what each
+    /// pod's server on a port speaks and whom it admits (local backend).
+    Policy(PolicyArgs),
     /// Serves tap: taps a resource's meshed pods and merges their events.
     Tap(TapArgs),
     /// Serves the public API: pods, stats and edges (from Prometheus), and tap.
@@ -241,6 +244,28 @@ struct IssuerCertsArgs {
 }
 
 #[derive(Args)]
+struct PolicyArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    #[arg(long, default_value = "0.0.0.0:8090")]
+    addr: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:9993")]
+    admin_addr: SocketAddr,
+    /// The policy of a pod without `config.linkerd.io/default-inbound-policy`.
+    #[arg(long, default_value = "all-unauthenticated")]
+    default_policy: linkerd_policy::DefaultPolicy,
+    /// The cluster's networks, for the `cluster-*` default policies.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fd00::/8"
+    )]
+    cluster_networks: Vec<ipnet::IpNet>,
+    #[command(flatten)]
+    naming: NamingArgs,
+}
+
+#[derive(Args)]
 struct DestinationArgs {
     #[command(flatten)]
     source: SourceArgs,
@@ -294,6 +319,7 @@ fn main() -> std::process::ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Destination(args) => destination(args).await,
+        Command::Policy(args) => policy(args).await,
         Command::Identity(args) => identity(args).await,
         Command::IssuerCerts(args) => issuer_certs(args),
         Command::PrometheusTargets(args) => prometheus_targets(args).await,
@@ -509,6 +535,39 @@ fn issuer_certs(args: IssuerCertsArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
+    let Some(path) = args.source.local.as_deref() else {
+        anyhow::bail!(
+            "the policy service reads policy from a topology file only for now: give --local FILE"
+        );
+    };
+    let local = linkerd_discovery::local::LocalDiscovery::load(
+        path.to_path_buf(),
+        args.source.poll_interval,
+    )?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    local.register(&mut registry);
+    let cluster = linkerd_policy::Cluster {
+        networks: args.cluster_networks,
+        naming: args.naming.naming(),
+    };
+    let service = linkerd_controller::policy::InboundPolicies::new(
+        local.topology(),
+        cluster,
+        args.default_policy,
+    )
+    .into_server();
+    let routes = tonic::service::Routes::new(service);
+    serve_grpc(
+        "policy",
+        routes,
+        (args.addr, args.admin_addr),
+        registry,
+        || {},
+    )
+    .await
 }
 
 async fn destination(args: DestinationArgs) -> anyhow::Result<()> {

@@ -126,6 +126,13 @@ impl Controller {
         Self::spawn("destination", cmd, api, dir).await
     }
 
+    /// Starts the policy service on a topology file holding `yaml`.
+    pub async fn policy(yaml: &str) -> Self {
+        let dir = scratch_dir();
+        let (cmd, api) = backend_command("policy", Backend::Local, yaml, &dir).await;
+        Self::spawn("policy", cmd, api, dir).await
+    }
+
     /// Starts the tap service on `backend`, holding `yaml`'s world, with
     /// `extra` flags (its identity settings).
     pub async fn tap_with(backend: Backend, yaml: &str, extra: &[&str]) -> Self {

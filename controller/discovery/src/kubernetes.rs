@@ -455,6 +455,9 @@ pub mod objects {
             }]);
         }
         metadata.labels = Some(labels);
+        if !p.annotations.is_empty() {
+            metadata.annotations = Some(p.annotations.clone());
+        }
         let app = Container {
             name: "app".into(),
             ports: Some(

@@ -260,6 +260,20 @@ pub struct Topology {
     /// in for Kubernetes' TokenReview.
     #[serde(default, deserialize_with = "null_as_empty")]
     pub tokens: Vec<Token>,
+    /// Linkerd's policy resources (`policy.linkerd.io`), for the local
+    /// policy backend, as their YAML reads.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub servers: Vec<linkerd_policy::resources::Server>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub authorization_policies: Vec<linkerd_policy::resources::AuthorizationPolicy>,
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        rename = "meshTLSAuthentications"
+    )]
+    pub mesh_tls_authentications: Vec<linkerd_policy::resources::MeshTlsAuthentication>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub network_authentications: Vec<linkerd_policy::resources::NetworkAuthentication>,
 }
 
 /// A token and the service account it proves.
@@ -329,6 +343,9 @@ pub struct Pod {
     pub ready: bool,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// e.g. `config.linkerd.io/default-inbound-policy`.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub owner: Option<Owner>,
     #[serde(default = "default_service_account")]

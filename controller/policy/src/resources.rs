@@ -15,13 +15,13 @@ pub struct Meta {
 }
 
 /// A port of the pods it selects, and the protocol spoken there.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct Server {
     pub metadata: Meta,
     pub spec: ServerSpec,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerSpec {
     pub pod_selector: LabelSelector,
@@ -100,13 +100,13 @@ impl LabelSelector {
 }
 
 /// Who may reach a target: every listed authentication must hold.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct AuthorizationPolicy {
     pub metadata: Meta,
     pub spec: AuthorizationPolicySpec,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizationPolicySpec {
     pub target_ref: Ref,
@@ -133,13 +133,13 @@ impl Ref {
 
 /// Clients proven by mesh TLS: identities (`*` for any, `*.suffix`), or
 /// service accounts and namespaces.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct MeshTlsAuthentication {
     pub metadata: Meta,
     pub spec: MeshTlsAuthenticationSpec,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct MeshTlsAuthenticationSpec {
     #[serde(default)]
@@ -149,18 +149,18 @@ pub struct MeshTlsAuthenticationSpec {
 }
 
 /// Clients from these networks.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct NetworkAuthentication {
     pub metadata: Meta,
     pub spec: NetworkAuthenticationSpec,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 pub struct NetworkAuthenticationSpec {
     pub networks: Vec<Network>,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct Network {
     pub cidr: IpNet,
     #[serde(default)]
