@@ -86,10 +86,10 @@ fn answer(
         None => cluster_default,
     };
     let policies = Policies {
-        servers: topology.servers.clone(),
-        authorization_policies: topology.authorization_policies.clone(),
-        mesh_tls_authentications: topology.mesh_tls_authentications.clone(),
-        network_authentications: topology.network_authentications.clone(),
+        servers: &topology.servers,
+        authorization_policies: &topology.authorization_policies,
+        mesh_tls_authentications: &topology.mesh_tls_authentications,
+        network_authentications: &topology.network_authentications,
     };
     let pod = linkerd_policy::Pod {
         namespace: ns,

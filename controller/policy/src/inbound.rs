@@ -16,13 +16,14 @@ use std::collections::{BTreeMap, HashMap};
 
 const GROUP: &str = "policy.linkerd.io";
 
-/// Every policy resource the controller knows, across namespaces.
-#[derive(Clone, Debug, Default)]
-pub struct Policies {
-    pub servers: Vec<Server>,
-    pub authorization_policies: Vec<AuthorizationPolicy>,
-    pub mesh_tls_authentications: Vec<MeshTlsAuthentication>,
-    pub network_authentications: Vec<NetworkAuthentication>,
+/// Every policy resource the controller knows, across namespaces,
+/// borrowed from wherever the backend keeps them.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct Policies<'a> {
+    pub servers: &'a [Server],
+    pub authorization_policies: &'a [AuthorizationPolicy],
+    pub mesh_tls_authentications: &'a [MeshTlsAuthentication],
+    pub network_authentications: &'a [NetworkAuthentication],
 }
 
 /// What inbound policy needs to know of a pod.
@@ -43,7 +44,7 @@ pub struct Cluster {
     pub naming: Naming,
 }
 
-impl Policies {
+impl Policies<'_> {
     /// The server the pod's proxy enforces on `port`. Of several `Server`s
     /// selecting the port, the first by name wins, so the answer does not
     /// depend on the order resources were seen.
@@ -121,13 +122,13 @@ impl Policies {
         for r in &policy.spec.required_authentication_refs {
             let r_ns = r.namespace.as_deref().unwrap_or(ns);
             if r.is_kind("NetworkAuthentication") {
-                let authn = find(&self.network_authentications, r, r_ns, |a| &a.metadata)?;
+                let authn = find(self.network_authentications, r, r_ns, |a| &a.metadata)?;
                 networks.extend(authn.spec.networks.iter().map(|n| inbound::Network {
                     net: Some(network(n.cidr)),
                     except: n.except.iter().copied().map(network).collect(),
                 }));
             } else if r.is_kind("MeshTLSAuthentication") {
-                let authn = find(&self.mesh_tls_authentications, r, r_ns, |a| &a.metadata)?;
+                let authn = find(self.mesh_tls_authentications, r, r_ns, |a| &a.metadata)?;
                 mesh_tls = true;
                 for id in &authn.spec.identities {
                     match id.strip_prefix('*') {
@@ -287,13 +288,16 @@ networkAuthentications:
         network_authentications: Vec<NetworkAuthentication>,
     }
 
-    fn policies() -> Policies {
-        let w: World = serde_saphyr::from_str(YAML).unwrap();
+    fn world() -> World {
+        serde_saphyr::from_str(YAML).unwrap()
+    }
+
+    fn policies(w: &World) -> Policies<'_> {
         Policies {
-            servers: w.servers,
-            authorization_policies: w.authorization_policies,
-            mesh_tls_authentications: w.mesh_tls_authentications,
-            network_authentications: w.network_authentications,
+            servers: &w.servers,
+            authorization_policies: &w.authorization_policies,
+            mesh_tls_authentications: &w.mesh_tls_authentications,
+            network_authentications: &w.network_authentications,
         }
     }
 
@@ -324,7 +328,7 @@ networkAuthentications:
     fn a_server_by_port_name_gets_the_policies_that_target_it() {
         let labels = map(&[("app", "web")]);
         let ports = [("http".to_string(), 8080)].into();
-        let srv = policies().inbound_server(&pod(&labels, &ports), 8080, &cluster());
+        let srv = policies(&world()).inbound_server(&pod(&labels, &ports), 8080, &cluster());
         assert_eq!(srv.labels["name"], "web-http");
         assert_eq!(srv.labels["kind"], "server");
         assert!(matches!(
@@ -377,14 +381,14 @@ networkAuthentications:
     fn other_ports_and_pods_get_the_default_policy() {
         let web = map(&[("app", "web")]);
         let ports = [("http".to_string(), 8080)].into();
-        let other_port = policies().inbound_server(&pod(&web, &ports), 9090, &cluster());
+        let other_port = policies(&world()).inbound_server(&pod(&web, &ports), 9090, &cluster());
         assert_eq!(other_port.labels["kind"], "default");
         assert_eq!(other_port.labels["name"], "deny");
         assert!(other_port.authorizations.is_empty());
 
         let voting = map(&[("app", "voting")]);
         let none = BTreeMap::new();
-        let srv = policies().inbound_server(&pod(&voting, &none), 8080, &cluster());
+        let srv = policies(&world()).inbound_server(&pod(&voting, &none), 8080, &cluster());
         assert_eq!(srv.labels["name"], "voting-grpc");
         assert!(srv.authorizations.is_empty(), "no policy targets it: deny");
     }
