@@ -4,11 +4,12 @@
 //! or `outbound::serve`.
 
 use crate::{
-    config::{Config, InboundPolicy, ListenerConfig, ServerConfig},
+    config::{Config, ListenerConfig, ServerConfig},
     discovery::Resolver,
     http::Clients,
     identity::{IdentityMetrics, Local},
     metrics::{Direction, Metrics},
+    policy::{Policies, Server},
     tap::Taps,
     tcp,
     transport::{ConnectConfig, Failed, OrigDst},
@@ -30,6 +31,8 @@ pub enum Error {
     Signal(io::Error),
     #[error(transparent)]
     Identity(#[from] crate::identity::Error),
+    #[error("invalid policy service address: {0}")]
+    PolicyService(tonic::transport::Error),
 }
 
 /// One side of the proxy (inbound or outbound) and what its connections share.
@@ -44,8 +47,8 @@ pub(crate) struct Side {
     pub(crate) metrics: Arc<Metrics>,
     /// This proxy's identity, unless identity is disabled.
     pub(crate) identity: Option<Arc<Local>>,
-    /// Inbound: which clients are served.
-    pub(crate) policy: InboundPolicy,
+    /// Inbound: what each port speaks and whom it admits.
+    pub(crate) policies: Option<Arc<Policies>>,
     pub(crate) taps: Arc<Taps>,
 }
 
@@ -82,6 +85,26 @@ pub async fn run(config: Config) -> Result<(), Error> {
         }
         None => None,
     };
+    let policies = {
+        let default = Server::from_default(config.inbound_policy, &config.cluster_networks);
+        let controller = match &config.policy {
+            Some(cfg) => {
+                let tls = match (&cfg.svc_name, &identity) {
+                    (Some(name), Some(local)) => Some((
+                        local.client_config().clone(),
+                        crate::identity::service_name(name)?,
+                    )),
+                    _ => None,
+                };
+                Some((cfg, tls))
+            }
+            None => None,
+        };
+        let policies = Policies::new(default, controller, config.discovery_idle_timeout)
+            .map_err(Error::PolicyService)?;
+        Arc::new(policies)
+    };
+    policies.prefetch(config.inbound_ports.iter().copied());
     let taps = Taps::new();
     match (&config.tap_svc_name, &identity) {
         (Some(tap_identity), Some(local)) => {
@@ -146,7 +169,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             server: config.server.clone(),
             metrics: metrics.clone(),
             identity: identity.clone(),
-            policy: config.inbound_policy,
+            policies: Some(policies.clone()).filter(|_| direction == Direction::Inbound),
             taps: taps.clone(),
         });
         accepting.push(tokio::spawn(accept(
@@ -162,7 +185,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             .metrics_retain_idle
             .min(config.discovery_idle_timeout),
     );
-    tokio::spawn(sweep(every, resolver, all_clients, metrics));
+    tokio::spawn(sweep(every, resolver, policies, all_clients, metrics));
 
     tokio::select! {
         _ = terminate.recv() => tracing::info!("received SIGTERM, draining"),
@@ -191,6 +214,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
 async fn sweep(
     every: Duration,
     resolver: Option<Arc<Resolver>>,
+    policies: Arc<Policies>,
     clients: Vec<Arc<Clients>>,
     metrics: Arc<Metrics>,
 ) {
@@ -199,7 +223,7 @@ async fn sweep(
     loop {
         interval.tick().await;
         let now = std::time::Instant::now();
-        let routes = resolver.as_ref().map_or(0, |r| r.sweep(now));
+        let routes = resolver.as_ref().map_or(0, |r| r.sweep(now)) + policies.sweep(now);
         let targets: usize = clients.iter().map(|c| c.sweep(now)).sum();
         let series = metrics.sweep(now);
         if routes + targets + series > 0 {

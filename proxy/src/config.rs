@@ -5,6 +5,7 @@
 //! surfacing as odd behaviour under traffic. Reading goes through [`Env`] so
 //! tests can supply a map rather than mutate the process environment.
 
+use linkerd_policy::DefaultPolicy;
 use linkerd_ports::PortSet;
 use std::{
     collections::HashMap,
@@ -55,10 +56,20 @@ pub const ENV_IDENTITY_SVC_ADDR: &str = "LINKERD2_PROXY_IDENTITY_SVC_ADDR";
 pub const ENV_IDENTITY_SVC_NAME: &str = "LINKERD2_PROXY_IDENTITY_SVC_NAME";
 pub const ENV_IDENTITY_MIN_REFRESH: &str = "LINKERD2_PROXY_IDENTITY_MIN_REFRESH";
 pub const ENV_IDENTITY_MAX_REFRESH: &str = "LINKERD2_PROXY_IDENTITY_MAX_REFRESH";
-/// Who may connect to the inbound side, as Linkerd's default inbound policy:
-/// `all-unauthenticated` (anyone), `all-authenticated` (mTLS clients with a
-/// certificate only) or `deny`.
+/// Who may connect to the inbound side until the policy controller says
+/// otherwise (and always, without one): Linkerd's default inbound policies,
+/// `all-unauthenticated`, `all-authenticated`, `cluster-unauthenticated`,
+/// `cluster-authenticated`, `deny` or `audit`.
 pub const ENV_INBOUND_DEFAULT_POLICY: &str = "LINKERD2_PROXY_INBOUND_DEFAULT_POLICY";
+/// The networks the `cluster-*` default policies admit.
+pub const ENV_POLICY_CLUSTER_NETWORKS: &str = "LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS";
+/// The policy controller (`InboundServerPolicies`), its identity, and the
+/// workload to ask about (`{"ns":NS,"pod":NAME}`).
+pub const ENV_POLICY_SVC_ADDR: &str = "LINKERD2_PROXY_POLICY_SVC_ADDR";
+pub const ENV_POLICY_SVC_NAME: &str = "LINKERD2_PROXY_POLICY_SVC_NAME";
+pub const ENV_POLICY_WORKLOAD: &str = "LINKERD2_PROXY_POLICY_WORKLOAD";
+/// The workload's declared ports: their policies are fetched at start.
+pub const ENV_INBOUND_PORTS: &str = "LINKERD2_PROXY_INBOUND_PORTS";
 pub const ENV_HTTP1_HEADER_READ_TIMEOUT: &str = "LINKERD2_PROXY_HTTP1_HEADER_READ_TIMEOUT";
 pub const ENV_HTTP_MAX_HEADER_SIZE: &str = "LINKERD2_PROXY_HTTP_MAX_HEADER_SIZE";
 pub const ENV_HTTP2_MAX_CONCURRENT_STREAMS: &str = "LINKERD2_PROXY_HTTP2_MAX_CONCURRENT_STREAMS";
@@ -129,12 +140,31 @@ pub struct Config {
     /// The proxy's identity and how to obtain its certificate; none when
     /// identity is disabled (every connection is then plaintext).
     pub identity: Option<IdentityConfig>,
-    pub inbound_policy: InboundPolicy,
+    /// The default inbound policy, and the networks its `cluster-*` forms
+    /// admit.
+    pub inbound_policy: DefaultPolicy,
+    pub cluster_networks: Vec<ipnet::IpNet>,
+    /// Where the inbound policy of each port comes from; the default
+    /// policy serves every port without it.
+    pub policy: Option<PolicyConfig>,
+    /// Ports whose policy is fetched before their first connection.
+    pub inbound_ports: Vec<u16>,
     /// A series nothing has held this long is dropped.
     pub metrics_retain_idle: Duration,
     /// A resolved name or upstream target no connection has held this long
     /// is dropped, with its destination stream and pooled connections.
     pub discovery_idle_timeout: Duration,
+}
+
+/// The policy controller, and which workload to ask about.
+#[derive(Clone, Debug)]
+pub struct PolicyConfig {
+    /// `host:port`.
+    pub addr: String,
+    /// Its identity: with identity enabled, it is reached over TLS to it.
+    pub svc_name: Option<String>,
+    /// The pod, as the controller knows it: `{"ns":NS,"pod":NAME}`.
+    pub workload: String,
 }
 
 /// The workload's identity, as the identity service will certify it.
@@ -157,14 +187,6 @@ pub struct IdentityConfig {
     /// Bounds on when a certificate is renewed (70% of its lifetime).
     pub min_refresh: Duration,
     pub max_refresh: Duration,
-}
-
-/// Which clients the inbound side serves.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum InboundPolicy {
-    AllUnauthenticated,
-    AllAuthenticated,
-    Deny,
 }
 
 /// One side of the proxy: where it listens and how it treats what it accepts.
@@ -260,22 +282,54 @@ impl Config {
         let inbound_policy = r
             .parse(
                 ENV_INBOUND_DEFAULT_POLICY,
-                "all-unauthenticated, all-authenticated or deny",
-                |s| match s {
-                    "all-unauthenticated" => Some(InboundPolicy::AllUnauthenticated),
-                    "all-authenticated" => Some(InboundPolicy::AllAuthenticated),
-                    "deny" => Some(InboundPolicy::Deny),
-                    _ => None,
-                },
+                "all-unauthenticated, all-authenticated, cluster-unauthenticated, \
+                 cluster-authenticated, deny or audit",
+                |s| s.parse::<DefaultPolicy>().ok(),
             )?
-            .unwrap_or(InboundPolicy::AllUnauthenticated);
-        if inbound_policy == InboundPolicy::AllAuthenticated && identity.is_none() {
+            .unwrap_or(DefaultPolicy::AllUnauthenticated);
+        if matches!(
+            inbound_policy,
+            DefaultPolicy::AllAuthenticated | DefaultPolicy::ClusterAuthenticated
+        ) && identity.is_none()
+        {
             return Err(ConfigError {
                 name: ENV_INBOUND_DEFAULT_POLICY,
-                value: "all-authenticated".into(),
-                expected: "a policy other than all-authenticated while identity is disabled",
+                value: inbound_policy.to_string(),
+                expected: "a policy that admits clients without identity while identity is disabled",
             });
         }
+        let cluster_networks = r
+            .parse(
+                ENV_POLICY_CLUSTER_NETWORKS,
+                "comma-separated networks such as 10.0.0.0/8",
+                parse_networks,
+            )?
+            .unwrap_or_else(|| parse_networks(DEFAULT_DESTINATION_GET_NETWORKS).unwrap());
+        let policy = match r.parse(ENV_POLICY_SVC_ADDR, "a HOST:PORT address", host_port)? {
+            None => None,
+            Some(addr) => Some(PolicyConfig {
+                addr,
+                svc_name: svc_name(&r, ENV_POLICY_SVC_NAME)?,
+                workload: env
+                    .get(ENV_POLICY_WORKLOAD)
+                    .map(|w| w.trim().to_string())
+                    .filter(|w| !w.is_empty())
+                    .ok_or(ConfigError {
+                        name: ENV_POLICY_WORKLOAD,
+                        value: String::new(),
+                        expected: "the workload ({\"ns\":NAMESPACE,\"pod\":NAME}) when a policy service is set",
+                    })?,
+            }),
+        };
+        let inbound_ports = r
+            .parse(ENV_INBOUND_PORTS, "comma-separated ports", |s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.parse::<u16>().ok().filter(|p| *p != 0))
+                    .collect::<Option<Vec<u16>>>()
+            })?
+            .unwrap_or_default();
         let skip_ports = |name| {
             r.parse(name, "a comma-separated list of ports or ranges", |s| {
                 s.parse::<PortSet>().ok()
@@ -402,6 +456,9 @@ impl Config {
                 .unwrap_or(Duration::from_secs(120)),
             identity,
             inbound_policy,
+            cluster_networks,
+            policy,
+            inbound_ports,
             metrics_retain_idle: r
                 .duration(ENV_METRICS_RETAIN_IDLE)?
                 .unwrap_or(Duration::from_secs(600)),
@@ -711,7 +768,7 @@ mod tests {
         let id = c.identity.unwrap();
         assert_eq!(id.trust_anchors.len(), 1);
         assert_eq!(id.min_refresh, Duration::from_secs(10));
-        assert_eq!(c.inbound_policy, InboundPolicy::AllUnauthenticated);
+        assert_eq!(c.inbound_policy, DefaultPolicy::AllUnauthenticated);
         for (missing, _) in full {
             let mut e = e.clone();
             e.remove(missing);

@@ -12,6 +12,7 @@ mod identity;
 mod inbound;
 mod metrics;
 mod outbound;
+mod policy;
 mod tap;
 mod tcp;
 mod tls;

@@ -7,10 +7,13 @@
 //! messages the proxy API carries; the controller's backends feed it.
 
 mod default;
+#[cfg(feature = "resources")]
 mod inbound;
+#[cfg(feature = "resources")]
 pub mod resources;
 
 pub use default::{DEFAULT_INBOUND_POLICY, DefaultPolicy, UnknownDefaultPolicy};
+#[cfg(feature = "resources")]
 pub use inbound::{Cluster, Pod, Policies};
 
 use ipnet::IpNet;

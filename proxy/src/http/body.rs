@@ -101,9 +101,7 @@ impl Recorder {
     pub(crate) fn response(&mut self, status: StatusCode, headers: &HeaderMap) {
         self.answered = true;
         self.status = Some(status);
-        self.grpc = headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        self.grpc = super::is_grpc_content(headers);
         if self.grpc {
             self.grpc_status = grpc_status(headers);
         }

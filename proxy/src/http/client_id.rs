@@ -71,10 +71,7 @@ mod tests {
         if let Some(sent) = sent {
             req = req.header("l5d-client-id", sent);
         }
-        let req = Req {
-            http: req.body(()).unwrap(),
-            upgrade: false,
-        };
+        let req = Req::new(req.body(()).unwrap(), false);
         let call = tokio::spawn(svc.oneshot(req));
         let (got, send) = handle.next_request().await.unwrap();
         send.send_response(Response::new(()));

@@ -92,7 +92,7 @@ impl tower::Service<Outgoing> for Forward {
 
     fn call(&mut self, out: Outgoing) -> Forwarded {
         let Outgoing {
-            req: Req { http, upgrade },
+            req: Req { http, upgrade, .. },
             dispatch,
         } = out;
         if let Some(dispatch) = dispatch {

@@ -23,8 +23,8 @@ pub(crate) use self::{
     forward::Forward,
     normalize::Normalize,
     orig_proto::Downgrade,
-    record::Record,
-    route::{Discover, Route},
+    record::{Failure, Record},
+    route::{Discover, Route, authority_of},
     stack::{Accepted, Outgoing, Req, Routed, Serve},
     upgrade::Upgrade,
 };
@@ -42,6 +42,17 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether a message is gRPC, by its `content-type`.
+pub(crate) fn is_grpc<B>(msg: &http::Request<B>) -> bool {
+    is_grpc_content(msg.headers())
+}
+
+pub(crate) fn is_grpc_content(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
 
 /// Serves one HTTP connection until the client closes it, it sits idle past
 /// the idle timeout, or `drain` asks for a graceful shutdown.

@@ -128,10 +128,7 @@ mod tests {
         let (mock, mut handle) = mock::pair::<Outgoing<()>, Response<()>>();
         let svc = Normalize::layer(TARGET.parse().unwrap()).layer(mock);
         let call = tokio::spawn(svc.oneshot(Outgoing {
-            req: Req {
-                http: req,
-                upgrade: false,
-            },
+            req: Req::new(req, false),
             dispatch: None,
         }));
         tokio::select! {

@@ -212,10 +212,7 @@ mod tests {
                 .body(())
                 .unwrap();
             upgrade_request(&mut http).unwrap();
-            let call = tokio::spawn(svc.oneshot(super::super::Req {
-                http,
-                upgrade: false,
-            }));
+            let call = tokio::spawn(svc.oneshot(super::super::Req::new(http, false)));
             let (got, send) = handle.next_request().await.unwrap();
             send.send_response(Response::new(()));
             let rsp = call.await.unwrap().unwrap();

@@ -192,6 +192,7 @@ where
                 return Poll::Ready(match respond {
                     Respond::Reset(e) => Err(e),
                     Respond::With(status, msg) => Ok(error_response(status, msg, recorder)),
+                    Respond::Grpc(code, msg) => Ok(grpc_error_response(code, msg, recorder)),
                 });
             }
         };
@@ -218,6 +219,12 @@ pub(crate) enum Failure {
     /// Through discovery.
     #[error(transparent)]
     Dispatch(discovery::DispatchError),
+    /// Inbound policy does not let the client use the request's route.
+    #[error("the client is not authorized to use the route")]
+    Unauthorized { grpc: bool },
+    /// The request is on none of the server's routes.
+    #[error("no route of the server takes the request")]
+    NoRoute { grpc: bool },
 }
 
 /// What the client gets instead of a response from upstream.
@@ -227,7 +234,13 @@ pub(crate) enum Respond {
     Reset(BoxError),
     /// A response the proxy makes, saying why in `l5d-proxy-error`.
     With(StatusCode, &'static str),
+    /// A gRPC error the proxy makes: trailers-only, with this status code.
+    Grpc(u32, &'static str),
 }
+
+/// gRPC's `PERMISSION_DENIED` and `NOT_FOUND`.
+const GRPC_PERMISSION_DENIED: u32 = 7;
+const GRPC_NOT_FOUND: u32 = 5;
 
 impl Failure {
     /// The one place errors become responses; with the balanced endpoint
@@ -236,6 +249,20 @@ impl Failure {
         let with = |status, msg| (Respond::With(status, msg), None);
         let (error, served_by) = match self {
             Self::InvalidAuthority(_) => return with(StatusCode::BAD_REQUEST, "invalid authority"),
+            Self::Unauthorized { grpc } => {
+                const MSG: &str = "unauthorized request on route";
+                return match grpc {
+                    true => (Respond::Grpc(GRPC_PERMISSION_DENIED, MSG), None),
+                    false => with(StatusCode::FORBIDDEN, MSG),
+                };
+            }
+            Self::NoRoute { grpc } => {
+                const MSG: &str = "no route found for request";
+                return match grpc {
+                    true => (Respond::Grpc(GRPC_NOT_FOUND, MSG), None),
+                    false => with(StatusCode::NOT_FOUND, MSG),
+                };
+            }
             Self::Direct(e) => (e, None),
             Self::Dispatch(e) => match e {
                 discovery::DispatchError::Endpoint(EndpointError::Failed { stats, source }) => {
@@ -317,6 +344,27 @@ fn error_response(
     rsp
 }
 
+/// A gRPC error as a gRPC server sends it: status 200, and the code and
+/// message in the headers, with no body.
+fn grpc_error_response(
+    code: u32,
+    msg: &'static str,
+    mut recorder: Recorder,
+) -> Response<ResponseBody> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", http::HeaderValue::from(code));
+    headers.insert("grpc-message", http::HeaderValue::from_static(msg));
+    headers.insert(L5D_PROXY_ERROR, http::HeaderValue::from_static(msg));
+    recorder.response(StatusCode::OK, &headers);
+    let mut rsp = Response::new(ResponseBody::empty(Some(recorder)));
+    *rsp.headers_mut() = headers;
+    rsp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +375,7 @@ mod tests {
         match failure.respond(h2) {
             (Respond::With(status, msg), served_by) => (status.as_u16(), msg, served_by.is_some()),
             (Respond::Reset(e), _) => panic!("a reset, not a response: {e}"),
+            (Respond::Grpc(code, _), _) => panic!("a gRPC error, not a response: {code}"),
         }
     }
 
@@ -349,10 +398,7 @@ mod tests {
 
     fn routed(metrics: &Metrics) -> Routed<()> {
         Routed {
-            req: super::super::Req {
-                http: Request::get("/").body(()).unwrap(),
-                upgrade: false,
-            },
+            req: super::super::Req::new(Request::get("/").body(()).unwrap(), false),
             route: metrics.route(
                 Direction::Outbound,
                 "web:80",

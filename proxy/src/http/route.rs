@@ -6,6 +6,7 @@ use crate::{
     discovery::{Dispatch, Resolver, Route as DstRoute},
     http::Clients,
     metrics::{Direction, Metrics, RouteStats, Tls},
+    policy::RouteLabels,
 };
 use http::{Request, header::HOST};
 use std::{
@@ -15,10 +16,10 @@ use std::{
     task::{Context, Poll},
 };
 
-/// The value for the last authority seen on a connection. Requests on one
-/// connection almost always share an authority, so this skips the shared,
-/// locked maps behind it.
-struct LastAuthority<T>(RefCell<Option<(Box<str>, T)>>);
+/// The value for the last authority (and, inbound, policy route) seen on a
+/// connection. Requests on one connection almost always share them, so this
+/// skips the shared, locked maps behind it.
+struct LastAuthority<T>(RefCell<Option<(Box<str>, Option<Arc<RouteLabels>>, T)>>);
 
 impl<T> Default for LastAuthority<T> {
     fn default() -> Self {
@@ -27,15 +28,25 @@ impl<T> Default for LastAuthority<T> {
 }
 
 impl<T: Clone> LastAuthority<T> {
-    fn get(&self, authority: &str, make: impl FnOnce() -> T) -> T {
+    fn get(
+        &self,
+        authority: &str,
+        policy: Option<&Arc<RouteLabels>>,
+        make: impl FnOnce() -> T,
+    ) -> T {
         let mut cache = self.0.borrow_mut();
-        if let Some((a, value)) = cache.as_ref()
+        if let Some((a, p, value)) = cache.as_ref()
             && **a == *authority
+            && match (p, policy) {
+                (Some(p), Some(q)) => Arc::ptr_eq(p, q),
+                (None, None) => true,
+                _ => false,
+            }
         {
             return value.clone();
         }
         let value = make();
-        *cache = Some((authority.into(), value.clone()));
+        *cache = Some((authority.into(), policy.cloned(), value.clone()));
         value
     }
 }
@@ -94,13 +105,14 @@ where
     }
 
     fn call(&mut self, req: Req<B>) -> S::Future {
-        let route = self.last.get(authority_of(&req.http), || {
-            self.metrics.route(
+        let policy = req.verdict.as_ref().and_then(|v| v.route.as_ref());
+        let route = self.last.get(authority_of(&req.http), policy, || {
+            self.metrics.policy_route(
                 self.direction,
                 authority_of(&req.http),
                 self.target,
                 &self.tls,
-                None,
+                policy,
             )
         });
         self.inner.call(Routed {
@@ -190,10 +202,10 @@ mod tests {
     const IDLE: Duration = Duration::from_secs(60);
 
     fn req(authority: &str, upgrade: bool) -> Req<()> {
-        Req {
-            http: Request::get("/").header(HOST, authority).body(()).unwrap(),
+        Req::new(
+            Request::get("/").header(HOST, authority).body(()).unwrap(),
             upgrade,
-        }
+        )
     }
 
     #[tokio::test]

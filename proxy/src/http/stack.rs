@@ -8,7 +8,7 @@
 //! composed in `inbound.rs` and `outbound.rs`.
 
 use super::Version;
-use crate::{discovery::Dispatch, metrics::RouteStats, metrics::Tls};
+use crate::{discovery::Dispatch, metrics::RouteStats, metrics::Tls, policy::Verdict};
 use http::Request;
 use hyper::body::Incoming;
 use std::{
@@ -39,6 +39,18 @@ pub(crate) struct Req<B = Incoming> {
     /// stream once the server agrees, so it keeps to the connection's own
     /// target and its upstream connection is never reused.
     pub(crate) upgrade: bool,
+    /// Inbound, once policy has looked at it.
+    pub(crate) verdict: Option<Verdict>,
+}
+
+impl<B> Req<B> {
+    pub(crate) fn new(http: Request<B>, upgrade: bool) -> Self {
+        Self {
+            http,
+            upgrade,
+            verdict: None,
+        }
+    }
 }
 
 /// A request and where it is counted: its authority's series and, for a

@@ -46,7 +46,7 @@ where
         let downstream = upgrade.then(|| hyper::upgrade::on(&mut http));
         headers::strip_hop_by_hop(http.headers_mut(), upgrade);
         UpgradeFuture {
-            inner: self.inner.call(Req { http, upgrade }),
+            inner: self.inner.call(Req::new(http, upgrade)),
             downstream,
             is_connect,
         }

@@ -15,7 +15,10 @@ mod process;
 
 pub(crate) use self::histogram::Histogram;
 use self::histogram::{DURATION_MS, LATENCY_MS};
-use crate::cache::IdleCache;
+use crate::{
+    cache::IdleCache,
+    policy::{AuthzMetrics, RouteLabels},
+};
 use prometheus_client::{
     collector::Collector,
     encoding::{
@@ -178,12 +181,16 @@ impl EncodeLabelSet for DstLabels {
 }
 
 /// Writes one `key="value"` label of a set.
-fn label(set: &mut LabelSetEncoder, key: &str, value: impl EncodeLabelValue) -> fmt::Result {
+pub(crate) fn label(
+    set: &mut LabelSetEncoder,
+    key: &str,
+    value: impl EncodeLabelValue,
+) -> fmt::Result {
     (key, value).encode(set.encode_label())
 }
 
 /// A series' labels followed by its metric's own, borrowed from both.
-struct Joined<'a, A, B>(&'a A, &'a B);
+pub(crate) struct Joined<'a, A, B>(pub(crate) &'a A, pub(crate) &'a B);
 
 impl<A: EncodeLabelSet, B: EncodeLabelSet> EncodeLabelSet for Joined<'_, A, B> {
     fn encode(&self, set: &mut LabelSetEncoder) -> fmt::Result {
@@ -194,7 +201,7 @@ impl<A: EncodeLabelSet, B: EncodeLabelSet> EncodeLabelSet for Joined<'_, A, B> {
 
 /// A label value written through its `Display` (an address, a status
 /// code), with no string made for it.
-struct Shown<T>(T);
+pub(crate) struct Shown<T>(pub(crate) T);
 
 impl<T: fmt::Display> EncodeLabelValue for Shown<T> {
     fn encode(&self, value: &mut LabelValueEncoder) -> fmt::Result {
@@ -278,6 +285,7 @@ pub(crate) struct Metrics {
     http: HttpMetrics,
     tcp: TcpMetrics,
     detect: DetectMetrics,
+    authz: AuthzMetrics,
 }
 
 impl Metrics {
@@ -291,12 +299,13 @@ impl Metrics {
                 conns: IdleCache::new(retain_idle),
             },
             detect: DetectMetrics::default(),
+            authz: AuthzMetrics::new(retain_idle),
         })
     }
 
     /// Drops the series idle for the retention; returns how many went.
     pub(crate) fn sweep(&self, now: Instant) -> usize {
-        self.http.routes.sweep(now) + self.tcp.conns.sweep(now)
+        self.http.routes.sweep(now) + self.tcp.conns.sweep(now) + self.authz.sweep(now)
     }
 
     /// How many HTTP and TCP series exist.
@@ -321,7 +330,32 @@ impl Metrics {
             target,
             tls: tls.clone(),
             dst: dst.cloned(),
+            policy: None,
         })
+    }
+
+    /// As `route`, for a request inbound policy put on a server's route:
+    /// its series carries the `srv_*` and `route_*` labels.
+    pub(crate) fn policy_route(
+        &self,
+        direction: Direction,
+        authority: &str,
+        target: SocketAddr,
+        tls: &Tls,
+        policy: Option<&Arc<RouteLabels>>,
+    ) -> Arc<RouteStats> {
+        self.http.route(RouteKey {
+            direction,
+            authority: authority.into(),
+            target,
+            tls: tls.clone(),
+            dst: None,
+            policy: policy.cloned(),
+        })
+    }
+
+    pub(crate) fn authz(&self) -> &AuthzMetrics {
+        &self.authz
     }
 
     pub(crate) fn tcp(
@@ -358,6 +392,7 @@ impl Collector for Metrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         self.http.encode(&mut encoder)?;
         self.tcp.encode(&mut encoder)?;
+        self.authz.encode(&mut encoder)?;
         self.detect.encode(&mut encoder)
     }
 }
@@ -371,6 +406,7 @@ struct RouteKey {
     target: SocketAddr,
     tls: Tls,
     dst: Option<Arc<DstLabels>>,
+    policy: Option<Arc<RouteLabels>>,
 }
 
 #[derive(Debug)]
@@ -493,6 +529,9 @@ impl EncodeLabelSet for RouteKey {
         label(set, "authority", &*self.authority)?;
         label(set, "target_addr", Shown(self.target))?;
         self.tls.encode(set)?;
+        if let Some(p) = &self.policy {
+            p.encode(set)?;
+        }
         self.dst.as_deref().map_or(Ok(()), |d| d.encode(set))
     }
 }

@@ -1,0 +1,185 @@
+//! Follows the policy controller's answer for each inbound port
+//! (`InboundServerPolicies.WatchPort`), one stream per port in use.
+//!
+//! Until the controller first answers for a port, its server is the default
+//! policy from the environment; a connection to a port not heard of yet
+//! waits briefly for that first answer, so that a port a `Server` protects
+//! is not open to everyone for the moment after the proxy starts. A port no
+//! connection has used for the discovery idle timeout stops being watched.
+
+use super::Server;
+use crate::{cache::IdleCache, config::PolicyConfig, control::ControlTls};
+use linkerd_proxy_api::inbound::{
+    PortSpec, inbound_server_policies_client::InboundServerPoliciesClient,
+};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+/// How long a connection to a port waits for the controller's first answer
+/// before the default policy serves it.
+const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(1);
+
+/// Every inbound port's server.
+pub(crate) struct Policies {
+    default: Arc<Server>,
+    controller: Option<(InboundServerPoliciesClient<Channel>, Arc<str>)>,
+    ports: IdleCache<u16, PortWatch>,
+    /// Keeps the default's channel open when there is no controller.
+    fixed: watch::Sender<Arc<Server>>,
+}
+
+struct PortWatch {
+    rx: watch::Receiver<Arc<Server>>,
+    started: Instant,
+    answered: Arc<AtomicBool>,
+}
+
+/// A port's server now, and its changes: what a connection holds while it
+/// is open.
+pub(crate) type PortPolicy = watch::Receiver<Arc<Server>>;
+
+impl Policies {
+    pub(crate) fn new(
+        default: Arc<Server>,
+        controller: Option<(&PolicyConfig, Option<ControlTls>)>,
+        idle_timeout: Duration,
+    ) -> Result<Self, tonic::transport::Error> {
+        let controller = match controller {
+            Some((cfg, tls)) => {
+                let channel = crate::control::channel(&cfg.addr, tls)?;
+                Some((
+                    InboundServerPoliciesClient::new(channel),
+                    cfg.workload.as_str().into(),
+                ))
+            }
+            None => None,
+        };
+        Ok(Self {
+            fixed: watch::Sender::new(default.clone()),
+            default,
+            controller,
+            ports: IdleCache::new(idle_timeout),
+        })
+    }
+
+    /// The server on `port`: the controller's answer, or the default if it
+    /// has not answered within a moment of the port's first use.
+    pub(crate) async fn port(&self, port: u16) -> PortPolicy {
+        let Some((client, workload)) = &self.controller else {
+            return self.fixed.subscribe();
+        };
+        let watch = self.ports.get_or_insert_with(&port, |&port| {
+            let (tx, rx) = watch::channel(self.default.clone());
+            let answered = Arc::new(AtomicBool::new(false));
+            tokio::spawn(follow(
+                client.clone(),
+                PortSpec {
+                    workload: workload.to_string(),
+                    port: port.into(),
+                },
+                tx,
+                answered.clone(),
+            ));
+            let started = Instant::now();
+            (
+                port,
+                PortWatch {
+                    rx,
+                    started,
+                    answered,
+                },
+            )
+        });
+        let mut rx = watch.rx.clone();
+        if !watch.answered.load(Ordering::Acquire) {
+            let deadline = tokio::time::Instant::from_std(watch.started + FIRST_ANSWER_WAIT);
+            let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
+        }
+        // A change from here on is one the connection has not seen.
+        rx.borrow_and_update();
+        rx
+    }
+
+    /// Starts watching ports before their first connection (those the
+    /// workload declares), so those never wait.
+    pub(crate) fn prefetch(self: &Arc<Self>, ports: impl IntoIterator<Item = u16>) {
+        for port in ports {
+            let this = self.clone();
+            tokio::spawn(async move {
+                // Held for a first idle period like any other port's.
+                let _rx = this.port(port).await;
+            });
+        }
+    }
+
+    /// Stops watching the ports nothing has used for the idle timeout.
+    pub(crate) fn sweep(&self, now: Instant) -> usize {
+        self.ports.sweep(now)
+    }
+}
+
+/// Follows the controller's answers for one port while anything holds it,
+/// keeping the last good one through outages and reconnecting with backoff.
+async fn follow(
+    base: InboundServerPoliciesClient<Channel>,
+    spec: PortSpec,
+    tx: watch::Sender<Arc<Server>>,
+    answered: Arc<AtomicBool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut client = base.clone();
+        let rsp = tokio::select! {
+            rsp = client.watch_port(spec.clone()) => rsp,
+            _ = tx.closed() => return,
+        };
+        match rsp {
+            Ok(rsp) => {
+                let mut stream = rsp.into_inner();
+                loop {
+                    let msg = tokio::select! {
+                        msg = stream.message() => msg,
+                        _ = tx.closed() => return,
+                    };
+                    match msg {
+                        Ok(Some(msg)) => match Server::try_from(&msg) {
+                            Ok(server) => {
+                                backoff = Duration::from_millis(100);
+                                tracing::debug!(port = spec.port, server = %server.meta, "inbound policy");
+                                tx.send_replace(Arc::new(server));
+                                answered.store(true, Ordering::Release);
+                            }
+                            Err(e) => {
+                                tracing::warn!(port = spec.port, error = %e, "ignoring an inbound policy the proxy cannot enforce");
+                            }
+                        },
+                        Ok(None) => break,
+                        Err(status) => {
+                            tracing::info!(port = spec.port, error = %status.message(), "policy stream failed");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(status) => {
+                tracing::info!(
+                    port = spec.port,
+                    error = %status.message(),
+                    "policy controller unavailable; keeping the last policy and retrying"
+                );
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = tx.closed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
