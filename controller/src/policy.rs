@@ -90,6 +90,7 @@ fn answer(
         authorization_policies: &topology.authorization_policies,
         mesh_tls_authentications: &topology.mesh_tls_authentications,
         network_authentications: &topology.network_authentications,
+        http_routes: &topology.http_routes,
     };
     let pod = linkerd_policy::Pod {
         namespace: ns,

@@ -125,6 +125,9 @@ async fn forward<I>(
 {
     let server = policy.borrow_and_update().clone();
     let version = match (server.protocol, detected) {
+        // HTTP/1 may come from a client proxy as HTTP/2 (`l5d-orig-proto`),
+        // so detection still tells which.
+        (Speaks::Http1, Protocol::H2) => Some(Version::H2),
         (Speaks::Http1, _) => Some(Version::Http1),
         (Speaks::Http2 | Speaks::Grpc, _) => Some(Version::H2),
         (Speaks::Detect { .. }, Protocol::Http1) => Some(Version::Http1),

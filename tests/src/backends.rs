@@ -327,7 +327,9 @@ pub async fn http1_get(addr: SocketAddr, host: &str, path: &str) -> (u16, String
     http1(addr, "GET", host, path).await
 }
 
-async fn http1(addr: SocketAddr, method: &str, host: &str, path: &str) -> (u16, String) {
+/// One HTTP/1.1 request with `Host: host` on a new connection; returns status
+/// and body.
+pub async fn http1(addr: SocketAddr, method: &str, host: &str, path: &str) -> (u16, String) {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

@@ -370,14 +370,15 @@ async fn all_authenticated_policy_refuses_plaintext_and_anonymous_clients() {
         .spawn()
         .await;
     mesh::ready(&web).await;
-    // Plaintext: the connection is closed without an answer.
+    // Plaintext HTTP: refused with 403, as Linkerd's proxy refuses it.
+    let (status, _) = http1_get(web.inbound, WEB, "/headers").await;
+    assert_eq!(status, 403);
+    // Plaintext bytes that are not HTTP: the connection is closed without
+    // an answer.
     let mut plain = TcpStream::connect(web.inbound).await.unwrap();
-    plain
-        .write_all(b"GET / HTTP/1.1\r\nhost: web\r\n\r\n")
-        .await
-        .unwrap();
+    plain.write_all(b"\x16not http\r\n\r\n").await.unwrap();
     let mut buf = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut buf)).await;
+    let read = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut buf)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{buf:?}");
 
     // A meshed client is served.
@@ -385,6 +386,26 @@ async fn all_authenticated_policy_refuses_plaintext_and_anonymous_clients() {
     let client = client(&mesh, &dst).await;
     let (status, body) = http1_get(client.outbound, WEB, "/headers").await;
     assert_eq!(status, 200, "{body}");
+    let m = web.metrics().await;
+    let default = [("srv_kind", "default"), ("srv_name", "all-authenticated")];
+    assert_eq!(
+        m.sum("inbound_http_authz_deny_total", &default),
+        1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("inbound_tcp_authz_deny_total", &default),
+        1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("inbound_http_authz_allow_total", &default),
+        1.0,
+        "{}",
+        m.text
+    );
 }
 
 #[tokio::test]

@@ -2,12 +2,22 @@
 //! topology file holding Linkerd's policy resources, asked with Linkerd2's
 //! own `linkerd2-proxy-api` client, as a Linkerd proxy would ask it.
 
-use linkerd_tests::controller::Controller;
+use linkerd_tests::{
+    backends::{self, http1_get},
+    controller::Controller,
+    eventually,
+    mesh::{self, Mesh, identity},
+    proxy::Proxy,
+};
 use linkerd2_proxy_api::inbound::{
     PortSpec, Server, authn::Permit, authn::permit_mesh_tls::Clients,
     inbound_server_policies_client::InboundServerPoliciesClient, proxy_protocol::Kind,
 };
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
 use tonic::{Code, transport::Channel};
 
 const PODS: &str = r#"
@@ -157,4 +167,349 @@ async fn watch_port_streams_policy_edits() {
         .unwrap();
     assert_eq!(next.labels["name"], "web-http");
     assert!(next.authorizations.is_empty(), "{next:?}");
+}
+
+// === Enforcement: the proxy follows the policy service ===
+
+const NS: &str = "emojivoto";
+const WEB: &str = "web.emojivoto.svc.cluster.local:80";
+const WEB_POD: &str = r#"{"ns":"emojivoto","pod":"web-0"}"#;
+
+/// The policy world of `web-0`, whose application listens on `app_port`
+/// (its container port `http`), with `rest` (servers, policies) added.
+fn web_policy(app_port: u16, rest: &str) -> String {
+    format!(
+        "pods:\n- {{name: web-0, namespace: emojivoto, ip: 127.0.20.1, labels: {{app: web}}, ports: {{http: {app_port}}}, serviceAccount: web, meshed: true}}\n{rest}"
+    )
+}
+
+/// Destination's world: `web`'s one endpoint is its proxy.
+fn web_service(endpoint: SocketAddr) -> String {
+    format!(
+        "services:\n  - {{name: web, namespace: {NS}, clusterIP: 127.0.10.1, selector: {{app: web}}, ports: [{{port: 80, targetPort: app}}]}}\npods:\n  - {{name: web-0, namespace: {NS}, ip: {}, labels: {{app: web}}, ports: {{app: {}}}, owner: {{kind: Deployment, name: web}}, serviceAccount: web, meshed: true}}\n",
+        endpoint.ip(),
+        endpoint.port()
+    )
+}
+
+/// `web`'s proxy, enforcing what `policy` says for `web-0`.
+async fn web_proxy(mesh: &Mesh, policy: &Controller, app: SocketAddr, default: &str) -> Proxy {
+    let proxy = mesh
+        .proxy(NS, "web")
+        .inbound_target(app)
+        .env("LINKERD2_PROXY_POLICY_SVC_ADDR", policy.grpc)
+        .env("LINKERD2_PROXY_POLICY_WORKLOAD", WEB_POD)
+        .env("LINKERD2_PROXY_INBOUND_DEFAULT_POLICY", default)
+        .env("LINKERD2_PROXY_INBOUND_PORTS", app.port())
+        .spawn()
+        .await;
+    mesh::ready(&proxy).await;
+    proxy
+}
+
+/// A meshed client pod of ServiceAccount `sa`, finding `web` through `dst`.
+async fn client_proxy(mesh: &Mesh, sa: &str, dst: &Controller) -> Proxy {
+    let proxy = mesh
+        .proxy(NS, sa)
+        .outbound_target("127.0.10.1:80".parse().unwrap())
+        .env("LINKERD2_PROXY_DESTINATION_SVC_ADDR", dst.grpc)
+        .spawn()
+        .await;
+    mesh::ready(&proxy).await;
+    proxy
+}
+
+async fn app_listener() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+/// Only vote-bot's identity on web's Server: vote-bot is served, a meshed
+/// client with another identity gets 403 and is counted as denied, an
+/// unmeshed client is refused too; an edit that admits the other identity
+/// applies to its next request, with nothing restarted.
+#[tokio::test]
+async fn only_the_authorized_identity_reaches_the_application() {
+    let mesh = Mesh::start(&[(NS, "web"), (NS, "vote-bot"), (NS, "emoji")], &[]).await;
+    let (listener, port) = app_listener().await;
+    let app = backends::http_on(listener);
+    let policy = Controller::policy(&web_policy(port, &format!("{SERVER}{ONLY_VOTE_BOT}"))).await;
+    let web = web_proxy(&mesh, &policy, app, "all-unauthenticated").await;
+    let dst = Controller::destination(&web_service(web.inbound)).await;
+    let bot = client_proxy(&mesh, "vote-bot", &dst).await;
+    let emoji = client_proxy(&mesh, "emoji", &dst).await;
+
+    let (status, body) = http1_get(bot.outbound, WEB, "/headers").await;
+    assert_eq!(status, 200, "vote-bot: {body}");
+    let (status, body) = http1_get(emoji.outbound, WEB, "/headers").await;
+    assert_eq!(status, 403, "emoji: {body}");
+    let (status, _) = http1_get(web.inbound, WEB, "/headers").await;
+    assert_eq!(status, 403, "an unmeshed client");
+
+    let m = web.metrics().await;
+    let bot_id = identity(NS, "vote-bot");
+    let allowed = [
+        ("srv_kind", "server"),
+        ("srv_name", "web-http"),
+        ("route_kind", "default"),
+        ("route_name", "default"),
+        ("authz_kind", "authorizationpolicy"),
+        ("authz_name", "web-from-bot"),
+        ("client_id", bot_id.as_str()),
+    ];
+    assert_eq!(
+        m.sum("inbound_http_authz_allow_total", &allowed),
+        1.0,
+        "{}",
+        m.text
+    );
+    let emoji_id = identity(NS, "emoji");
+    let denied = [("srv_name", "web-http"), ("client_id", emoji_id.as_str())];
+    assert_eq!(
+        m.sum("inbound_http_authz_deny_total", &denied),
+        1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("inbound_http_authz_deny_total", &[("srv_name", "web-http")]),
+        2.0
+    );
+    // The inbound series says which server and route, and shows the 403s.
+    let labels = [
+        ("direction", "inbound"),
+        ("srv_name", "web-http"),
+        ("status_code", "403"),
+    ];
+    assert_eq!(m.sum("response_total", &labels), 2.0, "{}", m.text);
+
+    // Admit emoji as well: its next request passes, nothing restarted.
+    let both = ONLY_VOTE_BOT.replace(
+        "identityRefs: [{kind: ServiceAccount, name: vote-bot}]",
+        "identityRefs: [{kind: ServiceAccount, name: vote-bot}, {kind: ServiceAccount, name: emoji}]",
+    );
+    policy.set_topology(&web_policy(port, &format!("{SERVER}{both}")));
+    let served = eventually(Duration::from_secs(10), || async {
+        (http1_get(emoji.outbound, WEB, "/headers").await.0 == 200).then_some(())
+    })
+    .await;
+    assert!(served.is_some(), "the edit never reached web's proxy");
+}
+
+/// A TCP server admitting a network: a client inside it is served, and
+/// its open connection is closed when an edit takes the network away;
+/// a `deny` default with the controller unreachable refuses at once.
+#[tokio::test]
+async fn opaque_connections_are_authorized_and_revoked() {
+    let mesh = Mesh::start(&[(NS, "web")], &[]).await;
+    let (listener, port) = app_listener().await;
+    let app = backends::tcp_echo_on(listener);
+    let opaque = |cidr: &str| {
+        web_policy(
+            port,
+            &format!(
+                r#"
+servers:
+- metadata: {{name: web-tcp, namespace: emojivoto}}
+  spec: {{podSelector: {{matchLabels: {{app: web}}}}, port: http, proxyProtocol: opaque}}
+authorizationPolicies:
+- metadata: {{name: from-office, namespace: emojivoto}}
+  spec:
+    targetRef: {{group: policy.linkerd.io, kind: Server, name: web-tcp}}
+    requiredAuthenticationRefs: [{{group: policy.linkerd.io, kind: NetworkAuthentication, name: office}}]
+networkAuthentications:
+- metadata: {{name: office, namespace: emojivoto}}
+  spec: {{networks: [{{cidr: {cidr}}}]}}
+"#
+            ),
+        )
+    };
+    let policy = Controller::policy(&opaque("127.0.0.0/8")).await;
+    let web = web_proxy(&mesh, &policy, app, "deny").await;
+
+    let mut conn = TcpStream::connect(web.inbound).await.unwrap();
+    conn.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut buf))
+        .await
+        .expect("echo in time")
+        .unwrap();
+    assert_eq!(&buf, b"ping");
+
+    // The network no longer admits loopback: the open connection closes.
+    policy.set_topology(&opaque("198.18.0.0/15"));
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "{closed:?} {rest:?}"
+    );
+    let m = web.metrics().await;
+    let server = [("srv_name", "web-tcp")];
+    assert_eq!(
+        m.sum(
+            "inbound_tcp_authz_allow_total",
+            &[("srv_name", "web-tcp"), ("authz_name", "from-office")]
+        ),
+        1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("inbound_tcp_authz_terminate_total", &server),
+        1.0,
+        "{}",
+        m.text
+    );
+    // And a new one is refused.
+    assert!(echoes(web.inbound).await.is_none());
+    let m = web.metrics().await;
+    assert_eq!(
+        m.sum("inbound_tcp_authz_deny_total", &server),
+        1.0,
+        "{}",
+        m.text
+    );
+
+    // No controller at all: the default from the environment applies.
+    drop(policy);
+    let (listener, _) = app_listener().await;
+    let app = backends::tcp_echo_on(listener);
+    let unreachable = mesh
+        .proxy(NS, "web")
+        .inbound_target(app)
+        .env("LINKERD2_PROXY_POLICY_SVC_ADDR", "127.0.0.1:1")
+        .env("LINKERD2_PROXY_POLICY_WORKLOAD", WEB_POD)
+        .env("LINKERD2_PROXY_INBOUND_DEFAULT_POLICY", "deny")
+        .spawn()
+        .await;
+    mesh::ready(&unreachable).await;
+    assert!(echoes(unreachable.inbound).await.is_none());
+    let (status, _) = http1_get(unreachable.inbound, WEB, "/").await;
+    assert_eq!(status, 403, "HTTP on a deny default");
+    let m = unreachable.metrics().await;
+    let default = [("srv_kind", "default"), ("srv_name", "deny")];
+    assert_eq!(
+        m.sum("inbound_tcp_authz_deny_total", &default),
+        1.0,
+        "{}",
+        m.text
+    );
+}
+
+/// Whether a new connection to `addr` echoes a ping.
+async fn echoes(addr: SocketAddr) -> Option<()> {
+    let mut conn = TcpStream::connect(addr).await.ok()?;
+    conn.write_all(b"ping").await.ok()?;
+    let mut buf = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(3), conn.read_exact(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    (&buf == b"ping").then_some(())
+}
+
+/// Routes of web's Server with their own policies: `GET /api/list` for
+/// everyone, `POST /api/vote` for vote-bot only, nothing else at all.
+#[tokio::test]
+async fn route_scoped_policies_admit_per_route() {
+    let mesh = Mesh::start(&[(NS, "web"), (NS, "vote-bot"), (NS, "emoji")], &[]).await;
+    let (listener, port) = app_listener().await;
+    let app = backends::http_on(listener);
+    let routes = r#"
+httpRoutes:
+- apiVersion: policy.linkerd.io/v1beta3
+  kind: HTTPRoute
+  metadata: {name: web-list, namespace: emojivoto}
+  spec:
+    parentRefs: [{group: policy.linkerd.io, kind: Server, name: web-http}]
+    rules:
+    - matches: [{path: {type: Exact, value: /api/list}, method: GET}]
+- apiVersion: policy.linkerd.io/v1beta3
+  kind: HTTPRoute
+  metadata: {name: web-vote, namespace: emojivoto}
+  spec:
+    parentRefs: [{group: policy.linkerd.io, kind: Server, name: web-http}]
+    rules:
+    - matches: [{path: {type: PathPrefix, value: /api/vote}, method: POST}]
+authorizationPolicies:
+- apiVersion: policy.linkerd.io/v1alpha1
+  kind: AuthorizationPolicy
+  metadata: {name: list-from-anyone, namespace: emojivoto}
+  spec:
+    targetRef: {group: policy.linkerd.io, kind: HTTPRoute, name: web-list}
+    requiredAuthenticationRefs: []
+- apiVersion: policy.linkerd.io/v1alpha1
+  kind: AuthorizationPolicy
+  metadata: {name: vote-from-bot, namespace: emojivoto}
+  spec:
+    targetRef: {group: policy.linkerd.io, kind: HTTPRoute, name: web-vote}
+    requiredAuthenticationRefs:
+    - {group: policy.linkerd.io, kind: MeshTLSAuthentication, name: bot}
+meshTLSAuthentications:
+- apiVersion: policy.linkerd.io/v1alpha1
+  kind: MeshTLSAuthentication
+  metadata: {name: bot, namespace: emojivoto}
+  spec:
+    identityRefs: [{kind: ServiceAccount, name: vote-bot}]
+"#;
+    let policy = Controller::policy(&web_policy(port, &format!("{SERVER}{routes}"))).await;
+    let web = web_proxy(&mesh, &policy, app, "deny").await;
+    let dst = Controller::destination(&web_service(web.inbound)).await;
+    let bot = client_proxy(&mesh, "vote-bot", &dst).await;
+    let emoji = client_proxy(&mesh, "emoji", &dst).await;
+
+    use backends::http1;
+    assert_eq!(http1(emoji.outbound, "GET", WEB, "/api/list").await.0, 200);
+    assert_eq!(
+        http1(web.inbound, "GET", WEB, "/api/list").await.0,
+        200,
+        "unmeshed"
+    );
+    assert_eq!(
+        http1(emoji.outbound, "POST", WEB, "/api/vote/donut")
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        http1(bot.outbound, "POST", WEB, "/api/vote/donut").await.0,
+        200
+    );
+    // On no route: not found, whoever asks.
+    assert_eq!(http1(bot.outbound, "GET", WEB, "/api/vote").await.0, 404);
+
+    let m = web.metrics().await;
+    let route = |name| {
+        [
+            ("srv_name", "web-http"),
+            ("route_kind", "httproute"),
+            ("route_name", name),
+        ]
+    };
+    assert_eq!(
+        m.sum("inbound_http_authz_allow_total", &route("web-list")),
+        2.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("inbound_http_authz_allow_total", &route("web-vote")),
+        1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("inbound_http_authz_deny_total", &route("web-vote")),
+        1.0,
+        "{}",
+        m.text
+    );
+    let list = [
+        ("route_name", "web-list"),
+        ("direction", "inbound"),
+        ("status_code", "200"),
+    ];
+    assert_eq!(m.sum("response_total", &list), 2.0, "{}", m.text);
 }

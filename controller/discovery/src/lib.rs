@@ -274,6 +274,8 @@ pub struct Topology {
     pub mesh_tls_authentications: Vec<linkerd_policy::resources::MeshTlsAuthentication>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub network_authentications: Vec<linkerd_policy::resources::NetworkAuthentication>,
+    #[serde(default, deserialize_with = "null_as_empty", rename = "httpRoutes")]
+    pub http_routes: Vec<linkerd_policy::resources::HttpRoute>,
 }
 
 /// A token and the service account it proves.

@@ -5,8 +5,8 @@
 use crate::{
     DefaultPolicy, default_route, network,
     resources::{
-        AuthorizationPolicy, MeshTlsAuthentication, NetworkAuthentication, Port, ProxyProtocol,
-        Ref, Server,
+        AuthorizationPolicy, HttpRoute, MeshTlsAuthentication, NetworkAuthentication, Port,
+        ProxyProtocol, Ref, Server,
     },
 };
 use ipnet::IpNet;
@@ -24,6 +24,7 @@ pub struct Policies<'a> {
     pub authorization_policies: &'a [AuthorizationPolicy],
     pub mesh_tls_authentications: &'a [MeshTlsAuthentication],
     pub network_authentications: &'a [NetworkAuthentication],
+    pub http_routes: &'a [HttpRoute],
 }
 
 /// What inbound policy needs to know of a pod.
@@ -67,26 +68,48 @@ impl Policies<'_> {
 
     fn server(&self, server: &Server, cluster: &Cluster) -> inbound::Server {
         let ns = server.metadata.namespace.as_str();
-        let authorizations: Vec<inbound::Authz> = self
-            .authorization_policies
+        let authorizations = self.authorizations(ns, cluster, |t| {
+            (t.is_kind("Server") && t.name == server.metadata.name)
+                || (t.is_kind("Namespace") && t.name == ns)
+        });
+        // The server's HTTPRoutes, each with the policies targeting it (by
+        // name, so the answer does not depend on the order seen); without
+        // any, one route for everything with the server's authorizations.
+        let mut routes: Vec<&HttpRoute> = self
+            .http_routes
             .iter()
-            .filter(|p| p.metadata.namespace == ns)
-            .filter(|p| {
-                let t = &p.spec.target_ref;
-                (t.is_kind("Server") && t.name == server.metadata.name)
-                    || (t.is_kind("Namespace") && t.name == ns)
+            .filter(|r| {
+                let route_ns = r.metadata.namespace.as_str();
+                r.spec
+                    .parent_refs
+                    .iter()
+                    .any(|p| p.is_server(&server.metadata.name, ns, route_ns))
             })
-            .filter_map(|p| self.authz(p, cluster))
             .collect();
+        routes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let http_routes: Vec<inbound::HttpRoute> = if routes.is_empty() {
+            vec![default_route(&authorizations)]
+        } else {
+            routes
+                .into_iter()
+                .map(|r| {
+                    let route_ns = r.metadata.namespace.as_str();
+                    let authz = self.authorizations(route_ns, cluster, |t| {
+                        t.is_kind("HTTPRoute") && t.name == r.metadata.name
+                    });
+                    crate::route::inbound(r, authz)
+                })
+                .collect()
+        };
         use inbound::proxy_protocol::{self as pp, Kind};
         let kind = match server.spec.proxy_protocol {
-            ProxyProtocol::Unknown => crate::detect(vec![default_route(&authorizations)]),
+            ProxyProtocol::Unknown => crate::detect(http_routes),
             ProxyProtocol::Http1 => Kind::Http1(pp::Http1 {
-                routes: vec![default_route(&authorizations)],
+                routes: http_routes,
                 local_rate_limit: None,
             }),
             ProxyProtocol::Http2 => Kind::Http2(pp::Http2 {
-                routes: vec![default_route(&authorizations)],
+                routes: http_routes,
                 local_rate_limit: None,
             }),
             ProxyProtocol::Grpc => Kind::Grpc(pp::Grpc {
@@ -109,6 +132,21 @@ impl Policies<'_> {
             authorizations,
             labels: labels("server", &server.metadata.name),
         }
+    }
+
+    /// The authorizations of the policies in `ns` whose target `targets`
+    /// picks.
+    fn authorizations(
+        &self,
+        ns: &str,
+        cluster: &Cluster,
+        targets: impl Fn(&Ref) -> bool,
+    ) -> Vec<inbound::Authz> {
+        self.authorization_policies
+            .iter()
+            .filter(|p| p.metadata.namespace == ns && targets(&p.spec.target_ref))
+            .filter_map(|p| self.authz(p, cluster))
+            .collect()
     }
 
     /// One policy's authorization; none when an authentication it requires
@@ -286,6 +324,8 @@ networkAuthentications:
         #[serde(rename = "meshTLSAuthentications")]
         mesh_tls_authentications: Vec<MeshTlsAuthentication>,
         network_authentications: Vec<NetworkAuthentication>,
+        #[serde(default)]
+        http_routes: Vec<HttpRoute>,
     }
 
     fn world() -> World {
@@ -298,6 +338,7 @@ networkAuthentications:
             authorization_policies: &w.authorization_policies,
             mesh_tls_authentications: &w.mesh_tls_authentications,
             network_authentications: &w.network_authentications,
+            http_routes: &w.http_routes,
         }
     }
 
@@ -391,5 +432,100 @@ networkAuthentications:
         let srv = policies(&world()).inbound_server(&pod(&voting, &none), 8080, &cluster());
         assert_eq!(srv.labels["name"], "voting-grpc");
         assert!(srv.authorizations.is_empty(), "no policy targets it: deny");
+    }
+
+    #[test]
+    fn a_servers_http_routes_replace_its_default_route_with_their_own_policies() {
+        let routes = r#"
+httpRoutes:
+- apiVersion: policy.linkerd.io/v1beta3
+  kind: HTTPRoute
+  metadata: {name: web-vote, namespace: emojivoto}
+  spec:
+    parentRefs: [{group: policy.linkerd.io, kind: Server, name: web-http}]
+    hostnames: ["*.emojivoto.svc.cluster.local"]
+    rules:
+    - matches:
+      - path: {type: Exact, value: /api/vote}
+        method: POST
+        headers: [{name: x-team, value: a}]
+- metadata: {name: web-list, namespace: emojivoto}
+  spec:
+    parentRefs: [{kind: Server, name: web-http}]
+    rules:
+    - matches: [{path: {value: /api/list}}]
+- metadata: {name: other-parent, namespace: emojivoto}
+  spec:
+    parentRefs: [{kind: Service, name: web-http}]
+authorizationPolicies:
+- metadata: {name: vote-from-bot, namespace: emojivoto}
+  spec:
+    targetRef: {group: policy.linkerd.io, kind: HTTPRoute, name: web-vote}
+    requiredAuthenticationRefs:
+    - {group: policy.linkerd.io, kind: MeshTLSAuthentication, name: bot}
+"#;
+        let mut w = world();
+        let extra: World = serde_saphyr::from_str(&format!(
+            "servers: []\nmeshTLSAuthentications: []\nnetworkAuthentications: []\n{routes}"
+        ))
+        .unwrap();
+        w.http_routes = extra.http_routes;
+        w.authorization_policies
+            .extend(extra.authorization_policies);
+        let labels = map(&[("app", "web")]);
+        let ports = [("http".to_string(), 8080)].into();
+        let srv = policies(&w).inbound_server(&pod(&labels, &ports), 8080, &cluster());
+        let Some(inbound::proxy_protocol::Kind::Http1(http)) = srv.protocol.unwrap().kind else {
+            panic!("HTTP/1");
+        };
+        let names: Vec<_> = http
+            .routes
+            .iter()
+            .map(
+                |r| match r.metadata.as_ref().unwrap().kind.as_ref().unwrap() {
+                    meta::metadata::Kind::Resource(r) => r.name.clone(),
+                    other => panic!("{other:?}"),
+                },
+            )
+            .collect();
+        assert_eq!(
+            names,
+            ["web-list", "web-vote"],
+            "by name; a Service parent is not ours"
+        );
+        let (list, vote) = (&http.routes[0], &http.routes[1]);
+        assert!(list.authorizations.is_empty(), "no policy targets it");
+        let authz: Vec<_> = vote
+            .authorizations
+            .iter()
+            .map(|a| &a.labels["name"])
+            .collect();
+        assert_eq!(authz, ["vote-from-bot"]);
+        let m = &vote.rules[0].matches[0];
+        assert_eq!(
+            m.path.as_ref().unwrap().kind,
+            Some(linkerd_proxy_api::http_route::path_match::Kind::Exact(
+                "/api/vote".into()
+            ))
+        );
+        assert!(m.method.is_some());
+        assert_eq!(m.headers[0].name, "x-team");
+        assert_eq!(
+            vote.hosts[0].r#match,
+            Some(linkerd_proxy_api::http_route::host_match::Match::Suffix(
+                linkerd_proxy_api::http_route::host_match::Suffix {
+                    reverse_labels: ["local", "cluster", "svc", "emojivoto"]
+                        .map(String::from)
+                        .to_vec()
+                }
+            ))
+        );
+        // A path without a type is a prefix, as the Gateway API defaults it.
+        assert_eq!(
+            list.rules[0].matches[0].path.as_ref().unwrap().kind,
+            Some(linkerd_proxy_api::http_route::path_match::Kind::Prefix(
+                "/api/list".into()
+            ))
+        );
     }
 }

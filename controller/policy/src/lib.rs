@@ -11,6 +11,8 @@ mod default;
 mod inbound;
 #[cfg(feature = "resources")]
 pub mod resources;
+#[cfg(feature = "resources")]
+mod route;
 
 pub use default::{DEFAULT_INBOUND_POLICY, DefaultPolicy, UnknownDefaultPolicy};
 #[cfg(feature = "resources")]

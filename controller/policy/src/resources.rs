@@ -166,3 +166,101 @@ pub struct Network {
     #[serde(default)]
     pub except: Vec<IpNet>,
 }
+
+/// Routes of a `Server` (its parent), as `policy.linkerd.io/v1beta3`
+/// `HTTPRoute` (the Gateway API's schema): once a server has one, a request
+/// must be on one of them, and only policies targeting its route admit it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct HttpRoute {
+    pub metadata: Meta,
+    pub spec: HttpRouteSpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteSpec {
+    #[serde(default)]
+    pub parent_refs: Vec<ParentRef>,
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<HttpRouteRule>,
+}
+
+/// The Gateway API's parent reference; the kind defaults to `Gateway`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ParentRef {
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+impl ParentRef {
+    pub fn is_server(&self, name: &str, namespace: &str, route_ns: &str) -> bool {
+        self.kind
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case("Server"))
+            && self.name == name
+            && self.namespace.as_deref().unwrap_or(route_ns) == namespace
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct HttpRouteRule {
+    /// None: every request (a `/` prefix).
+    #[serde(default)]
+    pub matches: Vec<HttpRouteMatch>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteMatch {
+    #[serde(default)]
+    pub path: Option<PathMatch>,
+    #[serde(default)]
+    pub headers: Vec<ValueMatch>,
+    #[serde(default)]
+    pub query_params: Vec<ValueMatch>,
+    #[serde(default)]
+    pub method: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct PathMatch {
+    #[serde(default, rename = "type")]
+    pub kind: PathMatchKind,
+    #[serde(default = "root")]
+    pub value: String,
+}
+
+fn root() -> String {
+    "/".into()
+}
+
+#[derive(Copy, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum PathMatchKind {
+    Exact,
+    #[default]
+    PathPrefix,
+    RegularExpression,
+}
+
+/// A header or query parameter match.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ValueMatch {
+    #[serde(default, rename = "type")]
+    pub kind: ValueMatchKind,
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Copy, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum ValueMatchKind {
+    #[default]
+    Exact,
+    RegularExpression,
+}

@@ -19,7 +19,13 @@ use std::{
 /// The value for the last authority (and, inbound, policy route) seen on a
 /// connection. Requests on one connection almost always share them, so this
 /// skips the shared, locked maps behind it.
-struct LastAuthority<T>(RefCell<Option<(Box<str>, Option<Arc<RouteLabels>>, T)>>);
+struct LastAuthority<T>(RefCell<Option<Last<T>>>);
+
+struct Last<T> {
+    authority: Box<str>,
+    policy: Option<Arc<RouteLabels>>,
+    value: T,
+}
 
 impl<T> Default for LastAuthority<T> {
     fn default() -> Self {
@@ -35,18 +41,18 @@ impl<T: Clone> LastAuthority<T> {
         make: impl FnOnce() -> T,
     ) -> T {
         let mut cache = self.0.borrow_mut();
-        if let Some((a, p, value)) = cache.as_ref()
-            && **a == *authority
-            && match (p, policy) {
-                (Some(p), Some(q)) => Arc::ptr_eq(p, q),
-                (None, None) => true,
-                _ => false,
-            }
+        if let Some(last) = cache.as_ref()
+            && *last.authority == *authority
+            && crate::policy::same(last.policy.as_ref(), policy)
         {
-            return value.clone();
+            return last.value.clone();
         }
         let value = make();
-        *cache = Some((authority.into(), policy.cloned(), value.clone()));
+        *cache = Some(Last {
+            authority: authority.into(),
+            policy: policy.cloned(),
+            value: value.clone(),
+        });
         value
     }
 }

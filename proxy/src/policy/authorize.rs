@@ -107,11 +107,7 @@ where
                 match &self.last {
                     Some(last)
                         if Arc::ptr_eq(&last.route, &route.labels)
-                            && match (&last.authz, authz_meta) {
-                                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                                (None, None) => true,
-                                _ => false,
-                            } =>
+                            && super::same(last.authz.as_ref(), authz_meta) =>
                     {
                         last.counter.inc()
                     }

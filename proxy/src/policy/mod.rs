@@ -38,6 +38,17 @@ pub(crate) enum InvalidPolicy {
     Match(String),
 }
 
+/// Whether two optional shared values are the same one: how a connection
+/// tells its last route or authorization from a new one without comparing
+/// their contents.
+pub(crate) fn same<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 /// What a server, route or authorization is, for metrics and logs: the
 /// resource it came from, or the name of a default.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
