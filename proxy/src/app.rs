@@ -86,7 +86,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
         None => None,
     };
     let policies = {
-        let default = Server::from_default(config.inbound_policy, &config.cluster_networks);
+        let default = Server::from_default(
+            config.inbound_policy,
+            &config.cluster_networks,
+            config.inbound.detect_timeout,
+        );
         let controller = match &config.policy {
             Some(cfg) => {
                 let tls = match (&cfg.svc_name, &identity) {

@@ -259,13 +259,19 @@ impl Server {
         route::find(&self.routes, req)
     }
 
-    /// What a port speaks and admits before the controller says otherwise.
+    /// What a port speaks and admits before the controller says otherwise:
+    /// detected within the proxy's own detection timeout.
     pub(crate) fn from_default(
         policy: linkerd_policy::DefaultPolicy,
         cluster_networks: &[IpNet],
+        detect_timeout: Duration,
     ) -> Arc<Self> {
         let server = policy.server(cluster_networks);
-        Arc::new(Self::try_from(&server).expect("the default policies compile"))
+        let mut server = Self::try_from(&server).expect("the default policies compile");
+        server.protocol = Protocol::Detect {
+            timeout: detect_timeout,
+        };
+        Arc::new(server)
     }
 }
 
@@ -386,7 +392,11 @@ mod tests {
 
     fn client(ip: &str, tls: &Tls) -> bool {
         let ip = ip.parse().unwrap();
-        let server = Server::from_default(DefaultPolicy::ClusterAuthenticated, &nets());
+        let server = Server::from_default(
+            DefaultPolicy::ClusterAuthenticated,
+            &nets(),
+            Duration::from_secs(1),
+        );
         server.authorize_tcp(&Client { ip, tls }).is_some()
     }
 
@@ -410,7 +420,7 @@ mod tests {
         assert!(!client("192.168.0.1", &meshed), "outside the cluster");
 
         for p in DefaultPolicy::ALL {
-            let server = Server::from_default(p, &nets());
+            let server = Server::from_default(p, &nets(), Duration::from_secs(1));
             assert_eq!(server.meta.kind(), "default");
             assert_eq!(server.meta.name(), p.as_str());
             assert!(matches!(server.protocol, Protocol::Detect { .. }));
