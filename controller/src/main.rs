@@ -538,27 +538,29 @@ fn issuer_certs(args: IssuerCertsArgs) -> anyhow::Result<()> {
 }
 
 async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
-    let Some(path) = args.source.local.as_deref() else {
-        anyhow::bail!(
-            "the policy service reads policy from a topology file only for now: give --local FILE"
-        );
-    };
-    let local = linkerd_discovery::local::LocalDiscovery::load(
-        path.to_path_buf(),
-        args.source.poll_interval,
-    )?;
     let mut registry = prometheus_client::registry::Registry::default();
-    local.register(&mut registry);
+    let topology = match args.source.local.as_deref() {
+        Some(path) => {
+            let local = linkerd_discovery::local::LocalDiscovery::load(
+                path.to_path_buf(),
+                args.source.poll_interval,
+            )?;
+            local.register(&mut registry);
+            local.topology()
+        }
+        None => {
+            let client = kube_client(args.source.kubeconfig.as_deref()).await?;
+            tracing::info!("waiting for the Kubernetes API's first lists");
+            linkerd_controller::policy::kubernetes::start(client).await
+        }
+    };
     let cluster = linkerd_policy::Cluster {
         networks: args.cluster_networks,
         naming: args.naming.naming(),
     };
-    let service = linkerd_controller::policy::InboundPolicies::new(
-        local.topology(),
-        cluster,
-        args.default_policy,
-    )
-    .into_server();
+    let service =
+        linkerd_controller::policy::InboundPolicies::new(topology, cluster, args.default_policy)
+            .into_server();
     let routes = tonic::service::Routes::new(service);
     serve_grpc(
         "policy",

@@ -47,9 +47,9 @@ impl KubeDiscovery {
     pub async fn start(client: Client) -> Self {
         let (tx, changes) = watch::channel(0);
         let tx = Arc::new(tx);
-        let services = reflect(Api::<Service>::all(client.clone()), tx.clone());
-        let slices = reflect(Api::<EndpointSlice>::all(client.clone()), tx.clone());
-        let pods = reflect(Api::<Pod>::all(client), tx);
+        let services = reflect(Api::<Service>::all(client.clone()), (), tx.clone());
+        let slices = reflect(Api::<EndpointSlice>::all(client.clone()), (), tx.clone());
+        let pods = reflect(Api::<Pod>::all(client), (), tx);
         for (what, ready) in [
             ("Services", services.wait_until_ready().await),
             ("EndpointSlices", slices.wait_until_ready().await),
@@ -73,18 +73,26 @@ impl KubeDiscovery {
     }
 }
 
-/// Runs a reflector for `api`, bumping `changes` on every event.
-fn reflect<K>(api: Api<K>, changes: Arc<watch::Sender<u64>>) -> Store<K>
+/// Runs a reflector for `api` (of `dyntype`: `()` for a built-in kind),
+/// bumping `changes` on every event; its cache is the returned store.
+pub fn reflect<K>(
+    api: Api<K>,
+    dyntype: K::DynamicType,
+    changes: Arc<watch::Sender<u64>>,
+) -> Store<K>
 where
-    K: kube::Resource<DynamicType = ()>
+    K: kube::Resource
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
         + Send
         + Sync
         + 'static,
+    K::DynamicType: Clone + Eq + std::hash::Hash + Send + Sync,
 {
-    let (reader, writer) = reflector::store();
+    let kind = K::kind(&dyntype).to_string();
+    let writer = reflector::store::Writer::new(dyntype);
+    let reader = writer.as_reader();
     let events = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer);
@@ -96,7 +104,7 @@ where
                     changes.send_modify(|n| *n += 1);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, kind = %K::kind(&()), "Kubernetes watch failed; retrying")
+                    tracing::warn!(error = %e, %kind, "Kubernetes watch failed; retrying")
                 }
             }
         }

@@ -256,6 +256,9 @@ pub struct Topology {
     pub services: Vec<Service>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub pods: Vec<Pod>,
+    /// Namespaces whose annotations matter (a default inbound policy).
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub namespaces: Vec<Namespace>,
     /// Service account tokens the local identity backend accepts, standing
     /// in for Kubernetes' TokenReview.
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -276,6 +279,15 @@ pub struct Topology {
     pub network_authentications: Vec<linkerd_policy::resources::NetworkAuthentication>,
     #[serde(default, deserialize_with = "null_as_empty", rename = "httpRoutes")]
     pub http_routes: Vec<linkerd_policy::resources::HttpRoute>,
+}
+
+/// A namespace and its annotations.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Namespace {
+    pub name: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// A token and the service account it proves.

@@ -1,7 +1,9 @@
 //! `linkerd-controller policy`: Linkerd's inbound policy API
-//! (`io.linkerd.proxy.inbound.InboundServerPolicies`), answered from the
-//! policy resources of the local topology file, as Linkerd's policy
-//! controller answers from the cluster's.
+//! (`io.linkerd.proxy.inbound.InboundServerPolicies`), answered from
+//! Linkerd's policy resources: the cluster's (`kubernetes`), or those of the
+//! local topology file.
+
+pub mod kubernetes;
 
 use linkerd_discovery::{Pod, Topology};
 use linkerd_policy::{Cluster, DEFAULT_INBOUND_POLICY, DefaultPolicy, Policies};
@@ -79,9 +81,22 @@ fn answer(
         .iter()
         .find(|p| p.namespace == ns && p.name == name)
         .ok_or_else(|| Status::not_found(format!("no pod {ns}/{name}")))?;
-    let default_policy = match pod.annotations.get(DEFAULT_INBOUND_POLICY) {
-        Some(v) => v.parse().map_err(|e| {
-            Status::invalid_argument(format!("pod {ns}/{name}: {DEFAULT_INBOUND_POLICY}: {e}"))
+    // The pod's annotation, else its namespace's, else the cluster's.
+    let annotated = pod
+        .annotations
+        .get(DEFAULT_INBOUND_POLICY)
+        .map(|v| (format!("pod {ns}/{name}"), v))
+        .or_else(|| {
+            topology
+                .namespaces
+                .iter()
+                .find(|n| n.name == ns)
+                .and_then(|n| n.annotations.get(DEFAULT_INBOUND_POLICY))
+                .map(|v| (format!("namespace {ns}"), v))
+        });
+    let default_policy = match annotated {
+        Some((on, v)) => v.parse().map_err(|e| {
+            Status::invalid_argument(format!("{on}: {DEFAULT_INBOUND_POLICY}: {e}"))
         })?,
         None => cluster_default,
     };
