@@ -154,6 +154,14 @@ const DISCOVERY: &[(&str, &[Resource])] = &[
         &[("poddisruptionbudgets", "PodDisruptionBudget", true)],
     ),
     (
+        "apiextensions.k8s.io/v1",
+        &[(
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            false,
+        )],
+    ),
+    (
         "discovery.k8s.io/v1",
         &[("endpointslices", "EndpointSlice", true)],
     ),

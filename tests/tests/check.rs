@@ -228,6 +228,7 @@ async fn an_installed_control_plane_and_its_data_plane_pass() {
         "control plane pods are ready",
         "control plane ClusterRoles exist",
         "control plane ClusterRoleBindings exist",
+        "control plane CustomResourceDefinitions exist",
         "control plane ServiceAccounts exist",
         "control plane MutatingWebhookConfigurations exist",
         "certificate config is valid",

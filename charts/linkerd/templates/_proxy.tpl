@@ -50,6 +50,20 @@ that service in its own pod.
     value: 0.0.0.0:{{ .Values.proxy.ports.admin }}
   - name: LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION
     value: {{ .Values.proxy.opaquePorts | quote }}
+  - name: LINKERD2_PROXY_INBOUND_DEFAULT_POLICY
+    value: {{ .Values.proxy.defaultInboundPolicy }}
+  - name: LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS
+    value: {{ .Values.clusterNetworks | quote }}
+  - name: LINKERD2_PROXY_POLICY_SVC_ADDR
+    {{- if eq (.local | default "") "destination" }}
+    value: localhost.:8090
+    {{- else }}
+    value: linkerd-policy.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}.:8090
+    {{- end }}
+  - name: LINKERD2_PROXY_POLICY_SVC_NAME
+    value: linkerd-destination.$(_l5d_ns).serviceaccount.identity.$(_l5d_ns).$(_l5d_trustdomain)
+  - name: LINKERD2_PROXY_POLICY_WORKLOAD
+    value: '{"ns":"$(_pod_ns)","pod":"$(_pod_name)"}'
   {{- with .Values.proxy.shutdownGracePeriod }}
   - name: LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD
     value: {{ . | quote }}

@@ -28,6 +28,11 @@ rules:
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch"]
+{{- if eq $component "destination" }}
+- apiGroups: ["policy.linkerd.io"]
+  resources: ["servers", "httproutes", "authorizationpolicies", "meshtlsauthentications", "networkauthentications"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
 ---
 kind: ClusterRoleBinding
 apiVersion: rbac.authorization.k8s.io/v1

@@ -19,6 +19,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, Resource};
 pub use report::Check;
@@ -310,6 +311,19 @@ const CLUSTER_ROLE_BINDINGS: Check = Check::new(
     "control plane ClusterRoleBindings exist",
     "l5d-existence-crb",
 );
+const CRDS: Check = Check::new(
+    "control plane CustomResourceDefinitions exist",
+    "l5d-existence-crd",
+);
+/// Linkerd's policy resources, which the policy controller watches: without
+/// their definitions, it cannot start.
+const POLICY_CRDS: [&str; 5] = [
+    "servers",
+    "httproutes",
+    "authorizationpolicies",
+    "meshtlsauthentications",
+    "networkauthentications",
+];
 const SERVICE_ACCOUNTS: Check =
     Check::new("control plane ServiceAccounts exist", "l5d-existence-sa");
 const WEBHOOKS: Check = Check::new(
@@ -547,6 +561,21 @@ async fn control_plane(report: &mut Report, cluster: &Cluster) -> Option<Install
         .run(CLUSTER_ROLE_BINDINGS, || async {
             let list = api("the ClusterRoleBindings", bindings.list(&labelled)).await?;
             missing("ClusterRoleBindings", &with_role, names(&list.items))
+        })
+        .await;
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    report
+        .run(CRDS, || async {
+            let list = api(
+                "the CustomResourceDefinitions",
+                crds.list(&ListParams::default()),
+            )
+            .await?;
+            let wanted: Vec<String> = POLICY_CRDS
+                .iter()
+                .map(|p| format!("{p}.policy.linkerd.io"))
+                .collect();
+            missing("CustomResourceDefinitions", &wanted, names(&list.items))
         })
         .await;
     let accounts: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), ns);
