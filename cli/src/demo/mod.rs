@@ -91,6 +91,7 @@ const TAP_SA: &str = "linkerd-tap";
 const CONTROLLERS: &[(&str, u16, u16)] = &[
     ("identity", 8080, 9990),
     ("destination", 8086, 9996),
+    ("policy", 8090, 9993),
     ("tap", 8088, 9998),
     ("public-api", 8085, 9995),
 ];
@@ -738,6 +739,13 @@ async fn start_and_wait(
             ),
             ("LINKERD2_PROXY_IDENTITY_SVC_ADDR", at(8080)),
             ("LINKERD2_PROXY_DESTINATION_SVC_ADDR", at(8086)),
+            // Inbound policy from the policy service, for this pod.
+            ("LINKERD2_PROXY_POLICY_SVC_ADDR", at(8090)),
+            (
+                "LINKERD2_PROXY_POLICY_WORKLOAD",
+                format!(r#"{{"ns":"{NAMESPACE}","pod":"{}"}}"#, pod.name()),
+            ),
+            ("LINKERD2_PROXY_INBOUND_PORTS", APP_PORT.to_string()),
             ("LINKERD2_PROXY_TAP_SVC_NAME", identity(TAP_SA, "linkerd")),
             (
                 "LINKERD2_PROXY_INBOUND_LISTEN_ADDR",
@@ -892,7 +900,7 @@ fn print_summary(
 ) {
     println!("What runs where:");
     println!(
-        "  control plane   {control}: identity :8080, destination :8086, tap :8088, public API :8085"
+        "  control plane   {control}: identity :8080, destination :8086, policy :8090, tap :8088, public API :8085"
     );
     println!(
         "  dashboard       http://{control}:{} (`linkerd dashboard` serves it on http://localhost:50750)",
