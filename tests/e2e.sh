@@ -209,6 +209,78 @@ no_new_failures() {
   diff "$LOG/broken-$1.txt" "$LOG/broken-$2.txt"
   return 1
 }
+# ---------------------------------------------------------------- policy
+step "authorization policy: only vote-bot may call web"
+cat >"$LOG/policy.yaml" <<'YAML'
+apiVersion: policy.linkerd.io/v1beta3
+kind: Server
+metadata: {name: web-http, namespace: emojivoto}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  port: app
+  proxyProtocol: HTTP/1
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: MeshTLSAuthentication
+metadata: {name: vote-bot, namespace: emojivoto}
+spec:
+  identityRefs: [{kind: ServiceAccount, name: vote-bot}]
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: web-from-vote-bot, namespace: emojivoto}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: Server, name: web-http}
+  requiredAuthenticationRefs:
+  - {group: policy.linkerd.io, kind: MeshTLSAuthentication, name: vote-bot}
+YAML
+check "Linkerd's Server, MeshTLSAuthentication and AuthorizationPolicy apply as written" K apply -f "$LOG/policy.yaml"
+# Two more callers of web, copies of vote-bot: one meshed with another
+# identity, one not meshed at all.
+demo_image=$(grep -m1 -o 'image: .*demo.*' "$LOG/demo.yaml" | cut -d' ' -f2)
+caller() { # name, inject
+  cat <<YAML
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: $1, namespace: emojivoto}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: $1, namespace: emojivoto, labels: {app: $1}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: $1}}
+  template:
+    metadata:
+      labels: {app: $1}
+      annotations: {linkerd.io/inject: $2}
+    spec:
+      serviceAccountName: $1
+      containers:
+      - name: $1
+        image: $demo_image
+        imagePullPolicy: IfNotPresent
+        args: [demo-app, vote-bot, --listen, 0.0.0.0:8080, --rps, "2"]
+        securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: {drop: [ALL]}}
+YAML
+}
+{ caller intruder enabled; caller outsider disabled; } >"$LOG/intruders.yaml"
+check "a meshed intruder and an unmeshed outsider start calling web" K apply -f "$LOG/intruders.yaml"
+web_authz() { "$L" diagnostics proxy-metrics -n emojivoto deploy/web | grep "^inbound_http_authz_$1_total{" | grep -e "$2" | awk '{s += $2} END {print s + 0}'; }
+positive() { local n; n=$("$@"); echo "$n"; [ "${n%.*}" -gt 0 ]; }
+check "vote-bot is admitted by its policy (inbound_http_authz_allow_total)" eventually 90 positive web_authz allow 'authz_name="web-from-vote-bot".*client_id="vote-bot.emojivoto'
+check "the meshed intruder is denied and counted with its identity" eventually 90 positive web_authz deny 'srv_name="web-http".*client_id="intruder.emojivoto'
+check "the unmeshed outsider is denied" eventually 90 positive web_authz deny 'srv_name="web-http".*tls="no_identity"'
+intruder_403() { "$L" diagnostics proxy-metrics -n emojivoto deploy/intruder | grep '^response_total{direction="outbound"' | grep 'status_code="403"' | grep -q .; }
+check "the intruder's own proxy sees 403s" eventually 60 intruder_403
+before=$(broken policy-before)
+sleep 10
+after=$(broken policy-after)
+check "vote-bot loses no request to the policy" no_new_failures policy-before policy-after
+K delete -f "$LOG/intruders.yaml" --wait=false >/dev/null 2>&1
+check "the policy resources delete" K delete -f "$LOG/policy.yaml"
+
 step "a destination pod deleted under traffic"
 before=$(broken destination-before)
 K delete pod -n linkerd -l linkerd.io/control-plane-component=destination --wait=false >/dev/null
