@@ -263,6 +263,10 @@ struct PolicyArgs {
     cluster_networks: Vec<ipnet::IpNet>,
     #[command(flatten)]
     naming: NamingArgs,
+    /// The cluster's DNS domain: outbound policy names a service's
+    /// endpoints to destination under it.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
 }
 
 #[derive(Args)]
@@ -558,10 +562,15 @@ async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
         networks: args.cluster_networks,
         naming: args.naming.naming(),
     };
+    let outbound = linkerd_controller::policy::outbound::OutboundPolicies::new(
+        topology.clone(),
+        &args.cluster_domain,
+    )
+    .into_server();
     let service =
         linkerd_controller::policy::InboundPolicies::new(topology, cluster, args.default_policy)
             .into_server();
-    let routes = tonic::service::Routes::new(service);
+    let routes = tonic::service::Routes::new(service).add_service(outbound);
     serve_grpc(
         "policy",
         routes,

@@ -5,6 +5,7 @@
 # prints (instructions with N2 - with N1) / (N2 - N1): the start-up cancels.
 #   tests/perf/instructions.sh BINARY [BINARY...]   (compare builds side by side)
 # Needs valgrind, curl and python3. Takes about two minutes per binary.
+# EXTRA_ENV="K=V ..." adds proxy settings (a policy service, say) to each run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 N1=${N1:-200}; N2=${N2:-2200}; PORT=${PORT:-18080}
@@ -19,6 +20,7 @@ run() {
     LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR=127.0.0.1:18140 LINKERD2_PROXY_ADMIN_LISTEN_ADDR=127.0.0.1:18191 \
     LINKERD2_PROXY_CONTROL_LISTEN_ADDR=127.0.0.1:18190 LINKERD2_PROXY_CORES=1 LINKERD2_PROXY_LOG=warn \
     LINKERD2_PROXY_INBOUND_ORIG_DST_ADDR=127.0.0.1:$PORT LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD=1s \
+    ${EXTRA_ENV:-} \
     valgrind --tool=callgrind --callgrind-out-file=$out "$BIN" 2>$work/vg.$n.log &
   local P=$!
   for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18191/ready && break; sleep 0.2; done

@@ -513,3 +513,71 @@ meshTLSAuthentications:
     ];
     assert_eq!(m.sum("response_total", &list), 2.0, "{}", m.text);
 }
+
+/// The outbound policy API, asked with Linkerd2's own client as a Linkerd
+/// proxy asks it: a Service, by name or by cluster IP, is one balanced
+/// backend discovered through `Destination.Get` of its name; an address
+/// that is no service's is not found.
+#[tokio::test]
+async fn outbound_policy_balances_a_service_over_destination() {
+    use linkerd2_proxy_api::{
+        net::{IpAddress, TcpAddress, ip_address},
+        outbound::{
+            TrafficSpec, backend, http_route::distribution,
+            outbound_policies_client::OutboundPoliciesClient, proxy_protocol, traffic_spec,
+        },
+    };
+    let ctl = Controller::policy(
+        "services:\n- {name: web-svc, namespace: emojivoto, clusterIP: 127.0.10.1, ports: [{port: 80, targetPort: 8080}]}\n",
+    )
+    .await;
+    let mut client = OutboundPoliciesClient::connect(format!("http://{}", ctl.grpc))
+        .await
+        .expect("connect to the policy service");
+    let by_ip = TrafficSpec {
+        source_workload: r#"{"ns":"emojivoto","pod":"vote-bot-0"}"#.into(),
+        target: Some(traffic_spec::Target::Addr(TcpAddress {
+            ip: Some(IpAddress {
+                ip: Some(ip_address::Ip::Ipv4(u32::from(std::net::Ipv4Addr::new(
+                    127, 0, 10, 1,
+                )))),
+            }),
+            port: 80,
+        })),
+    };
+    let policy = client.get(by_ip.clone()).await.unwrap().into_inner();
+    let by_name = TrafficSpec {
+        target: Some(traffic_spec::Target::Authority(
+            "web-svc.emojivoto.svc.cluster.local:80".into(),
+        )),
+        ..by_ip.clone()
+    };
+    assert_eq!(client.get(by_name).await.unwrap().into_inner(), policy);
+    let Some(proxy_protocol::Kind::Detect(detect)) = policy.protocol.unwrap().kind else {
+        panic!("the protocol is detected");
+    };
+    for routes in [detect.http1.unwrap().routes, detect.http2.unwrap().routes] {
+        let Some(distribution::Kind::FirstAvailable(first)) =
+            routes[0].rules[0].backends.as_ref().unwrap().kind.clone()
+        else {
+            panic!("one backend");
+        };
+        let backend = first.backends[0].backend.clone().unwrap();
+        let Some(backend::Kind::Balancer(p2c)) = backend.kind else {
+            panic!("balanced");
+        };
+        let Some(backend::endpoint_discovery::Kind::Dst(dst)) = p2c.discovery.unwrap().kind else {
+            panic!("discovered");
+        };
+        assert_eq!(dst.path, "web-svc.emojivoto.svc.cluster.local:80");
+        assert!(p2c.load.is_some(), "peak EWMA");
+    }
+    assert!(detect.opaque.is_some());
+
+    let mut elsewhere = by_ip;
+    if let Some(traffic_spec::Target::Addr(a)) = &mut elsewhere.target {
+        a.port = 81;
+    }
+    let err = client.get(elsewhere).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+}

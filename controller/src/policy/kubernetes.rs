@@ -5,13 +5,15 @@
 //! A burst of events (a relist, a rollout) makes one new snapshot; a
 //! watch stream sends again only when its own answer changed.
 
-use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod};
+use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod, Service as K8sService};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind},
     runtime::reflector::Store,
 };
-use linkerd_discovery::{Namespace, Pod, Topology, kubernetes::reflect};
+use linkerd_discovery::{
+    Namespace, Pod, Service, ServicePort, TargetPort, Topology, kubernetes::reflect,
+};
 use serde::de::DeserializeOwned;
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -46,6 +48,7 @@ const KINDS: [(&str, &str, &str); 5] = [
 
 struct Stores {
     pods: Store<K8sPod>,
+    services: Store<K8sService>,
     namespaces: Store<K8sNamespace>,
     /// In `KINDS`' order.
     policy: Vec<Store<DynamicObject>>,
@@ -58,6 +61,7 @@ pub async fn start(client: Client) -> watch::Receiver<Arc<Topology>> {
     let tx = Arc::new(tx);
     let pods = reflect(Api::<K8sPod>::all(client.clone()), (), tx.clone());
     let namespaces = reflect(Api::<K8sNamespace>::all(client.clone()), (), tx.clone());
+    let services = reflect(Api::<K8sService>::all(client.clone()), (), tx.clone());
     let policy: Vec<_> = KINDS
         .iter()
         .map(|(kind, version, plural)| {
@@ -73,6 +77,7 @@ pub async fn start(client: Client) -> watch::Receiver<Arc<Topology>> {
     let mut waits = vec![
         ("Pods", pods.wait_until_ready().await.is_ok()),
         ("Namespaces", namespaces.wait_until_ready().await.is_ok()),
+        ("Services", services.wait_until_ready().await.is_ok()),
     ];
     for (store, (kind, ..)) in policy.iter().zip(KINDS) {
         waits.push((kind, store.wait_until_ready().await.is_ok()));
@@ -85,6 +90,7 @@ pub async fn start(client: Client) -> watch::Receiver<Arc<Topology>> {
     tracing::info!("policy caches synced");
     let stores = Stores {
         pods,
+        services,
         namespaces,
         policy,
     };
@@ -105,6 +111,12 @@ impl Stores {
         let [servers, authz, mesh_tls, network, routes] = [0, 1, 2, 3, 4].map(|i| &self.policy[i]);
         Topology {
             pods: self.pods.state().iter().filter_map(|p| pod(p)).collect(),
+            services: self
+                .services
+                .state()
+                .iter()
+                .filter_map(|s| service(s))
+                .collect(),
             namespaces: self
                 .namespaces
                 .state()
@@ -189,5 +201,33 @@ fn pod(p: &K8sPod) -> Option<Pod> {
         ports,
         hostname: None,
         subdomain: None,
+    })
+}
+
+/// What outbound policy reads of a Service: its name, cluster IP and ports.
+fn service(s: &K8sService) -> Option<Service> {
+    let spec = s.spec.as_ref()?;
+    Some(Service {
+        name: s.metadata.name.clone()?,
+        namespace: s.metadata.namespace.clone()?,
+        selector: spec.selector.clone().unwrap_or_default(),
+        ports: spec
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| {
+                use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+                Some(ServicePort {
+                    port: u16::try_from(p.port).ok()?,
+                    target_port: p.target_port.as_ref().and_then(|t| match t {
+                        IntOrString::Int(n) => u16::try_from(*n).ok().map(TargetPort::Number),
+                        IntOrString::String(name) => Some(TargetPort::Name(name.clone())),
+                    }),
+                    name: p.name.clone(),
+                })
+            })
+            .collect(),
+        external_name: spec.external_name.clone(),
+        cluster_ip: spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()),
     })
 }

@@ -4,6 +4,7 @@
 //! local topology file.
 
 pub mod kubernetes;
+pub mod outbound;
 
 use linkerd_discovery::{Pod, Topology};
 use linkerd_policy::{Cluster, DEFAULT_INBOUND_POLICY, DefaultPolicy, Policies};
