@@ -581,3 +581,59 @@ async fn outbound_policy_balances_a_service_over_destination() {
     let err = client.get(elsewhere).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
 }
+
+/// The kubelet is not meshed, yet its HTTP probes pass whatever the port's
+/// policy, as in Linkerd: `GET` on the pod's probe paths only.
+#[tokio::test]
+async fn probes_pass_a_deny_policy() {
+    let mesh = Mesh::start(&[(NS, "web")], &[]).await;
+    let (listener, port) = app_listener().await;
+    let app = backends::http_on(listener);
+    let world = web_policy(port, "").replace(
+        "meshed: true}",
+        &format!("meshed: true, probes: {{{port}: [/ready]}}}}"),
+    );
+    let policy = Controller::policy(&world).await;
+    let web = mesh
+        .proxy(NS, "web")
+        .inbound_target(app)
+        .env("LINKERD2_PROXY_POLICY_SVC_ADDR", policy.grpc)
+        .env("LINKERD2_PROXY_POLICY_WORKLOAD", WEB_POD)
+        .env(
+            "LINKERD2_PROXY_INBOUND_DEFAULT_POLICY",
+            "all-unauthenticated",
+        )
+        .spawn()
+        .await;
+    mesh::ready(&web).await;
+    // The pod is annotated deny: only the probe passes.
+    policy.set_topology(&world.replace(
+        "meshed: true,",
+        "meshed: true, annotations: {config.linkerd.io/default-inbound-policy: deny},",
+    ));
+    let denied = eventually(Duration::from_secs(10), || async {
+        (backends::http1(web.inbound, "GET", WEB, "/other").await.0 == 403).then_some(())
+    })
+    .await;
+    assert!(denied.is_some(), "the deny annotation never applied");
+    assert_eq!(
+        backends::http1(web.inbound, "GET", WEB, "/ready").await.0,
+        200
+    );
+    assert_eq!(
+        backends::http1(web.inbound, "POST", WEB, "/ready").await.0,
+        403
+    );
+    let m = web.metrics().await;
+    let probe = [
+        ("srv_name", "deny"),
+        ("route_name", "probe"),
+        ("authz_name", "probe"),
+    ];
+    assert_eq!(
+        m.sum("inbound_http_authz_allow_total", &probe),
+        1.0,
+        "{}",
+        m.text
+    );
+}

@@ -370,6 +370,10 @@ pub struct Pod {
     /// Named container ports, for services that target a port by name.
     #[serde(default)]
     pub ports: BTreeMap<String, u16>,
+    /// The paths of its HTTP probes (liveness, readiness, startup), by
+    /// port: the kubelet's requests policy always admits.
+    #[serde(default)]
+    pub probes: BTreeMap<u16, Vec<String>>,
     /// `spec.hostname`, naming the pod under its `subdomain` service.
     #[serde(default)]
     pub hostname: Option<String>,

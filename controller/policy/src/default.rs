@@ -102,10 +102,22 @@ impl DefaultPolicy {
     /// detected, and every HTTP request is on one default route whose
     /// authorizations are the policy's.
     pub fn server(self, cluster_networks: &[IpNet]) -> inbound::Server {
+        self.server_with_probes(cluster_networks, &[])
+    }
+
+    /// As `server`, with a route admitting anyone to the pod's HTTP probe
+    /// paths on the port (`GET` only), as Linkerd lets the kubelet through.
+    pub fn server_with_probes(
+        self,
+        cluster_networks: &[IpNet],
+        probes: &[String],
+    ) -> inbound::Server {
         let authorizations = self.authorizations(cluster_networks);
+        let mut routes = vec![crate::default_route(&authorizations)];
+        routes.extend(crate::probe_route(probes));
         inbound::Server {
             protocol: Some(inbound::ProxyProtocol {
-                kind: Some(crate::detect(vec![crate::default_route(&authorizations)])),
+                kind: Some(crate::detect(routes)),
             }),
             server_ips: Vec::new(),
             authorizations,

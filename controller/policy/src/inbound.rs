@@ -36,6 +36,8 @@ pub struct Pod<'a> {
     pub named_ports: &'a BTreeMap<String, u16>,
     /// From its annotation, its namespace's, or the cluster's.
     pub default_policy: DefaultPolicy,
+    /// Its HTTP probes' paths by port.
+    pub probes: &'a BTreeMap<u16, Vec<String>>,
 }
 
 /// Where the cluster is: its networks, and how identities are named.
@@ -60,13 +62,16 @@ impl Policies<'_> {
                 Port::Name(name) => pod.named_ports.get(name) == Some(&port),
             })
             .min_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let probes = pod.probes.get(&port).map_or(&[][..], Vec::as_slice);
         match server {
-            Some(server) => self.server(server, cluster),
-            None => pod.default_policy.server(&cluster.networks),
+            Some(server) => self.server(server, probes, cluster),
+            None => pod
+                .default_policy
+                .server_with_probes(&cluster.networks, probes),
         }
     }
 
-    fn server(&self, server: &Server, cluster: &Cluster) -> inbound::Server {
+    fn server(&self, server: &Server, probes: &[String], cluster: &Cluster) -> inbound::Server {
         let ns = server.metadata.namespace.as_str();
         let authorizations = self.authorizations(ns, cluster, |t| {
             (t.is_kind("Server") && t.name == server.metadata.name)
@@ -88,7 +93,11 @@ impl Policies<'_> {
             .collect();
         routes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let http_routes: Vec<inbound::HttpRoute> = if routes.is_empty() {
-            vec![default_route(&authorizations)]
+            // As Linkerd: the kubelet's probes pass whatever the server's
+            // policies say, unless the server has routes of its own.
+            let mut routes = vec![default_route(&authorizations)];
+            routes.extend(crate::probe_route(probes));
+            routes
         } else {
             routes
                 .into_iter()
@@ -349,12 +358,15 @@ networkAuthentications:
         }
     }
 
+    static NO_PROBES: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+
     fn pod<'a>(labels: &'a BTreeMap<String, String>, ports: &'a BTreeMap<String, u16>) -> Pod<'a> {
         Pod {
             namespace: "emojivoto",
             labels,
             named_ports: ports,
             default_policy: DefaultPolicy::Deny,
+            probes: &NO_PROBES,
         }
     }
 
@@ -527,5 +539,47 @@ authorizationPolicies:
                 "/api/list".into()
             ))
         );
+    }
+
+    #[test]
+    fn the_kubelets_probes_pass_a_default_or_route_less_server() {
+        let labels = map(&[("app", "web")]);
+        let ports = [("http".to_string(), 8080)].into();
+        let probes = [(8080, vec!["/ready".to_string(), "/live".to_string()])].into();
+        let pod = Pod {
+            probes: &probes,
+            ..pod(&labels, &ports)
+        };
+        let route_names = |srv: &inbound::Server| -> Vec<String> {
+            let routes = match srv.protocol.clone().unwrap().kind.unwrap() {
+                inbound::proxy_protocol::Kind::Http1(h) => h.routes,
+                inbound::proxy_protocol::Kind::Detect(d) => d.http_routes,
+                other => panic!("{other:?}"),
+            };
+            routes
+                .iter()
+                .map(
+                    |r| match r.metadata.as_ref().unwrap().kind.as_ref().unwrap() {
+                        meta::metadata::Kind::Default(n) => n.clone(),
+                        meta::metadata::Kind::Resource(r) => r.name.clone(),
+                    },
+                )
+                .collect()
+        };
+        let w = world();
+        // web-http selects the port and has no HTTPRoute: a probe route.
+        let srv = policies(&w).inbound_server(&pod, 8080, &cluster());
+        assert_eq!(route_names(&srv), ["default", "probe"]);
+        // Another port, by the deny default: no probe there, no probe route.
+        let other = policies(&w).inbound_server(&pod, 9090, &cluster());
+        assert_eq!(route_names(&other), ["default"]);
+        let unselected = map(&[("app", "other")]);
+        let deny = Pod {
+            labels: &unselected,
+            ..pod.clone()
+        };
+        let srv = policies(&w).inbound_server(&deny, 8080, &cluster());
+        assert_eq!(srv.labels["name"], "deny");
+        assert_eq!(route_names(&srv), ["default", "probe"]);
     }
 }

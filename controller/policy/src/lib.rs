@@ -54,6 +54,60 @@ fn default_route(authorizations: &[api::Authz]) -> api::HttpRoute {
     }
 }
 
+/// The kubelet's probes: `GET` on each probe path, admitted from anywhere
+/// without authentication (the kubelet is not meshed); none without paths.
+fn probe_route(paths: &[String]) -> Option<api::HttpRoute> {
+    if paths.is_empty() {
+        return None;
+    }
+    let probe = || {
+        Some(meta::Metadata {
+            kind: Some(meta::metadata::Kind::Default("probe".into())),
+        })
+    };
+    let everywhere = ["0.0.0.0/0", "::/0"].map(|n| api::Network {
+        net: Some(network(n.parse().expect("a valid network"))),
+        except: Vec::new(),
+    });
+    let get = linkerd_proxy_api::http_types::HttpMethod {
+        r#type: Some(
+            linkerd_proxy_api::http_types::http_method::Type::Registered(
+                linkerd_proxy_api::http_types::http_method::Registered::Get.into(),
+            ),
+        ),
+    };
+    Some(api::HttpRoute {
+        metadata: probe(),
+        hosts: Vec::new(),
+        authorizations: vec![api::Authz {
+            networks: everywhere.to_vec(),
+            authentication: Some(api::Authn {
+                permit: Some(api::authn::Permit::Unauthenticated(
+                    api::authn::PermitUnauthenticated {},
+                )),
+            }),
+            labels: [("group", ""), ("kind", "default"), ("name", "probe")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            metadata: probe(),
+        }],
+        rules: vec![api::http_route::Rule {
+            matches: paths
+                .iter()
+                .map(|p| http_route::HttpRouteMatch {
+                    path: Some(http_route::PathMatch {
+                        kind: Some(http_route::path_match::Kind::Exact(p.clone())),
+                    }),
+                    method: Some(get.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+            filters: Vec::new(),
+        }],
+    })
+}
+
 /// Detect the protocol; HTTP's requests go through `routes`.
 fn detect(routes: Vec<api::HttpRoute>) -> api::proxy_protocol::Kind {
     api::proxy_protocol::Kind::Detect(api::proxy_protocol::Detect {

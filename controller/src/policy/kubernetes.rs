@@ -170,12 +170,36 @@ fn pod(p: &K8sPod) -> Option<Pod> {
         .iter()
         .chain(spec.init_containers.iter().flatten());
     let mut ports = std::collections::BTreeMap::new();
+    let mut probes = std::collections::BTreeMap::<u16, Vec<String>>::new();
     let mut meshed = false;
     for c in containers {
         meshed |= c.name == PROXY_CONTAINER;
         for port in c.ports.iter().flatten() {
             if let (Some(name), Ok(n)) = (&port.name, u16::try_from(port.container_port)) {
                 ports.insert(name.clone(), n);
+            }
+        }
+        for probe in [&c.liveness_probe, &c.readiness_probe, &c.startup_probe]
+            .into_iter()
+            .flatten()
+        {
+            use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+            let Some(get) = &probe.http_get else { continue };
+            let port = match &get.port {
+                IntOrString::Int(n) => u16::try_from(*n).ok(),
+                IntOrString::String(name) => c
+                    .ports
+                    .iter()
+                    .flatten()
+                    .find(|p| p.name.as_deref() == Some(name))
+                    .and_then(|p| u16::try_from(p.container_port).ok()),
+            };
+            if let Some(port) = port {
+                let path = get.path.clone().unwrap_or_else(|| "/".into());
+                let paths = probes.entry(port).or_default();
+                if !paths.contains(&path) {
+                    paths.push(path);
+                }
             }
         }
     }
@@ -199,6 +223,7 @@ fn pod(p: &K8sPod) -> Option<Pod> {
             .unwrap_or_else(|| "default".into()),
         meshed,
         ports,
+        probes,
         hostname: None,
         subdomain: None,
     })

@@ -113,6 +113,7 @@ fn answer(
         labels: &pod.labels,
         named_ports: &pod.ports,
         default_policy,
+        probes: &pod.probes,
     };
     Ok(policies.inbound_server(&pod, port, cluster))
 }
