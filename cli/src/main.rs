@@ -1,6 +1,7 @@
 //! `linkerd`: the mesh's command line.
 
 mod api;
+mod authz;
 mod check;
 mod dashboard;
 mod demo;
@@ -60,6 +61,8 @@ enum Command {
     Top(top::TopArgs),
     /// Which workloads talk to which, and whether mTLS secures it.
     Edges(edges::EdgesArgs),
+    /// The authorizations a workload admits requests by, per server and route.
+    Authz(authz::AuthzArgs),
     /// The CLI's and the control plane's versions.
     Version(version::VersionArgs),
     /// Debugging views of the proxies and the control plane.
@@ -150,6 +153,7 @@ fn main() -> ExitCode {
             Command::Tap(args) => tap::run(args, &target).await,
             Command::Top(args) => top::run(args, &target).await,
             Command::Edges(args) => edges::run(args, &target).await,
+            Command::Authz(args) => authz::run(args, &target).await,
             Command::Version(args) => version::run(args, &target).await,
             Command::Diagnostics(cmd) => diagnostics::run(cmd, &target).await,
             Command::Install(args) => install::run(args, &target.namespace),

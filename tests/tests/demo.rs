@@ -247,6 +247,33 @@ async fn stat_and_edges_show_the_traffic_sent() {
     assert!(table.starts_with("SRC "), "{table}");
     assert!(table.lines().skip(1).all(|l| l.ends_with('√')), "{table}");
 
+    // Authorizations: the demo's proxies follow the policy service, and
+    // every vote was admitted by web's default policy, on its default route.
+    let (code, authz, stderr) =
+        demo.linkerd(&["authz", "deploy/web", "-n", "emojivoto", "-o", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let authz: Value = serde_json::from_str(&authz).unwrap();
+    let default = authz
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["authorization"] == "default/all-unauthenticated")
+        .unwrap_or_else(|| panic!("no default authorization row: {authz:#}"));
+    assert_eq!(
+        default["server"], "default:all-unauthenticated",
+        "{default:#}"
+    );
+    assert_eq!(default["route"], "default:default", "{default:#}");
+    let web_rps = row(&rows, "web")["rps"].as_f64().unwrap();
+    assert!(
+        near(&default["rps"], web_rps, web_rps * 0.15),
+        "authz {default:#} against stat's {web_rps}rps"
+    );
+    assert!(near(&default["success"], 0.8, 0.03), "{default:#}");
+    assert_eq!(default["unauthorized_rps"], 0.0, "{default:#}");
+    let (_, table, _) = demo.linkerd(&["authz", "deploy/web", "-n", "emojivoto"]);
+    assert!(table.starts_with("ROUTE "), "{table}");
+
     // The version, through the same API.
     let (_, version, _) = demo.linkerd(&["version"]);
     assert!(version.contains("Server version: 0.1.0"), "{version}");

@@ -4,6 +4,7 @@
 //! and tap and destination are handed on to their services so that one
 //! address serves the CLI all it needs.
 
+mod authz;
 mod edges;
 pub mod metrics;
 mod scrape;
@@ -20,9 +21,9 @@ use linkerd_proxy_api::{
         destination_server::{Destination, DestinationServer},
     },
     public_api::{
-        EdgesRequest, EdgesResponse, ListPodsRequest, ListPodsResponse, ListServicesRequest,
-        ListServicesResponse, Pod, Service, StatSummaryRequest, StatSummaryResponse,
-        VersionRequest, VersionResponse,
+        AuthzRequest, AuthzResponse, EdgesRequest, EdgesResponse, ListPodsRequest,
+        ListPodsResponse, ListServicesRequest, ListServicesResponse, Pod, Service,
+        StatSummaryRequest, StatSummaryResponse, VersionRequest, VersionResponse,
         api_server::{Api, ApiServer},
         stat_summary_request::Outbound,
     },
@@ -215,6 +216,27 @@ impl<D: Discover> Api for PublicApi<D> {
         let rows = plan.rows(&answers, &self.discovery.pods(), &self.discovery.services());
         tracing::debug!(window = plan.window(), rows = rows.len(), "stat summary");
         Ok(Response::new(StatSummaryResponse { rows }))
+    }
+
+    async fn authz(&self, req: Request<AuthzRequest>) -> Result<Response<AuthzResponse>, Status> {
+        let req = req.into_inner();
+        let resource = req
+            .resource
+            .ok_or_else(|| Status::invalid_argument("a workload is required"))?;
+        let window = match req.time_window.as_str() {
+            "" => DEFAULT_WINDOW.to_string(),
+            w => w.to_string(),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let plan = authz::Plan::new(&resource, window)
+            .map_err(Status::invalid_argument)?
+            .with_data_since(self.metrics.data_since().await, now);
+        let answers = self.run(&plan.queries()).await?;
+        Ok(Response::new(AuthzResponse {
+            rows: plan.rows(&answers),
+        }))
     }
 
     async fn edges(&self, req: Request<EdgesRequest>) -> Result<Response<EdgesResponse>, Status> {

@@ -194,6 +194,18 @@ fn name_matcher(label: &'static str, name: &str) -> Matcher {
 }
 
 /// A window such as `1m`, `30s`, `2h`, in seconds.
+/// `window`, or the part of it a source holds data for (a Prometheus that
+/// started `now - since` seconds ago), so rates are over what was measured.
+pub(crate) fn covered_window(window: &str, since: Option<f64>, now: f64) -> String {
+    let secs = window_seconds(window).unwrap_or(60.0);
+    match since {
+        Some(since) if (now - since).floor().max(1.0) < secs => {
+            format!("{}s", (now - since).floor().max(1.0))
+        }
+        _ => window.to_string(),
+    }
+}
+
 pub(crate) fn window_seconds(window: &str) -> Result<f64, String> {
     let invalid = || format!("{window:?} is not a time window such as 30s, 1m or 1h");
     let split = window
@@ -305,13 +317,7 @@ impl Plan {
     /// rate (and `increase` extrapolates past the first sample): the window
     /// is cut to the data there is, and the rows' `time_window` says so.
     pub(crate) fn with_data_since(mut self, since: Option<f64>, now: f64) -> Self {
-        let window = window_seconds(&self.window).unwrap_or(60.0);
-        if let Some(since) = since {
-            let covered = (now - since).floor().max(1.0);
-            if covered < window {
-                self.window = format!("{covered}s");
-            }
-        }
+        self.window = covered_window(&self.window, since, now);
         self
     }
 
