@@ -151,6 +151,14 @@ impl FromStr for DefaultPolicy {
     }
 }
 
+#[cfg(feature = "resources")]
+impl<'de> serde::Deserialize<'de> for DefaultPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for DefaultPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

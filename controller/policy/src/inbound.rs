@@ -73,10 +73,14 @@ impl Policies<'_> {
 
     fn server(&self, server: &Server, probes: &[String], cluster: &Cluster) -> inbound::Server {
         let ns = server.metadata.namespace.as_str();
-        let authorizations = self.authorizations(ns, cluster, |t| {
+        let mut authorizations = self.authorizations(ns, cluster, |t| {
             (t.is_kind("Server") && t.name == server.metadata.name)
                 || (t.is_kind("Namespace") && t.name == ns)
         });
+        // The Server's access policy admits what no policy does.
+        if let Some(access) = server.spec.access_policy {
+            authorizations.extend(access.authorizations(&cluster.networks));
+        }
         // The server's HTTPRoutes, each with the policies targeting it (by
         // name, so the answer does not depend on the order seen); without
         // any, one route for everything with the server's authorizations.
@@ -581,5 +585,36 @@ authorizationPolicies:
         let srv = policies(&w).inbound_server(&deny, 8080, &cluster());
         assert_eq!(srv.labels["name"], "deny");
         assert_eq!(route_names(&srv), ["default", "probe"]);
+    }
+
+    #[test]
+    fn a_servers_access_policy_admits_what_no_policy_does() {
+        let mut w = world();
+        let extra: World = serde_saphyr::from_str(
+            "servers:\n- metadata: {name: audited, namespace: emojivoto}\n  spec: {podSelector: {matchLabels: {app: audited}}, port: 9090, accessPolicy: audit}\nauthorizationPolicies: []\nmeshTLSAuthentications: []\nnetworkAuthentications: []\n",
+        )
+        .unwrap();
+        w.servers.extend(extra.servers);
+        let labels = map(&[("app", "audited")]);
+        let none = BTreeMap::new();
+        let srv = policies(&w).inbound_server(&pod(&labels, &none), 9090, &cluster());
+        assert_eq!(srv.labels["name"], "audited");
+        let names: Vec<_> = srv
+            .authorizations
+            .iter()
+            .map(|a| &a.labels["name"])
+            .collect();
+        assert_eq!(names, ["audit"]);
+        let bad = serde_saphyr::from_str::<World>(
+            "servers:\n- metadata: {name: s, namespace: n}\n  spec: {podSelector: {}, port: 1, accessPolicy: allow-all}\nauthorizationPolicies: []\nmeshTLSAuthentications: []\nnetworkAuthentications: []\n",
+        );
+        let err = bad
+            .err()
+            .expect("an unknown access policy is refused")
+            .to_string();
+        assert!(
+            err.contains("\"allow-all\" is not a default inbound policy"),
+            "{err}"
+        );
     }
 }

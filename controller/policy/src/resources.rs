@@ -28,6 +28,11 @@ pub struct ServerSpec {
     pub port: Port,
     #[serde(default)]
     pub proxy_protocol: ProxyProtocol,
+    /// What traffic no AuthorizationPolicy admits gets (`v1beta3`): by
+    /// default nothing (`deny`); `audit` or another default policy admits
+    /// it as that policy would.
+    #[serde(default)]
+    pub access_policy: Option<crate::DefaultPolicy>,
 }
 
 /// A container port, by number or by name.
