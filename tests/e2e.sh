@@ -274,6 +274,25 @@ check "the meshed intruder is denied and counted with its identity" eventually 9
 check "the unmeshed outsider is denied" eventually 90 positive web_authz deny 'srv_name="web-http".*tls="no_identity"'
 intruder_403() { "$L" diagnostics proxy-metrics -n emojivoto deploy/intruder | grep '^response_total{direction="outbound"' | grep 'status_code="403"' | grep -q .; }
 check "the intruder's own proxy sees 403s" eventually 60 intruder_403
+stat_denied() {
+  "$L" stat deploy/web -n emojivoto -o json | python3 -c '
+import json, sys
+web = [r for r in json.load(sys.stdin) if r["name"] == "web"][0]
+print(web)
+assert (web["denied_rps"] or 0) > 0, web
+'
+}
+check "linkerd stat -o json counts the requests web's policy denied" eventually 120 stat_denied
+authz_rows() {
+  "$L" authz deploy/web -n emojivoto -o json | python3 -c '
+import json, sys
+rows = json.load(sys.stdin)
+print(rows)
+assert any(r["authorization"] == "authorizationpolicy/web-from-vote-bot" and r["rps"] > 0 for r in rows), rows
+assert any(r["server"] == "server:web-http" and r["unauthorized_rps"] > 0 for r in rows), rows
+'
+}
+check "linkerd authz: vote-bot's authorization and the denied requests, per server and route" eventually 120 authz_rows
 before=$(broken policy-before)
 sleep 10
 after=$(broken policy-after)

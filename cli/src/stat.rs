@@ -34,7 +34,8 @@ pub(crate) struct StatArgs {
     /// The namespace of the --from resource (default: --namespace).
     #[arg(long, value_name = "NAMESPACE")]
     from_namespace: Option<String>,
-    /// `wide` adds TCP throughput; `json` prints the rows as JSON.
+    /// `wide` adds TCP throughput and the requests inbound policy denied;
+    /// `json` prints the rows as JSON.
     #[arg(short, long, value_enum)]
     output: Option<Output>,
 }
@@ -136,7 +137,7 @@ fn table(rows: &[StatRow], all_namespaces: bool, wide: bool, secs: f64) -> Table
         "TCP_CONN",
     ]);
     if wide {
-        header.extend(["READ_BYTES/SEC", "WRITE_BYTES/SEC"]);
+        header.extend(["READ_BYTES/SEC", "WRITE_BYTES/SEC", "DENIED_RPS"]);
     }
     let mut t = Table::new(header, if all_namespaces { 2 } else { 1 });
     for row in rows {
@@ -162,6 +163,7 @@ fn table(rows: &[StatRow], all_namespaces: bool, wide: bool, secs: f64) -> Table
             cells.push(tcp.map_or("-".into(), |t| {
                 format!("{:.1}B/s", t.write_bytes_total / secs)
             }));
+            cells.push(stats.map_or("-".into(), |s| format!("{:.1}rps", s.denied_count / secs)));
         }
         t.push(cells);
     }
@@ -217,6 +219,7 @@ mod tests {
                     latency_ms_p50: Some(3.5),
                     latency_ms_p95: Some(48.0),
                     latency_ms_p99: None,
+                    denied_count: 6.0,
                 }),
             ),
             row("vote-bot", None),
@@ -230,11 +233,16 @@ mod tests {
         let wide = table(&rows, true, true, 60.0).render();
         assert!(wide.starts_with("NAMESPACE   NAME "), "{wide}");
         assert!(wide.contains("10.0B/s"), "{wide}");
+        assert!(
+            wide.ends_with("0.1rps\n") || wide.contains(" 0.1rps\n"),
+            "{wide}"
+        );
         let v: serde_json::Value = serde_json::from_str(&json(&rows, 60.0)).unwrap();
         assert_eq!(v[0]["kind"], "deploy");
         assert_eq!(v[0]["rps"], 2.0);
         assert!((v[0]["success"].as_f64().unwrap() - 0.9333).abs() < 1e-3);
         assert_eq!(v[1]["success"], serde_json::Value::Null);
         assert_eq!(v[1]["tcp_read_bytes_rate"], 10.0);
+        assert_eq!(v[0]["denied_rps"], 0.1);
     }
 }

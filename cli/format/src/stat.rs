@@ -65,5 +65,6 @@ pub fn row_json(row: &StatRow, secs: f64) -> Option<serde_json::Value> {
         "tcp_open_connections": tcp.map(|t| t.open_connections),
         "tcp_read_bytes_rate": tcp.map(|t| t.read_bytes_total / secs),
         "tcp_write_bytes_rate": tcp.map(|t| t.write_bytes_total / secs),
+        "denied_rps": stats.map(|s| s.denied_count / secs),
     }))
 }

@@ -367,6 +367,9 @@ impl Plan {
                 });
             }
         }
+        if self.own_inbound() {
+            queries.push(self.denied_query());
+        }
         queries
     }
 
@@ -469,6 +472,16 @@ impl Plan {
                 }
             }
         }
+        if self.own_inbound() {
+            for s in next() {
+                let (ns, name) = self.key.of(s);
+                if let Some(stats) = rows.get_mut(&(ns, name)).and_then(|r| r.stats.as_mut())
+                    && s.value.is_finite()
+                {
+                    stats.denied_count += s.value;
+                }
+            }
+        }
         let mut out: Vec<StatRow> = rows.into_values().collect();
         for r in &mut out {
             if let Some(stats) = r.stats.as_mut() {
@@ -479,6 +492,27 @@ impl Plan {
             out.retain(|r| r.stats.is_some() || r.tcp_stats.is_some());
         }
         out
+    }
+
+    /// Whether the stats are the resources' own inbound ones, where their
+    /// proxies' policy decisions are.
+    fn own_inbound(&self) -> bool {
+        !self.outbound()
+    }
+
+    /// Requests inbound policy denied: counted without a `direction`.
+    fn denied_query(&self) -> Query {
+        Query::Increase {
+            metric: "inbound_http_authz_deny_total",
+            matchers: self
+                .matchers
+                .iter()
+                .filter(|m| !matches!(m, Matcher::Eq("direction", _)))
+                .cloned()
+                .collect(),
+            by: self.key.by(),
+            window: self.window.clone(),
+        }
     }
 
     fn empty_row(&self, namespace: String, name: String) -> StatRow {
@@ -589,7 +623,12 @@ mod tests {
             q[4],
             r#"sum(tcp_open_connections{direction="inbound", namespace="emojivoto", deployment=~".+", peer="src"}) by (namespace, deployment)"#
         );
-        assert_eq!(q.len(), 7);
+        // What inbound policy denied: the same resources, no direction.
+        assert_eq!(
+            q[7],
+            r#"sum(increase(inbound_http_authz_deny_total{namespace="emojivoto", deployment=~".+"}[1m])) by (namespace, deployment)"#
+        );
+        assert_eq!(q.len(), 8);
     }
 
     /// A window longer than the data is cut to the data: 20s of requests
