@@ -104,8 +104,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             }
             None => None,
         };
-        let policies = Policies::new(default, controller, config.discovery_idle_timeout)
-            .map_err(Error::PolicyService)?;
+        let policies = Policies::new(default, controller).map_err(Error::PolicyService)?;
         Arc::new(policies)
     };
     policies.prefetch(config.inbound_ports.iter().copied());

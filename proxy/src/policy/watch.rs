@@ -4,8 +4,11 @@
 //! Until the controller first answers for a port, its server is the default
 //! policy from the environment; a connection to a port not heard of yet
 //! waits briefly for that first answer, so that a port a `Server` protects
-//! is not open to everyone for the moment after the proxy starts. A port no
-//! connection has used for the discovery idle timeout stops being watched.
+//! is not open to everyone for the moment after the proxy starts. While the
+//! controller cannot be reached, nothing waits: a kubelet probe must not
+//! take a second because the control plane is still starting (its own pods'
+//! probes included). A port no connection has used for `PORT_IDLE` stops
+//! being watched.
 
 use super::Server;
 use crate::{cache::IdleCache, config::PolicyConfig, control::ControlTls};
@@ -26,11 +29,19 @@ use tonic::transport::Channel;
 /// before the default policy serves it.
 const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(1);
 
+/// How long a port's watch outlives its last connection. Long, unlike a
+/// discovered name's: a pod's ports are few and fixed, and a port probed
+/// every ten seconds must not start a new watch (and wait for its answer)
+/// each time.
+const PORT_IDLE: Duration = Duration::from_secs(600);
+
 /// Every inbound port's server.
 pub(crate) struct Policies {
     default: Arc<Server>,
     controller: Option<(InboundServerPoliciesClient<Channel>, Arc<str>)>,
     ports: IdleCache<u16, PortWatch>,
+    /// Set while the last attempt to reach the controller failed.
+    unreachable: Arc<AtomicBool>,
     /// Keeps the default's channel open when there is no controller.
     fixed: watch::Sender<Arc<Server>>,
 }
@@ -49,7 +60,6 @@ impl Policies {
     pub(crate) fn new(
         default: Arc<Server>,
         controller: Option<(&PolicyConfig, Option<ControlTls>)>,
-        idle_timeout: Duration,
     ) -> Result<Self, tonic::transport::Error> {
         let controller = match controller {
             Some((cfg, tls)) => {
@@ -65,7 +75,8 @@ impl Policies {
             fixed: watch::Sender::new(default.clone()),
             default,
             controller,
-            ports: IdleCache::new(idle_timeout),
+            ports: IdleCache::new(PORT_IDLE),
+            unreachable: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -86,6 +97,7 @@ impl Policies {
                 },
                 tx,
                 answered.clone(),
+                self.unreachable.clone(),
             ));
             let started = Instant::now();
             (
@@ -98,7 +110,7 @@ impl Policies {
             )
         });
         let mut rx = watch.rx.clone();
-        if !watch.answered.load(Ordering::Acquire) {
+        if !watch.answered.load(Ordering::Acquire) && !self.unreachable.load(Ordering::Relaxed) {
             let deadline = tokio::time::Instant::from_std(watch.started + FIRST_ANSWER_WAIT);
             let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
         }
@@ -132,6 +144,7 @@ async fn follow(
     spec: PortSpec,
     tx: watch::Sender<Arc<Server>>,
     answered: Arc<AtomicBool>,
+    unreachable: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -155,6 +168,7 @@ async fn follow(
                                 tracing::debug!(port = spec.port, server = %server.meta, "inbound policy");
                                 tx.send_replace(Arc::new(server));
                                 answered.store(true, Ordering::Release);
+                                unreachable.store(false, Ordering::Relaxed);
                             }
                             Err(e) => {
                                 tracing::warn!(port = spec.port, error = %e, "ignoring an inbound policy the proxy cannot enforce");
@@ -169,6 +183,7 @@ async fn follow(
                 }
             }
             Err(status) => {
+                unreachable.store(true, Ordering::Relaxed);
                 tracing::info!(
                     port = spec.port,
                     error = %status.message(),
