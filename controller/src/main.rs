@@ -677,6 +677,8 @@ async fn serve_grpc(
     registry: prometheus_client::registry::Registry,
     on_shutdown: impl FnOnce() + Send,
 ) -> anyhow::Result<()> {
+    // Watching for signals before the first connection can be answered.
+    let signalled = linkerd_admin::signalled();
     let grpc = linkerd_admin::bind(what, addr).await?;
     let admin = linkerd_admin::bind("admin", admin_addr).await?;
     tokio::spawn(Admin::new(registry).serve(admin));
@@ -685,7 +687,7 @@ async fn serve_grpc(
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             async move {
-                linkerd_admin::signalled().await;
+                signalled.await;
                 on_shutdown();
             },
         )

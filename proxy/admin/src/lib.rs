@@ -204,19 +204,29 @@ pub async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, B
 }
 
 /// Resolves on SIGTERM or SIGINT.
-pub async fn signalled() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch for SIGTERM");
-            return std::future::pending().await;
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: a server may answer requests before its shutdown future is
+/// polled, and a SIGTERM in between would otherwise kill the process
+/// without a drain.
+pub fn signalled() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let (mut term, mut int) = match (term, int) {
+            (Ok(t), Ok(i)) => (t, i),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch for SIGTERM and SIGINT");
+                return std::future::pending().await;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 #[cfg(test)]
