@@ -324,14 +324,7 @@ impl Metrics {
         tls: &Tls,
         dst: Option<&Arc<DstLabels>>,
     ) -> Arc<RouteStats> {
-        self.http.route(RouteKey {
-            direction,
-            authority: authority.into(),
-            target,
-            tls: tls.clone(),
-            dst: dst.cloned(),
-            policy: None,
-        })
+        self.route_key(direction, authority, target, tls, dst, None)
     }
 
     /// As `route`, for a request inbound policy put on a server's route:
@@ -344,12 +337,24 @@ impl Metrics {
         tls: &Tls,
         policy: Option<&Arc<RouteLabels>>,
     ) -> Arc<RouteStats> {
+        self.route_key(direction, authority, target, tls, None, policy)
+    }
+
+    fn route_key(
+        &self,
+        direction: Direction,
+        authority: &str,
+        target: SocketAddr,
+        tls: &Tls,
+        dst: Option<&Arc<DstLabels>>,
+        policy: Option<&Arc<RouteLabels>>,
+    ) -> Arc<RouteStats> {
         self.http.route(RouteKey {
             direction,
             authority: authority.into(),
             target,
             tls: tls.clone(),
-            dst: None,
+            dst: dst.cloned(),
             policy: policy.cloned(),
         })
     }

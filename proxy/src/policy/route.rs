@@ -294,24 +294,17 @@ pub(super) fn http_routes(
 ) -> Result<Box<[Route]>, InvalidPolicy> {
     msgs.iter()
         .map(|r| {
-            let mut matches = Vec::new();
-            for rule in &r.rules {
-                let rule: Vec<Match> = rule
-                    .matches
-                    .iter()
-                    .map(http_match)
-                    .collect::<Result<_, _>>()?;
-                matches.extend(or_everything(rule));
-            }
-            Ok(Route {
-                labels: labels(
-                    server,
-                    Meta::from_proto(r.metadata.as_ref(), &Default::default()),
-                ),
-                hosts: hosts(&r.hosts),
-                matches: or_everything(matches),
-                authorizations: authorizations(&r.authorizations)?,
-            })
+            let rules = r
+                .rules
+                .iter()
+                .map(|rule| rule.matches.iter().map(http_match));
+            route(
+                server,
+                r.metadata.as_ref(),
+                &r.hosts,
+                rules,
+                &r.authorizations,
+            )
         })
         .collect()
 }
@@ -322,26 +315,43 @@ pub(super) fn grpc_routes(
 ) -> Result<Box<[Route]>, InvalidPolicy> {
     msgs.iter()
         .map(|r| {
-            let mut matches = Vec::new();
-            for rule in &r.rules {
-                let rule: Vec<Match> = rule
-                    .matches
-                    .iter()
-                    .map(grpc_match)
-                    .collect::<Result<_, _>>()?;
-                matches.extend(or_everything(rule));
-            }
-            Ok(Route {
-                labels: labels(
-                    server,
-                    Meta::from_proto(r.metadata.as_ref(), &Default::default()),
-                ),
-                hosts: hosts(&r.hosts),
-                matches: or_everything(matches),
-                authorizations: authorizations(&r.authorizations)?,
-            })
+            let rules = r
+                .rules
+                .iter()
+                .map(|rule| rule.matches.iter().map(grpc_match));
+            route(
+                server,
+                r.metadata.as_ref(),
+                &r.hosts,
+                rules,
+                &r.authorizations,
+            )
         })
         .collect()
+}
+
+/// One route of either kind, from its rules' compiled matches.
+fn route<R, M>(
+    server: &Arc<Meta>,
+    metadata: Option<&linkerd_proxy_api::meta::Metadata>,
+    host_matches: &[http_route::HostMatch],
+    rules: R,
+    authz: &[inbound::Authz],
+) -> Result<Route, InvalidPolicy>
+where
+    R: Iterator<Item = M>,
+    M: Iterator<Item = Result<Match, InvalidPolicy>>,
+{
+    let mut matches = Vec::new();
+    for rule in rules {
+        matches.extend(or_everything(rule.collect::<Result<_, _>>()?));
+    }
+    Ok(Route {
+        labels: labels(server, Meta::from_proto(metadata, &Default::default())),
+        hosts: hosts(host_matches),
+        matches: or_everything(matches),
+        authorizations: authorizations(authz)?,
+    })
 }
 
 /// Every request on one route, `default`, with the server's authorizations.
