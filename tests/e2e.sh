@@ -56,7 +56,10 @@ K() { kubectl "$@"; }
 step "linkerd check --pre"
 check "check --pre passes on a cluster without the mesh" "$L" check --pre
 
-step "linkerd install | kubectl apply"
+step "linkerd install --crds, then linkerd install | kubectl apply"
+"$L" install --crds >"$LOG/crds.yaml"
+check "the CRDs apply" K apply -f "$LOG/crds.yaml"
+check "the CRDs are established" K wait --for=condition=Established crd --all --timeout=60s
 # Prometheus is the project's image of Debian's; Grafana's image comes from
 # a registry, which a registry-less cluster cannot pull from.
 "$L" install --set clusterNetworks="$NETWORKS" --set grafana.enabled=false >"$LOG/install.yaml"
@@ -163,7 +166,25 @@ tap_ok() {
   head -5 "$LOG/tap.txt"
   [ "$(grep -c '^req .*tls=true' "$LOG/tap.txt")" -ge 5 ]
 }
+apiservice_ok() { [ "$(K get apiservice v1alpha1.tap.linkerd.io -o jsonpath='{.status.conditions[?(@.type=="Available")].status}')" = True ]; }
+check "tap's aggregated API (APIService v1alpha1.tap.linkerd.io) is Available" eventually 90 apiservice_ok
 check "tap: live requests through the API server" tap_ok
+# A user the cluster knows nothing about: impersonated (--as), as kubectl does.
+tap_refused() {
+  timeout 15 "$L" --as e2e-tapper tap deploy/web -n emojivoto >"$LOG/tap-refused.txt" 2>&1
+  local rc=$?
+  cat "$LOG/tap-refused.txt"
+  [ $rc != 0 ] && [ $rc != 124 ] && grep -q 'User "e2e-tapper" cannot watch resource "deployments/tap" in API group "tap.linkerd.io" in the namespace "emojivoto"' "$LOG/tap-refused.txt"
+}
+check "tap as a user without tap.linkerd.io RBAC: refused with the API server's message" tap_refused
+check "the user is bound to linkerd-tap-reader" K create clusterrolebinding e2e-tapper --clusterrole linkerd-tap-reader --user e2e-tapper
+tap_as_user() {
+  timeout 15 "$L" --as e2e-tapper tap deploy/web -n emojivoto >"$LOG/tap-user.txt" 2>&1
+  head -3 "$LOG/tap-user.txt"
+  [ "$(grep -c '^req .*tls=true' "$LOG/tap-user.txt")" -ge 5 ]
+}
+check "with the binding, the same user's tap shows events" eventually 30 tap_as_user
+K delete clusterrolebinding e2e-tapper >/dev/null
 top_ok() {
   # top draws on a terminal: give it one.
   timeout 12 script -qec "stty rows 40 cols 160; $L top deploy/web -n emojivoto" /dev/null >"$LOG/top.txt" 2>&1
@@ -179,7 +200,9 @@ dashboard_ok() {
   pid=$!
   for _ in $(seq 30); do
     if curl -sf "http://localhost:$port/api/stat?kind=deployment&namespace=emojivoto" >"$LOG/dashboard.json" 2>/dev/null; then
-      grep -q '"name":"web"' "$LOG/dashboard.json" && curl -sf "http://localhost:$port/" | grep -q app.js && rc=0
+      grep -q '"name":"web"' "$LOG/dashboard.json" && curl -sf "http://localhost:$port/" | grep -q app.js \
+        && { curl -sN --max-time 8 "http://localhost:$port/api/tap?resource=deploy/web&namespace=emojivoto" >"$LOG/dashboard-tap.txt" 2>/dev/null; true; } \
+        && [ "$(grep -c '^data: {"' "$LOG/dashboard-tap.txt")" -ge 3 ] && rc=0
       break
     fi
     sleep 1
@@ -187,7 +210,7 @@ dashboard_ok() {
   kill $pid 2>/dev/null; wait $pid 2>/dev/null
   return $rc
 }
-check "dashboard: pages and API through the port-forward" dashboard_ok
+check "dashboard: pages, API, and live tap (through the API server, as the dashboard's ServiceAccount)" dashboard_ok
 check "linkerd check --proxy passes" "$L" check --proxy -n emojivoto --wait 1m
 
 # ---------------------------------------------------------------- failures
@@ -293,6 +316,20 @@ assert any(r["server"] == "server:web-http" and r["unauthorized_rps"] > 0 for r 
 '
 }
 check "linkerd authz: vote-bot's authorization and the denied requests, per server and route" eventually 120 authz_rows
+# The control plane's own policy: tap's and the public API's gRPC ports
+# answer nothing to a pod that is not the dashboard (or the public API).
+cp_refuses() { # pod, address, command...
+  local pod=$1 addr=$2 out
+  shift 2
+  out=$(timeout 30 kubectl exec -n emojivoto "deploy/$pod" -c "$pod" -- linkerd --api-addr "$addr" "$@" 2>&1)
+  local rc=$?
+  echo "$pod: rc=$rc: $out" | head -3
+  [ $rc != 0 ] && ! echo "$out" | grep -q '^req ' && echo "$out" | grep -qi 'permission\|denied\|unauthorized\|forbidden'
+}
+for pod in intruder outsider; do
+  check "$pod: tap's gRPC port refuses it, no events" cp_refuses $pod linkerd-tap.linkerd.svc.cluster.local:8088 tap deploy/web -n emojivoto
+  check "$pod: the public API's port refuses it" cp_refuses $pod linkerd-public-api.linkerd.svc.cluster.local:8085 stat deploy -n emojivoto
+done
 before=$(broken policy-before)
 sleep 10
 after=$(broken policy-after)

@@ -5,6 +5,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client, api::ListParams};
+use linkerd_proxy_api::tap_controller::{TapRequest, api as tap_api};
 use std::{path::PathBuf, time::Duration};
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -15,6 +16,9 @@ pub(crate) struct Target {
     pub(crate) api_addr: Option<String>,
     pub(crate) kubeconfig: Option<PathBuf>,
     pub(crate) context: Option<String>,
+    /// `--as`, `--as-group`: whom the Kubernetes API is asked as.
+    pub(crate) impersonate: Option<String>,
+    pub(crate) impersonate_groups: Vec<String>,
     /// The control plane's namespace.
     pub(crate) namespace: String,
     /// Say on stderr what is reached, and how.
@@ -152,7 +156,46 @@ impl Target {
                 kubeconfig_paths()
             )
         })?;
+        let mut config = config;
+        if let Some(user) = &self.impersonate {
+            config.auth_info.impersonate = Some(user.clone());
+        }
+        if !self.impersonate_groups.is_empty() {
+            config.auth_info.impersonate_groups = Some(self.impersonate_groups.clone());
+        }
         Ok(Client::try_from(config)?)
+    }
+
+    /// Opens a tap through the Kubernetes API server (tap's aggregated API,
+    /// `/apis/tap.linkerd.io`), which checks the user's RBAC first; the
+    /// answer's body is the stream of frames.
+    pub(crate) async fn tap_through_kube(
+        &self,
+        req: &TapRequest,
+    ) -> Result<tap_api::Events<kube::client::Body>, TapRefused> {
+        let request = tap_api::request(req).map_err(|e| TapRefused::other(e.to_string()))?;
+        let client = self
+            .client()
+            .await
+            .map_err(|e| TapRefused::other(format!("{e:#}")))?;
+        self.say(format_args!(
+            "tap: POST {} through the Kubernetes API",
+            request.uri()
+        ));
+        let rsp = client
+            .send(request.map(kube::client::Body::from))
+            .await
+            .map_err(|e| TapRefused::other(format!("cannot reach the Kubernetes API: {e}")))?;
+        let status = rsp.status();
+        if status.is_success() {
+            return Ok(tap_api::Events::new(rsp.into_body()));
+        }
+        use http_body_util::BodyExt;
+        let body = rsp.into_body().collect().await.map(|b| b.to_bytes());
+        Err(TapRefused {
+            status: Some(status),
+            message: tap_api::refusal(&body.unwrap_or_default()),
+        })
     }
 
     /// Port-forwards to a running pod of `service` for each connection.
@@ -265,4 +308,20 @@ where
         anyhow::bail!("{path} answered {status}");
     }
     Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Why the API server did not open a tap.
+#[derive(Debug)]
+pub(crate) struct TapRefused {
+    pub(crate) status: Option<http::StatusCode>,
+    pub(crate) message: String,
+}
+
+impl TapRefused {
+    fn other(message: impl Into<String>) -> Self {
+        Self {
+            status: None,
+            message: message.into(),
+        }
+    }
 }

@@ -84,10 +84,23 @@ pub struct InstallArgs {
     /// The trust domain of workload identities.
     #[arg(long, value_name = "DOMAIN")]
     identity_trust_domain: Option<String>,
+    /// Print only the CustomResourceDefinitions (policy.linkerd.io), to
+    /// apply before the control plane, which uses them, as Linkerd's
+    /// `linkerd install --crds`.
+    #[arg(long)]
+    crds: bool,
 }
 
 pub fn run(args: InstallArgs, namespace: &str) -> Result<()> {
     let chart = Chart::linkerd()?;
+    if args.crds {
+        use std::io::Write;
+        let crds: Vec<&str> = chart.crds().collect();
+        return std::io::stdout()
+            .lock()
+            .write_all(crds.join("\n---\n").as_bytes())
+            .context("cannot write the manifests");
+    }
     let values = install_values(&chart, &args, namespace)?;
     let rendered = chart.render(
         &values,
@@ -196,18 +209,25 @@ fn certificates(values: &mut Value, namespace: &str) -> Result<()> {
              (--identity-trust-anchors-file, --identity-issuer-certificate-file, --identity-issuer-key-file), or none of them"
         ),
     }
-    let webhook_crt = text(values, &["proxyInjector", "crtPEM"]);
-    let webhook_key = text(values, &["proxyInjector", "keyPEM"]);
-    match (webhook_crt.is_empty(), webhook_key.is_empty()) {
-        (true, true) => {
-            let service = format!("linkerd-proxy-injector.{namespace}.svc");
-            let s = ca::generate_serving(&[service], Duration::from_secs(365 * 86400), now)?;
-            values["proxyInjector"]["crtPEM"] = Value::String(s.cert_pem);
-            values["proxyInjector"]["keyPEM"] = Value::String(s.key_pem);
-            values["proxyInjector"]["caBundle"] = Value::String(s.ca_pem);
+    // The certificates the API server checks the control plane's webhook
+    // and aggregated API with.
+    for (key, service) in [
+        ("proxyInjector", "linkerd-proxy-injector"),
+        ("tap", "linkerd-tap"),
+    ] {
+        let crt = text(values, &[key, "crtPEM"]);
+        let pem_key = text(values, &[key, "keyPEM"]);
+        match (crt.is_empty(), pem_key.is_empty()) {
+            (true, true) => {
+                let service = format!("{service}.{namespace}.svc");
+                let s = ca::generate_serving(&[service], Duration::from_secs(365 * 86400), now)?;
+                values[key]["crtPEM"] = Value::String(s.cert_pem);
+                values[key]["keyPEM"] = Value::String(s.key_pem);
+                values[key]["caBundle"] = Value::String(s.ca_pem);
+            }
+            (false, false) => {}
+            _ => bail!("give {key}.crtPEM and {key}.keyPEM together, or neither"),
         }
-        (false, false) => {}
-        _ => bail!("give proxyInjector.crtPEM and proxyInjector.keyPEM together, or neither"),
     }
     Ok(())
 }
@@ -223,7 +243,8 @@ pub struct UninstallArgs {}
 
 /// Prints every object `linkerd install` creates, as much of it as
 /// `kubectl delete -f -` needs, in the reverse of the order Helm installs them
-/// (the webhook first, so a departing injector is asked nothing).
+/// (the webhook before the Deployments, so a departing injector is asked
+/// nothing), and the CRDs last.
 /// The objects are those of the installed values (linkerd-config), so
 /// that what was left out (`prometheus.enabled=false`) is not listed for a
 /// `kubectl delete` that would fail on it.
@@ -251,6 +272,9 @@ pub async fn uninstall(target: &crate::api::Target) -> Result<()> {
             &["proxyInjector", "crtPEM"],
             &["proxyInjector", "keyPEM"],
             &["proxyInjector", "caBundle"],
+            &["tap", "crtPEM"],
+            &["tap", "keyPEM"],
+            &["tap", "caBundle"],
         ] {
             let (last, parents) = path.split_last().expect("a path");
             let mut at = &mut overrides;
@@ -293,6 +317,17 @@ pub async fn uninstall(target: &crate::api::Target) -> Result<()> {
         stubs.push(stub);
     }
     stubs.reverse();
+    // The CRDs last: deleting one deletes every resource of its kind.
+    for text in chart.crds() {
+        for doc in text.split("\n---\n") {
+            let crd = values::from_yaml("the chart's CRDs", doc)?;
+            if let Some(name) = crd["metadata"]["name"].as_str() {
+                stubs.push(format!(
+                    "---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: {name}\n"
+                ));
+            }
+        }
+    }
     print!("{}", stubs.concat());
     Ok(())
 }

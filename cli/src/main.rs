@@ -33,6 +33,12 @@ struct Cli {
     /// The kubeconfig context to use.
     #[arg(long, global = true)]
     context: Option<String>,
+    /// The user to impersonate for Kubernetes operations (as kubectl's --as).
+    #[arg(long = "as", global = true, value_name = "USER")]
+    impersonate: Option<String>,
+    /// A group to impersonate for Kubernetes operations; repeat for more.
+    #[arg(long = "as-group", global = true, value_name = "GROUP")]
+    impersonate_groups: Vec<String>,
     /// The control plane's namespace.
     #[arg(short = 'L', long, global = true, default_value = "linkerd")]
     linkerd_namespace: String,
@@ -124,7 +130,7 @@ fn main() -> ExitCode {
     // Without flags that name a cluster or an address, a running local
     // demo is the control plane.
     let api_addr = cli.api_addr.or_else(|| {
-        if cli.kubeconfig.is_some() || cli.context.is_some() {
+        if cli.kubeconfig.is_some() || cli.context.is_some() || cli.impersonate.is_some() {
             return None;
         }
         let demo = demo::state::running()?;
@@ -141,6 +147,8 @@ fn main() -> ExitCode {
         api_addr,
         kubeconfig: cli.kubeconfig,
         context: cli.context,
+        impersonate: cli.impersonate,
+        impersonate_groups: cli.impersonate_groups,
         namespace: cli.linkerd_namespace,
         verbose: cli.verbose,
     };

@@ -3,12 +3,10 @@
 use crate::{api, resource};
 use clap::{Args, ValueEnum};
 use linkerd_format::tap::{json, line};
-use linkerd_proxy_api::{
-    tap::TapEvent,
-    tap_controller::{TapRequest, tap_by_resource_client::TapByResourceClient},
+use linkerd_proxy_api::tap_controller::{
+    TapRequest, api as tap_api, tap_by_resource_client::TapByResourceClient,
 };
 use std::io::Write as _;
-use tonic::Streaming;
 
 /// Which requests to watch: shared by `tap` and `top`.
 #[derive(Args, Debug)]
@@ -41,7 +39,7 @@ pub(crate) struct Selection {
 
 impl Selection {
     /// Opens the tap stream at the tap service.
-    pub(crate) async fn open(self, api: &api::Target) -> anyhow::Result<Streaming<TapEvent>> {
+    pub(crate) async fn open(self, api: &api::Target) -> anyhow::Result<Events> {
         let given_ns = self.namespace.as_deref();
         let namespace = given_ns.unwrap_or(resource::DEFAULT_NAMESPACE);
         let target = resource::parse(&self.resource, namespace)?;
@@ -55,7 +53,6 @@ impl Selection {
         if self.max_rps.is_nan() || self.max_rps <= 0.0 {
             anyhow::bail!("--max-rps must be above 0");
         }
-        let channel = api.channel(&api::TAP).await?;
         let req = TapRequest {
             target: Some(target),
             to,
@@ -65,20 +62,45 @@ impl Selection {
             max_rps: self.max_rps,
             extract_headers: false,
         };
+        // Tap's own "no pods" names the namespace; say it was defaulted.
+        let defaulted = |message: &str, not_found: bool| match (not_found, given_ns) {
+            (true, None) => anyhow::anyhow!("{message} (the default; -n sets another)"),
+            _ => anyhow::anyhow!("{message}"),
+        };
+        if api.api_addr.is_none() {
+            return match api.tap_through_kube(&req).await {
+                Ok(events) => Ok(tap_api::AnyEvents::Api(events)),
+                Err(r) => Err(match r.status {
+                    Some(s)
+                        if s == http::StatusCode::NOT_FOUND && r.message.starts_with("no pods") =>
+                    {
+                        defaulted(&r.message, true)
+                    }
+                    Some(s)
+                        if s == http::StatusCode::NOT_FOUND
+                            || s == http::StatusCode::SERVICE_UNAVAILABLE =>
+                    {
+                        anyhow::anyhow!(
+                            "{} ({s}): is tap's aggregated API v1alpha1.tap.linkerd.io available? (`kubectl get apiservice v1alpha1.tap.linkerd.io`, `linkerd check`)",
+                            r.message
+                        )
+                    }
+                    _ => anyhow::anyhow!("{}", r.message),
+                }),
+            };
+        }
+        let channel = api.channel(&api::TAP).await?;
         let events = TapByResourceClient::new(channel)
             .tap(req)
             .await
-            .map_err(|s| match (s.code(), given_ns) {
-                // The controller names the namespace; say it was defaulted.
-                (tonic::Code::NotFound, None) => {
-                    anyhow::anyhow!("{} (the default; -n sets another)", s.message())
-                }
-                _ => anyhow::anyhow!("{}", s.message()),
-            })?
+            .map_err(|s| defaulted(s.message(), s.code() == tonic::Code::NotFound))?
             .into_inner();
-        Ok(events)
+        Ok(tap_api::AnyEvents::Grpc(events))
     }
 }
+
+/// A tap's events, from the tap service or the API server.
+pub(crate) type Events = tap_api::AnyEvents<kube::client::Body>;
 
 #[derive(Args, Debug)]
 pub(crate) struct TapArgs {
@@ -101,7 +123,7 @@ pub(crate) async fn run(args: TapArgs, api: &api::Target) -> anyhow::Result<()> 
     let mut out = std::io::stdout().lock();
     loop {
         let event = tokio::select! {
-            e = events.message() => e,
+            e = events.next() => e,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         match event {
@@ -119,7 +141,7 @@ pub(crate) async fn run(args: TapArgs, api: &api::Target) -> anyhow::Result<()> 
                 }
             }
             Ok(None) => return Ok(()),
-            Err(s) => anyhow::bail!("tap ended: {}", s.message()),
+            Err(e) => anyhow::bail!("tap ended: {e}"),
         }
     }
 }

@@ -229,10 +229,10 @@ pub(crate) async fn run(args: TopArgs, api: &crate::api::Target) -> anyhow::Resu
     let started = Instant::now();
     loop {
         tokio::select! {
-            e = events.message(), if ended.is_none() => match e {
+            e = events.next(), if ended.is_none() => match e {
                 Ok(Some(e)) => top.event(&e),
                 Ok(None) => ended = Some("the tap stream ended".into()),
-                Err(s) => ended = Some(format!("tap ended: {}", s.message())),
+                Err(e) => ended = Some(format!("tap ended: {e}")),
             },
             key = keys.recv() => match key {
                 Some(KeyEvent { code: KeyCode::Char('q'), .. })

@@ -9,3 +9,4 @@ pub mod policy;
 pub mod prometheus_sd;
 pub mod public_api;
 pub mod tap;
+pub mod tls;

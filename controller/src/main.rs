@@ -192,6 +192,14 @@ struct TapArgs {
     /// This controller's service account: proxies serve tap to its identity.
     #[arg(long, default_value = "linkerd-tap")]
     service_account: String,
+    /// Serve tap as the aggregated API `v1alpha1.tap.linkerd.io` with the
+    /// certificate in this directory (tls.crt, tls.key), for users who tap
+    /// through the Kubernetes API server and its RBAC.
+    #[arg(long, value_name = "DIR")]
+    apiserver_tls_dir: Option<PathBuf>,
+    /// Where the aggregated API is served.
+    #[arg(long, default_value = "0.0.0.0:8089")]
+    apiserver_addr: SocketAddr,
     #[command(flatten)]
     naming: NamingArgs,
 }
@@ -338,7 +346,7 @@ async fn proxy_injector(args: ProxyInjectorArgs) -> anyhow::Result<()> {
         let path = args.tls_dir.join(file);
         std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
     };
-    let tls = linkerd_controller::injector::tls_config(&read("tls.crt")?, &read("tls.key")?)
+    let tls = linkerd_controller::tls::server_config(&read("tls.crt")?, &read("tls.key")?, None)
         .map_err(|e| {
             anyhow::anyhow!("the webhook certificate in {}: {e}", args.tls_dir.display())
         })?;
@@ -451,10 +459,24 @@ async fn serve_tap<D: linkerd_discovery::Discover>(
         )
     })?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let service = tap::TapService::new(discover, credentials, naming, stopped).into_server();
+    let service = std::sync::Arc::new(tap::TapService::new(
+        discover,
+        credentials,
+        naming,
+        stopped.clone(),
+    ));
+    if let Some(dir) = &args.apiserver_tls_dir {
+        let api = tap_apiserver(dir, &args.source, service.clone()).await?;
+        let listener = linkerd_admin::bind("tap API", args.apiserver_addr).await?;
+        let (tls, server) = api;
+        let mut stopped = stopped;
+        tokio::spawn(tap::apiserver::serve(listener, tls, server, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+    }
     serve_grpc(
         "tap",
-        tonic::service::Routes::new(service),
+        tonic::service::Routes::new(tap::TapService::server(service)),
         (args.addr, args.admin_addr),
         prometheus_client::registry::Registry::default(),
         move || {
@@ -462,6 +484,46 @@ async fn serve_tap<D: linkerd_discovery::Discover>(
         },
     )
     .await
+}
+
+type TapApi<D> = (
+    std::sync::Arc<rustls::ServerConfig>,
+    std::sync::Arc<tap::apiserver::ApiServer<D, tap::apiserver::SubjectAccessReviews>>,
+);
+
+/// The aggregated tap API: its serving certificate, and the API server's
+/// front-proxy settings, which say whose certificate speaks for users.
+async fn tap_apiserver<D: linkerd_discovery::Discover>(
+    dir: &std::path::Path,
+    source: &SourceArgs,
+    tap: std::sync::Arc<tap::TapService<D>>,
+) -> anyhow::Result<TapApi<D>> {
+    if source.local.is_some() {
+        anyhow::bail!(
+            "--apiserver-tls-dir serves tap through the Kubernetes API server: it needs the Kubernetes backend, not --local"
+        );
+    }
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the tap API's {}", path.display()))
+    };
+    let client = kube_client(source.kubeconfig.as_deref()).await?;
+    let request_header = tap::apiserver::RequestHeader::load(&client)
+        .await
+        .context("the tap API cannot know the API server's front proxy")?;
+    let tls = linkerd_controller::tls::server_config(
+        &read("tls.crt")?,
+        &read("tls.key")?,
+        Some(&request_header.client_ca_pem),
+    )
+    .with_context(|| format!("the tap API's certificate in {}", dir.display()))?;
+    let server = tap::apiserver::ApiServer {
+        tap,
+        authorize: tap::apiserver::SubjectAccessReviews::new(client),
+        request_header,
+    };
+    Ok((std::sync::Arc::new(tls), std::sync::Arc::new(server)))
 }
 
 async fn identity(args: IdentityArgs) -> anyhow::Result<()> {

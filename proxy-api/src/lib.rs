@@ -66,10 +66,14 @@ pub mod tap {
 }
 
 /// The tap controller's API (this project's own), which `linkerd tap` calls.
+// `TapApiFrame`'s event is most of what is sent: boxing it would add an
+// allocation per event to save stack space on the rare error frame.
+#[allow(clippy::large_enum_variant)]
 pub mod tap_controller {
     include!(concat!(env!("OUT_DIR"), "/io.linkerd.tap_controller.rs"));
+    pub mod api;
     mod kind;
-    pub use kind::{KINDS, canonical_kind, short_kind};
+    pub use kind::{KINDS, canonical_kind, plural_kind, short_kind};
 }
 
 /// The public API (this project's own), which the CLI and the dashboard call.

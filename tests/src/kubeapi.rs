@@ -171,7 +171,28 @@ const DISCOVERY: &[(&str, &[Resource])] = &[
     ),
     (
         "authorization.k8s.io/v1",
-        &[("selfsubjectaccessreviews", "SelfSubjectAccessReview", false)],
+        &[
+            ("selfsubjectaccessreviews", "SelfSubjectAccessReview", false),
+            ("subjectaccessreviews", "SubjectAccessReview", false),
+        ],
+    ),
+    (
+        "apiregistration.k8s.io/v1",
+        &[("apiservices", "APIService", false)],
+    ),
+    // The chart's CRDs' kinds. A real API server serves them once their
+    // CRD is established; this one always does.
+    (
+        "policy.linkerd.io/v1beta3",
+        &[("servers", "Server", true), ("httproutes", "HTTPRoute", true)],
+    ),
+    (
+        "policy.linkerd.io/v1alpha1",
+        &[
+            ("authorizationpolicies", "AuthorizationPolicy", true),
+            ("meshtlsauthentications", "MeshTLSAuthentication", true),
+            ("networkauthentications", "NetworkAuthentication", true),
+        ],
     ),
 ];
 
@@ -185,12 +206,19 @@ fn discovery(path: &str) -> Option<Value> {
         }));
     }
     if path == "/apis" {
-        let groups: Vec<Value> = DISCOVERY
-            .iter()
-            .filter_map(|(gv, _)| gv.split_once('/'))
-            .map(|(group, version)| {
-                let v = json!({"groupVersion": format!("{group}/{version}"), "version": version});
-                json!({"name": group, "versions": [v], "preferredVersion": v})
+        // A group's versions, in the order listed: the first is preferred.
+        let mut groups: Vec<(&str, Vec<Value>)> = Vec::new();
+        for (group, version) in DISCOVERY.iter().filter_map(|(gv, _)| gv.split_once('/')) {
+            let v = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+            match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, versions)) => versions.push(v),
+                None => groups.push((group, vec![v])),
+            }
+        }
+        let groups: Vec<Value> = groups
+            .into_iter()
+            .map(|(group, versions)| {
+                json!({"name": group, "preferredVersion": versions[0], "versions": versions})
             })
             .collect();
         return Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}));

@@ -49,6 +49,7 @@ impl Certs {
             now,
         )
         .unwrap();
+        let t = ca::generate_serving(&["linkerd-tap.linkerd.svc".into()], 365 * day, now).unwrap();
         for (file, pem) in [
             ("ca.crt", g.trust_anchor_pem),
             ("issuer.crt", g.issuer_pem),
@@ -56,6 +57,9 @@ impl Certs {
             ("webhook.crt", s.cert_pem),
             ("webhook.key", s.key_pem),
             ("webhook-ca.crt", s.ca_pem),
+            ("tap.crt", t.cert_pem),
+            ("tap.key", t.key_pem),
+            ("tap-ca.crt", t.ca_pem),
         ] {
             std::fs::write(dir.join(file), pem).unwrap();
         }
@@ -71,6 +75,9 @@ impl Certs {
             ("proxyInjector.crtPEM", "webhook.crt"),
             ("proxyInjector.keyPEM", "webhook.key"),
             ("proxyInjector.caBundle", "webhook-ca.crt"),
+            ("tap.crtPEM", "tap.crt"),
+            ("tap.keyPEM", "tap.key"),
+            ("tap.caBundle", "tap-ca.crt"),
         ]
         .iter()
         .flat_map(|(key, file)| {

@@ -49,6 +49,10 @@ impl Cluster {
     /// Deployments' controllers would make: every object, and a running,
     /// ready pod per Deployment.
     async fn install(&self, args: &[&str]) -> Vec<Value> {
+        // `linkerd install --crds`, then `linkerd install`, as a user runs them.
+        let crds = linkerd(&self.dir, &["install", "--crds"]).await;
+        assert!(crds.ok, "{}", crds.stderr);
+        self.api.apply(&documents(&crds.stdout));
         let mut all = vec!["install"];
         all.extend_from_slice(args);
         let run = linkerd(&self.dir, &all).await;
@@ -624,7 +628,24 @@ async fn kubectl_applies_what_install_prints_and_check_passes_on_it() {
         "a dry run creates nothing"
     );
 
-    // For real: kubectl creates each object; the Deployments' pods start.
+    // For real: the CRDs first (`linkerd install --crds`), then each object;
+    // the Deployments' pods start.
+    let crds = linkerd(&c.dir, &["install", "--crds"]).await;
+    assert!(crds.ok, "{}", crds.stderr);
+    let applied = kubectl(
+        &kubectl_bin,
+        &c.kubeconfig,
+        &["apply", "--validate=false", "-f", "-"],
+        &crds.stdout,
+    )
+    .await;
+    assert!(applied.ok, "{}", applied.stderr);
+    assert_eq!(
+        applied.stdout.matches(".policy.linkerd.io created").count(),
+        5,
+        "{}",
+        applied.stdout
+    );
     let applied = kubectl(
         &kubectl_bin,
         &c.kubeconfig,

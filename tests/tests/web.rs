@@ -267,7 +267,10 @@ async fn grafana() -> SocketAddr {
 
 async fn web(args: &[&str]) -> (tokio::process::Child, SocketAddr, SocketAddr) {
     let mut cmd = tokio::process::Command::new(bin("linkerd-web"));
-    cmd.args(args).kill_on_drop(true);
+    // No API server here: taps go to the public API.
+    cmd.args(["--tap-via", "public-api"])
+        .args(args)
+        .kill_on_drop(true);
     let (child, addrs) = spawn_listening(cmd, &["web", "admin"]).await;
     (child, addrs["web"], addrs["admin"])
 }

@@ -13,7 +13,8 @@ use linkerd_proxy_api::public_api::{
     api_client::ApiClient, stat_summary_request::Outbound,
 };
 use linkerd_proxy_api::tap_controller::{
-    Resource, TapRequest, canonical_kind, tap_by_resource_client::TapByResourceClient,
+    Resource, TapRequest, api as tap_api, canonical_kind,
+    tap_by_resource_client::TapByResourceClient,
 };
 use serde_json::{Value, json as j};
 use std::collections::HashMap;
@@ -27,6 +28,13 @@ use crate::server::Body;
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// A comment line keeps an idle event stream open through proxies.
 const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// Where the dashboard's taps go.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TapVia {
+    Kubernetes,
+    PublicApi,
+}
 
 pub(crate) struct PublicApi {
     addr: String,
@@ -277,7 +285,7 @@ fn tap(web: &Web, params: &HashMap<String, String>) -> Response<Body> {
         Ok(r) => r,
         Err(p) => return p.response(),
     };
-    let mut client = TapByResourceClient::new(web.api.channel.clone());
+    let (channel, via) = (web.api.channel.clone(), web.tap_via);
     let addr = web.api.addr.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(256);
     tokio::spawn(async move {
@@ -285,10 +293,18 @@ fn tap(web: &Web, params: &HashMap<String, String>) -> Response<Body> {
             let tx = tx.clone();
             async move { tx.send(Ok(Frame::data(Bytes::from(frame)))).await.is_ok() }
         };
-        let mut events = match client.tap(req).await {
-            Ok(rsp) => rsp.into_inner(),
-            Err(s) => {
-                let error = j!({"error": format!("tap through {addr}: {}", s.message())});
+        let opened = match via {
+            TapVia::PublicApi => TapByResourceClient::new(channel)
+                .tap(req)
+                .await
+                .map(|rsp| tap_api::AnyEvents::Grpc(rsp.into_inner()))
+                .map_err(|s| format!("tap through {addr}: {}", s.message())),
+            TapVia::Kubernetes => tap_through_kube(&req).await.map(tap_api::AnyEvents::Api),
+        };
+        let mut events = match opened {
+            Ok(events) => events,
+            Err(message) => {
+                let error = j!({ "error": message });
                 send(format!("event: error\ndata: {error}\n\n")).await;
                 return;
             }
@@ -301,14 +317,14 @@ fn tap(web: &Web, params: &HashMap<String, String>) -> Response<Body> {
         keepalive.tick().await;
         loop {
             let frame = tokio::select! {
-                e = events.message() => match e {
+                e = events.next() => match e {
                     Ok(Some(e)) => format!("data: {}\n\n", tap_format::json(&e)),
                     Ok(None) => {
                         send("event: end\ndata: {}\n\n".into()).await;
                         return;
                     }
-                    Err(s) => {
-                        let error = j!({"error": format!("tap ended: {}", s.message())});
+                    Err(e) => {
+                        let error = j!({"error": format!("tap ended: {e}")});
                         send(format!("event: error\ndata: {error}\n\n")).await;
                         return;
                     }
@@ -330,6 +346,28 @@ fn tap(web: &Web, params: &HashMap<String, String>) -> Response<Body> {
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     rsp
+}
+
+/// Opens a tap through the API server as the dashboard's ServiceAccount:
+/// its RBAC (the chart binds it to `linkerd-tap-reader`) decides.
+async fn tap_through_kube(req: &TapRequest) -> Result<tap_api::Events<kube::client::Body>, String> {
+    let request = tap_api::request(req).map_err(|e| e.to_string())?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("no Kubernetes configuration for tap: {e}"))?;
+    let rsp = client
+        .send(request.map(kube::client::Body::from))
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    if rsp.status().is_success() {
+        return Ok(tap_api::Events::new(rsp.into_body()));
+    }
+    let status = rsp.status();
+    let body = rsp.into_body().collect().await.map(|b| b.to_bytes());
+    Err(format!(
+        "tap through the Kubernetes API ({status}): {}",
+        tap_api::refusal(&body.unwrap_or_default())
+    ))
 }
 
 fn tap_request(params: &HashMap<String, String>) -> Result<TapRequest, Problem> {

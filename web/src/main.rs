@@ -52,6 +52,11 @@ struct Args {
     /// With --checks local: a control-plane component and its admin address.
     #[arg(long = "component", value_name = "NAME=HOST:PORT", value_parser = checks::parse_component)]
     components: Vec<(String, SocketAddr)>,
+    /// Where live tap goes: `kubernetes` through the API server's
+    /// aggregated tap API (`/apis/tap.linkerd.io`, as the dashboard's
+    /// ServiceAccount, whose RBAC decides), `public-api` to --api-addr.
+    #[arg(long, value_enum, default_value = "kubernetes")]
+    tap_via: api::TapVia,
     /// Log filter (`tracing` env-filter syntax).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -114,6 +119,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         hosts,
         controller_namespace: args.controller_namespace,
         checks: checks::Checks::new(args.checks, args.components)?,
+        tap_via: args.tap_via,
         metrics,
     });
     let listener = linkerd_admin::bind("web", args.addr).await?;

@@ -21,6 +21,7 @@ pub(crate) struct Web {
     pub(crate) hosts: regex::Regex,
     pub(crate) controller_namespace: String,
     pub(crate) checks: crate::checks::Checks,
+    pub(crate) tap_via: api::TapVia,
     pub(crate) metrics: Metrics,
 }
 

@@ -686,6 +686,8 @@ async fn start_and_wait(
         enforced_host,
         s("--checks"),
         s("local"),
+        s("--tap-via"),
+        s("public-api"),
     ];
     for (name, _, admin) in CONTROLLERS {
         web_args.extend([s("--component"), format!("{name}={}", at(*admin))]);

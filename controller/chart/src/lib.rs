@@ -145,6 +145,16 @@ impl Chart {
             .map(|(_, t)| *t)
     }
 
+    /// The chart's CustomResourceDefinitions (`crds/`, never templated),
+    /// which Helm installs before the templates, and `linkerd install
+    /// --crds` prints: a manifest cannot create a CRD and use it at once.
+    pub fn crds(&self) -> impl Iterator<Item = &'static str> {
+        embedded::FILES
+            .iter()
+            .filter(|(p, _)| p.starts_with("crds/"))
+            .map(|(_, t)| *t)
+    }
+
     /// The chart's defaults with `overrides` coalesced onto them, checked
     /// against the chart's schema.
     pub fn values(&self, overrides: Value) -> Result<Value, ChartError> {
@@ -286,8 +296,10 @@ fn split_manifests(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Helm's `InstallOrder`: known kinds in this order, unknown kinds after them by
-/// name; equal kinds keep their order (the sort is stable).
+/// Helm's `InstallOrder` (3.17, as `helm template` shows it): known kinds in
+/// this order, unknown kinds after them by name (webhook configurations are
+/// not in Helm's list: they sort among the unknown, by name); equal kinds
+/// keep their order (the sort is stable).
 fn kind_order(a: &str, b: &str) -> std::cmp::Ordering {
     const ORDER: &[&str] = &[
         "PriorityClass",
@@ -326,8 +338,6 @@ fn kind_order(a: &str, b: &str) -> std::cmp::Ordering {
         "IngressClass",
         "Ingress",
         "APIService",
-        "MutatingWebhookConfiguration",
-        "ValidatingWebhookConfiguration",
     ];
     let pos = |k: &str| ORDER.iter().position(|o| *o == k);
     match (pos(a), pos(b)) {

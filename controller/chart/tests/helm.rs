@@ -64,6 +64,7 @@ fn certs(dir: &std::path::Path) -> Vec<(&'static str, PathBuf)> {
         now,
     )
     .unwrap();
+    let t = ca::generate_serving(&["linkerd-tap.linkerd.svc".into()], 365 * day, now).unwrap();
     [
         ("identityTrustAnchorsPEM", g.trust_anchor_pem),
         ("identity.issuer.tls.crtPEM", g.issuer_pem),
@@ -71,6 +72,9 @@ fn certs(dir: &std::path::Path) -> Vec<(&'static str, PathBuf)> {
         ("proxyInjector.crtPEM", s.cert_pem),
         ("proxyInjector.keyPEM", s.key_pem),
         ("proxyInjector.caBundle", s.ca_pem),
+        ("tap.crtPEM", t.cert_pem),
+        ("tap.keyPEM", t.key_pem),
+        ("tap.caBundle", t.ca_pem),
     ]
     .into_iter()
     .map(|(key, pem)| {

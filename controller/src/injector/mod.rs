@@ -350,36 +350,3 @@ async fn handle<C: Cluster>(req: Request<Incoming>, webhook: &Webhook<C>) -> Res
         Err(e) => reply(StatusCode::BAD_REQUEST, format!("{e}\n").into()),
     }
 }
-
-/// Why the webhook's certificate and key cannot serve.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("the certificate is not PEM: {0}")]
-    CertificatePem(#[source] rustls::pki_types::pem::Error),
-    #[error("no certificate in the certificate file")]
-    NoCertificate,
-    #[error("the key is not PEM: {0}")]
-    KeyPem(#[source] rustls::pki_types::pem::Error),
-    #[error("the certificate and key do not fit: {0}")]
-    Rustls(#[from] rustls::Error),
-}
-
-/// The webhook's TLS: its certificate chain and key, as PEM files.
-pub fn tls_config(cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, TlsError> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(TlsError::CertificatePem)?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate);
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(TlsError::KeyPem)?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
-}

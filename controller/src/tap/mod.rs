@@ -6,6 +6,7 @@
 //! (so the proxies only do the work that is reported), and a token bucket
 //! evens out the merge.
 
+pub mod apiserver;
 mod client;
 
 pub use self::client::{Credentials, CredentialsConfig, CredentialsError, channel as tls_channel};
@@ -116,8 +117,9 @@ impl<D: Discover> TapService<D> {
         }
     }
 
-    pub fn into_server(self) -> TapByResourceServer<Self> {
-        TapByResourceServer::new(self)
+    /// The gRPC server; the aggregated API shares the service.
+    pub fn server(this: std::sync::Arc<Self>) -> TapByResourceServer<Self> {
+        TapByResourceServer::from_arc(this)
     }
 }
 

@@ -21,6 +21,20 @@ pub fn canonical_kind(kind: &str) -> Option<&'static str> {
         .map(|(name, _)| *name)
 }
 
+/// The API's (plural) resource name of a canonical kind, as the Kubernetes
+/// API and RBAC rules name it.
+pub fn plural_kind(kind: &str) -> Option<&'static str> {
+    KINDS
+        .iter()
+        .find(|(name, _)| *name == kind)
+        .and_then(|(name, others)| {
+            others
+                .iter()
+                .find(|o| o.len() > name.len() && o.starts_with(name))
+        })
+        .copied()
+}
+
 /// The short name of a canonical kind (`deploy` for `deployment`).
 pub fn short_kind(kind: &str) -> &str {
     KINDS
@@ -41,5 +55,9 @@ mod tests {
         assert_eq!(canonical_kind("svc"), None);
         assert_eq!(short_kind("deployment"), "deploy");
         assert_eq!(short_kind("unknown"), "unknown");
+        for (kind, _) in KINDS {
+            assert_eq!(plural_kind(kind), Some(format!("{kind}s").as_str()));
+        }
+        assert_eq!(plural_kind("service"), None);
     }
 }
