@@ -29,6 +29,19 @@ pub async fn linkerd(dir: &Path, args: &[&str]) -> Run {
     }
 }
 
+/// `linkerd install --crds`, then `linkerd install ARGS`, each applied to
+/// `api` as `| kubectl apply -f -` would: the control plane's objects.
+pub async fn install(api: &crate::kubeapi::FakeApi, dir: &Path, args: &[&str]) -> Vec<Value> {
+    let crds = linkerd(dir, &["install", "--crds"]).await;
+    assert!(crds.ok, "{}", crds.stderr);
+    api.apply(&documents(&crds.stdout));
+    let mut all = vec!["install"];
+    all.extend_from_slice(args);
+    let run = linkerd(dir, &all).await;
+    assert!(run.ok, "{}", run.stderr);
+    api.apply(&documents(&run.stdout))
+}
+
 /// The objects of a multi-document YAML stream, as `linkerd install` prints.
 pub fn documents(yaml: &str) -> Vec<Value> {
     yaml.split("\n---\n")

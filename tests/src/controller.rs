@@ -142,6 +142,16 @@ impl Controller {
         Self::spawn("tap", cmd, api, dir).await
     }
 
+    /// Starts tap on the Kubernetes backend `api` (filled by the caller
+    /// first, as a cluster is before tap starts), with `extra` flags.
+    pub async fn tap_on(api: FakeApi, extra: &[&str]) -> Self {
+        let dir = scratch_dir();
+        let kubeconfig = api.write_kubeconfig(&dir);
+        let mut cmd = service_command("tap", "--kubeconfig", &kubeconfig);
+        cmd.args(extra);
+        Self::spawn("tap", cmd, Some(api), dir).await
+    }
+
     /// Starts the public API on `backend`, with `extra` flags (its
     /// `--prometheus-url`, say).
     pub async fn public_api_with(backend: Backend, yaml: &str, extra: &[&str]) -> Self {

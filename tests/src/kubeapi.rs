@@ -60,6 +60,82 @@ struct State {
     denied: Vec<(String, String)>,
     /// The version `/version` reports, as `(major, minor)`.
     server_version: (u32, u32),
+    /// `(user, verb, group)`: what RBAC lets a user other than the
+    /// kubeconfig's do, for aggregated APIs and SubjectAccessReviews.
+    grants: Vec<(String, String, String)>,
+    /// Every SubjectAccessReview's spec, in order.
+    subject_reviews: Vec<Value>,
+    /// Aggregated APIs, by path prefix (`/apis/GROUP/`).
+    aggregated: Vec<Arc<Aggregated>>,
+}
+
+/// The kubeconfig's user: as `system:masters`, allowed everything.
+pub const ADMIN: &str = "admin";
+
+/// An aggregated API (an `APIService`): requests under `prefix` are
+/// authorized with the user's RBAC, then proxied to `upstream` over TLS
+/// with the front-proxy client certificate and the user in `X-Remote-*`
+/// headers, as kube-aggregator does.
+pub struct Aggregated {
+    pub prefix: String,
+    pub upstream: SocketAddr,
+    /// The name the upstream's certificate is checked for
+    /// (`SERVICE.NAMESPACE.svc`) against `ca_pem` (the APIService's
+    /// caBundle).
+    pub server_name: String,
+    pub ca_pem: String,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
+}
+
+impl Aggregated {
+    fn tls(&self) -> tokio_rustls::TlsConnector {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(cert.expect("the caBundle is PEM")).unwrap();
+        }
+        let chain = CertificateDer::pem_slice_iter(self.client_cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("the front-proxy certificate is PEM");
+        let key = PrivateKeyDer::from_pem_slice(self.client_key_pem.as_bytes())
+            .expect("the front-proxy key is PEM");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .expect("the front-proxy certificate and key fit");
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+}
+
+/// The API server's view of a resource request's path, for RBAC:
+/// `(verb, group, resource, subresource, namespace, name)`.
+fn request_info(method: &http::Method, path: &str) -> Option<[String; 6]> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let ["apis", group, _version, rest @ ..] = parts.as_slice() else {
+        return None;
+    };
+    let (verb, rest) = match rest {
+        ["watch", rest @ ..] => ("watch", rest),
+        rest if *method == http::Method::POST => ("create", rest),
+        rest => ("get", rest),
+    };
+    let (ns, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (*ns, rest),
+        rest => ("", rest),
+    };
+    let s = |v: &str| v.to_string();
+    let (resource, name, sub) = match rest {
+        [r] => (*r, "", ""),
+        [r, n] => (*r, *n, ""),
+        [r, n, sub] => (*r, *n, *sub),
+        _ => return None,
+    };
+    Some([s(verb), s(group), s(resource), s(sub), s(ns), s(name)])
 }
 
 /// The API path of an object: `/api/v1/namespaces/NS/configmaps/NAME`.
@@ -70,10 +146,15 @@ fn object_path(obj: &Value) -> String {
     } else {
         format!("/api/{api_version}")
     };
-    let plural = format!(
-        "{}s",
-        obj["kind"].as_str().unwrap_or_default().to_lowercase()
-    );
+    // The kind's resource as discovery names it (`authorizationpolicies`).
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let plural = DISCOVERY
+        .iter()
+        .filter(|(gv, _)| *gv == api_version)
+        .flat_map(|(_, resources)| resources.iter())
+        .find(|(_, k, _)| *k == kind)
+        .map(|(plural, _, _)| plural.to_string())
+        .unwrap_or_else(|| format!("{}s", kind.to_lowercase()));
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     match obj["metadata"]["namespace"].as_str() {
         Some(ns) => format!("{base}/namespaces/{ns}/{plural}/{name}"),
@@ -83,6 +164,7 @@ fn object_path(obj: &Value) -> String {
 
 const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
 const ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+const SUBJECT_ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
 
 /// Whether `obj`'s labels satisfy an equality selector (`k=v,k2=v2`, or
 /// `k!=v`, or a bare `k` for "has the label"), as `kubectl get -l` sends it.
@@ -184,7 +266,10 @@ const DISCOVERY: &[(&str, &[Resource])] = &[
     // CRD is established; this one always does.
     (
         "policy.linkerd.io/v1beta3",
-        &[("servers", "Server", true), ("httproutes", "HTTPRoute", true)],
+        &[
+            ("servers", "Server", true),
+            ("httproutes", "HTTPRoute", true),
+        ],
     ),
     (
         "policy.linkerd.io/v1alpha1",
@@ -280,6 +365,17 @@ impl FakeApi {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let api = api.clone();
                         async move {
+                            let aggregated = api
+                                .state
+                                .lock()
+                                .unwrap()
+                                .aggregated
+                                .iter()
+                                .find(|a| req.uri().path().starts_with(a.prefix.as_str()))
+                                .cloned();
+                            if let Some(a) = aggregated {
+                                return Ok::<_, Infallible>(api.proxy_aggregated(a, req).await);
+                            }
                             if req.uri().path().ends_with("/portforward") {
                                 return Ok::<_, Infallible>(api.portforward(req));
                             }
@@ -290,6 +386,7 @@ impl FakeApi {
                                 return Ok::<_, Infallible>(match path.as_str() {
                                     TOKEN_REVIEWS => api.token_review(body),
                                     ACCESS_REVIEWS => api.access_review(body),
+                                    SUBJECT_ACCESS_REVIEWS => api.subject_access_review(body),
                                     _ => api.create(&path, body),
                                 });
                             }
@@ -356,6 +453,14 @@ impl FakeApi {
         state.version += 1;
         obj["metadata"]["resourceVersion"] = json!(state.version.to_string());
         obj["metadata"]["uid"] = json!(format!("uid-{}", state.version));
+        // The aggregation layer's verdict, which a real API server reaches by
+        // calling the service: here, available.
+        if obj["kind"] == "APIService" && obj["status"].is_null() {
+            obj["status"] = json!({"conditions": [{
+                "type": "Available", "status": "True", "reason": "Passed",
+                "message": "all checks passed",
+            }]});
+        }
         state.others.insert(object_path(&obj), obj);
     }
 
@@ -452,6 +557,159 @@ impl FakeApi {
     pub fn deny(&self, verb: &str, resource: &str) {
         let mut state = self.state.lock().unwrap();
         state.denied.push((verb.to_string(), resource.to_string()));
+    }
+
+    /// Lets `user` do `verb` on every resource of API `group`.
+    pub fn grant(&self, user: &str, verb: &str, group: &str) {
+        let mut state = self.state.lock().unwrap();
+        state
+            .grants
+            .push((user.to_string(), verb.to_string(), group.to_string()));
+    }
+
+    fn allowed(&self, user: &str, verb: &str, group: &str) -> bool {
+        user == ADMIN
+            || self
+                .state
+                .lock()
+                .unwrap()
+                .grants
+                .iter()
+                .any(|(u, v, g)| u == user && v == verb && g == group)
+    }
+
+    /// Serves an aggregated API under `a.prefix`.
+    pub fn aggregate(&self, a: Aggregated) {
+        self.state.lock().unwrap().aggregated.push(Arc::new(a));
+    }
+
+    /// Every SubjectAccessReview's spec so far.
+    pub fn subject_reviews(&self) -> Vec<Value> {
+        self.state.lock().unwrap().subject_reviews.clone()
+    }
+
+    /// Answers a SubjectAccessReview from the grants.
+    fn subject_access_review(&self, body: Option<Bytes>) -> Response<Body> {
+        let Some(mut review) = body.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &status(400, "BadRequest", "not a SubjectAccessReview"),
+            );
+        };
+        let spec = review["spec"].clone();
+        self.state
+            .lock()
+            .unwrap()
+            .subject_reviews
+            .push(spec.clone());
+        let attrs = &spec["resourceAttributes"];
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        let allowed = self.allowed(
+            &text(&spec["user"]),
+            &text(&attrs["verb"]),
+            &text(&attrs["group"]),
+        );
+        // RBAC gives no reason when nothing allows.
+        review["status"] = json!({ "allowed": allowed });
+        json_response(StatusCode::CREATED, &review)
+    }
+
+    /// A request under an aggregated API's prefix: the user's RBAC, then
+    /// the upstream's answer, streamed.
+    async fn proxy_aggregated(&self, a: Arc<Aggregated>, req: Request<Incoming>) -> Response<Body> {
+        let user = req
+            .headers()
+            .get("impersonate-user")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(ADMIN)
+            .to_string();
+        let path = req.uri().path().to_string();
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .push(format!("{} {path} as {user}", req.method()));
+        if let Some([verb, group, resource, sub, ns, name]) = request_info(req.method(), &path)
+            && !self.allowed(&user, &verb, &group)
+        {
+            // The API server's own wording.
+            let what = match name.as_str() {
+                "" => format!("{resource}.{group} is forbidden"),
+                n => format!("{resource}.{group} {n:?} is forbidden"),
+            };
+            let res = match sub.as_str() {
+                "" => resource.clone(),
+                s => format!("{resource}/{s}"),
+            };
+            let scope = match ns.as_str() {
+                "" => "at the cluster scope".to_string(),
+                n => format!("in the namespace {n:?}"),
+            };
+            let message = format!(
+                "{what}: User {user:?} cannot {verb} resource {res:?} in API group {group:?} {scope}"
+            );
+            return json_response(StatusCode::FORBIDDEN, &status(403, "Forbidden", &message));
+        }
+        let upstream = async {
+            let tcp = tokio::net::TcpStream::connect(a.upstream).await?;
+            let name = rustls::pki_types::ServerName::try_from(a.server_name.clone())
+                .map_err(std::io::Error::other)?;
+            let tls = a.tls().connect(name, tcp).await?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(std::io::Error::other)?;
+            tokio::spawn(conn);
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let mut out = Request::builder()
+                .method(parts.method)
+                .uri(parts.uri.path());
+            if let Some(ct) = parts.headers.get(http::header::CONTENT_TYPE) {
+                out = out.header(http::header::CONTENT_TYPE, ct);
+            }
+            let out = out
+                .header("x-remote-user", user.as_str())
+                .header("x-remote-group", "system:authenticated")
+                .body(Full::new(body))
+                .map_err(std::io::Error::other)?;
+            sender
+                .send_request(out)
+                .await
+                .map_err(std::io::Error::other)
+        };
+        let rsp = match upstream.await {
+            Ok(rsp) => rsp,
+            Err(e) => {
+                let message = format!("error trying to reach service: {e}");
+                return json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &status(503, "ServiceUnavailable", &message),
+                );
+            }
+        };
+        let (parts, mut body) = rsp.into_parts();
+        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        tokio::spawn(async move {
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Ok(data) = frame.into_data()
+                    && tx.send(data).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let stream = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+            |b| Ok::<_, Infallible>(Frame::data(b)),
+        );
+        let mut out = Response::new(StreamBody::new(stream).boxed());
+        *out.status_mut() = parts.status;
+        *out.headers_mut() = parts.headers;
+        out
     }
 
     /// Sets the Kubernetes version `/version` reports.

@@ -279,7 +279,11 @@ fn objects(manifests: &str) -> Vec<(String, String, Value)> {
     manifests
         .split("\n---\n")
         .map(|d| d.trim_start_matches("---\n"))
-        .filter(|d| !d.trim().is_empty())
+        // Empty, or only comments (as the CRDs' file opens).
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        })
         .map(|d| {
             let v: Value = serde_saphyr::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}"));
             let kind = v["kind"].as_str().unwrap().to_string();
@@ -515,6 +519,8 @@ fn install_refuses_bad_values_in_one_line() {
 
 #[test]
 fn uninstall_lists_every_installed_object() {
+    let (ok, crds, err) = linkerd(&strings(&["install", "--crds"]));
+    assert!(ok, "{err}");
     let (ok, installed, err) = linkerd(&strings(&["install"]));
     assert!(ok, "{err}");
     let (ok, listed, err) = linkerd(&strings(&["uninstall"]));
@@ -528,7 +534,15 @@ fn uninstall_lists_every_installed_object() {
         .map(|(k, n, _)| (k, n))
         .collect();
     want.reverse();
+    // The CRDs last: deleting one deletes every object of its kind.
+    want.extend(objects(&crds).into_iter().map(|(k, n, _)| (k, n)));
     assert_eq!(got, want);
-    assert_eq!(got[0].0, "MutatingWebhookConfiguration");
-    assert_eq!(got.last().unwrap().0, "Namespace");
+    let position = |kind: &str| got.iter().position(|(k, _)| k == kind).unwrap();
+    assert!(position("MutatingWebhookConfiguration") < position("Deployment"));
+    assert_eq!(got[got.len() - 6].0, "Namespace");
+    assert!(
+        got[got.len() - 5..]
+            .iter()
+            .all(|(k, _)| k == "CustomResourceDefinition")
+    );
 }

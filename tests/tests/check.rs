@@ -49,15 +49,7 @@ impl Cluster {
     /// Deployments' controllers would make: every object, and a running,
     /// ready pod per Deployment.
     async fn install(&self, args: &[&str]) -> Vec<Value> {
-        // `linkerd install --crds`, then `linkerd install`, as a user runs them.
-        let crds = linkerd(&self.dir, &["install", "--crds"]).await;
-        assert!(crds.ok, "{}", crds.stderr);
-        self.api.apply(&documents(&crds.stdout));
-        let mut all = vec!["install"];
-        all.extend_from_slice(args);
-        let run = linkerd(&self.dir, &all).await;
-        assert!(run.ok, "{}", run.stderr);
-        self.api.apply(&documents(&run.stdout))
+        linkerd_tests::cli::install(&self.api, &self.dir, args).await
     }
 }
 
@@ -235,6 +227,7 @@ async fn an_installed_control_plane_and_its_data_plane_pass() {
         "control plane CustomResourceDefinitions exist",
         "control plane ServiceAccounts exist",
         "control plane MutatingWebhookConfigurations exist",
+        "tap API service is running",
         "certificate config is valid",
         "trust anchors are valid for at least 60 days",
         "issuer cert is valid for at least 60 days",

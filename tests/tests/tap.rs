@@ -431,41 +431,197 @@ async fn the_tap_controller_finds_pods_on_either_backend(
     assert_eq!(e.code(), Code::InvalidArgument);
 }
 
-/// In a cluster, `linkerd tap` reaches the tap service through the
-/// Kubernetes API: it finds a running `linkerd-tap` pod and port-forwards to
-/// it (the fake API relays the WebSocket to the pod's address).
+/// A CA and client certificates it signed for each of `cns`, as the API
+/// server's front proxy has: the CA, then (certificate, key) per name, PEM.
+fn front_proxy(cns: &[&str]) -> (String, Vec<(String, String)>) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name
+        .push(DnType::CommonName, "front-proxy-ca");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::new(ca, &ca_key);
+    let certs = cns
+        .iter()
+        .map(|cn| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::default();
+            params.distinguished_name.push(DnType::CommonName, *cn);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        })
+        .collect();
+    (ca_pem, certs)
+}
+
+/// One request straight to the tap API (not through the API server) with
+/// `client` (certificate and key) or none: its status and body.
+async fn tap_api_request(
+    addr: SocketAddr,
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+    user: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Bytes), String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap(),
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            ServerName::try_from("linkerd-tap.linkerd.svc").unwrap(),
+            tcp,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = Request::post(path)
+        .header("x-remote-user", user)
+        .header("x-remote-group", "system:authenticated")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let rsp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = rsp.status().as_u16();
+    if status == 200 {
+        // A stream: until its first whole event.
+        let mut body = rsp.into_body();
+        let mut data = Vec::new();
+        let mut decoder = linkerd_proxy_api::tap_controller::api::Decoder::default();
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), body.frame()).await;
+            let chunk = match next {
+                Ok(Some(Ok(f))) => f.into_data().unwrap_or_default(),
+                other => return Err(format!("no event: {other:?}")),
+            };
+            data.extend_from_slice(&chunk);
+            decoder.push(&chunk);
+            if decoder.next_event().map_err(|e| e.to_string())?.is_some() {
+                return Ok((status, Bytes::from(data)));
+            }
+        }
+    }
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    Ok((status, body))
+}
+
+/// In a cluster, `linkerd tap` goes through the Kubernetes API, as
+/// Linkerd's: the API server checks the user's RBAC on `tap.linkerd.io`,
+/// then proxies to tap's aggregated API with its front-proxy certificate;
+/// tap believes the user only with that certificate and asks the API server
+/// again (SubjectAccessReview) before tapping.
 #[tokio::test]
-async fn linkerd_tap_reaches_the_tap_service_through_the_kubernetes_api() {
+async fn linkerd_tap_goes_through_the_api_servers_aggregation_and_rbac() {
+    use linkerd_proxy_api::tap_controller::{Resource, TapRequest, api as tap_api};
     use tokio::io::{AsyncBufReadExt, BufReader};
-    let (web_ip, tap_ip) = ("127.0.0.45", "127.0.0.46");
+    let web_ip = "127.0.0.45";
     let mesh = mesh().await;
     let (web, web_pod) = loopback_web_pod(&mesh, web_ip).await;
-    let tap_addr = format!("{tap_ip}:8088");
-    let _tap = tap_controller(
-        &mesh,
-        linkerd_tests::controller::Backend::Local,
-        &format!("pods:\n{web_pod}"),
-        &["--addr", &tap_addr],
+
+    // The cluster: the web pod, the API server's front-proxy settings, and
+    // tap's serving certificate (as `linkerd install` makes it).
+    let api = linkerd_tests::kubeapi::FakeApi::start().await;
+    api.set_topology(&serde_saphyr::from_str(&format!("pods:\n{web_pod}")).unwrap());
+    let (fp_ca, certs) = front_proxy(&["front-proxy-client", "someone-else"]);
+    let (fp_cert, fp_key) = certs[0].clone();
+    let (stranger_cert, stranger_key) = certs[1].clone();
+    api.put(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
+        "data": {
+            "requestheader-client-ca-file": fp_ca,
+            "requestheader-allowed-names": "[\"front-proxy-client\"]",
+            "requestheader-username-headers": "[\"X-Remote-User\"]",
+            "requestheader-group-headers": "[\"X-Remote-Group\"]",
+            "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
+        },
+    }));
+    let serving = linkerd_pki::ca::generate_serving(
+        &["linkerd-tap.linkerd.svc".into()],
+        Duration::from_secs(86400),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let tls_dir = mesh.dir.join("tap-tls");
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    std::fs::write(tls_dir.join("tls.crt"), &serving.cert_pem).unwrap();
+    std::fs::write(tls_dir.join("tls.key"), &serving.key_pem).unwrap();
+    let apiserver_addr: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.46:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let token = mesh.dir.join("linkerd-linkerd-tap.token");
+    let trust = mesh.dir.join("ca-bundle.crt");
+    let identity_addr = mesh.identity.grpc.to_string();
+    let _tap = linkerd_tests::controller::Controller::tap_on(
+        api.clone(),
+        &[
+            "--identity-addr",
+            &identity_addr,
+            "--token-file",
+            token.to_str().unwrap(),
+            "--trust-anchors",
+            trust.to_str().unwrap(),
+            "--apiserver-tls-dir",
+            tls_dir.to_str().unwrap(),
+            "--apiserver-addr",
+            &apiserver_addr.to_string(),
+        ],
     )
     .await;
-
-    // The cluster as the CLI sees it: the tap controller's pod.
-    let api = linkerd_tests::kubeapi::FakeApi::start().await;
-    let topology: linkerd_discovery::Topology = serde_saphyr::from_str(&format!(
-        "pods:\n{web_pod}  - {{name: tap-5d8f9-x2x, namespace: linkerd, ip: {tap_ip}, labels: {{linkerd.io/control-plane-component: tap}}, serviceAccount: linkerd-tap}}\n"
-    ))
-    .unwrap();
-    api.set_topology(&topology);
+    api.aggregate(linkerd_tests::kubeapi::Aggregated {
+        prefix: "/apis/tap.linkerd.io/".into(),
+        upstream: apiserver_addr,
+        server_name: "linkerd-tap.linkerd.svc".into(),
+        ca_pem: serving.ca_pem.clone(),
+        client_cert_pem: fp_cert.clone(),
+        client_key_pem: fp_key.clone(),
+    });
     let kubeconfig = api.write_kubeconfig(&mesh.dir);
-    let mut cli = tokio::process::Command::new(linkerd_tests::proxy::bin("linkerd"))
-        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
-        .args(["tap", "deploy/web", "-n", NS])
-        .env_remove("LINKERD_API_ADDR")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let linkerd = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(linkerd_tests::proxy::bin("linkerd"));
+        cmd.args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+            .args(args)
+            .env_remove("LINKERD_API_ADDR")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    };
+
+    // The cluster's admin taps: events.
+    let mut cli = linkerd(&["tap", "deploy/web", "-n", NS]).spawn().unwrap();
     let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
     let seen = async {
         loop {
@@ -490,28 +646,179 @@ async fn linkerd_tap_reaches_the_tap_service_through_the_kubernetes_api() {
     };
     assert!(line.starts_with("req "), "{line}");
     assert!(line.contains(":path=/through-the-api"), "{line}");
-    let forwarded = api.requests().iter().any(|r| {
-        r.contains("/namespaces/linkerd/pods/tap-5d8f9-x2x/portforward?")
-            && r.contains("ports=8088")
-    });
-    assert!(forwarded, "{:?}", api.requests());
+    let tapped = "/apis/tap.linkerd.io/v1alpha1/watch/namespaces/emojivoto/deployments/web/tap";
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| *r == format!("POST {tapped} as admin")),
+        "{:?}",
+        api.requests()
+    );
+    // Tap asked the API server about the user, for the target's tap.
+    let review = api
+        .subject_reviews()
+        .into_iter()
+        .find(|r| r["user"] == "admin")
+        .expect("a SubjectAccessReview");
+    let attrs = &review["resourceAttributes"];
+    assert_eq!(
+        (
+            attrs["verb"].as_str(),
+            attrs["group"].as_str(),
+            attrs["resource"].as_str(),
+            attrs["subresource"].as_str(),
+            attrs["namespace"].as_str(),
+            attrs["name"].as_str()
+        ),
+        (
+            Some("watch"),
+            Some("tap.linkerd.io"),
+            Some("deployments"),
+            Some("tap"),
+            Some(NS),
+            Some("web")
+        )
+    );
+    drop(cli);
 
-    // No tap pod: one line saying so.
-    let empty = linkerd_tests::kubeapi::FakeApi::start().await;
-    let dir = mesh.dir.join("empty-cluster");
-    std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = empty.write_kubeconfig(&dir);
-    let out = tokio::process::Command::new(linkerd_tests::proxy::bin("linkerd"))
-        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
-        .args(["tap", "deploy/web", "-n", NS])
-        .env_remove("LINKERD_API_ADDR")
+    // A user without RBAC on tap.linkerd.io: the API server refuses, in
+    // its words, and tap is never asked.
+    let out = linkerd(&["--as", "alice", "tap", "deploy/web", "-n", NS])
         .output()
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("no running tap pod in namespace linkerd"),
+        stderr.contains(r#"deployments.tap.linkerd.io "web" is forbidden: User "alice" cannot watch resource "deployments/tap" in API group "tap.linkerd.io" in the namespace "emojivoto""#),
         "{stderr}"
     );
+    assert!(!api.subject_reviews().iter().any(|r| r["user"] == "alice"));
+    // Bound to the tap reader role: the same user's tap shows events.
+    api.grant("alice", "watch", "tap.linkerd.io");
+    let mut cli = linkerd(&["--as", "alice", "tap", "deploy/web", "-n", NS])
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    let seen = async {
+        loop {
+            get(web.inbound, "/as-alice").await;
+            if let Ok(Ok(Some(line))) =
+                tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
+            {
+                return line;
+            }
+        }
+    };
+    let line = tokio::time::timeout(Duration::from_secs(15), seen)
+        .await
+        .expect("alice's tap shows a request");
+    assert!(line.contains(":path=/as-alice"), "{line}");
+    drop(cli);
+
+    // Straight to tap's port, past the API server: without the front
+    // proxy's certificate the user headers count for nothing; with it, tap
+    // still asks the API server whether the user may tap.
+    let req = TapRequest {
+        target: Some(Resource {
+            r#type: "deployment".into(),
+            namespace: NS.into(),
+            name: "web".into(),
+        }),
+        ..Default::default()
+    };
+    let body = prost::Message::encode_to_vec(&req);
+    let ca = serving.ca_pem.as_str();
+    let (status, text) = tap_api_request(apiserver_addr, ca, None, "admin", tapped, body.clone())
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "{text:?}");
+    assert!(String::from_utf8_lossy(&text).contains("front-proxy certificate"));
+    // A certificate from another CA fails the handshake (or the request).
+    let (_, others) = front_proxy(&["front-proxy-client"]);
+    let other = tap_api_request(
+        apiserver_addr,
+        ca,
+        Some((&others[0].0, &others[0].1)),
+        "admin",
+        tapped,
+        body.clone(),
+    )
+    .await;
+    assert!(other.is_err(), "{other:?}");
+    // The front proxy's CA, but a name not in requestheader-allowed-names.
+    let (status, text) = tap_api_request(
+        apiserver_addr,
+        ca,
+        Some((&stranger_cert, &stranger_key)),
+        "admin",
+        tapped,
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401, "{text:?}");
+    assert!(String::from_utf8_lossy(&text).contains("requestheader-allowed-names"));
+    // The front proxy, for a user RBAC does not allow: tap's own review
+    // refuses, in the API server's words.
+    let (status, text) = tap_api_request(
+        apiserver_addr,
+        ca,
+        Some((&fp_cert, &fp_key)),
+        "mallory",
+        tapped,
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 403, "{text:?}");
+    let refusal = tap_api::refusal(&text);
+    assert!(
+        refusal.contains(r#"User "mallory" cannot watch resource "deployments/tap""#),
+        "{refusal}"
+    );
+    assert!(api.subject_reviews().iter().any(|r| r["user"] == "mallory"));
+    // A body naming another target than the path is refused.
+    let other_target = TapRequest {
+        target: Some(Resource {
+            r#type: "deployment".into(),
+            namespace: "kube-system".into(),
+            name: "coredns".into(),
+        }),
+        ..Default::default()
+    };
+    let (status, _) = tap_api_request(
+        apiserver_addr,
+        ca,
+        Some((&fp_cert, &fp_key)),
+        "admin",
+        tapped,
+        prost::Message::encode_to_vec(&other_target),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400);
+    // The granted user gets the stream: a length-prefixed event frame.
+    let traffic = tokio::spawn(async move {
+        for _ in 0..100 {
+            get(web.inbound, "/direct").await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let (status, frame) = tap_api_request(
+        apiserver_addr,
+        ca,
+        Some((&fp_cert, &fp_key)),
+        "alice",
+        tapped,
+        body,
+    )
+    .await
+    .unwrap();
+    traffic.abort();
+    assert_eq!(status, 200);
+    let mut decoder = tap_api::Decoder::default();
+    decoder.push(&frame);
+    let event = decoder.next_event().unwrap().expect("a whole event frame");
+    assert!(format!("{event:?}").contains("/direct"), "{event:?}");
 }

@@ -501,9 +501,7 @@ async fn the_control_plane_page_runs_linkerd_check_in_a_cluster() {
     let api = FakeApi::start().await;
     let dir = std::env::temp_dir().join(format!("l5d-web-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let install = linkerd(&dir, &["install"]).await;
-    assert!(install.ok, "{}", install.stderr);
-    let objects = api.apply(&linkerd_tests::cli::documents(&install.stdout));
+    let objects = linkerd_tests::cli::install(&api, &dir, &[]).await;
     // The web server reaches the API as in a pod, here through $KUBECONFIG.
     let kubeconfig = api.write_kubeconfig(&dir);
     let mut cmd = tokio::process::Command::new(bin("linkerd-web"));

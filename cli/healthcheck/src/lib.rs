@@ -324,6 +324,9 @@ const POLICY_CRDS: [&str; 5] = [
     "meshtlsauthentications",
     "networkauthentications",
 ];
+/// Tap's aggregated API: `linkerd tap` and the dashboard go through it.
+const TAP_API: Check = Check::new("tap API service is running", "l5d-tap-api-service").retry();
+const TAP_API_SERVICE: &str = "v1alpha1.tap.linkerd.io";
 const SERVICE_ACCOUNTS: Check =
     Check::new("control plane ServiceAccounts exist", "l5d-existence-sa");
 const WEBHOOKS: Check = Check::new(
@@ -609,6 +612,39 @@ async fn control_plane(report: &mut Report, cluster: &Cluster) -> Option<Install
         })
         .await
         .flatten();
+    // The API server's own verdict on reaching tap: its `Available`
+    // condition, with the reason when it is not.
+    let resource = kube::core::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("apiregistration.k8s.io", "v1", "APIService"),
+        "apiservices",
+    );
+    let api_services: Api<kube::core::DynamicObject> =
+        Api::all_with(cluster.client.clone(), &resource);
+    report
+        .run(TAP_API, || async {
+            let service = api(
+                format!("the APIService {TAP_API_SERVICE}"),
+                api_services.get_opt(TAP_API_SERVICE),
+            )
+            .await?
+            .ok_or_else(|| format!("there is no APIService {TAP_API_SERVICE}"))?;
+            let conditions = service.data["status"]["conditions"].as_array().cloned();
+            let available = conditions
+                .unwrap_or_default()
+                .into_iter()
+                .find(|c| c["type"] == "Available");
+            match available {
+                Some(c) if c["status"] == "True" => Ok(()),
+                Some(c) => Err(format!(
+                    "the APIService {TAP_API_SERVICE} is not available: {}",
+                    c["message"].as_str().unwrap_or("no reason given")
+                )),
+                None => Err(format!(
+                    "the APIService {TAP_API_SERVICE} has no Available condition yet"
+                )),
+            }
+        })
+        .await;
 
     report.category("linkerd-identity");
     let now = OffsetDateTime::now_utc();
