@@ -306,6 +306,26 @@ assert (web["denied_rps"] or 0) > 0, web
 '
 }
 check "linkerd stat -o json counts the requests web's policy denied" eventually 120 stat_denied
+dashboard_denied() {
+  local port=50752 pid rc=1
+  "$L" dashboard --show url --port $port >"$LOG/dashboard-denied.txt" 2>&1 &
+  pid=$!
+  for _ in $(seq 30); do
+    if curl -sf "http://localhost:$port/api/stat?kind=deployment&namespace=emojivoto&name=web" >"$LOG/dashboard-denied.json" 2>/dev/null; then
+      python3 -c '
+import json, sys
+web = json.load(open(sys.argv[1]))["rows"][0]
+print(web)
+assert (web["denied_rps"] or 0) > 0, web
+' "$LOG/dashboard-denied.json" && rc=0
+      break
+    fi
+    sleep 1
+  done
+  kill $pid 2>/dev/null; wait $pid 2>/dev/null
+  return $rc
+}
+check "the dashboard's API shows web's denied requests (its Denied card and column)" eventually 60 dashboard_denied
 authz_rows() {
   "$L" authz deploy/web -n emojivoto -o json | python3 -c '
 import json, sys

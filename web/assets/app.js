@@ -102,11 +102,14 @@ function detailHref(kind, name, namespace) {
 function statTable(rows, opts) {
   opts = opts || {};
   if (!rows.length) return h("div", { class: "panel empty" }, opts.empty || "No resources.");
+  // Requests their authorization policy denied: a column only where some were.
+  const denied = rows.some((r) => r.denied_rps > 0);
   const head = h("tr", {},
     opts.namespaceColumn ? h("th", {}, "Namespace") : null,
     h("th", {}, "Name"), h("th", { class: "num" }, "Meshed"), h("th", { class: "num" }, "Success rate"),
     h("th", { class: "num" }, "RPS"), h("th", { class: "num" }, "P50"), h("th", { class: "num" }, "P95"),
     h("th", { class: "num" }, "P99"), h("th", { class: "num" }, "TCP"),
+    denied ? h("th", { class: "num", title: "requests a second its authorization policy denied" }, "Denied") : null,
     opts.tls ? h("th", {}, "mTLS") : null,
     config.grafana ? h("th", {}, "") : null);
   const body = rows.map((r) => {
@@ -122,10 +125,15 @@ function statTable(rows, opts) {
       num(ms(r.latency_ms_p95), "p95"),
       num(ms(r.latency_ms_p99), "p99"),
       num(r.tcp_open_connections === null ? "-" : String(Math.round(r.tcp_open_connections)), "tcp"),
+      denied ? deniedCell(r.denied_rps) : null,
       opts.tls ? tlsCell(opts.tls(r)) : null,
       config.grafana ? grafanaLink(kind, r.name, r.namespace) : null);
   });
   return h("div", { class: "panel" }, h("table", { class: "stat" }, h("thead", {}, head), h("tbody", {}, body)));
+}
+
+function deniedCell(v) {
+  return h("td", { class: `num ${v > 0 ? "sr-bad" : ""}`, "data-col": "denied" }, rps(v));
 }
 
 function tlsCell(edge) {
@@ -251,7 +259,8 @@ function resourcePage(view, ns, kind, name) {
       card("P95", r ? ms(r.latency_ms_p95) : "-"),
       card("P99", r ? ms(r.latency_ms_p99) : "-"),
       card("Meshed", r ? r.meshed : "-"),
-      card("TCP", r && r.tcp_open_connections !== null ? String(Math.round(r.tcp_open_connections)) : "-"));
+      card("TCP", r && r.tcp_open_connections !== null ? String(Math.round(r.tcp_open_connections)) : "-"),
+      card("Denied", r ? rps(r.denied_rps) : "-", r && r.denied_rps > 0 ? "sr-bad" : "muted"));
     const edge = (src, dst) => edgeList.edges.find((e) => e.src.name === src.name && e.src.namespace === src.namespace && e.dst.name === dst.name && e.dst.namespace === dst.namespace);
     const me = { name, namespace: ns };
     const withTraffic = (rows) => rows.filter((x) => x.rps !== null);
