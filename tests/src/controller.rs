@@ -81,6 +81,7 @@ async fn backend_command(
         Backend::Kubernetes => {
             let api = FakeApi::start().await;
             api.set_topology(&parse(yaml));
+            api.set_policy(yaml);
             let kubeconfig = api.write_kubeconfig(dir);
             (
                 service_command(service, "--kubeconfig", &kubeconfig),
@@ -128,8 +129,14 @@ impl Controller {
 
     /// Starts the policy service on a topology file holding `yaml`.
     pub async fn policy(yaml: &str) -> Self {
+        Self::policy_on(Backend::Local, yaml).await
+    }
+
+    /// Starts the policy service on `backend`, holding `yaml`'s world (its
+    /// pods, namespaces and policy resources).
+    pub async fn policy_on(backend: Backend, yaml: &str) -> Self {
         let dir = scratch_dir();
-        let (cmd, api) = backend_command("policy", Backend::Local, yaml, &dir).await;
+        let (cmd, api) = backend_command("policy", backend, yaml, &dir).await;
         Self::spawn("policy", cmd, api, dir).await
     }
 
@@ -189,7 +196,10 @@ impl Controller {
     /// editor or generator would), or updates the fake API's objects.
     pub fn set_topology(&self, yaml: &str) {
         match &self.api {
-            Some(api) => api.set_topology(&parse(yaml)),
+            Some(api) => {
+                api.set_topology(&parse(yaml));
+                api.set_policy(yaml);
+            }
             None => {
                 let tmp = self.dir.join("topology.yaml.new");
                 std::fs::write(&tmp, yaml).expect("write topology");

@@ -67,6 +67,46 @@ struct State {
     subject_reviews: Vec<Value>,
     /// Aggregated APIs, by path prefix (`/apis/GROUP/`).
     aggregated: Vec<Arc<Aggregated>>,
+    /// Watches on collections of `others`, by collection path (namespaced,
+    /// or cluster-wide across namespaces).
+    other_watchers: Vec<(String, mpsc::UnboundedSender<Bytes>)>,
+    /// (version, object path, watch event) for every change to `others`.
+    other_history: Vec<(u64, String, Value)>,
+}
+
+/// Whether the object at `object` is in the collection at `collection`:
+/// directly (`…/servers/NAME` in `…/servers`), or a namespaced object in
+/// its cluster-wide collection (`/apis/G/V/namespaces/NS/servers/NAME` in
+/// `/apis/G/V/servers`).
+fn in_collection(object: &str, collection: &str) -> bool {
+    let direct = object
+        .strip_prefix(collection)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'));
+    if direct {
+        return true;
+    }
+    let Some((base, resource)) = collection.rsplit_once('/') else {
+        return false;
+    };
+    let parts: Vec<&str> = match object
+        .strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix("/namespaces/"))
+    {
+        Some(rest) => rest.split('/').collect(),
+        None => return false,
+    };
+    matches!(parts.as_slice(), [_, r, _] if *r == resource)
+}
+
+impl State {
+    /// Records a change to `others` and tells the watches it concerns.
+    fn other_change(&mut self, path: String, kind: &str, obj: Value) {
+        let event = json!({"type": kind, "object": obj});
+        self.other_watchers
+            .retain(|(c, tx)| !in_collection(&path, c) || tx.send(line(&event)).is_ok());
+        self.other_history.push((self.version, path, event));
+    }
 }
 
 /// The kubeconfig's user: as `system:masters`, allowed everything.
@@ -461,7 +501,12 @@ impl FakeApi {
                 "message": "all checks passed",
             }]});
         }
-        state.others.insert(object_path(&obj), obj);
+        let path = object_path(&obj);
+        let kind = match state.others.insert(path.clone(), obj.clone()) {
+            Some(_) => "MODIFIED",
+            None => "ADDED",
+        };
+        state.other_change(path, kind, obj);
     }
 
     /// What `kubectl apply` of `objects` and the Deployments' controllers
@@ -484,7 +529,69 @@ impl FakeApi {
             state.change(KINDS[2].0, "DELETED", k, obj.clone());
             return;
         }
-        state.others.remove(&object_path(obj));
+        let path = object_path(obj);
+        if let Some(mut gone) = state.others.remove(&path) {
+            state.version += 1;
+            gone["metadata"]["resourceVersion"] = json!(state.version.to_string());
+            state.other_change(path, "DELETED", gone);
+        }
+    }
+
+    /// Holds the policy resources and namespaces of a topology file's YAML
+    /// (`servers`, `httpRoutes`, `authorizationPolicies`,
+    /// `meshTLSAuthentications`, `networkAuthentications`, `namespaces`) as
+    /// the API would: what is new added, what changed modified, what is gone
+    /// deleted, each seen by watches.
+    pub fn set_policy(&self, yaml: &str) {
+        let doc: Value = serde_saphyr::from_str(yaml).expect("the topology is YAML");
+        let mut wanted: Vec<Value> = Vec::new();
+        for key in [
+            "servers",
+            "httpRoutes",
+            "authorizationPolicies",
+            "meshTLSAuthentications",
+            "networkAuthentications",
+        ] {
+            wanted.extend(doc[key].as_array().cloned().unwrap_or_default());
+        }
+        for ns in doc["namespaces"].as_array().cloned().unwrap_or_default() {
+            wanted.push(json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns["name"], "annotations": ns["annotations"]},
+            }));
+        }
+        const KINDS_HELD: [&str; 6] = [
+            "Server",
+            "HTTPRoute",
+            "AuthorizationPolicy",
+            "MeshTLSAuthentication",
+            "NetworkAuthentication",
+            "Namespace",
+        ];
+        let held: Vec<Value> = self
+            .state
+            .lock()
+            .unwrap()
+            .others
+            .values()
+            .filter(|o| KINDS_HELD.iter().any(|k| o["kind"] == *k))
+            .cloned()
+            .collect();
+        for old in &held {
+            if !wanted.iter().any(|w| object_path(w) == object_path(old)) {
+                self.delete(old);
+            }
+        }
+        for obj in wanted {
+            let same = held.iter().any(|h| {
+                object_path(h) == object_path(&obj)
+                    && h["spec"] == obj["spec"]
+                    && h["metadata"]["annotations"] == obj["metadata"]["annotations"]
+            });
+            if !same {
+                self.put(obj);
+            }
+        }
     }
 
     /// Creates an object POSTed to its collection, as `kubectl apply` and
@@ -800,6 +907,8 @@ impl FakeApi {
     pub fn expire_watches(&self) {
         let mut state = self.state.lock().unwrap();
         state.history.clear();
+        state.other_history.clear();
+        state.other_watchers.clear();
         // The store's revision moves on, so a fresh list resumes past the floor.
         state.version += 1;
         state.floor = state.version;
@@ -812,6 +921,7 @@ impl FakeApi {
         state.down = down;
         if down {
             state.watchers.clear();
+            state.other_watchers.clear();
         }
     }
 
@@ -861,16 +971,49 @@ impl FakeApi {
         if let Some(obj) = state.others.get(&path) {
             return json_response(StatusCode::OK, obj);
         }
-        let prefix = format!("{path}/");
-        let in_collection: Vec<&Value> = state
+        let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+        let listed: Vec<&Value> = state
             .others
             .iter()
-            .filter(|(p, _)| {
-                p.strip_prefix(&prefix)
-                    .is_some_and(|rest| !rest.contains('/'))
-            })
+            .filter(|(p, _)| in_collection(p, &path))
             .map(|(_, o)| o)
             .collect();
+        // A watch on a collection of other objects: changes since the
+        // version asked, then each as it comes.
+        let resource = path.rsplit('/').next().unwrap_or_default();
+        let topology_kind = KINDS
+            .iter()
+            .any(|(p, _, _)| p.ends_with(&format!("/{resource}")));
+        if watching && is_collection(&path) && !topology_kind {
+            let since: u64 = query
+                .get("resourceVersion")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let (tx, rx) = mpsc::unbounded_channel();
+            if since < state.floor {
+                let gone = json!({"type": "ERROR", "object": status(410, "Expired", "too old resource version")});
+                let _ = tx.send(line(&gone));
+                drop(tx);
+            } else {
+                for (_, _, event) in state
+                    .other_history
+                    .iter()
+                    .filter(|(v, p, _)| *v > since && in_collection(p, &path))
+                {
+                    let _ = tx.send(line(event));
+                }
+                state.other_watchers.push((path.clone(), tx));
+            }
+            let frames = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+                |b| Ok::<_, Infallible>(Frame::data(b)),
+            );
+            return Response::builder()
+                .header("content-type", "application/json")
+                .body(BodyExt::boxed(StreamBody::new(frames)))
+                .unwrap();
+        }
+        let in_collection = listed;
         if let Some(first) = in_collection.first() {
             let list = json!({
                 "kind": format!("{}List", first["kind"].as_str().unwrap_or_default()),

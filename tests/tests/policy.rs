@@ -4,7 +4,7 @@
 
 use linkerd_tests::{
     backends::{self, http1_get},
-    controller::Controller,
+    controller::{Backend, Controller},
     eventually,
     mesh::{self, Mesh, identity},
     proxy::Proxy,
@@ -82,16 +82,37 @@ fn admitted(server: &Server) -> Vec<String> {
     }
 }
 
-#[tokio::test]
-async fn a_server_with_its_authorization_and_the_default_elsewhere() {
-    let ctl = Controller::policy(&format!("{PODS}{SERVER}{ONLY_VOTE_BOT}")).await;
+linkerd_tests::on_both_backends!(
+    a_server_with_its_authorization_and_the_default_elsewhere,
+    bad_questions_are_named,
+    watch_port_streams_policy_edits,
+);
+
+/// The first answer for `port` of `pod` that satisfies `ok`: a Kubernetes
+/// backend answers once its reflectors have listed.
+async fn port_when(
+    client: &InboundServerPoliciesClient<Channel>,
+    pod: &str,
+    port: u32,
+    ok: impl Fn(&Server) -> bool,
+) -> Server {
+    eventually(Duration::from_secs(10), || {
+        let mut client = client.clone();
+        let ok = &ok;
+        async move {
+            let s = client.get_port(spec(pod, port)).await.ok()?.into_inner();
+            ok(&s).then_some(s)
+        }
+    })
+    .await
+    .unwrap_or_else(|| panic!("no answer as expected for {pod}:{port}"))
+}
+
+async fn a_server_with_its_authorization_and_the_default_elsewhere(backend: Backend) {
+    let ctl = Controller::policy_on(backend, &format!("{PODS}{SERVER}{ONLY_VOTE_BOT}")).await;
     let mut client = client(&ctl).await;
 
-    let web = client
-        .get_port(spec("web-0", 8080))
-        .await
-        .unwrap()
-        .into_inner();
+    let web = port_when(&client, "web-0", 8080, |s| s.authorizations.len() == 1).await;
     assert_eq!(web.labels["name"], "web-http");
     assert!(matches!(
         web.protocol.as_ref().unwrap().kind,
@@ -128,10 +149,10 @@ async fn a_server_with_its_authorization_and_the_default_elsewhere() {
     assert!(locked.authorizations.is_empty());
 }
 
-#[tokio::test]
-async fn bad_questions_are_named() {
-    let ctl = Controller::policy(PODS).await;
+async fn bad_questions_are_named(backend: Backend) {
+    let ctl = Controller::policy_on(backend, PODS).await;
     let mut client = client(&ctl).await;
+    port_when(&client, "web-0", 8080, |_| true).await;
     let unknown = client.get_port(spec("nope-0", 80)).await.unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
     let garbled = client
@@ -147,10 +168,10 @@ async fn bad_questions_are_named() {
 
 /// A policy edit reaches a watching proxy without restarting anything: the
 /// authorization removed, the server admits no one.
-#[tokio::test]
-async fn watch_port_streams_policy_edits() {
-    let ctl = Controller::policy(&format!("{PODS}{SERVER}{ONLY_VOTE_BOT}")).await;
+async fn watch_port_streams_policy_edits(backend: Backend) {
+    let ctl = Controller::policy_on(backend, &format!("{PODS}{SERVER}{ONLY_VOTE_BOT}")).await;
     let mut client = client(&ctl).await;
+    port_when(&client, "web-0", 8080, |s| s.authorizations.len() == 1).await;
     let mut stream = client
         .watch_port(spec("web-0", 8080))
         .await
