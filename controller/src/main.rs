@@ -650,6 +650,14 @@ async fn destination(args: DestinationArgs) -> anyhow::Result<()> {
         args.source.poll_interval,
     )
     .await?;
+    // Destination answers GetProfile: it also follows ServiceProfiles.
+    let discover = match discover {
+        linkerd_discovery::AnyDiscovery::Kubernetes(k) => {
+            let client = kube_client(args.source.kubeconfig.as_deref()).await?;
+            linkerd_discovery::AnyDiscovery::Kubernetes(k.with_profiles(client).await)
+        }
+        local => local,
+    };
     let mut registry = prometheus_client::registry::Registry::default();
     discover.register(&mut registry);
     serve_destination(discover, args, registry).await
@@ -703,7 +711,9 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kub
     kube::Client::try_from(config).context("cannot make a Kubernetes client")
 }
 
-async fn serve_destination<D: linkerd_discovery::Discover>(
+async fn serve_destination<
+    D: linkerd_discovery::Discover + linkerd_discovery::profile::Profiles,
+>(
     discover: D,
     args: DestinationArgs,
     mut registry: prometheus_client::registry::Registry,

@@ -81,7 +81,7 @@ async fn backend_command(
         Backend::Kubernetes => {
             let api = FakeApi::start().await;
             api.set_topology(&parse(yaml));
-            api.set_policy(yaml);
+            api.set_resources(yaml);
             let kubeconfig = api.write_kubeconfig(dir);
             (
                 service_command(service, "--kubeconfig", &kubeconfig),
@@ -198,7 +198,7 @@ impl Controller {
         match &self.api {
             Some(api) => {
                 api.set_topology(&parse(yaml));
-                api.set_policy(yaml);
+                api.set_resources(yaml);
             }
             None => {
                 let tmp = self.dir.join("topology.yaml.new");

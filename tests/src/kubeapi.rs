@@ -312,6 +312,10 @@ const DISCOVERY: &[(&str, &[Resource])] = &[
         ],
     ),
     (
+        "linkerd.io/v1alpha2",
+        &[("serviceprofiles", "ServiceProfile", true)],
+    ),
+    (
         "policy.linkerd.io/v1alpha1",
         &[
             ("authorizationpolicies", "AuthorizationPolicy", true),
@@ -537,12 +541,12 @@ impl FakeApi {
         }
     }
 
-    /// Holds the policy resources and namespaces of a topology file's YAML
+    /// Holds the custom resources and namespaces of a topology file's YAML
     /// (`servers`, `httpRoutes`, `authorizationPolicies`,
-    /// `meshTLSAuthentications`, `networkAuthentications`, `namespaces`) as
-    /// the API would: what is new added, what changed modified, what is gone
-    /// deleted, each seen by watches.
-    pub fn set_policy(&self, yaml: &str) {
+    /// `meshTLSAuthentications`, `networkAuthentications`, `serviceProfiles`,
+    /// `namespaces`) as the API would: what is new added, what changed
+    /// modified, what is gone deleted, each seen by watches.
+    pub fn set_resources(&self, yaml: &str) {
         let doc: Value = serde_saphyr::from_str(yaml).expect("the topology is YAML");
         let mut wanted: Vec<Value> = Vec::new();
         for key in [
@@ -551,6 +555,7 @@ impl FakeApi {
             "authorizationPolicies",
             "meshTLSAuthentications",
             "networkAuthentications",
+            "serviceProfiles",
         ] {
             wanted.extend(doc[key].as_array().cloned().unwrap_or_default());
         }
@@ -560,7 +565,8 @@ impl FakeApi {
                 "metadata": {"name": ns["name"], "annotations": ns["annotations"]},
             }));
         }
-        const KINDS_HELD: [&str; 6] = [
+        const KINDS_HELD: [&str; 7] = [
+            "ServiceProfile",
             "Server",
             "HTTPRoute",
             "AuthorizationPolicy",

@@ -539,9 +539,9 @@ fn uninstall_lists_every_installed_object() {
     assert_eq!(got, want);
     let position = |kind: &str| got.iter().position(|(k, _)| k == kind).unwrap();
     assert!(position("MutatingWebhookConfiguration") < position("Deployment"));
-    assert_eq!(got[got.len() - 6].0, "Namespace");
+    assert_eq!(got[got.len() - 7].0, "Namespace");
     assert!(
-        got[got.len() - 5..]
+        got[got.len() - 6..]
             .iter()
             .all(|(k, _)| k == "CustomResourceDefinition")
     );

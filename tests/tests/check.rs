@@ -639,6 +639,13 @@ async fn kubectl_applies_what_install_prints_and_check_passes_on_it() {
         "{}",
         applied.stdout
     );
+    assert!(
+        applied
+            .stdout
+            .contains("serviceprofiles.linkerd.io created"),
+        "{}",
+        applied.stdout
+    );
     let applied = kubectl(
         &kubectl_bin,
         &c.kubeconfig,

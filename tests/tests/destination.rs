@@ -90,6 +90,7 @@ linkerd_tests::on_both_backends!(
     names_that_are_not_services_are_refused_with_the_right_status,
     a_service_created_later_is_streamed_when_it_appears,
     get_profile_answers_for_services,
+    get_profile_follows_the_service_profile,
     addresses_resolve_as_their_service_or_pod,
 );
 
@@ -282,6 +283,111 @@ async fn get_profile_answers_for_services(backend: Backend) {
             .await
             .is_err()
     );
+}
+
+const PROFILE: &str = r#"
+serviceProfiles:
+- apiVersion: linkerd.io/v1alpha2
+  kind: ServiceProfile
+  metadata: {name: web.emojivoto.svc.cluster.local, namespace: emojivoto}
+  spec:
+    routes:
+    - name: GET /api/list
+      condition: {method: GET, pathRegex: /api/list}
+      isRetryable: true
+      timeout: 100ms
+      responseClasses:
+      - condition: {status: {min: 500, max: 599}}
+        isFailure: true
+    - name: POST /api/vote
+      condition:
+        all:
+        - method: POST
+        - pathRegex: /api/vote
+    retryBudget: {retryRatio: 0.2, minRetriesPerSecond: 5, ttl: 10s}
+    dstOverrides:
+    - {authority: web.emojivoto.svc.cluster.local:80, weight: 900m}
+    - {authority: web-canary.emojivoto.svc.cluster.local:80, weight: 100m}
+"#;
+
+/// A ServiceProfile becomes the service's profile, in Linkerd's message,
+/// and each edit of it is sent again on the open stream.
+async fn get_profile_follows_the_service_profile(backend: Backend) {
+    use linkerd2_proxy_api::destination::{request_match, response_match};
+    let world = format!("{}{PROFILE}", topology(&[], true));
+    let ctl = Controller::destination_with(backend, &world).await;
+    let ask = || {
+        let client = ctl.client();
+        async move {
+            let req = GetDestination {
+                scheme: "k8s".into(),
+                path: WEB.into(),
+                context_token: String::new(),
+            };
+            client.await.get_profile(req).await.unwrap().into_inner()
+        }
+    };
+    // A Kubernetes backend follows ServiceProfiles once it has listed them.
+    let mut profiles = eventually(Duration::from_secs(10), || async {
+        let mut stream = ask().await;
+        let first = stream.message().await.unwrap().unwrap();
+        (first.routes.len() == 2).then_some((stream, first))
+    })
+    .await
+    .expect("the profile's routes");
+    let (ref mut stream, first) = profiles;
+    let list = &first.routes[0];
+    assert_eq!(list.metrics_labels["route"], "GET /api/list");
+    assert!(list.is_retryable);
+    assert_eq!(list.timeout.unwrap().nanos, 100_000_000);
+    let Some(request_match::Match::All(all)) = &list.condition.as_ref().unwrap().r#match else {
+        panic!("{list:?}")
+    };
+    assert_eq!(all.matches.len(), 2);
+    assert!(matches!(
+        &list.response_classes[0].condition.as_ref().unwrap().r#match,
+        Some(response_match::Match::Status(s)) if (s.min, s.max) == (500, 599)
+    ));
+    assert!(list.response_classes[0].is_failure);
+    assert!(!first.routes[1].is_retryable);
+    assert_eq!(first.retry_budget.unwrap().min_retries_per_second, 5);
+    let split: Vec<(&str, u32)> = first
+        .dst_overrides
+        .iter()
+        .map(|d| (d.authority.as_str(), d.weight))
+        .collect();
+    assert_eq!(
+        split,
+        [
+            ("web.emojivoto.svc.cluster.local:80", 900),
+            ("web-canary.emojivoto.svc.cluster.local:80", 100)
+        ]
+    );
+
+    // The weights move: the stream says so.
+    ctl.set_topology(
+        &world
+            .replace("weight: 900m", "weight: 500m")
+            .replace("weight: 100m", "weight: 500m"),
+    );
+    let next = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("the edit reached the stream")
+        .unwrap()
+        .unwrap();
+    let weights: Vec<u32> = next.dst_overrides.iter().map(|d| d.weight).collect();
+    assert_eq!(weights, [500, 500]);
+
+    // An invalid edit is ignored, as if there were no profile: Linkerd's
+    // default budget, no routes.
+    ctl.set_topology(&world.replace("timeout: 100ms", "timeout: soon"));
+    let next = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("the invalid edit reached the stream")
+        .unwrap()
+        .unwrap();
+    assert!(next.routes.is_empty(), "{next:?}");
+    assert_eq!(next.retry_budget.unwrap().min_retries_per_second, 10);
 }
 
 /// A proxy asks by address for a connection's original destination: a

@@ -29,6 +29,9 @@ rules:
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch"]
 {{- if eq $component "destination" }}
+- apiGroups: ["linkerd.io"]
+  resources: ["serviceprofiles"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["policy.linkerd.io"]
   resources: ["servers", "httproutes", "authorizationpolicies", "meshtlsauthentications", "networkauthentications"]
   verbs: ["get", "list", "watch"]

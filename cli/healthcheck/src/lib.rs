@@ -315,14 +315,15 @@ const CRDS: Check = Check::new(
     "control plane CustomResourceDefinitions exist",
     "l5d-existence-crd",
 );
-/// Linkerd's policy resources, which the policy controller watches: without
-/// their definitions, it cannot start.
-const POLICY_CRDS: [&str; 5] = [
-    "servers",
-    "httproutes",
-    "authorizationpolicies",
-    "meshtlsauthentications",
-    "networkauthentications",
+/// Linkerd's resources: the policy controller watches the policy ones
+/// (without their definitions it cannot start), destination ServiceProfiles.
+const CRDS_WANTED: [&str; 6] = [
+    "servers.policy.linkerd.io",
+    "httproutes.policy.linkerd.io",
+    "authorizationpolicies.policy.linkerd.io",
+    "meshtlsauthentications.policy.linkerd.io",
+    "networkauthentications.policy.linkerd.io",
+    "serviceprofiles.linkerd.io",
 ];
 /// Tap's aggregated API: `linkerd tap` and the dashboard go through it.
 const TAP_API: Check = Check::new("tap API service is running", "l5d-tap-api-service").retry();
@@ -574,10 +575,7 @@ async fn control_plane(report: &mut Report, cluster: &Cluster) -> Option<Install
                 crds.list(&ListParams::default()),
             )
             .await?;
-            let wanted: Vec<String> = POLICY_CRDS
-                .iter()
-                .map(|p| format!("{p}.policy.linkerd.io"))
-                .collect();
+            let wanted: Vec<String> = CRDS_WANTED.iter().map(|c| c.to_string()).collect();
             missing("CustomResourceDefinitions", &wanted, names(&list.items))
         })
         .await;

@@ -6,7 +6,7 @@
 //! with backoff); streams already open keep the last known endpoints until the
 //! caches catch up, so an API outage never drops a proxy's endpoints.
 
-use super::{Discover, Endpoint, Endpoints, Resolution, Target};
+use super::{Discover, Endpoint, Endpoints, Resolution, Target, profile::ServiceProfile};
 use futures_util::StreamExt;
 use k8s_openapi::api::{
     core::v1::{Pod, Service},
@@ -14,6 +14,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client,
+    api::{ApiResource, DynamicObject, GroupVersionKind},
     runtime::{
         WatchStreamExt,
         reflector::{self, ObjectRef, Store},
@@ -39,6 +40,10 @@ pub struct KubeDiscovery {
     pods: Store<Pod>,
     /// Bumped on every watch event of any kind, relists included.
     changes: watch::Receiver<u64>,
+    sender: Arc<watch::Sender<u64>>,
+    /// ServiceProfiles, for the destination service only (the others need
+    /// neither their CRD nor the right to read them).
+    profiles: Option<Store<DynamicObject>>,
 }
 
 impl KubeDiscovery {
@@ -47,6 +52,7 @@ impl KubeDiscovery {
     pub async fn start(client: Client) -> Self {
         let (tx, changes) = watch::channel(0);
         let tx = Arc::new(tx);
+        let tx_keep = tx.clone();
         let services = reflect(Api::<Service>::all(client.clone()), (), tx.clone());
         let slices = reflect(Api::<EndpointSlice>::all(client.clone()), (), tx.clone());
         let pods = reflect(Api::<Pod>::all(client), (), tx);
@@ -65,7 +71,32 @@ impl KubeDiscovery {
             slices,
             pods,
             changes,
+            profiles: None,
+            sender: tx_keep,
         }
+    }
+
+    /// Also follows ServiceProfiles (`linkerd.io/v1alpha2`), waiting a
+    /// while for their first list: without the CRD, profiles stay empty
+    /// and the watch keeps retrying, named in the log.
+    pub async fn with_profiles(mut self, client: Client) -> Self {
+        let gvk = GroupVersionKind::gvk("linkerd.io", "v1alpha2", "ServiceProfile");
+        let resource = ApiResource::from_gvk_with_plural(&gvk, "serviceprofiles");
+        let store = reflect(
+            Api::<DynamicObject>::all_with(client, &resource),
+            resource,
+            self.sender.clone(),
+        );
+        if tokio::time::timeout(PROFILES_FIRST_LIST, store.wait_until_ready())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "no list of ServiceProfiles yet (is the CRD installed?); answering without profiles until there is"
+            );
+        }
+        self.profiles = Some(store);
+        self
     }
 
     fn resolve(&self, target: &Target) -> Resolution {
@@ -110,6 +141,48 @@ where
         }
     });
     reader
+}
+
+/// How long the destination service waits for the first list of
+/// ServiceProfiles before it answers without them.
+const PROFILES_FIRST_LIST: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A ServiceProfile from the API's object; `None` (and a warning) when it
+/// does not read as one.
+fn service_profile(obj: &DynamicObject) -> Option<ServiceProfile> {
+    let spec = obj.data.get("spec").cloned().unwrap_or_default();
+    match serde_json::from_value(spec) {
+        Ok(spec) => Some(ServiceProfile {
+            api_version: "linkerd.io/v1alpha2".into(),
+            kind: "ServiceProfile".into(),
+            metadata: crate::profile::Metadata {
+                name: obj.metadata.name.clone().unwrap_or_default(),
+                namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+            },
+            spec,
+        }),
+        Err(e) => {
+            tracing::warn!(name = ?obj.metadata.name, error = %e, "ignoring a ServiceProfile that does not read");
+            None
+        }
+    }
+}
+
+impl crate::profile::Profiles for KubeDiscovery {
+    fn profile(&self, namespace: &str, name: &str) -> crate::profile::ProfileWatch {
+        let Some(store) = self.profiles.clone() else {
+            return watch::channel(None).1;
+        };
+        let key = (namespace.to_string(), name.to_string());
+        super::follow(self.changes.clone(), &key, move |_, (ns, name)| {
+            let found = store.state().into_iter().find(|o| {
+                o.metadata.name.as_deref() == Some(name.as_str())
+                    && o.metadata.namespace.as_deref() == Some(ns.as_str())
+            })?;
+            let profile = service_profile(&found)?;
+            crate::profile::find([&profile], ns, name)
+        })
+    }
 }
 
 impl Discover for KubeDiscovery {

@@ -8,6 +8,7 @@
 
 pub mod kubernetes;
 pub mod local;
+pub mod profile;
 
 use serde::Deserialize;
 use std::{
@@ -82,6 +83,15 @@ impl AnyDiscovery {
     }
 }
 
+impl profile::Profiles for AnyDiscovery {
+    fn profile(&self, namespace: &str, name: &str) -> profile::ProfileWatch {
+        match self {
+            Self::Local(d) => d.profile(namespace, name),
+            Self::Kubernetes(d) => d.profile(namespace, name),
+        }
+    }
+}
+
 impl Discover for AnyDiscovery {
     fn watch(&self, target: &Target) -> watch::Receiver<Resolution> {
         match self {
@@ -119,14 +129,12 @@ pub struct Workload {
 /// Re-resolves `target` each time `changes` moves and publishes only real
 /// changes, until the returned receiver is dropped. Every backend's `watch`
 /// is this, over its own notion of "something changed".
-fn follow<T, F>(
-    mut changes: watch::Receiver<T>,
-    target: &Target,
-    resolve: F,
-) -> watch::Receiver<Resolution>
+fn follow<T, K, R, F>(mut changes: watch::Receiver<T>, target: &K, resolve: F) -> watch::Receiver<R>
 where
     T: Send + Sync + 'static,
-    F: Fn(&T, &Target) -> Resolution + Send + 'static,
+    K: Clone + Send + Sync + 'static,
+    R: PartialEq + Send + Sync + 'static,
+    F: Fn(&T, &K) -> R + Send + 'static,
 {
     let (tx, rx) = watch::channel(resolve(&changes.borrow_and_update(), target));
     let target = target.clone();
@@ -279,6 +287,13 @@ pub struct Topology {
     pub network_authentications: Vec<linkerd_policy::resources::NetworkAuthentication>,
     #[serde(default, deserialize_with = "null_as_empty", rename = "httpRoutes")]
     pub http_routes: Vec<linkerd_policy::resources::HttpRoute>,
+    /// Linkerd's ServiceProfiles (`linkerd.io/v1alpha2`), as their YAML reads.
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        rename = "serviceProfiles"
+    )]
+    pub service_profiles: Vec<profile::ServiceProfile>,
 }
 
 /// A namespace and its annotations.

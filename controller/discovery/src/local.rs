@@ -131,6 +131,15 @@ fn parse(path: &Path, text: &str) -> Result<Topology, LoadError> {
     })
 }
 
+impl super::profile::Profiles for LocalDiscovery {
+    fn profile(&self, namespace: &str, name: &str) -> super::profile::ProfileWatch {
+        let key = (namespace.to_string(), name.to_string());
+        super::follow(self.topology.clone(), &key, |topology, (ns, name)| {
+            super::profile::find(&topology.service_profiles, ns, name)
+        })
+    }
+}
+
 impl Discover for LocalDiscovery {
     fn watch(&self, target: &Target) -> watch::Receiver<Resolution> {
         super::follow(self.topology.clone(), target, |topology, target| {

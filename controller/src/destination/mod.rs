@@ -2,8 +2,9 @@
 //! and every change to them, to the proxies that ask.
 
 pub mod path;
+mod profile;
 
-use linkerd_discovery::{Discover, Endpoint, Endpoints, Resolution, Target};
+use linkerd_discovery::{Discover, Endpoint, Endpoints, Resolution, Target, profile::Profiles};
 use linkerd_proxy_api::{
     destination::{
         self as api, DestinationProfile, GetDestination, NoEndpoints, TlsIdentity, Update,
@@ -119,7 +120,7 @@ type UpdateStream = ReceiverStream<Result<Update, Status>>;
 type ProfileStream = ReceiverStream<Result<DestinationProfile, Status>>;
 
 #[tonic::async_trait]
-impl<D: Discover> destination_server::Destination for Destination<D> {
+impl<D: Discover + Profiles> destination_server::Destination for Destination<D> {
     type GetStream = UpdateStream;
 
     async fn get(&self, req: Request<GetDestination>) -> Result<Response<UpdateStream>, Status> {
@@ -172,8 +173,10 @@ impl<D: Discover> destination_server::Destination for Destination<D> {
 
     type GetProfileStream = ProfileStream;
 
-    /// No service profiles yet: every service gets an empty profile (no
-    /// routes, Linkerd's default retry budget), held open as Linkerd does.
+    /// A service's profile (its ServiceProfile, or an empty one with
+    /// Linkerd's retry budget), sent again whenever the ServiceProfile
+    /// changes, as Linkerd's destination does. A service is named, or
+    /// reached by its cluster IP.
     async fn get_profile(
         &self,
         req: Request<GetDestination>,
@@ -190,27 +193,38 @@ impl<D: Discover> destination_server::Destination for Destination<D> {
                 .service()
                 .map(|(ns, name, _)| (ns.to_string(), name.to_string())),
         };
-        let profile = DestinationProfile {
-            fully_qualified_name: service
-                .map(|(ns, name)| format!("{name}.{ns}.svc.{}", self.config.cluster_domain))
-                .unwrap_or_default(),
-            retry_budget: Some(api::RetryBudget {
-                retry_ratio: 0.2,
-                min_retries_per_second: 10,
-                ttl: Some(prost_types::Duration {
-                    seconds: 10,
-                    nanos: 0,
-                }),
-            }),
-            ..Default::default()
-        };
         let (tx, rx) = mpsc::channel(1);
         let mut shutdown = self.shutdown.clone();
+        let Some((namespace, name)) = service else {
+            // Nothing to profile: an empty profile, held open.
+            tokio::spawn(async move {
+                if tx
+                    .send(Ok(profile::translate(String::new(), None)))
+                    .await
+                    .is_ok()
+                {
+                    tokio::select! {
+                        _ = tx.closed() => {}
+                        _ = shutdown.wait_for(|stop| *stop) => {}
+                    }
+                }
+            });
+            return Ok(Response::new(ReceiverStream::new(rx)));
+        };
+        let fqdn = format!("{name}.{namespace}.svc.{}", self.config.cluster_domain);
+        let mut profiles = self.discover.profile(&namespace, &fqdn);
+        tracing::debug!(path = %req.path, profile = %fqdn, "GetProfile");
         tokio::spawn(async move {
-            if tx.send(Ok(profile)).await.is_ok() {
+            loop {
+                let current = profiles.borrow_and_update().clone();
+                let answer = profile::translate(fqdn.clone(), current.as_deref());
+                if tx.send(Ok(answer)).await.is_err() {
+                    return;
+                }
                 tokio::select! {
-                    _ = tx.closed() => {}
-                    _ = shutdown.wait_for(|stop| *stop) => {}
+                    changed = profiles.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                    _ = shutdown.wait_for(|stop| *stop) => return,
                 }
             }
         });
