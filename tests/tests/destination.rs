@@ -91,6 +91,7 @@ linkerd_tests::on_both_backends!(
     a_service_created_later_is_streamed_when_it_appears,
     get_profile_answers_for_services,
     get_profile_follows_the_service_profile,
+    get_profile_of_a_pod_address_is_its_endpoint,
     addresses_resolve_as_their_service_or_pod,
 );
 
@@ -388,6 +389,54 @@ async fn get_profile_follows_the_service_profile(backend: Backend) {
         .unwrap();
     assert!(next.routes.is_empty(), "{next:?}");
     assert_eq!(next.retry_budget.unwrap().min_retries_per_second, 10);
+}
+
+/// A proxy that dials a pod's address asks its profile: the pod as the
+/// endpoint, with its identity and the H2 hint (so the connection is mTLS),
+/// as Linkerd's endpoint profiles; sent again when the pod goes.
+async fn get_profile_of_a_pod_address_is_its_endpoint(backend: Backend) {
+    use linkerd2_proxy_api::destination::tls_identity::Strategy;
+    let ctl =
+        Controller::destination_with(backend, &topology(&[("web-1", "10.0.0.1", true)], true))
+            .await;
+    let mut profiles = ctl
+        .client()
+        .await
+        .get_profile(GetDestination {
+            scheme: "k8s".into(),
+            path: "10.0.0.1:8080".into(),
+            context_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = profiles.message().await.unwrap().unwrap();
+    let endpoint = first.endpoint.expect("the pod as the endpoint");
+    assert_eq!(
+        addrs(std::slice::from_ref(endpoint.addr.as_ref().unwrap())),
+        ["10.0.0.1:8080".parse::<SocketAddr>().unwrap()]
+    );
+    let Some(Strategy::DnsLikeIdentity(id)) = endpoint.tls_identity.and_then(|t| t.strategy) else {
+        panic!("no identity")
+    };
+    assert_eq!(
+        id.name,
+        "web.emojivoto.serviceaccount.identity.linkerd.cluster.local"
+    );
+    assert!(matches!(
+        endpoint.protocol_hint.and_then(|h| h.protocol),
+        Some(protocol_hint::Protocol::H2(_))
+    ));
+    assert_eq!(endpoint.metric_labels["pod"], "web-1");
+    assert!(first.fully_qualified_name.is_empty());
+
+    ctl.set_topology(&topology(&[], true));
+    let gone = tokio::time::timeout(Duration::from_secs(10), profiles.message())
+        .await
+        .expect("the pod's departure reached the stream")
+        .unwrap()
+        .unwrap();
+    assert!(gone.endpoint.is_none(), "{gone:?}");
 }
 
 /// A proxy asks by address for a connection's original destination: a

@@ -119,6 +119,48 @@ impl<D: Discover> Destination<D> {
 type UpdateStream = ReceiverStream<Result<Update, Status>>;
 type ProfileStream = ReceiverStream<Result<DestinationProfile, Status>>;
 
+impl<D: Discover> Destination<D> {
+    /// The profile of a pod's address, sent again whenever the pod changes
+    /// (its readiness, identity or labels).
+    fn endpoint_profiles(
+        &self,
+        addr: SocketAddr,
+        mut resolutions: watch::Receiver<Resolution>,
+    ) -> Response<ProfileStream> {
+        let (tx, rx) = mpsc::channel(1);
+        let mut shutdown = self.shutdown.clone();
+        let config = self.config.clone();
+        tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let endpoint = match &*resolutions.borrow_and_update() {
+                    Resolution::Endpoints(e) => {
+                        e.addrs.get(&addr).map(|ep| weighted(&config, addr, ep))
+                    }
+                    _ => None,
+                };
+                if last.as_ref() != Some(&endpoint) {
+                    let profile = DestinationProfile {
+                        endpoint: endpoint.clone(),
+                        retry_budget: Some(profile::default_budget()),
+                        ..Default::default()
+                    };
+                    if tx.send(Ok(profile)).await.is_err() {
+                        return;
+                    }
+                    last = Some(endpoint);
+                }
+                tokio::select! {
+                    changed = resolutions.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+            }
+        });
+        Response::new(ReceiverStream::new(rx))
+    }
+}
+
 #[tonic::async_trait]
 impl<D: Discover + Profiles> destination_server::Destination for Destination<D> {
     type GetStream = UpdateStream;
@@ -183,12 +225,24 @@ impl<D: Discover + Profiles> destination_server::Destination for Destination<D> 
     ) -> Result<Response<ProfileStream>, Status> {
         let req = req.into_inner();
         let target = self.target(&req)?;
-        // An address has a name only when it is a service's cluster IP.
+        // An address has a name only when it is a service's cluster IP; a
+        // pod's address gets the pod as its endpoint, as Linkerd's endpoint
+        // profiles do, so a proxy that dialed a pod directly knows its
+        // identity (mTLS) and that it speaks HTTP/2 to its proxy.
         let service = match &target {
-            Target::Addr(_) => match &*self.discover.watch(&target).borrow() {
-                Resolution::Endpoints(e) => e.service.clone().map(|s| (e.namespace.clone(), s)),
-                _ => None,
-            },
+            Target::Addr(addr) => {
+                let mut resolutions = self.discover.watch(&target);
+                let resolution = resolutions.borrow_and_update().clone();
+                match resolution {
+                    Resolution::Endpoints(e) if e.service.is_some() => {
+                        e.service.clone().map(|s| (e.namespace.clone(), s))
+                    }
+                    Resolution::Endpoints(_) => {
+                        return Ok(self.endpoint_profiles(*addr, resolutions));
+                    }
+                    _ => None,
+                }
+            }
             named => named
                 .service()
                 .map(|(ns, name, _)| (ns.to_string(), name.to_string())),
@@ -291,7 +345,7 @@ impl Translator {
             .addrs
             .iter()
             .filter(|(addr, ep)| self.known.addrs.get(addr) != Some(ep))
-            .map(|(addr, ep)| self.weighted(*addr, ep))
+            .map(|(addr, ep)| weighted(&self.config, *addr, ep))
             .collect();
         if !added.is_empty() {
             let mut metric_labels =
@@ -312,45 +366,47 @@ impl Translator {
         self.known = next.clone();
         out
     }
+}
 
-    fn weighted(&self, addr: SocketAddr, ep: &Endpoint) -> WeightedAddr {
-        let mut labels = HashMap::new();
-        if let Some(pod) = &ep.pod {
-            labels.insert("pod".to_string(), pod.clone());
-        }
-        if let Some((kind, name)) = &ep.owner {
-            labels.insert(kind.clone(), name.clone());
-        }
-        if let Some(sa) = &ep.service_account {
-            labels.insert("serviceaccount".to_string(), sa.clone());
-        }
-        // The proxy's own control and admin ports are not redirected to it
-        // (proxy-init skips them inbound): a client proxy's mesh TLS would
-        // reach the admin or tap server itself, which speaks plaintext HTTP
-        // (admin) or its own mTLS (tap). As in Linkerd, those ports are
-        // plain endpoints: Prometheus' scrapes and the tap controller pass
-        // through the caller's proxy untouched.
-        let proxy_port = PROXY_OWN_PORTS.contains(&addr.port());
-        let meshed = ep.meshed && !proxy_port;
-        let meshed_sa = ep.service_account.as_deref().filter(|_| meshed);
-        WeightedAddr {
-            addr: Some(addr.into()),
-            weight: WEIGHT,
-            metric_labels: labels,
-            tls_identity: meshed_sa.map(|sa| TlsIdentity {
-                strategy: Some(tls_identity::Strategy::DnsLikeIdentity(
-                    tls_identity::DnsLikeIdentity {
-                        name: self.config.identity(sa, &ep.namespace),
-                    },
-                )),
-                server_name: None,
-            }),
-            protocol_hint: meshed.then_some(api::ProtocolHint {
-                protocol: Some(protocol_hint::Protocol::H2(protocol_hint::H2 {})),
-                opaque_transport: None,
-            }),
-            ..Default::default()
-        }
+/// An endpoint as Linkerd describes it: its address, weight, metric
+/// labels, and, when meshed, its identity and the H2 hint.
+fn weighted(config: &Config, addr: SocketAddr, ep: &Endpoint) -> WeightedAddr {
+    let mut labels = HashMap::new();
+    if let Some(pod) = &ep.pod {
+        labels.insert("pod".to_string(), pod.clone());
+    }
+    if let Some((kind, name)) = &ep.owner {
+        labels.insert(kind.clone(), name.clone());
+    }
+    if let Some(sa) = &ep.service_account {
+        labels.insert("serviceaccount".to_string(), sa.clone());
+    }
+    // The proxy's own control and admin ports are not redirected to it
+    // (proxy-init skips them inbound): a client proxy's mesh TLS would
+    // reach the admin or tap server itself, which speaks plaintext HTTP
+    // (admin) or its own mTLS (tap). As in Linkerd, those ports are
+    // plain endpoints: Prometheus' scrapes and the tap controller pass
+    // through the caller's proxy untouched.
+    let proxy_port = PROXY_OWN_PORTS.contains(&addr.port());
+    let meshed = ep.meshed && !proxy_port;
+    let meshed_sa = ep.service_account.as_deref().filter(|_| meshed);
+    WeightedAddr {
+        addr: Some(addr.into()),
+        weight: WEIGHT,
+        metric_labels: labels,
+        tls_identity: meshed_sa.map(|sa| TlsIdentity {
+            strategy: Some(tls_identity::Strategy::DnsLikeIdentity(
+                tls_identity::DnsLikeIdentity {
+                    name: config.identity(sa, &ep.namespace),
+                },
+            )),
+            server_name: None,
+        }),
+        protocol_hint: meshed.then_some(api::ProtocolHint {
+            protocol: Some(protocol_hint::Protocol::H2(protocol_hint::H2 {})),
+            opaque_transport: None,
+        }),
+        ..Default::default()
     }
 }
 
