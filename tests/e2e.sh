@@ -213,6 +213,12 @@ dashboard_ok() {
 check "dashboard: pages, API, and live tap (through the API server, as the dashboard's ServiceAccount)" dashboard_ok
 check "linkerd check --proxy passes" "$L" check --proxy -n emojivoto --wait 1m
 
+step "service profiles: what linkerd profile writes passes the API server's validation"
+profile_applies() { "$L" profile "$@" -n emojivoto >"$LOG/profile.yaml" && K apply --dry-run=server -f "$LOG/profile.yaml"; }
+check "linkerd profile --proto (the demo's protobuf file)" profile_applies --proto cli/proto/emojivoto.proto emoji-svc
+check "linkerd profile --open-api (an OpenAPI 3 description)" profile_applies --open-api tests/fixtures/books.openapi.yaml books
+check "linkerd profile --template" profile_applies --template web-svc
+
 # ---------------------------------------------------------------- failures
 # Requests the client saw fail for the mesh's reasons: any response at the
 # web pod's outbound side but a 200 (voting's designed failures are gRPC

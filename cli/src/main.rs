@@ -9,6 +9,7 @@ mod diagnostics;
 mod edges;
 mod inject;
 mod install;
+mod profile;
 mod resource;
 mod stat;
 mod table;
@@ -69,6 +70,8 @@ enum Command {
     Edges(edges::EdgesArgs),
     /// The authorizations a workload admits requests by, per server and route.
     Authz(authz::AuthzArgs),
+    /// A ServiceProfile for a service: a template, or routes from an OpenAPI or protobuf file.
+    Profile(profile::ProfileArgs),
     /// The CLI's and the control plane's versions.
     Version(version::VersionArgs),
     /// Debugging views of the proxies and the control plane.
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
             Command::Top(args) => top::run(args, &target).await,
             Command::Edges(args) => edges::run(args, &target).await,
             Command::Authz(args) => authz::run(args, &target).await,
+            Command::Profile(args) => profile::run(args),
             Command::Version(args) => version::run(args, &target).await,
             Command::Diagnostics(cmd) => diagnostics::run(cmd, &target).await,
             Command::Install(args) => install::run(args, &target.namespace),
