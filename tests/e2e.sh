@@ -202,7 +202,14 @@ dashboard_ok() {
     if curl -sf "http://localhost:$port/api/stat?kind=deployment&namespace=emojivoto" >"$LOG/dashboard.json" 2>/dev/null; then
       grep -q '"name":"web"' "$LOG/dashboard.json" && curl -sf "http://localhost:$port/" | grep -q app.js \
         && { curl -sN --max-time 8 "http://localhost:$port/api/tap?resource=deploy/web&namespace=emojivoto" >"$LOG/dashboard-tap.txt" 2>/dev/null; true; } \
-        && [ "$(grep -c '^data: {"' "$LOG/dashboard-tap.txt")" -ge 3 ] && rc=0
+        && [ "$(grep -c '^data: {"' "$LOG/dashboard-tap.txt")" -ge 3 ] \
+        && curl -sf --max-time 60 "http://localhost:$port/api/check" >"$LOG/dashboard-check.json" \
+        && python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+bad = [c for cat in r["categories"] for c in cat["checks"] if c["result"] == "error"]
+assert r["success"] and not bad, bad
+' "$LOG/dashboard-check.json" && rc=0
       break
     fi
     sleep 1
@@ -210,7 +217,7 @@ dashboard_ok() {
   kill $pid 2>/dev/null; wait $pid 2>/dev/null
   return $rc
 }
-check "dashboard: pages, API, and live tap (through the API server, as the dashboard's ServiceAccount)" dashboard_ok
+check "dashboard: pages, API, live tap (through the API server, as the dashboard's ServiceAccount), and its linkerd check all passing with the dashboard's RBAC" dashboard_ok
 check "linkerd check --proxy passes" "$L" check --proxy -n emojivoto --wait 1m
 
 step "service profiles: what linkerd profile writes passes the API server's validation"

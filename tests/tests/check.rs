@@ -234,6 +234,8 @@ async fn an_installed_control_plane_and_its_data_plane_pass() {
         "issuer cert is issued by the trust anchor",
         "proxy-injector webhook has valid cert",
         "proxy-injector cert is valid for at least 60 days",
+        "tap API server has valid cert",
+        "tap API server cert is valid for at least 60 days",
         "control plane and cli versions match",
         "control plane proxies are healthy",
     ] {

@@ -377,6 +377,16 @@ const INJECTOR_60_DAYS: Check = Check::new(
     "l5d-proxy-injector-webhook-cert-not-expiring-soon",
 )
 .warning();
+const TAP_CERT: Check = Check::new(
+    "tap API server has valid cert",
+    "l5d-tap-cert-valid",
+);
+const TAP_60_DAYS: Check = Check::new(
+    "tap API server cert is valid for at least 60 days",
+    "l5d-tap-cert-not-expiring-soon",
+)
+.warning();
+const TAP_SECRET: &str = "linkerd-tap-k8s-tls";
 const CP_VERSION: Check = Check::new(
     "can retrieve the control plane version",
     "l5d-version-control",
@@ -618,7 +628,7 @@ async fn control_plane(report: &mut Report, cluster: &Cluster) -> Option<Install
     );
     let api_services: Api<kube::core::DynamicObject> =
         Api::all_with(cluster.client.clone(), &resource);
-    report
+    let tap_ca_bundle = report
         .run(TAP_API, || async {
             let service = api(
                 format!("the APIService {TAP_API_SERVICE}"),
@@ -631,8 +641,9 @@ async fn control_plane(report: &mut Report, cluster: &Cluster) -> Option<Install
                 .unwrap_or_default()
                 .into_iter()
                 .find(|c| c["type"] == "Available");
+            let bundle = service.data["spec"]["caBundle"].as_str().map(str::to_string);
             match available {
-                Some(c) if c["status"] == "True" => Ok(()),
+                Some(c) if c["status"] == "True" => Ok(bundle),
                 Some(c) => Err(format!(
                     "the APIService {TAP_API_SERVICE} is not available: {}",
                     c["message"].as_str().unwrap_or("no reason given")
@@ -701,6 +712,42 @@ async fn control_plane(report: &mut Report, cluster: &Cluster) -> Option<Install
             &INJECTOR_60_DAYS,
             cert.valid_for_days(now, EXPIRY_WARNING_DAYS),
         );
+    }
+    let tap = report
+        .run(TAP_CERT, || async {
+            let secret = api(
+                format!("the Secret {TAP_SECRET} in namespace {ns}"),
+                secrets.get_opt(TAP_SECRET),
+            )
+            .await?
+            .ok_or_else(|| format!("there is no Secret {TAP_SECRET} in namespace {ns}"))?;
+            let cert = certs::bundle(&secret_text(&secret, "tls.crt")?, "tap API's certificate")?
+                .remove(0);
+            let bundle = tap_ca_bundle
+                .clone()
+                .flatten()
+                .ok_or_else(|| format!("the APIService {TAP_API_SERVICE} has no caBundle"))
+                .and_then(|b64| {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64.trim())
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .ok_or_else(|| format!("the caBundle of {TAP_API_SERVICE} is not base64 PEM"))
+                });
+            serving_cert_valid(
+                &cert,
+                &format!("linkerd-tap.{ns}.svc"),
+                "the tap API's certificate",
+                &format!("the APIService {TAP_API_SERVICE}"),
+                bundle,
+                now,
+            )?;
+            Ok(cert)
+        })
+        .await;
+    if let Some(cert) = tap {
+        report.record(&TAP_60_DAYS, cert.valid_for_days(now, EXPIRY_WARNING_DAYS));
     }
 
     report.category("control-plane-version");
@@ -777,32 +824,50 @@ fn injector_cert_valid(
     ns: &str,
     now: OffsetDateTime,
 ) -> Result<(), String> {
+    let bundle = webhook
+        .ok_or_else(|| format!("there is no {INJECTOR_WEBHOOK} to check the certificate against"))
+        .and_then(|webhook| {
+            let bundle = webhook
+                .webhooks
+                .iter()
+                .flatten()
+                .find_map(|w| w.client_config.ca_bundle.as_ref())
+                .ok_or_else(|| format!("{INJECTOR_WEBHOOK} has no caBundle"))?;
+            String::from_utf8(bundle.0.clone())
+                .map_err(|_| format!("the caBundle of {INJECTOR_WEBHOOK} is not PEM"))
+        });
+    serving_cert_valid(
+        cert,
+        &format!("linkerd-proxy-injector.{ns}.svc"),
+        "the proxy injector's certificate",
+        INJECTOR_WEBHOOK,
+        bundle,
+        now,
+    )
+}
+
+/// A certificate the API server calls a control-plane service with: valid
+/// now, for the service's name, and signed by the caBundle the API server
+/// was given (`by`'s), or the API server refuses the service.
+fn serving_cert_valid(
+    cert: &Cert,
+    service: &str,
+    what: &str,
+    by: &str,
+    bundle: Result<String, String>,
+    now: OffsetDateTime,
+) -> Result<(), String> {
     cert.valid_at(now)?;
-    let service = format!("linkerd-proxy-injector.{ns}.svc");
-    if !cert.dns_names().contains(&service) {
+    if !cert.dns_names().iter().any(|n| n == service) {
         return Err(format!(
-            "the proxy injector's certificate is not for {service} (it names {})",
+            "{what} is not for {service} (it names {})",
             cert.dns_names().join(", ")
         ));
     }
-    let Some(webhook) = webhook else {
-        return Err(format!(
-            "there is no {INJECTOR_WEBHOOK} to check the certificate against"
-        ));
-    };
-    let bundle = webhook
-        .webhooks
-        .iter()
-        .flatten()
-        .find_map(|w| w.client_config.ca_bundle.as_ref())
-        .ok_or_else(|| format!("{INJECTOR_WEBHOOK} has no caBundle"))?;
-    let pem = String::from_utf8(bundle.0.clone())
-        .map_err(|_| format!("the caBundle of {INJECTOR_WEBHOOK} is not PEM"))?;
-    let cas = certs::bundle(&pem, &format!("caBundle of {INJECTOR_WEBHOOK}"))?;
+    let cas = certs::bundle(&bundle?, &format!("caBundle of {by}"))?;
     if !cert.signed_by_any(&cas) {
         return Err(format!(
-            "the proxy injector's certificate is not signed by the caBundle of {INJECTOR_WEBHOOK}: \
-             the API server will refuse to call the webhook"
+            "{what} is not signed by the caBundle of {by}: the API server will refuse to call it"
         ));
     }
     Ok(())
