@@ -377,10 +377,7 @@ const INJECTOR_60_DAYS: Check = Check::new(
     "l5d-proxy-injector-webhook-cert-not-expiring-soon",
 )
 .warning();
-const TAP_CERT: Check = Check::new(
-    "tap API server has valid cert",
-    "l5d-tap-cert-valid",
-);
+const TAP_CERT: Check = Check::new("tap API server has valid cert", "l5d-tap-cert-valid");
 const TAP_60_DAYS: Check = Check::new(
     "tap API server cert is valid for at least 60 days",
     "l5d-tap-cert-not-expiring-soon",
@@ -641,7 +638,9 @@ async fn control_plane(report: &mut Report, cluster: &Cluster) -> Option<Install
                 .unwrap_or_default()
                 .into_iter()
                 .find(|c| c["type"] == "Available");
-            let bundle = service.data["spec"]["caBundle"].as_str().map(str::to_string);
+            let bundle = service.data["spec"]["caBundle"]
+                .as_str()
+                .map(str::to_string);
             match available {
                 Some(c) if c["status"] == "True" => Ok(bundle),
                 Some(c) => Err(format!(
@@ -733,7 +732,9 @@ async fn control_plane(report: &mut Report, cluster: &Cluster) -> Option<Install
                         .decode(b64.trim())
                         .ok()
                         .and_then(|b| String::from_utf8(b).ok())
-                        .ok_or_else(|| format!("the caBundle of {TAP_API_SERVICE} is not base64 PEM"))
+                        .ok_or_else(|| {
+                            format!("the caBundle of {TAP_API_SERVICE} is not base64 PEM")
+                        })
                 });
             serving_cert_valid(
                 &cert,
