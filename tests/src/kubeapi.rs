@@ -978,6 +978,10 @@ impl FakeApi {
             return json_response(StatusCode::OK, obj);
         }
         let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+        let since: u64 = query
+            .get("resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let listed: Vec<&Value> = state
             .others
             .iter()
@@ -991,33 +995,16 @@ impl FakeApi {
             .iter()
             .any(|(p, _, _)| p.ends_with(&format!("/{resource}")));
         if watching && is_collection(&path) && !topology_kind {
-            let since: u64 = query
-                .get("resourceVersion")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let (tx, rx) = mpsc::unbounded_channel();
-            if since < state.floor {
-                let gone = json!({"type": "ERROR", "object": status(410, "Expired", "too old resource version")});
-                let _ = tx.send(line(&gone));
-                drop(tx);
-            } else {
-                for (_, _, event) in state
-                    .other_history
-                    .iter()
-                    .filter(|(v, p, _)| *v > since && in_collection(p, &path))
-                {
-                    let _ = tx.send(line(event));
-                }
+            let missed = state
+                .other_history
+                .iter()
+                .filter(|(v, p, _)| *v > since && in_collection(p, &path))
+                .map(|(_, _, e)| e);
+            let (tx, rsp) = watch_stream(since, state.floor, missed);
+            if let Some(tx) = tx {
                 state.other_watchers.push((path.clone(), tx));
             }
-            let frames = tokio_stream::StreamExt::map(
-                tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
-                |b| Ok::<_, Infallible>(Frame::data(b)),
-            );
-            return Response::builder()
-                .header("content-type", "application/json")
-                .body(BodyExt::boxed(StreamBody::new(frames)))
-                .unwrap();
+            return rsp;
         }
         let in_collection = listed;
         if let Some(first) = in_collection.first() {
@@ -1067,35 +1054,17 @@ impl FakeApi {
                 &status(404, "NotFound", &format!("no route {path}")),
             );
         };
-        if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
-            let since: u64 = query
-                .get("resourceVersion")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let (tx, rx) = mpsc::unbounded_channel();
-            if since < state.floor {
-                let gone = json!({"type": "ERROR", "object": status(410, "Expired", "too old resource version")});
-                let _ = tx.send(line(&gone));
-                drop(tx);
-            } else {
-                for (_, _, event) in state
-                    .history
-                    .iter()
-                    .filter(|(v, c, _)| *v > since && c == collection)
-                {
-                    let _ = tx.send(line(event));
-                }
+        if watching {
+            let missed = state
+                .history
+                .iter()
+                .filter(|(v, c, _)| *v > since && c == collection)
+                .map(|(_, _, e)| e);
+            let (tx, rsp) = watch_stream(since, state.floor, missed);
+            if let Some(tx) = tx {
                 state.watchers.push((collection, tx));
             }
-            // Watch bodies are a stream of JSON lines.
-            let frames = tokio_stream::StreamExt::map(
-                tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
-                |b| Ok::<_, Infallible>(Frame::data(b)),
-            );
-            return Response::builder()
-                .header("content-type", "application/json")
-                .body(BodyExt::boxed(StreamBody::new(frames)))
-                .unwrap();
+            return rsp;
         }
         let items: Vec<Value> = state
             .objects
@@ -1325,6 +1294,37 @@ fn without_version(obj: &Value) -> Value {
 
 fn status(code: u16, reason: &str, message: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code})
+}
+
+/// A watch's answer, a stream of JSON lines: `410 Gone` when `since` is
+/// older than the history kept, else the `missed` events, then whatever
+/// the returned sender is given.
+fn watch_stream<'a>(
+    since: u64,
+    floor: u64,
+    missed: impl Iterator<Item = &'a Value>,
+) -> (Option<mpsc::UnboundedSender<Bytes>>, Response<Body>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let tx = if since < floor {
+        let gone =
+            json!({"type": "ERROR", "object": status(410, "Expired", "too old resource version")});
+        let _ = tx.send(line(&gone));
+        None
+    } else {
+        for event in missed {
+            let _ = tx.send(line(event));
+        }
+        Some(tx)
+    };
+    let frames = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        |b| Ok::<_, Infallible>(Frame::data(b)),
+    );
+    let rsp = Response::builder()
+        .header("content-type", "application/json")
+        .body(BodyExt::boxed(StreamBody::new(frames)))
+        .unwrap();
+    (tx, rsp)
 }
 
 fn line(v: &Value) -> Bytes {
