@@ -282,21 +282,8 @@ pub async fn serve<C: Cluster>(
         let acceptor = acceptor.clone();
         let webhook = webhook.clone();
         async move {
-            let stream = match tokio::time::timeout(
-                Duration::from_secs(10),
-                acceptor.accept(stream),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
+            let Some(stream) = crate::tls::handshake(&acceptor, stream, peer).await else {
+                return;
             };
             let svc = service_fn(move |req| {
                 let webhook = webhook.clone();

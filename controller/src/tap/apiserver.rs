@@ -510,21 +510,8 @@ pub async fn serve<D: Discover, A: Authorize>(
         let acceptor = acceptor.clone();
         let server = server.clone();
         async move {
-            let stream = match tokio::time::timeout(
-                Duration::from_secs(10),
-                acceptor.accept(stream),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%addr, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%addr, "TLS handshake timed out");
-                    return;
-                }
+            let Some(stream) = crate::tls::handshake(&acceptor, stream, addr).await else {
+                return;
             };
             // rustls verified any certificate given against the front-proxy CA.
             let peer = match stream.get_ref().1.peer_certificates() {
