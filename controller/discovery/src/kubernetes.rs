@@ -80,8 +80,7 @@ impl KubeDiscovery {
     /// while for their first list: without the CRD, profiles stay empty
     /// and the watch keeps retrying, named in the log.
     pub async fn with_profiles(mut self, client: Client) -> Self {
-        let gvk = GroupVersionKind::gvk("linkerd.io", "v1alpha2", "ServiceProfile");
-        let resource = ApiResource::from_gvk_with_plural(&gvk, "serviceprofiles");
+        let resource = profile_resource();
         let store = reflect(
             Api::<DynamicObject>::all_with(client, &resource),
             resource,
@@ -143,6 +142,11 @@ where
     reader
 }
 
+fn profile_resource() -> ApiResource {
+    let gvk = GroupVersionKind::gvk("linkerd.io", "v1alpha2", "ServiceProfile");
+    ApiResource::from_gvk_with_plural(&gvk, "serviceprofiles")
+}
+
 /// How long the destination service waits for the first list of
 /// ServiceProfiles before it answers without them.
 const PROFILES_FIRST_LIST: std::time::Duration = std::time::Duration::from_secs(10);
@@ -173,14 +177,28 @@ impl crate::profile::Profiles for KubeDiscovery {
         let Some(store) = self.profiles.clone() else {
             return watch::channel(None).1;
         };
-        let key = (namespace.to_string(), name.to_string());
-        super::follow(self.changes.clone(), &key, move |_, (ns, name)| {
-            let found = store.state().into_iter().find(|o| {
-                o.metadata.name.as_deref() == Some(name.as_str())
-                    && o.metadata.namespace.as_deref() == Some(ns.as_str())
-            })?;
-            let profile = service_profile(&found)?;
-            crate::profile::find([&profile], ns, name)
+        let key = ObjectRef::<DynamicObject>::new_with(name, profile_resource()).within(namespace);
+        // Every watch event wakes this; the profile is read and checked
+        // again only when its resourceVersion moved.
+        let last: std::sync::Mutex<Option<(Option<String>, Option<Arc<ServiceProfile>>)>> =
+            std::sync::Mutex::new(None);
+        super::follow(self.changes.clone(), &key, move |_, key| {
+            let found = store.get(key);
+            let version = found
+                .as_ref()
+                .and_then(|o| o.metadata.resource_version.clone());
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((v, profile)) = &*last
+                && *v == version
+            {
+                return profile.clone();
+            }
+            let profile = found
+                .as_deref()
+                .and_then(service_profile)
+                .and_then(|p| crate::profile::find([&p], &p.metadata.namespace, &p.metadata.name));
+            *last = Some((version, profile.clone()));
+            profile
         })
     }
 }
