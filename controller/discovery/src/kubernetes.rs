@@ -142,6 +142,9 @@ where
     reader
 }
 
+/// A profile as last read: none, or the valid one.
+type Read = Option<Arc<ServiceProfile>>;
+
 fn profile_resource() -> ApiResource {
     let gvk = GroupVersionKind::gvk("linkerd.io", "v1alpha2", "ServiceProfile");
     ApiResource::from_gvk_with_plural(&gvk, "serviceprofiles")
@@ -180,8 +183,7 @@ impl crate::profile::Profiles for KubeDiscovery {
         let key = ObjectRef::<DynamicObject>::new_with(name, profile_resource()).within(namespace);
         // Every watch event wakes this; the profile is read and checked
         // again only when its resourceVersion moved.
-        let last: std::sync::Mutex<Option<(Option<String>, Option<Arc<ServiceProfile>>)>> =
-            std::sync::Mutex::new(None);
+        let last: std::sync::Mutex<Option<(Option<String>, Read)>> = std::sync::Mutex::new(None);
         super::follow(self.changes.clone(), &key, move |_, key| {
             let found = store.get(key);
             let version = found
