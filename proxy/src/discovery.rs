@@ -590,12 +590,19 @@ async fn resolve(base: DestinationClient<Channel>, path: String, tx: watch::Send
             }
         };
         backoff = Duration::from_millis(100);
+        // After a reconnection, the first answer is the whole truth: what
+        // was removed while the stream was down must not linger (as
+        // linkerd2-proxy's resolution recovery turns it into a reset).
+        let mut reset = !endpoints.is_empty();
         loop {
             let msg = tokio::select! {
                 msg = stream.message() => msg,
                 _ = tx.closed() => return,
             };
             let Ok(Some(update)) = msg else { break };
+            if update.update.is_some() && std::mem::take(&mut reset) {
+                endpoints.clear();
+            }
             match update.update {
                 Some(Kind::Add(set)) => {
                     for addr in &set.addrs {
@@ -1076,5 +1083,123 @@ mod tests {
         assert_eq!(labels.get("dst_control_plane_ns"), Some("linkerd"));
         let no_addr = WeightedAddr::default();
         assert!(endpoint(&set, &no_addr).is_none());
+    }
+}
+
+/// The resolution against a scripted destination service: what a
+/// reconnection must do with what it knew.
+#[cfg(test)]
+mod reconnect_tests {
+    use super::*;
+    use linkerd_proxy_api::destination::{
+        DestinationProfile, Update, WeightedAddrSet, destination_server,
+    };
+    use std::sync::Mutex;
+    use tokio_stream::StreamExt;
+    use tonic::{Status, transport::Server};
+
+    type Updates = Pin<Box<dyn Stream<Item = Result<Update, Status>> + Send>>;
+    type Profiles = Pin<Box<dyn Stream<Item = Result<DestinationProfile, Status>> + Send>>;
+
+    /// Answers each `Get` with the next script: its updates, then the end
+    /// of the stream, or (the last one) an open stream.
+    struct Scripted(Mutex<VecDeque<Vec<Update>>>);
+
+    #[tonic::async_trait]
+    impl destination_server::Destination for Scripted {
+        type GetStream = Updates;
+        type GetProfileStream = Profiles;
+
+        async fn get(
+            &self,
+            _: tonic::Request<GetDestination>,
+        ) -> Result<tonic::Response<Updates>, Status> {
+            let mut scripts = self.0.lock().unwrap();
+            let last = scripts.len() == 1;
+            let updates = scripts.pop_front().unwrap_or_default();
+            let stream = tokio_stream::iter(updates.into_iter().map(Ok));
+            Ok(tonic::Response::new(if last {
+                Box::pin(stream.chain(tokio_stream::pending()))
+            } else {
+                Box::pin(stream)
+            }))
+        }
+
+        async fn get_profile(
+            &self,
+            _: tonic::Request<GetDestination>,
+        ) -> Result<tonic::Response<Profiles>, Status> {
+            Err(Status::unimplemented("not scripted"))
+        }
+    }
+
+    fn add(addrs: &[&str]) -> Update {
+        Update {
+            update: Some(Kind::Add(WeightedAddrSet {
+                addrs: addrs
+                    .iter()
+                    .map(|a| WeightedAddr {
+                        addr: Some(a.parse::<SocketAddr>().unwrap().into()),
+                        weight: 1,
+                        ..Default::default()
+                    })
+                    .collect(),
+                metric_labels: HashMap::new(),
+            })),
+        }
+    }
+
+    /// An endpoint removed while the stream was down (destination
+    /// restarting) is gone once the new stream answers: the first answer
+    /// after a reconnection replaces what was known, as linkerd2-proxy's
+    /// resolution recovery resets it.
+    #[tokio::test]
+    async fn a_reconnection_forgets_endpoints_removed_while_it_was_down() {
+        let scripts = VecDeque::from([
+            vec![add(&["10.0.0.1:80", "10.0.0.2:80"])],
+            vec![add(&["10.0.0.1:80"])],
+        ]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            Server::builder()
+                .add_service(destination_server::DestinationServer::new(Scripted(
+                    Mutex::new(scripts),
+                )))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let config = DestinationConfig {
+            addr: addr.to_string(),
+            svc_name: None,
+            suffixes: vec!["svc.cluster.local.".into()],
+            networks: vec![],
+            http_queue: Default::default(),
+        };
+        let idle = Duration::from_secs(5);
+        let resolver = Resolver::new(config, None, idle).unwrap();
+        let clients = Arc::new(Clients::new(
+            Direction::Outbound,
+            crate::transport::ConnectConfig {
+                timeout: Duration::from_secs(1),
+                source_ip: None,
+            },
+            crate::metrics::Metrics::new(idle),
+            None,
+            idle,
+        ));
+        let route = resolver
+            .route("web.ns.svc.cluster.local:80", &clients)
+            .unwrap();
+        let mut resolution = route.resolution.clone();
+        let only_first = |r: &Resolution| match r {
+            Resolution::Endpoints(e) => {
+                e.keys().map(|a| a.to_string()).collect::<Vec<_>>() == ["10.0.0.1:80"]
+            }
+            _ => false,
+        };
+        tokio::time::timeout(Duration::from_secs(10), resolution.wait_for(only_first))
+            .await
+            .expect("the second stream's answer replaces the first's")
+            .unwrap();
     }
 }
