@@ -26,7 +26,18 @@ ok() { passed=$((passed + 1)); printf '  ok   %s\n' "$*"; }
 bad() { failed=$((failed + 1)); failures+=("$*"); printf '  FAIL %s\n' "$*"; }
 check() { # description, command...
   local what=$1; shift
-  if "$@" >"$LOG/last.out" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/       /' "$LOG/last.out" | tail -15; fi
+  if "$@" >"$LOG/last.out" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/       /' "$LOG/last.out" | tail -15; evidence; fi
+}
+# After a failed check: the meshed demo proxies' recent warnings and failed
+# requests, on screen (a few) and in $LOG/proxies-<n>.log (all), so a
+# failure that does not repeat still says why it happened.
+evidence() {
+  local out="$LOG/proxies-$failed.log" pod
+  for pod in $(kubectl get pods -n emojivoto -o name 2>/dev/null); do
+    echo "== $pod"
+    kubectl logs -n emojivoto "$pod" -c linkerd-proxy --since=5m 2>/dev/null | grep -v ' DEBUG \| TRACE ' | tail -100
+  done >"$out" 2>&1
+  grep -e '^==' -e 'WARN\|ERROR\|request failed' "$out" | grep -v 'not authorized' | grep -B1 -v '^==' | tail -12 | sed 's/^/       | /'
 }
 # Retries a command every 2s for up to $1 seconds.
 eventually() {
@@ -306,7 +317,14 @@ check "a meshed intruder and an unmeshed outsider start calling web" K apply -f 
 web_authz() { "$L" diagnostics proxy-metrics -n emojivoto deploy/web | grep "^inbound_http_authz_$1_total{" | grep -e "$2" | awk '{s += $2} END {print s + 0}'; }
 positive() { local n; n=$("$@"); echo "$n"; [ "${n%.*}" -gt 0 ]; }
 check "vote-bot is admitted by its policy (inbound_http_authz_allow_total)" eventually 90 positive web_authz allow 'authz_name="web-from-vote-bot".*client_id="vote-bot.emojivoto'
-check "the meshed intruder is denied and counted with its identity" eventually 90 positive web_authz deny 'srv_name="web-http".*client_id="intruder.emojivoto'
+# On failure, the deny series web has, and how the intruder's proxy reached it.
+intruder_denied() {
+  positive web_authz deny 'srv_name="web-http".*client_id="intruder.emojivoto' && return
+  "$L" diagnostics proxy-metrics -n emojivoto deploy/web | grep '^inbound_http_authz_deny_total{' | sed 's/^.*srv_name/srv_name/' | head -3
+  "$L" diagnostics proxy-metrics -n emojivoto deploy/intruder | grep '^request_total{direction="outbound"' | sed 's/^.*target_addr/target_addr/' | head -3
+  return 1
+}
+check "the meshed intruder is denied and counted with its identity" eventually 90 intruder_denied
 check "the unmeshed outsider is denied" eventually 90 positive web_authz deny 'srv_name="web-http".*tls="no_identity"'
 intruder_403() { "$L" diagnostics proxy-metrics -n emojivoto deploy/intruder | grep '^response_total{direction="outbound"' | grep 'status_code="403"' | grep -q .; }
 check "the intruder's own proxy sees 403s" eventually 60 intruder_403

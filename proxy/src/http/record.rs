@@ -183,7 +183,9 @@ where
         } = match result {
             Ok(answer) => answer,
             Err(failure) => {
-                tracing::debug!(error = %failure, "upstream request failed");
+                // As linkerd2-proxy's "Request failed": rare, and the one
+                // trace of why a client saw a proxy's error.
+                tracing::info!(error = %failure, "request failed");
                 let (respond, served_by) = failure.respond(*this.h2);
                 // A balanced endpoint's failure counts in its series.
                 if let Some(endpoint) = served_by {
