@@ -20,9 +20,10 @@ use crate::{
     cache::IdleCache,
     config::{DestinationConfig, QueueConfig},
     failfast::FailFast,
-    http::{Checkin, Clients, Healthy, SendError, Target},
+    http::{Checkin, Clients, Healthy, RequestBody, SendError, Target},
     identity::Local,
     metrics::{Class, Direction, DstLabels, RouteStats},
+    profile::ProfileWatch,
     tcp,
     transport::Conn,
 };
@@ -74,7 +75,7 @@ const TCP_FAILFAST: Duration = Duration::from_secs(3);
 /// out of rotation, so the next attempt picks another.
 const TCP_ATTEMPTS: usize = 3;
 
-type Req = Request<Incoming>;
+type Req = Request<RequestBody>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A response, and what served it.
@@ -140,6 +141,14 @@ pub(crate) enum DispatchError {
     /// The balancer itself failed (its queue's worker is gone).
     #[error("the service's balancer failed: {0}")]
     Balancer(BoxError),
+    /// Its profile route's timeout passed before a response (across its
+    /// attempts).
+    #[error("the route's timeout of {0:?} passed")]
+    Timeout(Duration),
+    /// The client's request body failed while the proxy read it to keep
+    /// for a retry.
+    #[error("the request body failed: {0}")]
+    ClientBody(BoxError),
 }
 
 impl DispatchError {
@@ -257,6 +266,7 @@ impl Drop for InFlight {
 pub(crate) type Fallback = (Arc<Target>, Arc<RouteStats>);
 
 /// How a request to a service name is sent.
+#[derive(Clone)]
 pub(crate) enum Dispatch {
     /// It is not: the service has no endpoints.
     NoEndpoints,
@@ -436,6 +446,8 @@ pub(crate) struct Route {
     /// request series.
     key: Box<str>,
     resolution: watch::Receiver<Resolution>,
+    /// Its service profile, when it has one that changes anything.
+    profile: ProfileWatch,
     clients: Arc<Clients>,
     /// How its HTTP requests queue for an endpoint.
     queue: QueueConfig,
@@ -444,6 +456,11 @@ pub(crate) struct Route {
 }
 
 impl Route {
+    /// A handle on its profile, for a connection to follow cheaply.
+    pub(crate) fn profile(&self) -> ProfileWatch {
+        self.profile.clone()
+    }
+
     fn http(&self) -> &Balancer {
         self.http.get_or_init(|| {
             let clients = self.clients.clone();
@@ -541,11 +558,19 @@ impl Resolver {
     fn get_or_resolve(&self, key: &str, clients: &Arc<Clients>) -> Arc<Route> {
         self.routes.get_or_insert_with(key, |key| {
             let (tx, resolution) = watch::channel(Resolution::Pending);
-            // It ends when the route does: nothing then watches `tx`.
+            // They end when the route does: nothing then watches `tx`.
             tokio::spawn(resolve(self.client.clone(), key.to_string(), tx));
+            let (tx, profile) = watch::channel(None);
+            tokio::spawn(crate::profile::resolve(
+                self.client.clone(),
+                key.to_string(),
+                clients.metrics().clone(),
+                tx,
+            ));
             let route = Route {
                 key: key.into(),
                 resolution,
+                profile,
                 clients: clients.clone(),
                 queue: self.config.http_queue,
                 http: OnceLock::new(),

@@ -13,6 +13,7 @@ mod inbound;
 mod metrics;
 mod outbound;
 mod policy;
+mod profile;
 mod tap;
 mod tcp;
 mod tls;

@@ -5,6 +5,7 @@
 use super::{Activity, client::Checkin};
 use crate::{
     metrics::{Class, RouteStats},
+    profile::ProfileRoute,
     tap::Tapped,
 };
 use bytes::Bytes;
@@ -37,6 +38,9 @@ pub(crate) struct Recorder {
     finished: bool,
     /// Set when a tap session observes this request.
     tap: Option<Box<Tapped>>,
+    /// Its route in its service's profile: counted there too, as the
+    /// client saw it.
+    profile: Option<Arc<ProfileRoute>>,
 }
 
 impl Drop for Recorder {
@@ -75,11 +79,19 @@ impl Recorder {
             answered: false,
             finished: false,
             tap: None,
+            profile: None,
         }
     }
 
     pub(crate) fn tap(&mut self, tapped: Box<Tapped>) {
         self.tap = Some(tapped);
+    }
+
+    /// Counts the request in its profile route's series now, and its
+    /// response there when it ends.
+    pub(crate) fn profile(&mut self, route: Arc<ProfileRoute>) {
+        route.stats.request();
+        self.profile = Some(route);
     }
 
     pub(crate) fn answered(&mut self) {
@@ -133,6 +145,16 @@ impl Recorder {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
+        if let Some(route) = self.profile.take() {
+            let class = if !clean || route.is_failure(self.status, self.grpc_status) {
+                Class::Failure
+            } else {
+                Class::Success
+            };
+            route
+                .stats
+                .response(self.status, self.grpc_status, class, self.started.elapsed());
+        }
         if !self.counted {
             if !self.answered {
                 // Given up on while its dispatch was pending: wherever it
@@ -173,7 +195,8 @@ impl Recorder {
     }
 }
 
-fn grpc_status(headers: &HeaderMap) -> Option<u32> {
+/// A gRPC status in a head ("trailers-only" responses) or trailers.
+pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<u32> {
     headers
         .get("grpc-status")?
         .to_str()
@@ -278,6 +301,59 @@ impl Body for ResponseBody {
         match &self.inner {
             Some(b) => b.size_hint(),
             None => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// A request body on its way upstream: the client's own stream, or a copy
+/// the proxy holds so that the request can be sent again (a retry).
+#[derive(Debug)]
+pub(crate) enum RequestBody {
+    Stream(Incoming),
+    Buffered {
+        data: Option<Bytes>,
+        trailers: Option<HeaderMap>,
+    },
+}
+
+impl From<Incoming> for RequestBody {
+    fn from(body: Incoming) -> Self {
+        Self::Stream(body)
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Stream(b) => Pin::new(b).poll_frame(cx),
+            Self::Buffered { data, trailers } => Poll::Ready(
+                data.take()
+                    .map(Frame::data)
+                    .or_else(|| trailers.take().map(Frame::trailers))
+                    .map(Ok),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Stream(b) => b.is_end_stream(),
+            Self::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Stream(b) => b.size_hint(),
+            Self::Buffered { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }

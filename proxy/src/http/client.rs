@@ -11,7 +11,7 @@
 //!   request. When the client connection ends, the upstream one goes back to
 //!   a small per-target idle pool for the next client connection.
 
-use super::orig_proto;
+use super::{body::RequestBody, orig_proto};
 use crate::{
     cache::IdleCache,
     discovery::EndpointMeta,
@@ -90,6 +90,10 @@ impl Clients {
             identity,
             targets: IdleCache::new(retain_idle),
         }
+    }
+
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Forgets the targets idle for the retention; returns how many went.
@@ -173,8 +177,8 @@ pub(crate) struct Target {
     mesh: Option<MeshTls>,
     /// HTTP/1 requests travel as HTTP/2 (the peer is a meshed proxy).
     h2_upgrade: bool,
-    h2: tokio::sync::Mutex<Option<http2::SendRequest<Incoming>>>,
-    idle: Mutex<Vec<(http1::SendRequest<Incoming>, Instant)>>,
+    h2: tokio::sync::Mutex<Option<http2::SendRequest<RequestBody>>>,
+    idle: Mutex<Vec<(http1::SendRequest<RequestBody>, Instant)>>,
     health: Health,
 }
 
@@ -232,8 +236,8 @@ impl Health {
     }
 }
 
-type H1 = http1::SendRequest<Incoming>;
-type H2 = http2::SendRequest<Incoming>;
+type H1 = http1::SendRequest<RequestBody>;
+type H2 = http2::SendRequest<RequestBody>;
 
 impl Target {
     pub(crate) fn tls(&self) -> &Tls {
@@ -489,7 +493,7 @@ impl H1Slot {
         target: Arc<Target>,
         held: Arc<Mutex<Option<H1>>>,
         cached: Option<H1>,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         upgrade: bool,
     ) -> Result<(Response<Incoming>, Option<Checkin>), Error> {
         let first = match cached {
@@ -512,11 +516,11 @@ impl H1Slot {
 #[derive(Debug)]
 pub(crate) struct SendError {
     pub(crate) error: Error,
-    pub(crate) unsent: Option<Request<Incoming>>,
+    pub(crate) unsent: Option<Request<RequestBody>>,
 }
 
 impl SendError {
-    fn unsent(error: Error, req: Request<Incoming>) -> Self {
+    fn unsent(error: Error, req: Request<RequestBody>) -> Self {
         Self {
             error,
             unsent: Some(req),
@@ -547,7 +551,7 @@ impl Target {
     /// HTTP/1 connection comes from, and goes back to, the idle pool.
     pub(crate) async fn send(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<(Response<Incoming>, Option<Checkin>), Error> {
         let ready = self.ready(req.version()).await?;
         self.send_on(ready, req).await.map_err(|e| e.error)
@@ -567,7 +571,7 @@ impl Target {
     pub(crate) async fn send_on(
         self: Arc<Self>,
         ready: Ready,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
     ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
         match ready {
             Ready::H2(send) if req.version() == http::Version::HTTP_2 => {
@@ -604,7 +608,7 @@ impl Target {
     async fn send_h2(
         &self,
         mut send: H2,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, SendError> {
         let unsent = match send.try_send_request(req).await {
             Ok(rsp) => return Ok(rsp),
@@ -632,7 +636,7 @@ impl Target {
 async fn send_h1(
     target: Arc<Target>,
     mut first: Option<(H1, bool)>,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     upgrade: bool,
     home: Home,
 ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {

@@ -3,7 +3,7 @@
 //! connection the client's protocol keeps there.
 
 use super::{
-    Outgoing, Req, Version,
+    Outgoing, Req, RequestBody, Version,
     client::{self, Checkin, H1Slot, Target, Upstream},
     record::Failure,
 };
@@ -38,7 +38,7 @@ impl Forward {
     /// connection, HTTP/2 shares one.
     fn send_direct(
         &mut self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         upgrade: bool,
     ) -> impl Future<Output = Result<(Response<Incoming>, Option<Checkin>), client::Error>> + Send + use<>
     {
@@ -94,9 +94,14 @@ impl tower::Service<Outgoing> for Forward {
         let Outgoing {
             req: Req { http, upgrade, .. },
             dispatch,
+            profile,
         } = out;
+        let http = http.map(RequestBody::from);
         if let Some(dispatch) = dispatch {
-            return Forwarded::Dispatched(dispatch.send(http));
+            return Forwarded::Dispatched(match profile {
+                Some(profiled) if profiled.acts() => crate::profile::send(dispatch, http, profiled),
+                _ => dispatch.send(http),
+            });
         }
         if self.version == Version::H2 && http.version() != http::Version::HTTP_2 {
             let target = self.upstream.target().clone();

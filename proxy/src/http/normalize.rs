@@ -130,6 +130,7 @@ mod tests {
         let call = tokio::spawn(svc.oneshot(Outgoing {
             req: Req::new(req, false),
             dispatch: None,
+            profile: None,
         }));
         tokio::select! {
             r = call => {

@@ -132,6 +132,7 @@ where
             req,
             route,
             dispatch,
+            profile,
         } = routed;
         let activity = self.activity.clone();
         // A dispatched request is counted where it goes: its endpoint, or
@@ -146,8 +147,15 @@ where
         {
             recorder.tap(tapped);
         }
+        if let Some(p) = &profile {
+            recorder.profile(p.route.clone());
+        }
         Recorded {
-            inner: self.inner.call(Outgoing { req, dispatch }),
+            inner: self.inner.call(Outgoing {
+                req,
+                dispatch,
+                profile,
+            }),
             recorder: Some(recorder),
             h2: self.h2,
         }
@@ -289,6 +297,13 @@ impl Failure {
                 discovery::DispatchError::Balancer(_) => {
                     return with(StatusCode::BAD_GATEWAY, "the service's endpoints failed");
                 }
+                // As Linkerd's: a 504, counted as a failure.
+                discovery::DispatchError::Timeout(_) => {
+                    return with(StatusCode::GATEWAY_TIMEOUT, "request timed out");
+                }
+                discovery::DispatchError::ClientBody(_) => {
+                    return with(StatusCode::BAD_REQUEST, "the request body failed");
+                }
             },
         };
         let h2_error = match &error {
@@ -409,6 +424,7 @@ mod tests {
                 None,
             ),
             dispatch: None,
+            profile: None,
         }
     }
 

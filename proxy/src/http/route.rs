@@ -7,6 +7,7 @@ use crate::{
     http::Clients,
     metrics::{Direction, Metrics, RouteStats, Tls},
     policy::RouteLabels,
+    profile::{Profile, ProfileWatch, Profiled},
 };
 use http::{Request, header::HOST};
 use std::{
@@ -125,6 +126,7 @@ where
             req,
             route,
             dispatch: None,
+            profile: None,
         })
     }
 }
@@ -142,7 +144,25 @@ pub(crate) struct Discover<S> {
     /// The last request's route, by its series: `Route` looked the
     /// authority up already, and on one connection the series is the
     /// authority's, so the name need not be read and compared again.
-    last: Option<(Arc<RouteStats>, Option<Arc<DstRoute>>)>,
+    last: Option<LastService>,
+}
+
+/// A connection's last service, and its profile as last seen.
+struct LastService {
+    series: Arc<RouteStats>,
+    dst: Option<Arc<DstRoute>>,
+    profile: Option<(ProfileWatch, Option<Arc<Profile>>)>,
+}
+
+impl LastService {
+    /// The service's profile now: one atomic load unless it changed.
+    fn profile(&mut self) -> Option<&Arc<Profile>> {
+        let (watch, current) = self.profile.as_mut()?;
+        if watch.has_changed().unwrap_or(false) {
+            *current = watch.borrow_and_update().clone();
+        }
+        current.as_ref()
+    }
 }
 
 impl<S> Discover<S> {
@@ -175,17 +195,38 @@ where
 
     fn call(&mut self, mut routed: Routed<B>) -> S::Future {
         if let Some(resolver) = self.resolver.as_ref().filter(|_| !routed.req.upgrade) {
-            let dst = match &self.last {
-                Some((series, dst)) if Arc::ptr_eq(series, &routed.route) => dst.clone(),
-                _ => {
+            let last = match &mut self.last {
+                Some(last) if Arc::ptr_eq(&last.series, &routed.route) => last,
+                slot => {
                     let authority = authority_of(&routed.req.http);
                     let dst = resolver
                         .route(authority, &self.clients)
                         .or_else(|| resolver.addr_route(self.target, &self.clients));
-                    self.last = Some((routed.route.clone(), dst.clone()));
-                    dst
+                    let profile = dst.as_ref().map(|d| {
+                        let mut watch = d.profile();
+                        let current = watch.borrow_and_update().clone();
+                        (watch, current)
+                    });
+                    slot.insert(LastService {
+                        series: routed.route.clone(),
+                        dst,
+                        profile,
+                    })
                 }
             };
+            let mut dst = last.dst.clone();
+            if let Some(profile) = last.profile() {
+                routed.profile = Some(Profiled {
+                    route: profile.route_for(&routed.req.http).clone(),
+                    budget: profile.budget().clone(),
+                });
+                // The traffic split: another service takes this request.
+                if let Some(to) = profile.split(fastrand::u64(..))
+                    && let Some(other) = resolver.route(to, &self.clients)
+                {
+                    dst = Some(other);
+                }
+            }
             routed.dispatch = dst.and_then(|dst| {
                 Dispatch::new(dst, || {
                     (self.clients.target(self.target, None), routed.route.clone())

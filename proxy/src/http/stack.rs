@@ -8,7 +8,9 @@
 //! composed in `inbound.rs` and `outbound.rs`.
 
 use super::Version;
-use crate::{discovery::Dispatch, metrics::RouteStats, metrics::Tls, policy::Verdict};
+use crate::{
+    discovery::Dispatch, metrics::RouteStats, metrics::Tls, policy::Verdict, profile::Profiled,
+};
 use http::Request;
 use hyper::body::Incoming;
 use std::{
@@ -60,12 +62,15 @@ pub(crate) struct Routed<B = Incoming> {
     pub(crate) route: Arc<RouteStats>,
     /// `None`: to the connection's own target.
     pub(crate) dispatch: Option<Dispatch>,
+    /// Its route in the service's profile, if the service has one.
+    pub(crate) profile: Option<Profiled>,
 }
 
 /// A request past its recording, on its way upstream.
 pub(crate) struct Outgoing<B = Incoming> {
     pub(crate) req: Req<B>,
     pub(crate) dispatch: Option<Dispatch>,
+    pub(crate) profile: Option<Profiled>,
 }
 
 /// A connection's stack as hyper serves it. hyper calls through `&self`,

@@ -286,6 +286,7 @@ pub(crate) struct Metrics {
     tcp: TcpMetrics,
     detect: DetectMetrics,
     authz: AuthzMetrics,
+    profiles: crate::profile::RouteMetrics,
 }
 
 impl Metrics {
@@ -300,12 +301,16 @@ impl Metrics {
             },
             detect: DetectMetrics::default(),
             authz: AuthzMetrics::new(retain_idle),
+            profiles: crate::profile::RouteMetrics::new(retain_idle),
         })
     }
 
     /// Drops the series idle for the retention; returns how many went.
     pub(crate) fn sweep(&self, now: Instant) -> usize {
-        self.http.routes.sweep(now) + self.tcp.conns.sweep(now) + self.authz.sweep(now)
+        self.http.routes.sweep(now)
+            + self.tcp.conns.sweep(now)
+            + self.authz.sweep(now)
+            + self.profiles.sweep(now)
     }
 
     /// How many HTTP and TCP series exist.
@@ -363,6 +368,11 @@ impl Metrics {
         &self.authz
     }
 
+    /// The series of service profiles' routes.
+    pub(crate) fn profile_routes(&self) -> &crate::profile::RouteMetrics {
+        &self.profiles
+    }
+
     pub(crate) fn tcp(
         &self,
         direction: Direction,
@@ -398,6 +408,7 @@ impl Collector for Metrics {
         self.http.encode(&mut encoder)?;
         self.tcp.encode(&mut encoder)?;
         self.authz.encode(&mut encoder)?;
+        self.profiles.encode(&mut encoder)?;
         self.detect.encode(&mut encoder)
     }
 }
@@ -424,13 +435,17 @@ struct HttpMetrics {
 pub(crate) struct RouteStats {
     key: RouteKey,
     requests: AtomicU64,
-    /// Few distinct (status, class, grpc-status) triples occur per route; a
-    /// short list beats a map and is only written when a new one appears.
-    responses: RwLock<Vec<Arc<ResponseStats>>>,
+    responses: Responses,
 }
 
+/// A series' responses by (status, class, grpc-status). Few distinct
+/// triples occur per series; a short list beats a map and is only written
+/// when a new one appears.
+#[derive(Debug, Default)]
+pub(crate) struct Responses(RwLock<Vec<Arc<ResponseStats>>>);
+
 #[derive(Debug)]
-struct ResponseStats {
+pub(crate) struct ResponseStats {
     labels: ResponseLabels,
     total: AtomicU64,
     latency: Histogram,
@@ -470,7 +485,7 @@ impl HttpMetrics {
             let stats = RouteStats {
                 key: key.clone(),
                 requests: AtomicU64::new(0),
-                responses: RwLock::new(Vec::new()),
+                responses: Responses::default(),
             };
             (key.clone(), stats)
         })
@@ -485,47 +500,70 @@ impl HttpMetrics {
             .iter()
             .filter_map(|r| {
                 let r = r.upgrade()?;
-                let responses = r.responses.read().unwrap().clone();
+                let responses = r.responses.snapshot();
                 Some((r.key.clone(), r.requests.load(Relaxed), responses))
             })
             .collect();
-        let mut e = encoder.encode_descriptor(
-            "request",
-            "Total count of HTTP requests.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (key, requests, _) in &routes {
-            e.encode_family(key)?
-                .encode_counter::<NoLabelSet, _, u64>(requests, None)?;
-        }
-        let responses: Vec<_> = routes
-            .iter()
-            .flat_map(|(key, _, rsps)| rsps.iter().map(move |s| (key, s)))
-            .collect();
-        let mut e = encoder.encode_descriptor(
-            "response",
-            "Total count of HTTP responses.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (route, rsp) in &responses {
-            e.encode_family(&Joined(*route, &rsp.labels))?
-                .encode_counter::<NoLabelSet, _, u64>(&rsp.total.load(Relaxed), None)?;
-        }
-        let mut e = encoder.encode_descriptor(
-            "response_latency_ms",
-            "Elapsed times between a request's headers being received and its response stream completing.",
-            None,
-            MetricType::Histogram,
-        )?;
-        for (route, rsp) in &responses {
-            let (sum, count, buckets) = rsp.latency.snapshot();
-            e.encode_family(&Joined(*route, &rsp.labels))?
-                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
-        }
-        Ok(())
+        let names = HttpNames {
+            request: "request",
+            response: "response",
+            latency: "response_latency_ms",
+        };
+        encode_http(encoder, &names, &routes)
     }
+}
+
+/// The names of a family of HTTP series: its requests, responses and
+/// response latencies.
+pub(crate) struct HttpNames {
+    pub(crate) request: &'static str,
+    pub(crate) response: &'static str,
+    pub(crate) latency: &'static str,
+}
+
+/// Encodes `names`' request and response counters and latency histogram for
+/// `series`: (labels, requests, responses) each.
+pub(crate) fn encode_http<K: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    names: &HttpNames,
+    series: &[(K, u64, Vec<Arc<ResponseStats>>)],
+) -> fmt::Result {
+    let mut e = encoder.encode_descriptor(
+        names.request,
+        "Total count of HTTP requests.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (key, requests, _) in series {
+        e.encode_family(key)?
+            .encode_counter::<NoLabelSet, _, u64>(requests, None)?;
+    }
+    let responses: Vec<_> = series
+        .iter()
+        .flat_map(|(key, _, rsps)| rsps.iter().map(move |s| (key, s)))
+        .collect();
+    let mut e = encoder.encode_descriptor(
+        names.response,
+        "Total count of HTTP responses.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (key, rsp) in &responses {
+        e.encode_family(&Joined(*key, &rsp.labels))?
+            .encode_counter::<NoLabelSet, _, u64>(&rsp.total.load(Relaxed), None)?;
+    }
+    let mut e = encoder.encode_descriptor(
+        names.latency,
+        "Elapsed times between a request's headers being received and its response stream completing.",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (key, rsp) in &responses {
+        let (sum, count, buckets) = rsp.latency.snapshot();
+        e.encode_family(&Joined(*key, &rsp.labels))?
+            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+    }
+    Ok(())
 }
 
 impl EncodeLabelSet for RouteKey {
@@ -569,23 +607,30 @@ impl RouteStats {
         class: Class,
         elapsed: std::time::Duration,
     ) {
+        self.responses.record(status, grpc_status, class, elapsed);
+    }
+}
+
+impl Responses {
+    /// Counts a response and its latency in its series.
+    pub(crate) fn record(
+        &self,
+        status: Option<http::StatusCode>,
+        grpc_status: Option<u32>,
+        class: Class,
+        elapsed: std::time::Duration,
+    ) {
         let labels = ResponseLabels {
             status,
             class,
             grpc_status,
         };
         let matches = |r: &ResponseStats| r.labels == labels;
-        let found = self
-            .responses
-            .read()
-            .unwrap()
-            .iter()
-            .find(|r| matches(r))
-            .cloned();
+        let found = self.0.read().unwrap().iter().find(|r| matches(r)).cloned();
         let stats = match found {
             Some(s) => s,
             None => {
-                let mut rsps = self.responses.write().unwrap();
+                let mut rsps = self.0.write().unwrap();
                 match rsps.iter().find(|r| matches(r)) {
                     Some(s) => s.clone(),
                     None => {
@@ -602,6 +647,11 @@ impl RouteStats {
         };
         stats.total.fetch_add(1, Relaxed);
         stats.latency.observe(elapsed);
+    }
+
+    /// The series so far, for a scrape.
+    pub(crate) fn snapshot(&self) -> Vec<Arc<ResponseStats>> {
+        self.0.read().unwrap().clone()
     }
 }
 

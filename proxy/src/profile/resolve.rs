@@ -1,0 +1,92 @@
+//! Follows destination's `GetProfile` for a name or address.
+
+use super::{Profile, RouteMetrics};
+use linkerd_proxy_api::destination::{GetDestination, destination_client::DestinationClient};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::watch;
+use tonic::{Code, transport::Channel};
+
+/// Keeps `tx` at the profile destination gives for `path` (a name with its
+/// port, or `ip:port`), through destination's restarts; ends when nothing
+/// watches `tx` any more, or when destination says it has no profile to
+/// give (`NotFound`, `InvalidArgument`: the name is no service).
+pub(crate) async fn resolve(
+    base: DestinationClient<Channel>,
+    path: String,
+    metrics: Arc<crate::metrics::Metrics>,
+    tx: watch::Sender<Option<Arc<Profile>>>,
+) {
+    let dst: Arc<str> = path.as_str().into();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let req = GetDestination {
+            scheme: "k8s".into(),
+            path: path.clone(),
+            context_token: String::new(),
+        };
+        let mut client = base.clone();
+        let stream = tokio::select! {
+            rsp = client.get_profile(req) => rsp,
+            _ = tx.closed() => return,
+        };
+        let mut stream = match stream {
+            Ok(rsp) => rsp.into_inner(),
+            Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => {
+                tracing::debug!(%path, "no profile");
+                return;
+            }
+            Err(status) => {
+                tracing::debug!(%path, error = %status.message(), "profile unavailable; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tx.closed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        loop {
+            let msg = tokio::select! {
+                msg = stream.message() => msg,
+                _ = tx.closed() => return,
+            };
+            let Ok(Some(update)) = msg else { break };
+            // Counted under the name the application used, as Linkerd's
+            // `dst` label (the profile's own name when it gives one).
+            let name: Arc<str> = match update.fully_qualified_name.as_str() {
+                "" => dst.clone(),
+                fqn => with_port(fqn, &path).into(),
+            };
+            match Profile::from_proto(&update, &name, routes(&metrics)) {
+                Ok(profile) => {
+                    tx.send_replace(profile.map(Arc::new));
+                }
+                // Keep the last good one: a profile this proxy cannot read
+                // must not undo one it could.
+                Err(error) => tracing::warn!(%path, %error, "ignoring a profile"),
+            }
+        }
+        tracing::debug!(%path, "profile stream ended; reconnecting");
+    }
+}
+
+fn routes(metrics: &crate::metrics::Metrics) -> &RouteMetrics {
+    metrics.profile_routes()
+}
+
+/// A fully qualified name with the port of the path asked about, as
+/// Linkerd's `dst` label reads (`web.ns.svc.cluster.local:80`).
+fn with_port(fqn: &str, path: &str) -> String {
+    let fqn = fqn.trim_end_matches('.');
+    if fqn
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return fqn.to_string();
+    }
+    match path.rsplit_once(':') {
+        Some((_, port)) if port.bytes().all(|b| b.is_ascii_digit()) => format!("{fqn}:{port}"),
+        _ => fqn.to_string(),
+    }
+}
