@@ -165,9 +165,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
                 .orig_dst_override
                 .map_or(OrigDst::Kernel, OrigDst::Fixed),
             clients,
-            resolver: resolver
-                .clone()
-                .filter(|_| direction == Direction::Outbound),
+            // Inbound, only for the profiles of the services requests name.
+            resolver: resolver.clone(),
             cfg,
             server: config.server.clone(),
             metrics: metrics.clone(),

@@ -501,7 +501,27 @@ pub(crate) struct Resolver {
     /// By name or `ip:port`; a route no connection holds goes after the
     /// discovery idle timeout.
     routes: IdleCache<Box<str>, Route>,
+    /// The profiles of the names inbound requests are for, by name: only
+    /// counted by (no dispatch inbound). Bounded: the names are the
+    /// clients'.
+    inbound: IdleCache<Box<str>, InboundProfile>,
 }
+
+/// An inbound request's service's profile, followed while a connection
+/// holds it.
+pub(crate) struct InboundProfile {
+    profile: ProfileWatch,
+}
+
+impl InboundProfile {
+    pub(crate) fn profile(&self) -> ProfileWatch {
+        self.profile.clone()
+    }
+}
+
+/// At most this many names' profiles are followed for inbound requests at
+/// once; requests for others are counted without routes.
+const MAX_INBOUND_PROFILES: usize = 100;
 
 impl Resolver {
     /// With `identity`, a destination service that has a name is reached
@@ -523,6 +543,7 @@ impl Resolver {
         Ok(Self {
             client: DestinationClient::new(channel),
             routes: IdleCache::new(idle_timeout),
+            inbound: IdleCache::new(idle_timeout),
             config,
         })
     }
@@ -530,7 +551,37 @@ impl Resolver {
     /// Drops the routes idle for the discovery idle timeout, so a name the
     /// application stopped calling costs nothing after a while.
     pub(crate) fn sweep(&self, now: Instant) -> usize {
-        self.routes.sweep(now)
+        self.routes.sweep(now) + self.inbound.sweep(now)
+    }
+
+    /// The profile of the service an inbound request names, if the name is
+    /// one destination knows.
+    pub(crate) fn inbound_profile(
+        &self,
+        authority: &str,
+        clients: &Arc<Clients>,
+    ) -> Option<Arc<InboundProfile>> {
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        if !self.config.resolves(host) {
+            return None;
+        }
+        if let Some(known) = self.inbound.get(authority) {
+            return Some(known);
+        }
+        if self.inbound.len() >= MAX_INBOUND_PROFILES {
+            return None;
+        }
+        Some(self.inbound.get_or_insert_with(authority, |key| {
+            let (tx, profile) = watch::channel(None);
+            tokio::spawn(crate::profile::resolve(
+                self.client.clone(),
+                key.to_string(),
+                Direction::Inbound,
+                clients.metrics().clone(),
+                tx,
+            ));
+            (key.into(), InboundProfile { profile })
+        }))
     }
 
     /// The route for `authority`, if it is a name destination should know.
@@ -564,6 +615,7 @@ impl Resolver {
             tokio::spawn(crate::profile::resolve(
                 self.client.clone(),
                 key.to_string(),
+                Direction::Outbound,
                 clients.metrics().clone(),
                 tx,
             ));

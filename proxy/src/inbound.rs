@@ -235,7 +235,11 @@ pub(crate) fn http(
             conn.tls.clone(),
         ))
         // ...and never balanced: the application is the target.
-        .layer(Discover::layer(None, clients.clone(), conn.target))
+        .layer(Discover::inbound(
+            side.resolver.clone(),
+            clients.clone(),
+            conn.target,
+        ))
         // Its metrics and tap events; a failure becomes a response here.
         .layer(Record::layer(
             conn,

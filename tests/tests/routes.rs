@@ -441,3 +441,58 @@ async fn the_traffic_split_follows_dst_overrides() {
         "{n} of 1000 to the canary, not 50% ± 5"
     );
 }
+
+/// A server's proxy counts the requests for its own service by the
+/// service's profile (as Linkerd's inbound route metrics, which `linkerd
+/// routes deploy/web` reads), and only counts: a failing retryable route is
+/// not retried inbound.
+#[tokio::test]
+async fn inbound_requests_are_counted_by_their_services_profile() {
+    let (pod, seen) = backend().await;
+    let ctl = Controller::destination(&world(&[pod], &[], FLAKY)).await;
+    let proxy = Proxy::builder()
+        .inbound_target(pod)
+        .env("LINKERD2_PROXY_DESTINATION_SVC_ADDR", ctl.grpc)
+        .env("LINKERD2_PROXY_DESTINATION_GET_NETWORKS", "127.0.10.0/24")
+        .spawn()
+        .await;
+    let inbound = |m: &Scrape, route: &str| {
+        m.sum(
+            "route_request_total",
+            &[("direction", "inbound"), ("dst", WEB), ("rt_route", route)],
+        )
+    };
+    let found = eventually(Duration::from_secs(10), || async {
+        linkerd_tests::backends::http1_get(proxy.inbound, WEB, "/fails").await;
+        let m = proxy.metrics().await;
+        (inbound(&m, "GET /fails") > 0.0).then_some(())
+    })
+    .await;
+    assert!(found.is_some(), "{}", proxy.metrics().await.text);
+    let before = seen.count("/fails");
+    let m0 = proxy.metrics().await;
+    for _ in 0..10 {
+        let (status, _) = linkerd_tests::backends::http1_get(proxy.inbound, WEB, "/fails").await;
+        assert_eq!(status, 500);
+    }
+    assert_eq!(seen.count("/fails") - before, 10, "inbound never retries");
+    let m = proxy.metrics().await;
+    let failed = |m: &Scrape| {
+        m.sum(
+            "route_response_total",
+            &[
+                ("direction", "inbound"),
+                ("dst", WEB),
+                ("rt_route", "GET /fails"),
+                ("classification", "failure"),
+                ("status_code", "500"),
+            ],
+        )
+    };
+    assert_eq!(failed(&m) - failed(&m0), 10.0, "{}", m.text);
+    assert!(
+        !m.has("route_actual_request_total", &[("direction", "inbound")])
+            || m.sum("route_actual_request_total", &[("direction", "inbound")]) == 0.0,
+        "no attempts inbound"
+    );
+}

@@ -3,7 +3,7 @@
 
 use super::{Req, Routed};
 use crate::{
-    discovery::{Dispatch, Resolver, Route as DstRoute},
+    discovery::{Dispatch, InboundProfile, Resolver, Route as DstRoute},
     http::Clients,
     metrics::{Direction, Metrics, RouteStats, Tls},
     policy::RouteLabels,
@@ -135,10 +135,16 @@ where
 /// destination in its networks, such as a cluster IP) goes over the
 /// service's endpoints; others to the original destination. An upgrade
 /// keeps to the original destination: it pins one connection anyway.
+///
+/// Both sides: a request to a service with a profile is put on its route
+/// (outbound, to be timed out and retried as the route says; inbound, only
+/// to be counted by it).
 pub(crate) struct Discover<S> {
     inner: S,
-    /// `None` inbound, or without destination: nothing is balanced.
+    /// `None` without destination: nothing is balanced or profiled.
     resolver: Option<Arc<Resolver>>,
+    /// Outbound: requests are dispatched over the service's endpoints.
+    balance: bool,
     clients: Arc<Clients>,
     target: SocketAddr,
     /// The last request's route, by its series: `Route` looked the
@@ -151,6 +157,8 @@ pub(crate) struct Discover<S> {
 struct LastService {
     series: Arc<RouteStats>,
     dst: Option<Arc<DstRoute>>,
+    /// Holds an inbound request's profile while the connection uses it.
+    _inbound: Option<Arc<InboundProfile>>,
     profile: Option<(ProfileWatch, Option<Arc<Profile>>)>,
 }
 
@@ -165,15 +173,40 @@ impl LastService {
     }
 }
 
+fn follow(mut watch: ProfileWatch) -> (ProfileWatch, Option<Arc<Profile>>) {
+    let current = watch.borrow_and_update().clone();
+    (watch, current)
+}
+
 impl<S> Discover<S> {
+    /// Outbound: balanced and profiled.
     pub(crate) fn layer(
         resolver: Option<Arc<Resolver>>,
+        clients: Arc<Clients>,
+        target: SocketAddr,
+    ) -> impl tower::Layer<S, Service = Self> {
+        Self::with(resolver, true, clients, target)
+    }
+
+    /// Inbound: profiled only.
+    pub(crate) fn inbound(
+        resolver: Option<Arc<Resolver>>,
+        clients: Arc<Clients>,
+        target: SocketAddr,
+    ) -> impl tower::Layer<S, Service = Self> {
+        Self::with(resolver, false, clients, target)
+    }
+
+    fn with(
+        resolver: Option<Arc<Resolver>>,
+        balance: bool,
         clients: Arc<Clients>,
         target: SocketAddr,
     ) -> impl tower::Layer<S, Service = Self> {
         tower::layer::layer_fn(move |inner| Self {
             inner,
             resolver: resolver.clone(),
+            balance,
             clients: clients.clone(),
             target,
             last: None,
@@ -199,17 +232,21 @@ where
                 Some(last) if Arc::ptr_eq(&last.series, &routed.route) => last,
                 slot => {
                     let authority = authority_of(&routed.req.http);
-                    let dst = resolver
-                        .route(authority, &self.clients)
-                        .or_else(|| resolver.addr_route(self.target, &self.clients));
-                    let profile = dst.as_ref().map(|d| {
-                        let mut watch = d.profile();
-                        let current = watch.borrow_and_update().clone();
-                        (watch, current)
-                    });
+                    let (dst, inbound, profile) = if self.balance {
+                        let dst = resolver
+                            .route(authority, &self.clients)
+                            .or_else(|| resolver.addr_route(self.target, &self.clients));
+                        let profile = dst.as_ref().map(|d| follow(d.profile()));
+                        (dst, None, profile)
+                    } else {
+                        let inbound = resolver.inbound_profile(authority, &self.clients);
+                        let profile = inbound.as_ref().map(|p| follow(p.profile()));
+                        (None, inbound, profile)
+                    };
                     slot.insert(LastService {
                         series: routed.route.clone(),
                         dst,
+                        _inbound: inbound,
                         profile,
                     })
                 }
@@ -221,7 +258,8 @@ where
                     budget: profile.budget().clone(),
                 });
                 // The traffic split: another service takes this request.
-                if let Some(to) = profile.split(fastrand::u64(..))
+                if self.balance
+                    && let Some(to) = profile.split(fastrand::u64(..))
                     && let Some(other) = resolver.route(to, &self.clients)
                 {
                     dst = Some(other);

@@ -3,14 +3,16 @@
 //! client saw (one request, its final response: the effective outcome);
 //! `route_actual_*` count each attempt sent upstream, retries included.
 //! Labelled `direction`, `dst` (the profile's service) and `rt_route` (none
-//! for requests no route matched).
+//! for requests no route matched). Inbound, a server's proxy counts the
+//! requests for its own service by the same profile (no `route_actual_*`:
+//! it neither retries nor times out).
 //!
 //! A route's series is held by the profile naming it, and dropped once no
 //! profile has named it for the retention.
 
 use crate::{
     cache::IdleCache,
-    metrics::{Class, HttpNames, Responses, encode_http, label},
+    metrics::{Class, Direction, HttpNames, Responses, encode_http, label},
 };
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, LabelSetEncoder};
 use std::{
@@ -24,13 +26,14 @@ use std::{
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct RtKey {
+    direction: Direction,
     dst: Arc<str>,
     route: Option<Arc<str>>,
 }
 
 impl EncodeLabelSet for RtKey {
     fn encode(&self, set: &mut LabelSetEncoder) -> fmt::Result {
-        label(set, "direction", "outbound")?;
+        label(set, "direction", self.direction.as_str())?;
         label(set, "dst", &*self.dst)?;
         match &self.route {
             Some(r) => label(set, "rt_route", &**r),
@@ -101,9 +104,16 @@ impl RouteMetrics {
         }
     }
 
-    /// The series of `route` (`None`: the default route) of `dst`.
-    pub(crate) fn route(&self, dst: &Arc<str>, route: Option<Arc<str>>) -> Arc<RtStats> {
+    /// The series of `route` (`None`: the default route) of `dst`, on one
+    /// side of the proxy.
+    pub(crate) fn route(
+        &self,
+        direction: Direction,
+        dst: &Arc<str>,
+        route: Option<Arc<str>>,
+    ) -> Arc<RtStats> {
         let key = RtKey {
+            direction,
             dst: dst.clone(),
             route,
         };

@@ -15,6 +15,7 @@ pub(crate) use self::{
     resolve::resolve,
     retry::{Profiled, send},
 };
+use crate::metrics::Direction;
 use http::{Method, Request, StatusCode};
 use linkerd_proxy_api::destination as api;
 use regex::Regex;
@@ -100,6 +101,7 @@ impl Profile {
     /// neither routes nor a split.
     pub(crate) fn from_proto(
         p: &api::DestinationProfile,
+        direction: Direction,
         dst: &Arc<str>,
         metrics: &RouteMetrics,
     ) -> Result<Option<Self>, InvalidProfile> {
@@ -119,7 +121,7 @@ impl Profile {
         let routes = p
             .routes
             .iter()
-            .map(|r| ProfileRoute::from_proto(r, dst, metrics).map(Arc::new))
+            .map(|r| ProfileRoute::from_proto(r, direction, dst, metrics).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         // Within what tower's budget accepts (it asserts): a TTL of 1 to 60
         // seconds, a ratio of 0 to 1000.
@@ -150,7 +152,7 @@ impl Profile {
                 classes: Box::default(),
                 retryable: false,
                 timeout: None,
-                stats: metrics.route(dst, None),
+                stats: metrics.route(direction, dst, None),
             }),
             budget: Arc::new(TpsBudget::new(ttl, min_per_sec, ratio)),
             overrides: overrides.into(),
@@ -207,6 +209,7 @@ fn same_authority(a: &str, b: &str) -> bool {
 impl ProfileRoute {
     fn from_proto(
         r: &api::Route,
+        direction: Direction,
         dst: &Arc<str>,
         metrics: &RouteMetrics,
     ) -> Result<Self, InvalidProfile> {
@@ -237,7 +240,7 @@ impl ProfileRoute {
             classes: classes.into(),
             retryable: r.is_retryable,
             timeout,
-            stats: metrics.route(dst, Some(name.as_str().into())),
+            stats: metrics.route(direction, dst, Some(name.as_str().into())),
         })
     }
 
@@ -405,7 +408,13 @@ mod tests {
 
     fn profile(p: api::DestinationProfile) -> Option<Profile> {
         let metrics = RouteMetrics::new(Duration::from_secs(60));
-        Profile::from_proto(&p, &Arc::from("web.ns.svc.cluster.local:80"), &metrics).unwrap()
+        Profile::from_proto(
+            &p,
+            Direction::Outbound,
+            &Arc::from("web.ns.svc.cluster.local:80"),
+            &metrics,
+        )
+        .unwrap()
     }
 
     fn req(method: &str, path: &str) -> Request<()> {
@@ -528,7 +537,8 @@ mod tests {
             routes: vec![route("bad", path("(unclosed"))],
             ..Default::default()
         };
-        let e = Profile::from_proto(&p, &Arc::from("web:80"), &metrics).unwrap_err();
+        let e = Profile::from_proto(&p, Direction::Outbound, &Arc::from("web:80"), &metrics)
+            .unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("route \"bad\": invalid path regex"),

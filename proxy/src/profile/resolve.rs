@@ -1,6 +1,7 @@
 //! Follows destination's `GetProfile` for a name or address.
 
 use super::{Profile, RouteMetrics};
+use crate::metrics::Direction;
 use linkerd_proxy_api::destination::{GetDestination, destination_client::DestinationClient};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
@@ -13,6 +14,7 @@ use tonic::{Code, transport::Channel};
 pub(crate) async fn resolve(
     base: DestinationClient<Channel>,
     path: String,
+    direction: Direction,
     metrics: Arc<crate::metrics::Metrics>,
     tx: watch::Sender<Option<Arc<Profile>>>,
 ) {
@@ -58,7 +60,7 @@ pub(crate) async fn resolve(
                 "" => dst.clone(),
                 fqn => with_port(fqn, &path).into(),
             };
-            match Profile::from_proto(&update, &name, routes(&metrics)) {
+            match Profile::from_proto(&update, direction, &name, routes(&metrics)) {
                 Ok(profile) => {
                     tx.send_replace(profile.map(Arc::new));
                 }
