@@ -11,6 +11,7 @@ mod inject;
 mod install;
 mod profile;
 mod resource;
+mod routes;
 mod stat;
 mod table;
 mod tap;
@@ -70,6 +71,8 @@ enum Command {
     Edges(edges::EdgesArgs),
     /// The authorizations a workload admits requests by, per server and route.
     Authz(authz::AuthzArgs),
+    /// Per route of a service profile: success rate, requests a second, latency.
+    Routes(routes::RoutesArgs),
     /// A ServiceProfile for a service: a template, or routes from an OpenAPI or protobuf file.
     Profile(profile::ProfileArgs),
     /// The CLI's and the control plane's versions.
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
             Command::Top(args) => top::run(args, &target).await,
             Command::Edges(args) => edges::run(args, &target).await,
             Command::Authz(args) => authz::run(args, &target).await,
+            Command::Routes(args) => routes::run(args, &target).await,
             Command::Profile(args) => profile::run(args),
             Command::Version(args) => version::run(args, &target).await,
             Command::Diagnostics(cmd) => diagnostics::run(cmd, &target).await,

@@ -147,6 +147,10 @@ struct PublicApiArgs {
     /// The tap service, which taps are handed to.
     #[arg(long, default_value = "linkerd-tap.linkerd.svc.cluster.local:8088")]
     tap_addr: String,
+    /// The cluster's DNS domain: the services that `routes` reports on are
+    /// named under it in the proxies' route series.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
     /// The destination service, which `linkerd diagnostics endpoints` is handed to.
     #[arg(
         long,
@@ -412,7 +416,9 @@ async fn public_api(args: PublicApiArgs) -> anyhow::Result<()> {
     tracing::info!(tap = %args.tap_addr, destination = %args.destination_addr, "public API");
     let mut registry = prometheus_client::registry::Registry::default();
     discover.register(&mut registry);
-    let routes = public_api::PublicApi::new(discover, metrics, naming).into_routes(relays);
+    let routes = public_api::PublicApi::new(discover, metrics, naming)
+        .with_cluster_domain(args.cluster_domain)
+        .into_routes(relays);
     serve_grpc(
         "public-api",
         routes,

@@ -84,8 +84,11 @@ async fn send_votes(demo: &Demo) {
             }
         }
     }
-    // voting fails exactly a fifth of any run of votes.
-    assert_eq!((ok, failed), (VOTES * 4 / 5, VOTES / 5));
+    // voting fails exactly a fifth of any run of votes, but web's profile
+    // retries a failed vote (within its budget), and a retry lands on
+    // another voting turn: the clients see (almost) no failure.
+    assert_eq!(ok + failed, VOTES);
+    assert!(ok >= VOTES * 95 / 100, "{ok} of {VOTES} votes succeeded");
 }
 
 /// The seconds a stat's rates are over: the window, or less when the
@@ -110,7 +113,8 @@ async fn stat_rows(demo: &Demo) -> Value {
         let web = row(&rows, "web");
         let requests = web["rps"].as_f64().unwrap_or(0.0) * window_secs(&stderr);
         eprintln!("web requests in stat: {requests:.1}");
-        if (requests - VOTES as f64).abs() <= VOTES as f64 * 0.15 {
+        // web's profile retries failed votes: it gets a few more than sent.
+        if requests >= VOTES as f64 * 0.85 && requests <= VOTES as f64 * 1.5 {
             let (_, table, _) = demo.linkerd(&["stat", "deploy", "-n", "emojivoto"]);
             eprintln!("{table}");
             return rows;
@@ -121,6 +125,73 @@ async fn stat_rows(demo: &Demo) -> Value {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// `linkerd routes` on the demo's profile for web: votes are retried, so
+/// from vote-bot's side the effective success rate is above the actual one
+/// (which is web's own, 80%), and more requests were sent than the clients
+/// made; web counts every attempt inbound, on the same route.
+fn check_routes(demo: &Demo, web_rps: f64) {
+    let routes = |args: &[&str]| -> Value {
+        let mut all = vec!["routes"];
+        all.extend_from_slice(args);
+        all.extend(["-n", "emojivoto", "-o", "json"]);
+        let (code, out, stderr) = demo.linkerd(&all);
+        assert_eq!(code, Some(0), "{stderr}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let find = |rows: &Value, route: &str| -> Value {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["route"] == route)
+            .cloned()
+            .unwrap_or_else(|| panic!("no route {route}: {rows:#}"))
+    };
+    let out = routes(&["deploy/vote-bot", "--to", "svc/web-svc"]);
+    let vote = find(&out, "GET /api/vote");
+    let effective = vote["effective_success"].as_f64().unwrap();
+    let actual = vote["actual_success"].as_f64().unwrap();
+    assert!(near(&vote["actual_success"], 0.8, 0.05), "{vote:#}");
+    assert!(effective >= actual + 0.1, "retries lift it: {vote:#}");
+    let sent = vote["actual_rps"].as_f64().unwrap();
+    assert!(sent > vote["effective_rps"].as_f64().unwrap(), "{vote:#}");
+    assert!(
+        near(&vote["actual_rps"], web_rps, web_rps * 0.15),
+        "{vote:#} against web's {web_rps}rps"
+    );
+    // The profile's other routes had no traffic; requests on no route
+    // would be [DEFAULT].
+    assert!(
+        find(&out, "GET /api/list")["effective_rps"].is_null(),
+        "{out:#}"
+    );
+    find(&out, "[DEFAULT]");
+
+    let inbound = routes(&["deploy/web"]);
+    let vote = find(&inbound, "GET /api/vote");
+    assert!(near(&vote["success"], 0.8, 0.05), "{vote:#}");
+    assert!(
+        near(&vote["rps"], web_rps, web_rps * 0.15),
+        "{vote:#} against {web_rps}rps"
+    );
+
+    let (_, table, _) = demo.linkerd(&[
+        "routes",
+        "deploy/vote-bot",
+        "-n",
+        "emojivoto",
+        "--to",
+        "svc/web-svc",
+        "-o",
+        "wide",
+    ]);
+    eprintln!("{table}");
+    assert!(table.starts_with("ROUTE "), "{table}");
+    assert!(
+        table.contains("ACTUAL_SUCCESS") && table.contains("GET /api/vote"),
+        "{table}"
+    );
 }
 
 fn near(v: &Value, want: f64, tol: f64) -> bool {
@@ -273,6 +344,8 @@ async fn stat_and_edges_show_the_traffic_sent() {
     assert_eq!(default["unauthorized_rps"], 0.0, "{default:#}");
     let (_, table, _) = demo.linkerd(&["authz", "deploy/web", "-n", "emojivoto"]);
     assert!(table.starts_with("ROUTE "), "{table}");
+
+    check_routes(&demo, web_rps);
 
     // The version, through the same API.
     let (_, version, _) = demo.linkerd(&["version"]);

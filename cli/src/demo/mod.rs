@@ -86,6 +86,27 @@ const OUTBOUND: u16 = 4140;
 const ADMIN: u16 = 4191;
 const CONTROL: u16 = 4190;
 const TAP_SA: &str = "linkerd-tap";
+/// web's ServiceProfile: votes are retried (within a budget of a fifth more
+/// requests) and time out, so `linkerd routes deploy/vote-bot --to
+/// svc/web-svc -o wide` shows the effective success rate above the actual.
+const WEB_PROFILE: &str = "serviceProfiles:
+- apiVersion: linkerd.io/v1alpha2
+  kind: ServiceProfile
+  metadata: {name: web-svc.emojivoto.svc.cluster.local, namespace: emojivoto}
+  spec:
+    routes:
+    - name: GET /api/vote
+      condition: {method: GET, pathRegex: /api/vote}
+      isRetryable: true
+      timeout: 2s
+    - name: GET /api/list
+      condition: {method: GET, pathRegex: /api/list}
+      timeout: 1s
+    - name: GET /api/results
+      condition: {method: GET, pathRegex: /api/results}
+      timeout: 1s
+    retryBudget: {retryRatio: 0.2, minRetriesPerSecond: 10, ttl: 10s}
+";
 
 /// The control plane's services: name, gRPC port, admin port.
 const CONTROLLERS: &[(&str, u16, u16)] = &[
@@ -597,6 +618,7 @@ async fn start_and_wait(
             pod.deployment
         ));
     }
+    yaml.push_str(WEB_PROFILE);
     yaml.push_str("tokens:\n");
     for (ns, sa) in &accounts {
         let token = format!("{ns}-{sa}-demo-token");
@@ -936,6 +958,7 @@ fn print_summary(
         "tap deploy/web -n emojivoto",
         "top deploy/web -n emojivoto",
         "stat deploy -n emojivoto --from deploy/web",
+        "routes deploy/vote-bot -n emojivoto --to svc/web-svc -o wide",
         "diagnostics proxy-metrics -n emojivoto deploy/web",
         "dashboard",
         "version",

@@ -17,6 +17,8 @@ pub(crate) enum Matcher {
     Eq(&'static str, String),
     /// The label is present (`=~".+"`).
     Present(String),
+    /// The label starts with this (`=~"prefix.*"`, the prefix escaped).
+    Prefix(&'static str, String),
 }
 
 impl Matcher {
@@ -61,9 +63,24 @@ fn selector(metric: &str, matchers: &[Matcher]) -> String {
         let _ = match m {
             Matcher::Eq(l, v) => write!(out, "{l}={}", quote(v)),
             Matcher::Present(l) => write!(out, "{l}=~\".+\""),
+            Matcher::Prefix(l, p) => {
+                write!(out, "{l}=~{}", quote(&format!("{}.*", regex_escape(p))))
+            }
         };
     }
     out.push('}');
+    out
+}
+
+/// A literal in a Prometheus (RE2) regex.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
     out
 }
 

@@ -7,6 +7,7 @@
 mod authz;
 mod edges;
 pub mod metrics;
+mod routes;
 mod scrape;
 mod stat;
 
@@ -22,8 +23,9 @@ use linkerd_proxy_api::{
     },
     public_api::{
         AuthzRequest, AuthzResponse, EdgesRequest, EdgesResponse, ListPodsRequest,
-        ListPodsResponse, ListServicesRequest, ListServicesResponse, Pod, Service,
-        StatSummaryRequest, StatSummaryResponse, VersionRequest, VersionResponse,
+        ListPodsResponse, ListServicesRequest, ListServicesResponse, Pod, RoutesRequest,
+        RoutesResponse, Service, StatSummaryRequest, StatSummaryResponse, VersionRequest,
+        VersionResponse,
         api_server::{Api, ApiServer},
         stat_summary_request::Outbound,
     },
@@ -44,6 +46,10 @@ pub struct PublicApi<D> {
     discovery: D,
     metrics: Metrics,
     naming: Naming,
+    cluster_domain: String,
+    /// Destination, for the routes of services' profiles (set with the
+    /// relays).
+    profiles: Option<DestinationClient<Channel>>,
 }
 
 /// Where stats come from.
@@ -92,12 +98,20 @@ impl<D: Discover> PublicApi<D> {
             discovery,
             metrics,
             naming,
+            cluster_domain: "cluster.local".into(),
+            profiles: None,
         }
+    }
+
+    pub fn with_cluster_domain(mut self, domain: String) -> Self {
+        self.cluster_domain = domain;
+        self
     }
 
     /// The API, with tap and destination relayed on the same address, so
     /// a CLI needs one address (or one port-forward) for everything.
-    pub fn into_routes(self, relays: Relays) -> tonic::service::Routes {
+    pub fn into_routes(mut self, relays: Relays) -> tonic::service::Routes {
+        self.profiles = Some(DestinationClient::new(relays.destination.clone()));
         tonic::service::Routes::new(ApiServer::new(self))
             .add_service(TapByResourceServer::new(TapRelay(
                 TapByResourceClient::new(relays.tap),
@@ -105,6 +119,86 @@ impl<D: Discover> PublicApi<D> {
             .add_service(DestinationServer::new(DestinationRelay(
                 DestinationClient::new(relays.destination),
             )))
+    }
+
+    /// The routes of the profiles of the services `resource` (and `to`)
+    /// name: (the service's name, a route; `""` for the default route).
+    /// A profile destination cannot give is left out: the traffic's rows
+    /// are still shown.
+    async fn profile_routes(
+        &self,
+        resource: &linkerd_proxy_api::tap_controller::Resource,
+        to: Option<&linkerd_proxy_api::tap_controller::Resource>,
+    ) -> Vec<(String, String)> {
+        let Some(client) = &self.profiles else {
+            return Vec::new();
+        };
+        let ns = |r: &linkerd_proxy_api::tap_controller::Resource| match r.namespace.as_str() {
+            "" => "default".to_string(),
+            n => n.to_string(),
+        };
+        let fqdn = |ns: &str, name: &str| format!("{name}.{ns}.svc.{}", self.cluster_domain);
+        let services: Vec<String> = match (to, stat::Kind::parse(&resource.r#type)) {
+            (Some(to), _) => vec![fqdn(&ns(to), &to.name)],
+            (None, Ok(kind)) if kind.name == "service" => {
+                vec![fqdn(&ns(resource), &resource.name)]
+            }
+            (None, Ok(kind)) => {
+                let namespace = ns(resource);
+                self.discovery
+                    .services()
+                    .into_iter()
+                    .filter(|s| s.namespace == namespace)
+                    .filter(|s| {
+                        s.endpoints.iter().any(|e| match kind.name {
+                            "namespace" => true,
+                            "pod" => e.pod.as_deref() == Some(resource.name.as_str()),
+                            k => e
+                                .owner
+                                .as_ref()
+                                .is_some_and(|(ok, on)| ok == k && *on == resource.name),
+                        })
+                    })
+                    .map(|s| fqdn(&s.namespace, &s.name))
+                    .collect()
+            }
+            (None, Err(_)) => Vec::new(),
+        };
+        let ask = services.into_iter().map(|svc| {
+            let mut client = client.clone();
+            async move {
+                let req = GetDestination {
+                    scheme: "k8s".into(),
+                    path: format!("{svc}:80"),
+                    context_token: String::new(),
+                };
+                let first = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                    client
+                        .get_profile(req)
+                        .await
+                        .ok()?
+                        .into_inner()
+                        .message()
+                        .await
+                        .ok()?
+                })
+                .await
+                .ok()
+                .flatten();
+                let mut routes = vec![(svc.clone(), String::new())];
+                if let Some(profile) = first {
+                    routes.extend(profile.routes.iter().filter_map(|r| {
+                        Some((svc.clone(), r.metrics_labels.get("route")?.clone()))
+                    }));
+                }
+                routes
+            }
+        });
+        futures_util::future::join_all(ask)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     async fn run(&self, queries: &[metrics::Query]) -> Result<Vec<Vec<metrics::Sample>>, Status> {
@@ -236,6 +330,34 @@ impl<D: Discover> Api for PublicApi<D> {
         let answers = self.run(&plan.queries()).await?;
         Ok(Response::new(AuthzResponse {
             rows: plan.rows(&answers),
+        }))
+    }
+
+    async fn routes(
+        &self,
+        req: Request<RoutesRequest>,
+    ) -> Result<Response<RoutesResponse>, Status> {
+        let req = req.into_inner();
+        let resource = req
+            .resource
+            .ok_or_else(|| Status::invalid_argument("a resource is required"))?;
+        let window = match req.time_window.as_str() {
+            "" => DEFAULT_WINDOW.to_string(),
+            w => w.to_string(),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let plan = routes::Plan::new(&resource, req.to.as_ref(), window, &self.cluster_domain)
+            .map_err(Status::invalid_argument)?
+            .with_data_since(self.metrics.data_since().await, now);
+        let queries = plan.queries();
+        let (answers, known) = tokio::join!(
+            self.run(&queries),
+            self.profile_routes(&resource, req.to.as_ref())
+        );
+        Ok(Response::new(RoutesResponse {
+            rows: plan.rows(&answers?, &known),
         }))
     }
 

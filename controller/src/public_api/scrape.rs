@@ -227,6 +227,10 @@ fn matches(series: &Series, matchers: &[Matcher]) -> bool {
     matchers.iter().all(|m| match m {
         Matcher::Eq(label, value) => series.labels.get(*label).map_or("", String::as_str) == value,
         Matcher::Present(label) => series.labels.get(label).is_some_and(|v| !v.is_empty()),
+        Matcher::Prefix(label, prefix) => series
+            .labels
+            .get(*label)
+            .is_some_and(|v| v.starts_with(prefix.as_str())),
     })
 }
 
