@@ -28,7 +28,7 @@ pub(crate) struct ProxyMetricsArgs {
     namespace: String,
     /// Hash the values of labels that name hosts and identities
     /// (authority, client_id, server_id, target_addr, dst_service,
-    /// dst_namespace), to share the output.
+    /// dst_namespace, and the route series' dst), to share the output.
     #[arg(long)]
     obfuscate: bool,
 }
@@ -119,6 +119,8 @@ const OBFUSCATED: &[&str] = &[
     "target_addr",
     "dst_service",
     "dst_namespace",
+    // The route series' service authority.
+    "dst",
 ];
 
 /// The first 4 bytes of the value's SHA-256, in hex (as Linkerd's CLI).
