@@ -236,6 +236,45 @@ profile_applies() { "$L" profile "$@" -n emojivoto >"$LOG/profile.yaml" && K app
 check "linkerd profile --proto (the demo's protobuf file)" profile_applies --proto cli/proto/emojivoto.proto emoji-svc
 check "linkerd profile --open-api (an OpenAPI 3 description)" profile_applies --open-api tests/fixtures/books.openapi.yaml books
 check "linkerd profile --template" profile_applies --template web-svc
+cat >"$LOG/web-profile.yaml" <<'YAML'
+apiVersion: linkerd.io/v1alpha2
+kind: ServiceProfile
+metadata: {name: web-svc.emojivoto.svc.cluster.local, namespace: emojivoto}
+spec:
+  routes:
+  - name: GET /api/vote
+    condition: {method: GET, pathRegex: /api/vote}
+    isRetryable: true
+    timeout: 5s
+  - name: GET /api/list
+    condition: {method: GET, pathRegex: /api/list}
+YAML
+check "web-svc's ServiceProfile (a retryable route) applies" K apply -f "$LOG/web-profile.yaml"
+# Through Prometheus: web's proxy counts its route inbound; vote-bot's
+# counts it outbound, each attempt beside what vote-bot saw.
+routes_json() { "$L" routes "$@" -n emojivoto -o json >"$LOG/routes.json" && cat "$LOG/routes.json"; }
+routes_inbound() {
+  routes_json deploy/web | python3 -c '
+import json, sys
+rows = json.load(sys.stdin)
+vote = [r for r in rows if r["route"] == "GET /api/vote"][0]
+print(vote)
+assert (vote["rps"] or 0) > 0, vote
+assert any(r["route"] == "GET /api/list" for r in rows), rows
+'
+}
+check "linkerd routes deploy/web: its profile's route, counted by web's proxy" eventually 150 routes_inbound
+routes_outbound() {
+  routes_json deploy/vote-bot --to svc/web-svc | python3 -c '
+import json, sys
+rows = json.load(sys.stdin)
+vote = [r for r in rows if r["route"] == "GET /api/vote"][0]
+print(vote)
+assert (vote["actual_rps"] or 0) > 0, vote
+assert (vote["effective_success"] or 0) >= (vote["actual_success"] or 0), vote
+'
+}
+check "linkerd routes --to svc/web-svc: vote-bot's retried votes, effective at or above actual success" eventually 150 routes_outbound
 
 # ---------------------------------------------------------------- failures
 # Requests the client saw fail for the mesh's reasons: any response at the
