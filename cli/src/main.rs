@@ -169,7 +169,7 @@ fn main() -> ExitCode {
             Command::Edges(args) => edges::run(args, &target).await,
             Command::Authz(args) => authz::run(args, &target).await,
             Command::Routes(args) => routes::run(args, &target).await,
-            Command::Profile(args) => profile::run(args),
+            Command::Profile(args) => profile::run(args, &target).await,
             Command::Version(args) => version::run(args, &target).await,
             Command::Diagnostics(cmd) => diagnostics::run(cmd, &target).await,
             Command::Install(args) => install::run(args, &target.namespace),

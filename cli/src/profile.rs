@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("source").required(true).args(["template", "open_api", "proto"])))]
+#[command(group(ArgGroup::new("source").required(true).args(["template", "open_api", "proto", "tap"])))]
 pub(crate) struct ProfileArgs {
     /// The service the profile is for.
     service: String,
@@ -27,12 +27,23 @@ pub(crate) struct ProfileArgs {
     /// Routes from a protobuf file's gRPC services: one per method.
     #[arg(long, value_name = "FILE")]
     proto: Option<PathBuf>,
+    /// Routes from live traffic: the requests this resource's pods receive
+    /// (TYPE/NAME, in --namespace), tapped for --tap-duration: one per
+    /// method and path seen.
+    #[arg(long, value_name = "RESOURCE")]
+    tap: Option<String>,
+    /// How long to tap, with --tap.
+    #[arg(long, default_value = "5s", value_parser = linkerd_duration::parse)]
+    tap_duration: std::time::Duration,
+    /// At most this many routes from --tap: the busiest.
+    #[arg(long, default_value_t = 20)]
+    tap_route_limit: usize,
     /// The cluster's DNS domain, in the profile's name.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
 }
 
-pub(crate) fn run(args: ProfileArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: ProfileArgs, api: &crate::api::Target) -> anyhow::Result<()> {
     if args.service.is_empty() || args.service.contains(['/', '.', ' ']) {
         bail!(
             "{:?} is not a service name (the Service's name, with -n for its namespace)",
@@ -47,9 +58,13 @@ pub(crate) fn run(args: ProfileArgs) -> anyhow::Result<()> {
         print!("{}", template(&name, &args.namespace));
         return Ok(());
     }
-    let routes = match (&args.open_api, &args.proto) {
-        (Some(file), _) => open_api_routes(file)?,
-        (_, Some(file)) => proto_routes(file)?,
+    let routes = match (&args.open_api, &args.proto, &args.tap) {
+        (Some(file), _, _) => open_api_routes(file)?,
+        (_, Some(file), _) => proto_routes(file)?,
+        (_, _, Some(resource)) => {
+            let seen = tap_requests(resource, &args.namespace, args.tap_duration, api).await?;
+            tap_routes(seen, args.tap_route_limit)
+        }
         _ => unreachable!("clap requires a source"),
     };
     let profile = json!({
@@ -60,6 +75,64 @@ pub(crate) fn run(args: ProfileArgs) -> anyhow::Result<()> {
     });
     print!("{}", linkerd_chart::yaml::to_string(&profile));
     Ok(())
+}
+
+/// The requests `resource`'s pods received while tapped for `duration`:
+/// how many of each (method, path).
+async fn tap_requests(
+    resource: &str,
+    namespace: &str,
+    duration: std::time::Duration,
+    api: &crate::api::Target,
+) -> anyhow::Result<std::collections::BTreeMap<(String, String), u64>> {
+    use linkerd_proxy_api::tap::tap_event::{self, http::Event};
+    if duration.is_zero() {
+        bail!("--tap-duration must be above 0");
+    }
+    let selection = crate::tap::Selection::of(resource, namespace);
+    let mut events = selection.open(api).await?;
+    let mut seen = std::collections::BTreeMap::new();
+    let until = tokio::time::sleep(duration);
+    tokio::pin!(until);
+    loop {
+        let event = tokio::select! {
+            _ = &mut until => break,
+            e = events.next() => match e.map_err(|e| anyhow::anyhow!("tap ended: {e}"))? {
+                Some(e) => e,
+                None => break,
+            },
+        };
+        if event.proxy_direction != tap_event::ProxyDirection::Inbound as i32 {
+            continue;
+        }
+        let Some(tap_event::Event::Http(http)) = &event.event else {
+            continue;
+        };
+        if let Some(Event::RequestInit(init)) = &http.event {
+            let method = linkerd_format::tap::method_name(init);
+            *seen.entry((method, init.path.clone())).or_insert(0) += 1;
+        }
+    }
+    Ok(seen)
+}
+
+/// A route per (method, path) seen, the busiest `limit`, in name order: an
+/// exact path (escaped), as Linkerd's `profile --tap`.
+fn tap_routes(seen: std::collections::BTreeMap<(String, String), u64>, limit: usize) -> Vec<Value> {
+    let mut busiest: Vec<_> = seen.into_iter().collect();
+    busiest.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    busiest.truncate(limit);
+    let mut routes: Vec<_> = busiest.into_iter().map(|(route, _)| route).collect();
+    routes.sort();
+    routes
+        .into_iter()
+        .map(|(method, path)| {
+            json!({
+                "name": format!("{method} {path}"),
+                "condition": {"method": method, "pathRegex": regex::escape(&path)},
+            })
+        })
+        .collect()
 }
 
 /// A path template's regular expression: literal text escaped, each
@@ -244,6 +317,23 @@ spec:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tapped_requests_become_the_busiest_routes_by_name() {
+        let seen = [
+            (("GET", "/api/vote"), 50),
+            (("GET", "/api/list"), 3),
+            (("POST", "/api/v1/books.json"), 9),
+        ]
+        .into_iter()
+        .map(|((m, p), n)| ((m.to_string(), p.to_string()), n))
+        .collect();
+        let routes = tap_routes(seen, 2);
+        let names: Vec<&str> = routes.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["GET /api/vote", "POST /api/v1/books.json"]);
+        assert_eq!(routes[1]["condition"]["pathRegex"], "/api/v1/books\\.json");
+        assert_eq!(routes[1]["condition"]["method"], "POST");
+    }
 
     #[test]
     fn path_templates_become_regular_expressions() {

@@ -38,6 +38,21 @@ pub(crate) struct Selection {
 }
 
 impl Selection {
+    /// Every request of `resource` (TYPE/NAME) in `namespace`, at the
+    /// default rate limit.
+    pub(crate) fn of(resource: &str, namespace: &str) -> Self {
+        Self {
+            resource: vec![resource.to_string()],
+            namespace: Some(namespace.to_string()),
+            to: None,
+            to_namespace: None,
+            method: None,
+            path: None,
+            authority: None,
+            max_rps: 100.0,
+        }
+    }
+
     /// Opens the tap stream at the tap service.
     pub(crate) async fn open(self, api: &api::Target) -> anyhow::Result<Events> {
         let given_ns = self.namespace.as_deref();

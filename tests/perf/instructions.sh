@@ -5,7 +5,9 @@
 # prints (instructions with N2 - with N1) / (N2 - N1): the start-up cancels.
 #   tests/perf/instructions.sh BINARY [BINARY...]   (compare builds side by side)
 # Needs valgrind, curl and python3. Takes about two minutes per binary.
-# EXTRA_ENV="K=V ..." adds proxy settings (a policy service, say) to each run.
+# EXTRA_ENV="K=V ..." adds proxy settings (a policy service, say) to each run;
+# URL_BASE and HOST send elsewhere (default: the inbound listener, Host
+# bench.test).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 N1=${N1:-200}; N2=${N2:-2200}; PORT=${PORT:-18080}
@@ -24,7 +26,7 @@ run() {
     valgrind --tool=callgrind --callgrind-out-file=$out "$BIN" 2>$work/vg.$n.log &
   local P=$!
   for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18191/ready && break; sleep 0.2; done
-  curl -s -o /dev/null -H 'Host: bench.test' "http://127.0.0.1:18143/[1-$n]"
+  curl -s -o /dev/null -H "Host: ${HOST:-bench.test}" "${URL_BASE:-http://127.0.0.1:18143}/[1-$n]"
   kill -TERM $P; wait $P || true
   grep -o "Collected : [0-9]*" $work/vg.$n.log | awk '{print $3}'
 }

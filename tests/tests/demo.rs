@@ -507,6 +507,35 @@ async fn a_taken_prometheus_port_is_moved_and_its_own_readiness_awaited() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+
+    // A profile from live traffic: what web's pods received while tapped.
+    let (code, yaml, stderr) = demo.linkerd(&[
+        "profile",
+        "--tap",
+        "deploy/web",
+        "--tap-duration",
+        "3s",
+        "web-svc",
+        "-n",
+        "emojivoto",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let profile: linkerd_discovery::profile::ServiceProfile =
+        serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("{e}: {yaml}"));
+    assert_eq!(profile.check(), Ok(()), "{yaml}");
+    assert_eq!(profile.metadata.name, "web-svc.emojivoto.svc.cluster.local");
+    let vote = profile
+        .spec
+        .routes
+        .iter()
+        .find(|r| r.name == "GET /api/vote")
+        .unwrap_or_else(|| panic!("vote-bot's votes are a route: {yaml}"));
+    assert_eq!(
+        vote.condition.path_regex.as_deref(),
+        Some("/api/vote"),
+        "{yaml}"
+    );
+
     let (code, out) = demo.interrupt();
     assert_eq!(code, Some(0), "{out}");
 }
