@@ -6,7 +6,10 @@
 
 use crate::{api, resource, table::Table};
 use clap::{Args, ValueEnum};
-use linkerd_format::stat::ms;
+use linkerd_format::{
+    routes::{self, actual_success, rps, service, success},
+    stat::ms,
+};
 use linkerd_proxy_api::public_api::{RouteRow, RoutesRequest, api_client::ApiClient};
 
 #[derive(Args, Debug)]
@@ -74,14 +77,7 @@ pub(crate) async fn run(args: RoutesArgs, api: &api::Target) -> anyhow::Result<(
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         .into_inner()
         .rows;
-    // As Linkerd's: by service, then route, the default route last.
-    rows.sort_by(|a, b| {
-        (service(&a.authority), a.route.is_empty(), &a.route).cmp(&(
-            service(&b.authority),
-            b.route.is_empty(),
-            &b.route,
-        ))
-    });
+    routes::sort(&mut rows);
     let out = match args.output {
         Some(Output::Json) => json(&rows, outbound),
         _ if rows.is_empty() => {
@@ -95,39 +91,12 @@ pub(crate) async fn run(args: RoutesArgs, api: &api::Target) -> anyhow::Result<(
     Ok(())
 }
 
-/// The service's short name, from its authority.
-fn service(authority: &str) -> &str {
-    authority.split(['.', ':']).next().unwrap_or(authority)
-}
-
-fn route(row: &RouteRow) -> String {
-    match row.route.as_str() {
-        "" => "[DEFAULT]".to_string(),
-        r => r.to_string(),
-    }
-}
-
 fn rate(n: f64) -> String {
     format!("{n:.1}rps")
 }
 
 fn percent(s: Option<f64>) -> String {
     s.map_or("-".into(), |s| format!("{:.2}%", s * 100.0))
-}
-
-fn success(row: &RouteRow) -> Option<f64> {
-    let s = row.stats.as_ref()?;
-    let total = s.success_count + s.failure_count;
-    (total > 0.0).then(|| s.success_count / total)
-}
-
-fn actual_success(row: &RouteRow) -> Option<f64> {
-    let total = row.actual_success_count + row.actual_failure_count;
-    (total > 0.0).then(|| row.actual_success_count / total)
-}
-
-fn rps(row: &RouteRow) -> Option<f64> {
-    row.stats.as_ref().map(|s| s.request_rate)
 }
 
 fn latencies(row: &RouteRow) -> [String; 3] {
@@ -154,7 +123,7 @@ fn table(rows: &[RouteRow]) -> Table {
     );
     for r in rows {
         let mut cells = vec![
-            route(r),
+            routes::name(r),
             service(&r.authority).to_string(),
             percent(success(r)),
             rps(r).map_or("-".into(), rate),
@@ -182,7 +151,7 @@ fn wide(rows: &[RouteRow]) -> Table {
     );
     for r in rows {
         let mut cells = vec![
-            route(r),
+            routes::name(r),
             service(&r.authority).to_string(),
             percent(success(r)),
             rps(r).map_or("-".into(), rate),
@@ -200,29 +169,7 @@ fn wide(rows: &[RouteRow]) -> Table {
 }
 
 fn json(rows: &[RouteRow], outbound: bool) -> String {
-    let rows: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| {
-            let stats = r.stats.as_ref();
-            let mut v = serde_json::json!({
-                "route": route(r),
-                "authority": r.authority,
-                "latency_ms_p50": stats.and_then(|s| s.latency_ms_p50),
-                "latency_ms_p95": stats.and_then(|s| s.latency_ms_p95),
-                "latency_ms_p99": stats.and_then(|s| s.latency_ms_p99),
-            });
-            if outbound {
-                v["effective_success"] = success(r).into();
-                v["effective_rps"] = rps(r).into();
-                v["actual_success"] = actual_success(r).into();
-                v["actual_rps"] = stats.map(|_| r.actual_request_rate).into();
-            } else {
-                v["success"] = success(r).into();
-                v["rps"] = rps(r).into();
-            }
-            v
-        })
-        .collect();
+    let rows: Vec<serde_json::Value> = rows.iter().map(|r| routes::row_json(r, outbound)).collect();
     let mut out = serde_json::to_string_pretty(&rows).unwrap_or_default();
     out.push('\n');
     out

@@ -209,6 +209,24 @@ async fn the_dashboard_in_chromium_shows_what_stat_shows() {
         calls.contains(r#"["FROM","deploy/vote-bot","GET","/api/vote""#),
         "inbound callers by workload: {calls}"
     );
+    // web's ServiceProfile (the demo's): its routes, the vote route with
+    // its traffic (what web's proxy counted inbound), the others without.
+    let routes = page["detail"]["profileRoutes"].as_array().unwrap();
+    let names: Vec<&str> = routes.iter().map(|r| r[0].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "GET /api/list",
+            "GET /api/results",
+            "GET /api/vote",
+            "[DEFAULT]"
+        ],
+        "{page:#}"
+    );
+    let vote = &routes[2];
+    assert_eq!(vote[1], "web-svc", "{vote}");
+    assert!(vote[3].as_str().unwrap().ends_with("rps"), "{vote}");
+    assert_eq!(routes[0][3], "-", "no traffic on /api/list: {page:#}");
     // Tap showed live requests, and stopped.
     let tap = page["tap"].as_array().unwrap();
     assert!(tap.len() >= 5, "{page:#}");

@@ -232,6 +232,7 @@ function resourcePage(view, ns, kind, name) {
   const pods = h("div", {}, loading());
   const calls = h("div", {}, h("div", { class: "panel empty" }, "Waiting for requests…"));
   const routes = h("div", {}, h("div", { class: "panel empty" }, "Waiting for requests it serves…"));
+  const profileRoutes = h("div", {}, loading());
   const grafana = grafanaLink(kind, name, ns).firstChild;
   if (grafana) grafana.classList.add("title-link");
   view.replaceChildren(
@@ -240,16 +241,19 @@ function resourcePage(view, ns, kind, name) {
     h("h2", {}, "Inbound: who calls it"), inbound,
     h("h2", {}, "Outbound: whom it calls"), outbound,
     kind === "pod" || kind === "service" ? null : h("h2", {}, "Pods"), kind === "pod" || kind === "service" ? null : pods,
+    h("h2", {}, "Routes (from its ServiceProfile)"), profileRoutes,
     kind === "service" ? null : h("h2", {}, "Top routes (since this page opened)"), kind === "service" ? null : routes,
     kind === "service" ? null : h("h2", {}, "Live calls"), kind === "service" ? null : calls);
   const self = `${kind}/${name}`;
   refreshing(async () => {
-    const [mine, ins, outs, edgeList] = await Promise.all([
+    const [mine, ins, outs, edgeList, served] = await Promise.all([
       api("stat", { kind, namespace: ns, name }),
       api("stat", { kind: "deployment", to: self, toNamespace: ns }),
       kind === "service" ? Promise.resolve({ rows: [] }) : api("stat", { kind: "deployment", from: self, fromNamespace: ns }),
       kind === "deployment" ? api("edges", { kind: "deployment", namespace: "" }) : Promise.resolve({ edges: [] }),
+      api("routes", { resource: self, namespace: ns }).catch(() => ({ rows: [] })),
     ]);
+    profileRoutes.replaceChildren(routesTable(served.rows));
     const r = mine.rows[0];
     cards.replaceChildren(
       card("Success rate", r && r.success !== null ? `${(r.success * 100).toFixed(2)}%` : "-",
@@ -276,6 +280,19 @@ function resourcePage(view, ns, kind, name) {
     const live = liveCalls(calls, { resource: self, namespace: ns }, routes);
     cleanups.push(() => live.close());
   }
+}
+
+// The routes of a resource's service profiles, as `linkerd routes` shows
+// them: a route without traffic in the window has "-".
+function routesTable(rows) {
+  if (!rows.length) return h("div", { class: "panel empty" }, "No ServiceProfile: `linkerd profile` writes one.");
+  const head = h("tr", {}, h("th", {}, "Route"), h("th", {}, "Service"), h("th", { class: "num" }, "Success rate"),
+    h("th", { class: "num" }, "RPS"), h("th", { class: "num" }, "P50"), h("th", { class: "num" }, "P95"), h("th", { class: "num" }, "P99"));
+  const body = rows.map((r) => h("tr", { "data-route": r.route },
+    h("td", {}, r.route), h("td", { class: "muted" }, r.authority.split(/[.:]/)[0]),
+    successCell(r.success), num(rps(r.rps), "rps"),
+    num(ms(r.latency_ms_p50), "p50"), num(ms(r.latency_ms_p95), "p95"), num(ms(r.latency_ms_p99), "p99")));
+  return h("div", { class: "panel" }, h("table", { class: "profile-routes" }, h("thead", {}, head), h("tbody", {}, body)));
 }
 
 // Live calls of a resource: tap, aggregated by route as `linkerd top` does.

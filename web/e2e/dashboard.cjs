@@ -71,6 +71,13 @@ async function main() {
     secured: await page.$$eval("td.secured", (tds) => tds.length),
     routes: await page.$$eval("table.routes tbody tr", (rows) => rows.map((r) => [...r.children].map((td) => td.textContent))),
   };
+  // The routes of web's ServiceProfile (the demo's), once Prometheus has
+  // counted a vote on its route.
+  await page.waitForFunction(() => {
+    const vote = document.querySelector('table.profile-routes tr[data-route="GET /api/vote"] td[data-col="rps"]');
+    return vote && vote.textContent !== "-";
+  }, null, { timeout: 60000 });
+  out.detail.profileRoutes = await page.$$eval("table.profile-routes tbody tr", (rows) => rows.map((r) => [...r.children].map((td) => td.textContent)));
   await shot("deployment");
 
   // Tap without parameters starts in the namespace just looked at, and its

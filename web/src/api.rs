@@ -7,10 +7,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use linkerd_format::{stat as stat_format, tap as tap_format};
+use linkerd_format::{routes as routes_format, stat as stat_format, tap as tap_format};
 use linkerd_proxy_api::public_api::{
-    EdgesRequest, ListPodsRequest, ListServicesRequest, StatSummaryRequest, VersionRequest,
-    api_client::ApiClient, stat_summary_request::Outbound,
+    EdgesRequest, ListPodsRequest, ListServicesRequest, RoutesRequest, StatSummaryRequest,
+    VersionRequest, api_client::ApiClient, stat_summary_request::Outbound,
 };
 use linkerd_proxy_api::tap_controller::{
     Resource, TapRequest, api as tap_api, canonical_kind,
@@ -83,6 +83,7 @@ pub(crate) async fn handle(route: &str, query: &str, web: &Web) -> Response<Body
             "grafana": web.grafana.is_some(),
         })),
         "stat" => stat(web, &params).await,
+        "routes" => routes(web, &params).await,
         "edges" => edges(web, &params).await,
         "pods" => pods(web, &params).await,
         "services" => services(web, &params).await,
@@ -162,6 +163,38 @@ fn resource(spec: &str, namespace: &str) -> Result<Resource, Problem> {
         },
         name: name.to_string(),
     })
+}
+
+/// A resource's routes (its services' profiles, counted inbound), or with
+/// `to` (a service) its calls to it: `linkerd routes -o json`'s rows.
+async fn routes(web: &Web, params: &HashMap<String, String>) -> Result<Value, Problem> {
+    let namespace = params.get("namespace").map(String::as_str).unwrap_or("");
+    let target = resource(required(params, "resource")?, namespace)?;
+    let to = params
+        .get("to")
+        .map(|spec| {
+            resource(
+                spec,
+                params
+                    .get("toNamespace")
+                    .map(String::as_str)
+                    .unwrap_or(namespace),
+            )
+        })
+        .transpose()?;
+    let outbound = to.is_some();
+    let req = RoutesRequest {
+        resource: Some(target),
+        to,
+        time_window: params.get("window").cloned().unwrap_or_else(|| "1m".into()),
+    };
+    let mut rows = call(web, "routes", client(web).routes(req)).await?.rows;
+    routes_format::sort(&mut rows);
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|r| routes_format::row_json(r, outbound))
+        .collect();
+    Ok(j!({ "rows": rows }))
 }
 
 async fn stat(web: &Web, params: &HashMap<String, String>) -> Result<Value, Problem> {
