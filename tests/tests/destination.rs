@@ -92,6 +92,7 @@ linkerd_tests::on_both_backends!(
     get_profile_answers_for_services,
     get_profile_follows_the_service_profile,
     get_profile_of_a_pod_address_is_its_endpoint,
+    get_profile_says_which_ports_are_opaque,
     addresses_resolve_as_their_service_or_pod,
 );
 
@@ -437,6 +438,41 @@ async fn get_profile_of_a_pod_address_is_its_endpoint(backend: Backend) {
         .unwrap()
         .unwrap();
     assert!(gone.endpoint.is_none(), "{gone:?}");
+}
+
+/// `config.linkerd.io/opaque-ports` on a Service marks its ports opaque in
+/// `GetProfile` (by name and by cluster IP), on a pod its own ports (by the
+/// pod's address), as Linkerd's destination says so: the proxy then skips
+/// protocol detection for them.
+async fn get_profile_says_which_ports_are_opaque(backend: Backend) {
+    let world = "services:
+  - {name: db, namespace: data, clusterIP: 10.96.0.20, selector: {app: db}, annotations: {config.linkerd.io/opaque-ports: '3306,9000-9100'}, ports: [{port: 3306, name: mysql}, {port: 80, name: http}, {port: 9050, name: range}]}
+pods:
+  - {name: db-0, namespace: data, ip: 10.0.0.20, labels: {app: db}, annotations: {config.linkerd.io/opaque-ports: '3306'}, meshed: true, owner: {kind: StatefulSet, name: db}, serviceAccount: db}
+";
+    let ctl = Controller::destination_with(backend, world).await;
+    let opaque = |path: &'static str| {
+        let client = ctl.client();
+        async move {
+            let req = GetDestination {
+                scheme: "k8s".into(),
+                path: path.into(),
+                context_token: String::new(),
+            };
+            let mut stream = client.await.get_profile(req).await.unwrap().into_inner();
+            stream.message().await.unwrap().unwrap().opaque_protocol
+        }
+    };
+    let ready = eventually(Duration::from_secs(10), || async {
+        opaque("db.data.svc.cluster.local:3306").await.then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "the service's opaque port");
+    assert!(opaque("db.data.svc.cluster.local:9050").await, "in a range");
+    assert!(!opaque("db.data.svc.cluster.local:80").await);
+    assert!(opaque("10.96.0.20:3306").await, "by cluster IP");
+    assert!(opaque("10.0.0.20:3306").await, "the pod's own annotation");
+    assert!(!opaque("10.0.0.20:80").await);
 }
 
 /// A proxy asks by address for a connection's original destination: a

@@ -304,10 +304,12 @@ fn resolve_addr(
     match pod {
         Some(pod) => {
             let ep = endpoint(&pod);
+            let annotations = pod.metadata.annotations.clone().unwrap_or_default();
             Resolution::Endpoints(Endpoints {
                 namespace: ep.namespace.clone(),
                 service: None,
                 addrs: BTreeMap::from([(addr, ep)]),
+                opaque: crate::opaque_port(&annotations, addr.port()),
             })
         }
         None => Resolution::NotFound,
@@ -340,10 +342,12 @@ fn resolve_service(
         return Resolution::NotFound;
     };
     let port_name = port.name.as_deref().unwrap_or("");
+    let annotations = svc.metadata.annotations.clone().unwrap_or_default();
     let mut endpoints = Endpoints {
         namespace: namespace.to_string(),
         service: Some(name.to_string()),
         addrs: BTreeMap::new(),
+        opaque: u16::try_from(port.port).is_ok_and(|p| crate::opaque_port(&annotations, p)),
     };
     let owned = slices.state_filter(|slice| {
         slice.metadata.namespace.as_deref() == Some(namespace)
@@ -495,7 +499,10 @@ pub mod objects {
         t.services
             .iter()
             .map(|s| Service {
-                metadata: meta(&s.name, &s.namespace),
+                metadata: ObjectMeta {
+                    annotations: (!s.annotations.is_empty()).then(|| s.annotations.clone()),
+                    ..meta(&s.name, &s.namespace)
+                },
                 spec: Some(ServiceSpec {
                     type_: Some(
                         if s.external_name.is_some() {

@@ -231,6 +231,10 @@ pub struct Endpoints {
     /// pod's own address belongs to no service.
     pub service: Option<String>,
     pub addrs: BTreeMap<SocketAddr, Endpoint>,
+    /// The port asked about is opaque (`config.linkerd.io/opaque-ports` on
+    /// the service, or on the pod for a pod's address): its proxy should
+    /// not look for HTTP in it.
+    pub opaque: bool,
 }
 
 impl Endpoints {
@@ -239,8 +243,30 @@ impl Endpoints {
             namespace: svc.namespace.clone(),
             service: Some(svc.name.clone()),
             addrs: BTreeMap::new(),
+            opaque: false,
         }
     }
+}
+
+/// Linkerd's annotation naming a workload's or service's opaque ports.
+pub const OPAQUE_PORTS: &str = "config.linkerd.io/opaque-ports";
+
+/// Whether `annotations` mark `port` opaque: `config.linkerd.io/opaque-ports`
+/// is a comma-separated list of ports and ranges (`3306,4000-4100`), as
+/// Linkerd's; a port name or anything unreadable in it marks nothing.
+pub fn opaque_port(annotations: &BTreeMap<String, String>, port: u16) -> bool {
+    let Some(list) = annotations.get(OPAQUE_PORTS) else {
+        return false;
+    };
+    list.split(',')
+        .map(str::trim)
+        .any(|item| match item.split_once('-') {
+            Some((lo, hi)) => match (lo.trim().parse::<u16>(), hi.trim().parse::<u16>()) {
+                (Ok(lo), Ok(hi)) => (lo..=hi).contains(&port),
+                _ => false,
+            },
+            None => item.parse::<u16>() == Ok(port),
+        })
 }
 
 /// One ready endpoint and the workload behind it.
@@ -341,6 +367,9 @@ pub struct Service {
     /// headless service.
     #[serde(default, rename = "clusterIP")]
     pub cluster_ip: Option<IpAddr>,
+    /// e.g. `config.linkerd.io/opaque-ports`.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -473,6 +502,7 @@ impl Topology {
                 namespace: pod.namespace.clone(),
                 service: None,
                 addrs: BTreeMap::from([(addr, pod.endpoint())]),
+                opaque: opaque_port(&pod.annotations, addr.port()),
             }),
             None => Resolution::NotFound,
         }
@@ -486,6 +516,7 @@ impl Topology {
             return Resolution::NotFound;
         };
         let mut endpoints = Endpoints::of_service(svc);
+        endpoints.opaque = opaque_port(&svc.annotations, port.port);
         if svc.selector.is_empty() {
             return Resolution::Endpoints(endpoints);
         }

@@ -133,22 +133,25 @@ impl<D: Discover> Destination<D> {
         tokio::spawn(async move {
             let mut last = None;
             loop {
-                let endpoint = match &*resolutions.borrow_and_update() {
-                    Resolution::Endpoints(e) => {
-                        e.addrs.get(&addr).map(|ep| weighted(&config, addr, ep))
-                    }
-                    _ => None,
+                let (endpoint, opaque) = match &*resolutions.borrow_and_update() {
+                    Resolution::Endpoints(e) => (
+                        e.addrs.get(&addr).map(|ep| weighted(&config, addr, ep)),
+                        e.opaque,
+                    ),
+                    _ => (None, false),
                 };
-                if last.as_ref() != Some(&endpoint) {
+                let now = (endpoint, opaque);
+                if last.as_ref() != Some(&now) {
                     let profile = DestinationProfile {
-                        endpoint: endpoint.clone(),
+                        endpoint: now.0.clone(),
+                        opaque_protocol: now.1,
                         retry_budget: Some(profile::default_budget()),
                         ..Default::default()
                     };
                     if tx.send(Ok(profile)).await.is_err() {
                         return;
                     }
-                    last = Some(endpoint);
+                    last = Some(now);
                 }
                 tokio::select! {
                     changed = resolutions.changed() => if changed.is_err() { return },
@@ -267,18 +270,36 @@ impl<D: Discover + Profiles> destination_server::Destination for Destination<D> 
         };
         let fqdn = format!("{name}.{namespace}.svc.{}", self.config.cluster_domain);
         let mut profiles = self.discover.profile(&namespace, &fqdn);
+        // Whether the port asked about is opaque follows the Service's
+        // annotation.
+        let mut resolutions = self.discover.watch(&target);
+        let opaque = |r: &Resolution| matches!(r, Resolution::Endpoints(e) if e.opaque);
         tracing::debug!(path = %req.path, profile = %fqdn, "GetProfile");
         tokio::spawn(async move {
+            let mut sent_opaque = opaque(&resolutions.borrow_and_update());
             loop {
                 let current = profiles.borrow_and_update().clone();
-                let answer = profile::translate(fqdn.clone(), current.as_deref());
+                let mut answer = profile::translate(fqdn.clone(), current.as_deref());
+                answer.opaque_protocol = sent_opaque;
                 if tx.send(Ok(answer)).await.is_err() {
                     return;
                 }
-                tokio::select! {
-                    changed = profiles.changed() => if changed.is_err() { return },
-                    _ = tx.closed() => return,
-                    _ = shutdown.wait_for(|stop| *stop) => return,
+                loop {
+                    tokio::select! {
+                        changed = profiles.changed() => if changed.is_err() { return } else { break },
+                        changed = resolutions.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            let now = opaque(&resolutions.borrow_and_update());
+                            if now != sent_opaque {
+                                sent_opaque = now;
+                                break;
+                            }
+                        }
+                        _ = tx.closed() => return,
+                        _ = shutdown.wait_for(|stop| *stop) => return,
+                    }
                 }
             }
         });
@@ -450,6 +471,7 @@ mod tests {
                 .iter()
                 .map(|(a, e)| (a.parse().unwrap(), e.clone()))
                 .collect(),
+            opaque: false,
         })
     }
 
@@ -549,6 +571,7 @@ mod tests {
                 .iter()
                 .map(|a| (a.parse().unwrap(), ep("db-0", true)))
                 .collect(),
+            opaque: false,
         });
         let updates = t.updates(&pod);
         let Some(Kind::Add(set)) = &updates[0].update else {
@@ -571,6 +594,7 @@ mod tests {
             namespace: "data".into(),
             service: None,
             addrs: BTreeMap::from([("10.0.0.9:5432".parse().unwrap(), db)]),
+            opaque: false,
         });
         let updates = t.updates(&pod);
         let Some(Kind::Add(set)) = &updates[0].update else {

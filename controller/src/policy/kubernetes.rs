@@ -254,5 +254,6 @@ fn service(s: &K8sService) -> Option<Service> {
             .collect(),
         external_name: spec.external_name.clone(),
         cluster_ip: spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()),
+        annotations: Default::default(),
     })
 }

@@ -287,6 +287,7 @@ mod tests {
                 }],
                 external_name: None,
                 cluster_ip: Some("10.96.0.10".parse().unwrap()),
+                annotations: Default::default(),
             }],
             ..Default::default()
         }
