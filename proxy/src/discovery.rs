@@ -448,6 +448,9 @@ pub(crate) struct Route {
     resolution: watch::Receiver<Resolution>,
     /// Its service profile, when it has one that changes anything.
     profile: ProfileWatch,
+    /// Whether destination says it speaks an opaque protocol (`None`: not
+    /// said yet).
+    opaque: watch::Receiver<Option<bool>>,
     clients: Arc<Clients>,
     /// How its HTTP requests queue for an endpoint.
     queue: QueueConfig,
@@ -459,6 +462,21 @@ impl Route {
     /// A handle on its profile, for a connection to follow cheaply.
     pub(crate) fn profile(&self) -> ProfileWatch {
         self.profile.clone()
+    }
+
+    /// Whether destination marks it opaque (`config.linkerd.io/opaque-ports`):
+    /// then nothing looks for HTTP in its connections. Waits up to `limit`
+    /// for destination's first answer; without one, not opaque.
+    pub(crate) async fn opaque(&self, limit: Duration) -> bool {
+        if let Some(known) = *self.opaque.borrow() {
+            return known;
+        }
+        let mut opaque = self.opaque.clone();
+        tokio::time::timeout(limit, opaque.wait_for(Option::is_some))
+            .await
+            .ok()
+            .and_then(|r| r.ok().and_then(|v| *v))
+            .unwrap_or(false)
     }
 
     fn http(&self) -> &Balancer {
@@ -579,6 +597,7 @@ impl Resolver {
                 Direction::Inbound,
                 clients.metrics().clone(),
                 tx,
+                None,
             ));
             (key.into(), InboundProfile { profile })
         }))
@@ -612,17 +631,20 @@ impl Resolver {
             // They end when the route does: nothing then watches `tx`.
             tokio::spawn(resolve(self.client.clone(), key.to_string(), tx));
             let (tx, profile) = watch::channel(None);
+            let (opaque_tx, opaque) = watch::channel(None);
             tokio::spawn(crate::profile::resolve(
                 self.client.clone(),
                 key.to_string(),
                 Direction::Outbound,
                 clients.metrics().clone(),
                 tx,
+                Some(opaque_tx),
             ));
             let route = Route {
                 key: key.into(),
                 resolution,
                 profile,
+                opaque,
                 clients: clients.clone(),
                 queue: self.config.http_queue,
                 http: OnceLock::new(),

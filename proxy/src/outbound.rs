@@ -21,6 +21,11 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
+/// How long a connection to an address destination knows waits for its
+/// first answer on whether the address is opaque; only the first
+/// connection to an address waits, while its route is held or fresh.
+const OPAQUE_LOOKUP: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// One accepted outbound connection, top to bottom.
 pub(crate) async fn serve(
     side: &Side,
@@ -38,12 +43,24 @@ pub(crate) async fn serve(
         .metrics
         .tcp(Direction::Outbound, Peer::Src, target, &loopback, None);
     let mut io = Metered::unlabelled(stream, stats.clone());
-    // The protocol, unless the port skips detection.
-    let (result, protocol, prefix) = if side.cfg.skip_detect_ports.contains(target.port()) {
-        detect::skipped()
-    } else {
-        detect::detect(&mut io, side.cfg.detect_timeout).await
+    // An original destination destination knows (a cluster IP, a pod) is
+    // followed by address: its endpoints for opaque bytes, and whether it
+    // is marked opaque.
+    let route = side
+        .resolver
+        .as_ref()
+        .and_then(|r| r.addr_route(target, &side.clients));
+    let marked_opaque = match &route {
+        Some(route) => route.opaque(OPAQUE_LOOKUP).await,
+        None => false,
     };
+    // The protocol, unless the port skips detection.
+    let (result, protocol, prefix) =
+        if marked_opaque || side.cfg.skip_detect_ports.contains(target.port()) {
+            detect::skipped()
+        } else {
+            detect::detect(&mut io, side.cfg.detect_timeout).await
+        };
     side.metrics.detected(Direction::Outbound, result);
     io.label(stats);
     let io = Prefixed::new(prefix.freeze(), io);
@@ -56,10 +73,6 @@ pub(crate) async fn serve(
         // to it.
         Protocol::Opaque | Protocol::Tls => {
             let direct = side.clients.target(target, None);
-            let route = side
-                .resolver
-                .as_ref()
-                .and_then(|r| r.addr_route(target, &side.clients));
             let upstream = match route {
                 Some(route) => crate::discovery::connect(route, direct).await,
                 None => direct.connect_tcp().await.map(tcp::Upstream::direct),

@@ -496,3 +496,56 @@ async fn inbound_requests_are_counted_by_their_services_profile() {
         "no attempts inbound"
     );
 }
+
+/// A service whose port is marked opaque (`config.linkerd.io/opaque-ports`;
+/// 7000, which is not among the proxy's own skip-detection ports)
+/// gets its bytes through at once: the proxy learns it from destination's
+/// profile and does not wait for the client to speak, so a server-first
+/// protocol's greeting arrives without the detection timeout; the same
+/// service unmarked waits for it.
+#[tokio::test]
+async fn an_opaque_port_skips_protocol_detection() {
+    use tokio::io::AsyncReadExt;
+    let backend = linkerd_tests::backends::server_first().await;
+    let world = |annotations: &str| {
+        format!(
+            "services:\n  - {{name: db, namespace: data, clusterIP: 127.0.10.5, selector: {{app: db}}, {annotations} ports: [{{port: 7000, targetPort: mysql}}]}}\npods:\n  - {{name: db-0, namespace: data, ip: {}, labels: {{app: db}}, ports: {{mysql: {}}}, owner: {{kind: StatefulSet, name: db}}, serviceAccount: db}}\n",
+            backend.ip(),
+            backend.port()
+        )
+    };
+    let greeting = |annotations: &'static str| {
+        let world = world(annotations);
+        async move {
+            let ctl = Controller::destination(&world).await;
+            let proxy = Proxy::builder()
+                .outbound_target("127.0.10.5:7000".parse().unwrap())
+                .env("LINKERD2_PROXY_DESTINATION_SVC_ADDR", ctl.grpc)
+                .env("LINKERD2_PROXY_DESTINATION_GET_NETWORKS", "127.0.10.0/24")
+                .env("LINKERD2_PROXY_OUTBOUND_DETECT_TIMEOUT", "3s")
+                .spawn()
+                .await;
+            let started = std::time::Instant::now();
+            let mut client = TcpStream::connect(proxy.outbound).await.unwrap();
+            let mut banner = vec![0; linkerd_tests::backends::BANNER.len()];
+            tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut banner))
+                .await
+                .expect("the greeting arrives")
+                .unwrap();
+            assert_eq!(banner, linkerd_tests::backends::BANNER);
+            started.elapsed()
+        }
+    };
+    let marked = greeting("annotations: {config.linkerd.io/opaque-ports: '7000'},").await;
+    println!("greeting through an opaque port after {marked:?}");
+    assert!(
+        marked < Duration::from_secs(2),
+        "opaque: no detection wait ({marked:?})"
+    );
+    let unmarked = greeting("").await;
+    println!("greeting through an unmarked port after {unmarked:?}");
+    assert!(
+        unmarked >= Duration::from_secs(3),
+        "unmarked: after detection's timeout ({unmarked:?})"
+    );
+}

@@ -11,13 +11,21 @@ use tonic::{Code, transport::Channel};
 /// port, or `ip:port`), through destination's restarts; ends when nothing
 /// watches `tx` any more, or when destination says it has no profile to
 /// give (`NotFound`, `InvalidArgument`: the name is no service).
+/// `opaque`, when given, is kept at whether destination says the target
+/// speaks an opaque protocol (`None` until it first says anything).
 pub(crate) async fn resolve(
     base: DestinationClient<Channel>,
     path: String,
     direction: Direction,
     metrics: Arc<crate::metrics::Metrics>,
     tx: watch::Sender<Option<Arc<Profile>>>,
+    opaque: Option<watch::Sender<Option<bool>>>,
 ) {
+    let said = |v: bool| {
+        if let Some(o) = &opaque {
+            o.send_if_modified(|was| was.replace(v) != Some(v));
+        }
+    };
     let dst: Arc<str> = path.as_str().into();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -35,6 +43,7 @@ pub(crate) async fn resolve(
             Ok(rsp) => rsp.into_inner(),
             Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => {
                 tracing::debug!(%path, "no profile");
+                said(false);
                 return;
             }
             Err(status) => {
@@ -54,6 +63,7 @@ pub(crate) async fn resolve(
                 _ = tx.closed() => return,
             };
             let Ok(Some(update)) = msg else { break };
+            said(update.opaque_protocol);
             // Counted under the name the application used, as Linkerd's
             // `dst` label (the profile's own name when it gives one).
             let name: Arc<str> = match update.fully_qualified_name.as_str() {
