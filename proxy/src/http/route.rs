@@ -259,7 +259,7 @@ where
                 });
                 // The traffic split: another service takes this request.
                 if self.balance
-                    && let Some(to) = profile.split(fastrand::u64(..))
+                    && let Some(to) = profile.split(|| fastrand::u64(..))
                     && let Some(other) = resolver.route(to, &self.clients)
                 {
                     dst = Some(other);

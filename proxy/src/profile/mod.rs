@@ -170,12 +170,13 @@ impl Profile {
     }
 
     /// The service a request goes to under the split, by `roll` (uniform
-    /// in `0..u64::MAX`); `None` when the service takes it itself.
-    pub(crate) fn split(&self, roll: u64) -> Option<&str> {
+    /// in `0..u64::MAX`, rolled only when there is a split); `None` when
+    /// the service takes it itself.
+    pub(crate) fn split(&self, roll: impl FnOnce() -> u64) -> Option<&str> {
         if self.overrides.is_empty() || self.total_weight == 0 {
             return None;
         }
-        let mut at = roll % self.total_weight;
+        let mut at = roll() % self.total_weight;
         for (authority, weight) in self.overrides.iter() {
             let w = u64::from(*weight);
             if at < w {
@@ -523,7 +524,7 @@ mod tests {
         .unwrap();
         let mut canary = 0;
         for roll in 0..1000u64 {
-            if p.split(roll) == Some("web-canary.ns.svc.cluster.local:80") {
+            if p.split(|| roll) == Some("web-canary.ns.svc.cluster.local:80") {
                 canary += 1;
             }
         }
