@@ -525,6 +525,31 @@ impl FakeApi {
         objects.to_vec()
     }
 
+    /// Adds or replaces one Service, EndpointSlice or Pod, as one write of
+    /// a controller would: one watch event (ADDED or MODIFIED), without
+    /// comparing the whole topology (the scale benchmark's churn).
+    pub fn upsert(&self, obj: Value) {
+        let collection = topology_collection(&obj);
+        let mut state = self.state.lock().unwrap();
+        let k = key(&obj);
+        let exists = state
+            .objects
+            .get(collection)
+            .is_some_and(|m| m.contains_key(&k));
+        let event = if exists { "MODIFIED" } else { "ADDED" };
+        state.change(collection, event, k, obj);
+    }
+
+    /// Deletes one Service, EndpointSlice or Pod: one DELETED event.
+    pub fn remove(&self, obj: &Value) {
+        let collection = topology_collection(obj);
+        let mut state = self.state.lock().unwrap();
+        let k = key(obj);
+        if let Some(old) = state.objects.get(collection).and_then(|m| m.get(&k)).cloned() {
+            state.change(collection, "DELETED", k, old);
+        }
+    }
+
     /// Removes an object `put` added (by its apiVersion, kind and name).
     pub fn delete(&self, obj: &Value) {
         let mut state = self.state.lock().unwrap();
@@ -1243,7 +1268,7 @@ impl State {
 
     /// Deletes objects that `wanted` no longer has.
     fn remove_missing(&mut self, path: &'static str, wanted: &[Value]) {
-        let keep: Vec<(String, String)> = wanted.iter().map(key).collect();
+        let keep: std::collections::BTreeSet<(String, String)> = wanted.iter().map(key).collect();
         let gone: Vec<((String, String), Value)> = self
             .objects
             .get(path)
@@ -1276,6 +1301,16 @@ impl State {
             .retain(|(c, tx)| *c != collection || tx.send(line(&event)).is_ok());
         self.history.push((self.version, collection, event));
     }
+}
+
+/// The collection a topology object (Service, EndpointSlice, Pod) is in.
+fn topology_collection(obj: &Value) -> &'static str {
+    let list = format!("{}List", obj["kind"].as_str().unwrap_or_default());
+    KINDS
+        .iter()
+        .find(|(_, kind, _)| *kind == list)
+        .map(|(path, _, _)| *path)
+        .unwrap_or_else(|| panic!("not a topology object: {obj}"))
 }
 
 fn key(obj: &Value) -> (String, String) {
