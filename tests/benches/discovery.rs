@@ -92,7 +92,12 @@ fn proc_stats(pid: u32) -> (f64, u64, u64) {
         .rsplit_once(") ")
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15; `rest` starts at field 3.
     let cpu = (ticks(11) + ticks(12)) as f64 / 100.0;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -285,7 +290,10 @@ async fn run(namespaces: usize, services: usize, per_service: usize, rate: u64, 
     }
     let unaffected: usize = by_svc
         .iter()
-        .map(|(svc, ts)| ts.len().saturating_sub(2 * changed.get(svc).copied().unwrap_or(0)))
+        .map(|(svc, ts)| {
+            ts.len()
+                .saturating_sub(2 * changed.get(svc).copied().unwrap_or(0))
+        })
         .sum();
     let addrs: usize = received.iter().map(|r| r.addrs).sum();
 

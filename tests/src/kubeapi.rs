@@ -545,7 +545,12 @@ impl FakeApi {
         let collection = topology_collection(obj);
         let mut state = self.state.lock().unwrap();
         let k = key(obj);
-        if let Some(old) = state.objects.get(collection).and_then(|m| m.get(&k)).cloned() {
+        if let Some(old) = state
+            .objects
+            .get(collection)
+            .and_then(|m| m.get(&k))
+            .cloned()
+        {
             state.change(collection, "DELETED", k, old);
         }
     }

@@ -57,6 +57,9 @@ enum RequestMatch {
     Any(Box<[RequestMatch]>),
     Not(Box<RequestMatch>),
     Path(Regex),
+    /// A path regex without metacharacters: the path itself, compared as
+    /// a string (most routes' regexes are literal paths).
+    ExactPath(Box<str>),
     Method(Method),
 }
 
@@ -295,6 +298,9 @@ impl RequestMatch {
                 Match::All(s) => Self::All(seq(s)?),
                 Match::Any(s) => Self::Any(seq(s)?),
                 Match::Not(m) => Self::Not(Box::new(Self::from_proto(m, route)?)),
+                Match::Path(p) if regex::escape(&p.regex) == p.regex => {
+                    Self::ExactPath(p.regex.as_str().into())
+                }
                 Match::Path(p) => {
                     // Anchored, as Linkerd's: the regex is the whole path.
                     let regex = Regex::new(&format!("^(?:{})$", p.regex)).map_err(|source| {
@@ -318,6 +324,7 @@ impl RequestMatch {
             Self::Any(ms) => ms.iter().any(|m| m.matches(req)),
             Self::Not(m) => !m.matches(req),
             Self::Path(re) => re.is_match(req.uri().path()),
+            Self::ExactPath(p) => req.uri().path() == &**p,
             Self::Method(m) => req.method() == m,
         }
     }
@@ -457,6 +464,8 @@ mod tests {
         assert_eq!(name(p.route_for(&req("POST", "/api/vote"))), "/api/.*");
         // Anchored: a path merely containing the pattern does not match.
         assert_eq!(name(p.route_for(&req("GET", "/x/api/vote"))), "[DEFAULT]");
+        // A literal path is compared whole, not as a prefix.
+        assert_eq!(name(p.route_for(&req("GET", "/api/voter"))), "/api/.*");
     }
 
     #[test]
