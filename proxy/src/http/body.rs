@@ -197,8 +197,10 @@ impl Recorder {
 
 /// A gRPC status in a head ("trailers-only" responses) or trailers.
 pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<u32> {
+    // A constant name: a `&str` key would be parsed on every lookup.
+    static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
     headers
-        .get("grpc-status")?
+        .get(&GRPC_STATUS)?
         .to_str()
         .ok()?
         .trim()
@@ -310,10 +312,18 @@ impl Body for ResponseBody {
 #[derive(Debug)]
 pub(crate) enum RequestBody {
     Stream(Incoming),
-    Buffered {
-        data: Option<Bytes>,
-        trailers: Option<HeaderMap>,
-    },
+    /// No body (a retried `GET`).
+    Empty,
+    /// Boxed: every request moves through the stack's layers as this type,
+    /// and the copy is rare; inline it would make them all larger.
+    Buffered(Box<Buffered>),
+}
+
+/// A body kept whole for a retry.
+#[derive(Debug)]
+pub(crate) struct Buffered {
+    pub(crate) data: Option<Bytes>,
+    pub(crate) trailers: Option<HeaderMap>,
 }
 
 impl From<Incoming> for RequestBody {
@@ -332,10 +342,12 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             Self::Stream(b) => Pin::new(b).poll_frame(cx),
-            Self::Buffered { data, trailers } => Poll::Ready(
-                data.take()
+            Self::Empty => Poll::Ready(None),
+            Self::Buffered(b) => Poll::Ready(
+                b.data
+                    .take()
                     .map(Frame::data)
-                    .or_else(|| trailers.take().map(Frame::trailers))
+                    .or_else(|| b.trailers.take().map(Frame::trailers))
                     .map(Ok),
             ),
         }
@@ -344,15 +356,17 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Stream(b) => b.is_end_stream(),
-            Self::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
+            Self::Empty => true,
+            Self::Buffered(b) => b.data.is_none() && b.trailers.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Stream(b) => b.size_hint(),
-            Self::Buffered { data, .. } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            Self::Empty => SizeHint::with_exact(0),
+            Self::Buffered(b) => {
+                SizeHint::with_exact(b.data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }
     }

@@ -18,7 +18,7 @@ pub(crate) use self::client::{
     Checkin, Clients, Error as ClientError, Healthy, SendError, Target, Version,
 };
 pub(crate) use self::{
-    body::{RequestBody, ResponseBody, grpc_status},
+    body::{Buffered, RequestBody, ResponseBody, grpc_status},
     client_id::ClientId,
     forward::Forward,
     normalize::Normalize,

@@ -10,7 +10,7 @@
 use super::ProfileRoute;
 use crate::{
     discovery::{Answer, Dispatch, DispatchError, SendFuture},
-    http::{RequestBody, grpc_status},
+    http::{Buffered, RequestBody, grpc_status},
     metrics::Class,
 };
 use bytes::{Bytes, BytesMut};
@@ -62,21 +62,27 @@ async fn attempts(
 ) -> Result<Answer, DispatchError> {
     let route = &p.route;
     if !route.retryable() {
-        return attempt(route, dispatch, req).await;
+        return attempt(route, dispatch, req).await.0;
     }
     p.budget.deposit();
     let (parts, body) = req.into_parts();
     let (data, trailers) = match buffer(body).await? {
-        Buffered::Whole(data, trailers) => (data, trailers),
-        Buffered::Stream(body) => {
-            return attempt(route, dispatch, Request::from_parts(parts, body)).await;
+        Kept::Whole(data, trailers) => (data, trailers),
+        Kept::Stream(body) => {
+            return attempt(route, dispatch, Request::from_parts(parts, body))
+                .await
+                .0;
         }
     };
     let again = |data: &Option<Bytes>, trailers: &Option<HeaderMap>| {
-        let mut req = Request::new(RequestBody::Buffered {
-            data: data.clone(),
-            trailers: trailers.clone(),
-        });
+        let body = match (data, trailers) {
+            (None, None) => RequestBody::Empty,
+            (data, trailers) => RequestBody::Buffered(Box::new(Buffered {
+                data: data.clone(),
+                trailers: trailers.clone(),
+            })),
+        };
+        let mut req = Request::new(body);
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = parts.uri.clone();
         *req.version_mut() = parts.version;
@@ -86,16 +92,14 @@ async fn attempts(
     let mut tries = 0;
     loop {
         tries += 1;
-        let result = attempt(route, dispatch.clone(), again(&data, &trailers)).await;
-        let failed = match &result {
-            Ok(answer) => {
-                route.is_failure(Some(answer.rsp.status()), grpc_status(answer.rsp.headers()))
-            }
+        let (result, class) = attempt(route, dispatch.clone(), again(&data, &trailers)).await;
+        let retry = match &result {
+            Ok(_) => class == Class::Failure,
             // An endpoint's failure (refused, reset): another may serve it.
             // No endpoints, or failing fast: a retry would meet the same.
             Err(e) => matches!(e, DispatchError::Endpoint(_)),
         };
-        if !failed || tries >= MAX_ATTEMPTS || !p.budget.withdraw() {
+        if !retry || tries >= MAX_ATTEMPTS || !p.budget.withdraw() {
             return result;
         }
         discard(result);
@@ -106,13 +110,14 @@ async fn attempts(
     }
 }
 
-/// One attempt, counted in the route's actual series. An attempt cut
-/// short (the route's timeout) is counted as a failure without a status.
+/// One attempt, counted in the route's actual series, and how its answer
+/// is classified. An attempt cut short (the route's timeout) is counted as
+/// a failure without a status.
 async fn attempt(
     route: &ProfileRoute,
     dispatch: Dispatch,
     req: Request<RequestBody>,
-) -> Result<Answer, DispatchError> {
+) -> (Result<Answer, DispatchError>, Class) {
     struct Counted<'a> {
         route: &'a ProfileRoute,
         started: Instant,
@@ -150,7 +155,7 @@ async fn attempt(
     route
         .stats
         .attempt_response(status, grpc, class, counted.started.elapsed());
-    result
+    (result, class)
 }
 
 /// A failed attempt given up for a retry: the endpoint that served it
@@ -168,7 +173,7 @@ fn discard(result: Result<Answer, DispatchError>) {
     stats.response(status, grpc, Class::Failure, std::time::Duration::ZERO);
 }
 
-enum Buffered {
+enum Kept {
     /// The whole body, to send as often as needed.
     Whole(Option<Bytes>, Option<HeaderMap>),
     /// Too long or of unknown length: sent once, as it streams.
@@ -176,13 +181,13 @@ enum Buffered {
 }
 
 /// Reads a body known to fit in `MAX_BUFFERED`; leaves any other alone.
-async fn buffer(mut body: RequestBody) -> Result<Buffered, DispatchError> {
+async fn buffer(mut body: RequestBody) -> Result<Kept, DispatchError> {
     if body.is_end_stream() {
-        return Ok(Buffered::Whole(None, None));
+        return Ok(Kept::Whole(None, None));
     }
     match body.size_hint().exact() {
         Some(n) if n <= MAX_BUFFERED => {}
-        _ => return Ok(Buffered::Stream(body)),
+        _ => return Ok(Kept::Stream(body)),
     }
     let mut data = BytesMut::new();
     let mut trailers = None;
@@ -204,5 +209,5 @@ async fn buffer(mut body: RequestBody) -> Result<Buffered, DispatchError> {
         }
     }
     let data = (!data.is_empty()).then(|| data.freeze());
-    Ok(Buffered::Whole(data, trailers))
+    Ok(Kept::Whole(data, trailers))
 }
