@@ -1,11 +1,16 @@
 //! The Kubernetes backend: reflectors on Services, EndpointSlices and Pods,
 //! one shared cache for every stream, resolved the way the local backend
-//! resolves its topology.
+//! resolves its topology. An index kept from the watches' events
+//! (`index.rs`) finds a service's slices and an address's service or pod by
+//! lookup, and wakes only the streams an event concerns.
 //!
 //! The watchers relist after errors and `410 Gone` (kube-rs' watcher does this,
 //! with backoff); streams already open keep the last known endpoints until the
 //! caches catch up, so an API outage never drops a proxy's endpoints.
 
+mod index;
+
+use self::index::{Index, Key, Kind, Shared};
 use super::{Discover, Endpoint, Endpoints, Resolution, Target, profile::ServiceProfile};
 use futures_util::StreamExt;
 use k8s_openapi::api::{
@@ -13,19 +18,16 @@ use k8s_openapi::api::{
     discovery::v1::EndpointSlice,
 };
 use kube::{
-    Api, Client,
+    Api, Client, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind},
     runtime::{
         WatchStreamExt,
         reflector::{self, ObjectRef, Store},
         watcher,
+        watcher::Event,
     },
 };
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 use tokio::sync::watch;
 
 /// The label that ties an EndpointSlice to its Service.
@@ -38,9 +40,8 @@ pub struct KubeDiscovery {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     pods: Store<Pod>,
-    /// Bumped on every watch event of any kind, relists included.
-    changes: watch::Receiver<u64>,
-    sender: Arc<watch::Sender<u64>>,
+    /// The caches' index, and the streams waiting on each key.
+    shared: Arc<Shared>,
     /// ServiceProfiles, for the destination service only (the others need
     /// neither their CRD nor the right to read them).
     profiles: Option<Store<DynamicObject>>,
@@ -50,12 +51,31 @@ impl KubeDiscovery {
     /// Starts watching the cluster and waits until every cache has its first
     /// full list, so the first answers are complete.
     pub async fn start(client: Client) -> Self {
-        let (tx, changes) = watch::channel(0);
-        let tx = Arc::new(tx);
-        let tx_keep = tx.clone();
-        let services = reflect(Api::<Service>::all(client.clone()), (), tx.clone());
-        let slices = reflect(Api::<EndpointSlice>::all(client.clone()), (), tx.clone());
-        let pods = reflect(Api::<Pod>::all(client), (), tx);
+        let shared = Arc::new(Shared::default());
+        let services = indexed(
+            Api::<Service>::all(client.clone()),
+            shared.clone(),
+            Kind::Services,
+            Index::service,
+            Index::remove_service,
+            trim_service,
+        );
+        let slices = indexed(
+            Api::<EndpointSlice>::all(client.clone()),
+            shared.clone(),
+            Kind::Slices,
+            Index::slice,
+            Index::remove_slice,
+            trim_slice,
+        );
+        let pods = indexed(
+            Api::<Pod>::all(client),
+            shared.clone(),
+            Kind::Pods,
+            Index::pod,
+            Index::remove_pod,
+            trim_pod,
+        );
         for (what, ready) in [
             ("Services", services.wait_until_ready().await),
             ("EndpointSlices", slices.wait_until_ready().await),
@@ -70,9 +90,8 @@ impl KubeDiscovery {
             services,
             slices,
             pods,
-            changes,
+            shared,
             profiles: None,
-            sender: tx_keep,
         }
     }
 
@@ -81,10 +100,10 @@ impl KubeDiscovery {
     /// and the watch keeps retrying, named in the log.
     pub async fn with_profiles(mut self, client: Client) -> Self {
         let resource = profile_resource();
-        let store = reflect(
+        let store = reflect_profiles(
             Api::<DynamicObject>::all_with(client, &resource),
             resource,
-            self.sender.clone(),
+            self.shared.clone(),
         );
         if tokio::time::timeout(PROFILES_FIRST_LIST, store.wait_until_ready())
             .await
@@ -99,7 +118,115 @@ impl KubeDiscovery {
     }
 
     fn resolve(&self, target: &Target) -> Resolution {
-        resolve(&self.services, &self.slices, &self.pods, target)
+        let index = self.shared.index();
+        resolve(&self.services, &self.slices, &self.pods, &index, target)
+    }
+}
+
+/// What an index update adds to the keys to wake.
+type Update<K> = fn(&mut Index, &K, &mut Vec<Key>);
+
+/// Runs a reflector for `api`, trimming each object to what is read before
+/// it is cached, keeping the index from its events and waking the streams
+/// each concerns; its cache is the returned store.
+fn indexed<K>(
+    api: Api<K>,
+    shared: Arc<Shared>,
+    kind: Kind,
+    apply: Update<K>,
+    remove: Update<K>,
+    trim: fn(&mut K),
+) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let writer = reflector::store::Writer::new(());
+    let reader = writer.as_reader();
+    let events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(trim)
+        .reflect(writer);
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::warn!(error = %e, ?kind, "Kubernetes watch failed; retrying");
+                    continue;
+                }
+            };
+            // The store has the event already: the woken streams read it.
+            let mut keys = Vec::new();
+            let relisted = {
+                let mut index = shared.index();
+                match &event {
+                    Event::Apply(o) => apply(&mut index, o, &mut keys),
+                    Event::Delete(o) => remove(&mut index, o, &mut keys),
+                    Event::Init => index.relist_started(kind),
+                    Event::InitApply(o) => apply(&mut index, o, &mut Vec::new()),
+                    Event::InitDone => index.relist_done(kind),
+                }
+                matches!(event, Event::InitDone)
+            };
+            if relisted {
+                shared.notifiers.notify_all();
+            } else {
+                shared.notifiers.notify(keys);
+            }
+        }
+    });
+    reader
+}
+
+/// What no resolution reads, dropped before caching: most of a large
+/// cluster's cache is `managedFields` and kubectl's last applied copy.
+fn trim_meta(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+fn trim_service(svc: &mut Service) {
+    trim_meta(&mut svc.metadata);
+    svc.status = None;
+}
+
+fn trim_slice(slice: &mut EndpointSlice) {
+    trim_meta(&mut slice.metadata);
+}
+
+/// A pod as discovery reads it: its identity, owner, addresses, phase and
+/// container names (whether it is meshed).
+fn trim_pod(pod: &mut Pod) {
+    trim_meta(&mut pod.metadata);
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.volumes = None;
+        for c in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
+            c.env = None;
+            c.env_from = None;
+            c.volume_mounts = None;
+            c.command = None;
+            c.args = None;
+            c.resources = None;
+            c.security_context = None;
+        }
+    }
+    if let Some(status) = pod.status.as_mut() {
+        status.container_statuses = None;
+        status.init_container_statuses = None;
+        status.conditions = None;
     }
 }
 
@@ -135,6 +262,37 @@ where
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, %kind, "Kubernetes watch failed; retrying")
+                }
+            }
+        }
+    });
+    reader
+}
+
+/// Runs a reflector on ServiceProfiles, waking the streams of each one that
+/// changes.
+fn reflect_profiles(
+    api: Api<DynamicObject>,
+    resource: ApiResource,
+    shared: Arc<Shared>,
+) -> Store<DynamicObject> {
+    let writer = reflector::store::Writer::new(resource);
+    let reader = writer.as_reader();
+    let events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer);
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            let key =
+                |o: &DynamicObject| Key::Profile((o.namespace().unwrap_or_default(), o.name_any()));
+            match event {
+                Ok(Event::Apply(o) | Event::Delete(o)) => shared.notifiers.notify(vec![key(&o)]),
+                Ok(Event::InitDone) => shared.notifiers.notify_all(),
+                Ok(Event::Init | Event::InitApply(_)) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "Kubernetes watch of ServiceProfiles failed; retrying")
                 }
             }
         }
@@ -181,10 +339,14 @@ impl crate::profile::Profiles for KubeDiscovery {
             return watch::channel(None).1;
         };
         let key = ObjectRef::<DynamicObject>::new_with(name, profile_resource()).within(namespace);
-        // Every watch event wakes this; the profile is read and checked
-        // again only when its resourceVersion moved.
+        // Its own events wake this (and a relist's end); the profile is
+        // read and checked again only when its resourceVersion moved.
         let last: std::sync::Mutex<Option<(Option<String>, Read)>> = std::sync::Mutex::new(None);
-        super::follow(self.changes.clone(), &key, move |_, key| {
+        let wake = self
+            .shared
+            .notifiers
+            .subscribe(Key::Profile((namespace.to_string(), name.to_string())));
+        super::follow(wake, &key, move |_, key| {
             let found = store.get(key);
             let version = found
                 .as_ref()
@@ -207,10 +369,18 @@ impl crate::profile::Profiles for KubeDiscovery {
 
 impl Discover for KubeDiscovery {
     fn watch(&self, target: &Target) -> watch::Receiver<Resolution> {
+        let key = match target {
+            Target::Service {
+                namespace, name, ..
+            } => Key::Service((namespace.clone(), name.clone())),
+            Target::Hostname {
+                namespace, service, ..
+            } => Key::Service((namespace.clone(), service.clone())),
+            Target::Addr(addr) => Key::Ip(addr.ip()),
+        };
+        let wake = self.shared.notifiers.subscribe(key);
         let this = self.clone();
-        super::follow(self.changes.clone(), target, move |_, target| {
-            this.resolve(target)
-        })
+        super::follow(wake, target, move |_, target| this.resolve(target))
     }
 
     fn services(&self) -> Vec<super::ServiceEndpoints> {
@@ -258,16 +428,17 @@ fn resolve(
     services: &Store<Service>,
     slices: &Store<EndpointSlice>,
     pods: &Store<Pod>,
+    index: &Index,
     target: &Target,
 ) -> Resolution {
     if let Target::Addr(addr) = target {
-        return resolve_addr(services, slices, pods, *addr);
+        return resolve_addr(services, slices, pods, index, *addr);
     }
     let Some((namespace, name, port)) = target.service() else {
         return Resolution::NotFound;
     };
     match services.get(&ObjectRef::new(name).within(namespace)) {
-        Some(svc) => resolve_service(&svc, slices, pods, port, target.hostname()),
+        Some(svc) => resolve_service(&svc, slices, pods, index, port, target.hostname()),
         None => Resolution::NotFound,
     }
 }
@@ -277,30 +448,17 @@ fn resolve_addr(
     services: &Store<Service>,
     slices: &Store<EndpointSlice>,
     pods: &Store<Pod>,
+    index: &Index,
     addr: SocketAddr,
 ) -> Resolution {
-    // Compared parsed: an IPv6 address has more than one spelling.
-    let is_ip = |s: &str| s.parse::<IpAddr>() == Ok(addr.ip());
-    let svc = services.find(|s| {
-        s.spec.as_ref().is_some_and(|spec| {
-            spec.cluster_ip.as_deref().is_some_and(is_ip)
-                || spec.cluster_ips.iter().flatten().any(|c| is_ip(c))
-        })
-    });
-    if let Some(svc) = svc {
-        return resolve_service(&svc, slices, pods, addr.port(), None);
+    if let Some((ns, name)) = index.cluster_ip(addr.ip())
+        && let Some(svc) = services.get(&ObjectRef::new(name).within(ns))
+    {
+        return resolve_service(&svc, slices, pods, index, addr.port(), None);
     }
-    // A host-network pod shares its node's IP: that IP is not the pod.
-    let pod = pods.find(|p| {
-        !p.spec
-            .as_ref()
-            .and_then(|s| s.host_network)
-            .unwrap_or(false)
-            && p.status.as_ref().is_some_and(|s| {
-                s.pod_ip.as_deref().is_some_and(is_ip)
-                    || s.pod_ips.iter().flatten().any(|i| is_ip(&i.ip))
-            })
-    });
+    let pod = index
+        .pod_at(addr.ip())
+        .and_then(|(ns, name)| pods.get(&ObjectRef::new(name).within(ns)));
     match pod {
         Some(pod) => {
             let ep = endpoint(&pod);
@@ -320,6 +478,7 @@ fn resolve_service(
     svc: &Service,
     slices: &Store<EndpointSlice>,
     pods: &Store<Pod>,
+    index: &Index,
     port: u16,
     hostname: Option<&str>,
 ) -> Resolution {
@@ -349,16 +508,10 @@ fn resolve_service(
         addrs: BTreeMap::new(),
         opaque: u16::try_from(port.port).is_ok_and(|p| crate::opaque_port(&annotations, p)),
     };
-    let owned = slices.state_filter(|slice| {
-        slice.metadata.namespace.as_deref() == Some(namespace)
-            && slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                .map(String::as_str)
-                == Some(name)
-    });
+    let owned = index
+        .slices_of(namespace, name)
+        .into_iter()
+        .filter_map(|slice| slices.get(&ObjectRef::new(&slice).within(namespace)));
     for slice in owned {
         let Some(slice_port) = slice
             .ports
@@ -725,6 +878,17 @@ pods:
     #[test]
     fn resolves_as_the_local_backend_does() {
         let t = topology();
+        let mut index = Index::default();
+        let mut keys = Vec::new();
+        for o in objects::services(&t) {
+            index.service(&o, &mut keys);
+        }
+        for o in objects::endpoint_slices(&t) {
+            index.slice(&o, &mut keys);
+        }
+        for o in objects::pods(&t) {
+            index.pod(&o, &mut keys);
+        }
         let services = store(objects::services(&t));
         let slices = store(objects::endpoint_slices(&t));
         let pods = store(objects::pods(&t));
@@ -755,7 +919,7 @@ pods:
         ];
         for target in targets {
             assert_eq!(
-                resolve(&services, &slices, &pods, &target),
+                resolve(&services, &slices, &pods, &index, &target),
                 t.resolve(&target),
                 "{target:?}"
             );
