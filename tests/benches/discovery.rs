@@ -243,8 +243,12 @@ async fn run(namespaces: usize, services: usize, per_service: usize, rate: u64, 
         );
         let (slice, pods) = svc.objects();
         api.upsert(pods[slot].clone());
+        // Timed from before the write: the watch event leaves during it,
+        // and this thread may be descheduled before it could read a clock
+        // after it.
+        let at = Instant::now();
         api.upsert(slice);
-        changes.push((i, Instant::now()));
+        changes.push((i, at));
         let mut gone = pods[slot].clone();
         gone["metadata"]["name"] = Value::String(old.0);
         api.remove(&gone);
