@@ -80,7 +80,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     };
     let resolver = match config.destination {
         Some(dst) => {
-            let resolver = Resolver::new(dst, identity.as_deref(), config.discovery_idle_timeout)?;
+            let resolver = Resolver::new(dst, identity.as_ref(), config.discovery_idle_timeout)?;
             Some(Arc::new(resolver))
         }
         None => None,
@@ -94,10 +94,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
         let controller = match &config.policy {
             Some(cfg) => {
                 let tls = match (&cfg.svc_name, &identity) {
-                    (Some(name), Some(local)) => Some((
-                        local.client_config().clone(),
-                        crate::identity::service_name(name)?,
-                    )),
+                    (Some(name), Some(local)) => Some(crate::control::ControlTls {
+                        config: local.client_config().clone(),
+                        name: crate::identity::service_name(name)?,
+                        certified_first: Some(local.clone()),
+                    }),
                     _ => None,
                 };
                 Some((cfg, tls))

@@ -4,7 +4,11 @@
 //! `..._SVC_NAME` is set) is reached over TLS to that identity, terminated by
 //! the service's own proxy; its certificate is checked like any meshed
 //! peer's. The identity service is called before this proxy has a
-//! certificate, so that call presents none.
+//! certificate, so that call presents none; every other service is only
+//! connected to once the proxy has its certificate (a connection made
+//! before would present none, and a service whose policy admits meshed
+//! clients only would refuse every call on it for as long as it stays
+//! open).
 //!
 //! A service named `localhost` is this pod's own (the identity pod's proxy
 //! reaches identity at `localhost.:8080`): it is reached in plaintext, as
@@ -20,8 +24,20 @@ use std::{io, sync::Arc, time::Duration};
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// TLS to a control-plane service: our client settings and its identity.
-pub(crate) type ControlTls = (Arc<rustls::ClientConfig>, ServerName<'static>);
+/// TLS to a control-plane service.
+#[derive(Clone)]
+pub(crate) struct ControlTls {
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    /// The service's identity.
+    pub(crate) name: ServerName<'static>,
+    /// Connect only once this identity is certified (`None`: the identity
+    /// service itself).
+    pub(crate) certified_first: Option<Arc<crate::identity::Local>>,
+}
+
+/// How long a connection to the control plane may take (waiting for this
+/// proxy's certificate included): the next call tries again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A channel to `addr` (`host:port`) that connects on first use and
 /// reconnects by itself.
@@ -32,14 +48,12 @@ pub(crate) fn channel(
     let (addr, loopback) = loopback(addr);
     let tls = tls.filter(|_| !loopback);
     let endpoint =
-        Endpoint::from_shared(format!("http://{addr}"))?.connect_timeout(Duration::from_secs(1));
+        Endpoint::from_shared(format!("http://{addr}"))?.connect_timeout(CONNECT_TIMEOUT);
     Ok(match tls {
         None => endpoint.connect_lazy(),
-        Some((config, name)) => {
-            endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: Uri| {
-                connect_tls(uri, config.clone(), name.clone())
-            }))
-        }
+        Some(tls) => endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: Uri| {
+            connect_tls(uri, tls.clone())
+        })),
     })
 }
 
@@ -58,16 +72,23 @@ fn loopback(addr: &str) -> (String, bool) {
 
 async fn connect_tls(
     uri: Uri,
-    config: Arc<rustls::ClientConfig>,
-    name: ServerName<'static>,
+    tls: ControlTls,
 ) -> io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>> {
+    if let Some(local) = &tls.certified_first
+        && !local.certified(CONNECT_TIMEOUT).await
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            "this proxy has no certificate yet",
+        ));
+    }
     let host = uri.host().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = uri.port_u16().unwrap_or(80);
     let tcp = TcpStream::connect((host, port)).await?;
     tcp.set_nodelay(true)?;
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
+    let tls = tokio_rustls::TlsConnector::from(tls.config)
+        .connect(tls.name, tcp)
         .await?;
     Ok(TokioIo::new(tls))
 }

@@ -546,14 +546,15 @@ impl Resolver {
     /// over TLS to it. A route no connection holds goes after `idle_timeout`.
     pub(crate) fn new(
         config: DestinationConfig,
-        identity: Option<&Local>,
+        identity: Option<&Arc<Local>>,
         idle_timeout: Duration,
     ) -> Result<Self, crate::identity::Error> {
         let tls = match (&config.svc_name, identity) {
-            (Some(name), Some(local)) => Some((
-                local.client_config().clone(),
-                crate::identity::service_name(name)?,
-            )),
+            (Some(name), Some(local)) => Some(crate::control::ControlTls {
+                config: local.client_config().clone(),
+                name: crate::identity::service_name(name)?,
+                certified_first: Some(local.clone()),
+            }),
             _ => None,
         };
         let channel =

@@ -72,8 +72,13 @@ impl Certifier {
         metrics: Arc<IdentityMetrics>,
         client_config: Arc<rustls::ClientConfig>,
     ) -> Result<Self, Error> {
+        // Called to get the first certificate: presents none.
         let tls = match &config.svc_name {
-            Some(name) => Some((client_config, service_name(name)?)),
+            Some(name) => Some(crate::control::ControlTls {
+                config: client_config,
+                name: service_name(name)?,
+                certified_first: None,
+            }),
             None => None,
         };
         let channel = crate::control::channel(&config.svc_addr, tls).map_err(Error::Service)?;
