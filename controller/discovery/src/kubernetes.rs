@@ -1,6 +1,7 @@
-//! The Kubernetes backend: reflectors on Services, EndpointSlices and Pods,
-//! one shared cache for every stream, resolved the way the local backend
-//! resolves its topology. An index kept from the watches' events
+//! The resolver both backends share: caches of Services, EndpointSlices and
+//! Pods, fed by the API's watches or, for the local backend, by relisting
+//! the objects its topology implies, so Kubernetes' rules are implemented
+//! once. An index kept from the watches' events
 //! (`index.rs`) finds a service's slices and an address's service or pod by
 //! lookup, and wakes only the streams an event concerns.
 //!
@@ -51,48 +52,43 @@ impl KubeDiscovery {
     /// Starts watching the cluster and waits until every cache has its first
     /// full list, so the first answers are complete.
     pub async fn start(client: Client) -> Self {
-        let shared = Arc::new(Shared::default());
-        let services = indexed(
-            Api::<Service>::all(client.clone()),
-            shared.clone(),
-            Kind::Services,
-            Index::service,
-            Index::remove_service,
-            trim_service,
-        );
-        let slices = indexed(
-            Api::<EndpointSlice>::all(client.clone()),
-            shared.clone(),
-            Kind::Slices,
-            Index::slice,
-            Index::remove_slice,
-            trim_slice,
-        );
-        let pods = indexed(
-            Api::<Pod>::all(client),
-            shared.clone(),
-            Kind::Pods,
-            Index::pod,
-            Index::remove_pod,
-            trim_pod,
-        );
+        let (this, sinks) = Self::caches();
+        spawn_watch(Api::<Service>::all(client.clone()), sinks.services);
+        spawn_watch(Api::<EndpointSlice>::all(client.clone()), sinks.slices);
+        spawn_watch(Api::<Pod>::all(client), sinks.pods);
         for (what, ready) in [
-            ("Services", services.wait_until_ready().await),
-            ("EndpointSlices", slices.wait_until_ready().await),
-            ("Pods", pods.wait_until_ready().await),
+            ("Services", this.services.wait_until_ready().await),
+            ("EndpointSlices", this.slices.wait_until_ready().await),
+            ("Pods", this.pods.wait_until_ready().await),
         ] {
             if ready.is_err() {
                 tracing::warn!("the {what} cache stopped before its first list");
             }
         }
         tracing::info!("Kubernetes caches synced");
-        Self {
-            services,
-            slices,
-            pods,
+        this
+    }
+
+    /// Caches fed from a topology rather than the API: the local backend's.
+    pub(crate) fn fed(topology: &super::Topology) -> (Self, Feed) {
+        let (this, sinks) = Self::caches();
+        let mut feed = Feed(sinks);
+        feed.relist(topology);
+        (this, feed)
+    }
+
+    /// Empty caches, and the sinks that fill them.
+    fn caches() -> (Self, Sinks) {
+        let shared = Arc::new(Shared::default());
+        let sinks = Sinks::new(&shared);
+        let this = Self {
+            services: sinks.services.reader(),
+            slices: sinks.slices.reader(),
+            pods: sinks.pods.reader(),
             shared,
             profiles: None,
-        }
+        };
+        (this, sinks)
     }
 
     /// Also follows ServiceProfiles (`linkerd.io/v1alpha2`), waiting a
@@ -117,7 +113,7 @@ impl KubeDiscovery {
         self
     }
 
-    fn resolve(&self, target: &Target) -> Resolution {
+    pub(crate) fn resolve(&self, target: &Target) -> Resolution {
         let index = self.shared.index();
         resolve(&self.services, &self.slices, &self.pods, &index, target)
     }
@@ -126,17 +122,150 @@ impl KubeDiscovery {
 /// What an index update adds to the keys to wake.
 type Update<K> = fn(&mut Index, &K, &mut Vec<Key>);
 
-/// Runs a reflector for `api`, trimming each object to what is read before
-/// it is cached, keeping the index from its events and waking the streams
-/// each concerns; its cache is the returned store.
-fn indexed<K>(
-    api: Api<K>,
+/// The streams an event must wake.
+enum Wake {
+    /// Those waiting on these keys.
+    Keys(Vec<Key>),
+    /// Every stream: a relist may have changed anything.
+    All,
+}
+
+/// One kind's cache and its index upkeep: what an event, from a watch or
+/// from a local topology's relist, does to the store and the index, and
+/// whom it concerns.
+struct Sink<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
+    writer: reflector::store::Writer<K>,
     shared: Arc<Shared>,
     kind: Kind,
     apply: Update<K>,
     remove: Update<K>,
+    /// Drops what no resolution reads before the object is cached.
     trim: fn(&mut K),
-) -> Store<K>
+}
+
+impl<K> Sink<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    fn new(
+        shared: Arc<Shared>,
+        kind: Kind,
+        apply: Update<K>,
+        remove: Update<K>,
+        trim: fn(&mut K),
+    ) -> Self {
+        Self {
+            writer: reflector::store::Writer::new(()),
+            shared,
+            kind,
+            apply,
+            remove,
+            trim,
+        }
+    }
+
+    fn reader(&self) -> Store<K> {
+        self.writer.as_reader()
+    }
+
+    /// Caches the event and indexes it; the caller wakes whom it returns
+    /// (the store has the event by then, so the woken streams read it).
+    fn handle(&mut self, mut event: Event<K>) -> Wake {
+        if let Event::Apply(o) | Event::Delete(o) | Event::InitApply(o) = &mut event {
+            (self.trim)(o);
+        }
+        self.writer.apply_watcher_event(&event);
+        let mut keys = Vec::new();
+        let mut index = self.shared.index();
+        match &event {
+            Event::Apply(o) => (self.apply)(&mut index, o, &mut keys),
+            Event::Delete(o) => (self.remove)(&mut index, o, &mut keys),
+            Event::Init => index.relist_started(self.kind),
+            Event::InitApply(o) => (self.apply)(&mut index, o, &mut Vec::new()),
+            Event::InitDone => {
+                index.relist_done(self.kind);
+                return Wake::All;
+            }
+        }
+        Wake::Keys(keys)
+    }
+
+    /// Replaces everything cached with `objects`, as a relist does.
+    fn relist(&mut self, objects: Vec<K>) {
+        self.handle(Event::Init);
+        for o in objects {
+            self.handle(Event::InitApply(o));
+        }
+        self.handle(Event::InitDone);
+    }
+
+    fn wake(&self, wake: Wake) {
+        match wake {
+            Wake::Keys(keys) => self.shared.notifiers.notify(keys),
+            Wake::All => self.shared.notifiers.notify_all(),
+        }
+    }
+}
+
+/// The three kinds' sinks for one set of caches.
+struct Sinks {
+    services: Sink<Service>,
+    slices: Sink<EndpointSlice>,
+    pods: Sink<Pod>,
+}
+
+impl Sinks {
+    fn new(shared: &Arc<Shared>) -> Self {
+        Self {
+            services: Sink::new(
+                shared.clone(),
+                Kind::Services,
+                Index::service,
+                Index::remove_service,
+                trim_service,
+            ),
+            slices: Sink::new(
+                shared.clone(),
+                Kind::Slices,
+                Index::slice,
+                Index::remove_slice,
+                trim_slice,
+            ),
+            pods: Sink::new(
+                shared.clone(),
+                Kind::Pods,
+                Index::pod,
+                Index::remove_pod,
+                trim_pod,
+            ),
+        }
+    }
+}
+
+/// Feeds caches from a topology instead of watches: the local backend's
+/// way into the same resolver, with the objects Kubernetes would hold for
+/// that topology.
+pub(crate) struct Feed(Sinks);
+
+impl Feed {
+    /// Replaces the caches' contents with `topology`'s objects, as a relist
+    /// would, and wakes every stream once.
+    pub(crate) fn relist(&mut self, topology: &super::Topology) {
+        let Sinks {
+            services,
+            slices,
+            pods,
+        } = &mut self.0;
+        // Pods first: a slice's endpoint waits for its pod to be cached.
+        pods.relist(objects::pods(topology));
+        services.relist(objects::services(topology));
+        slices.relist(objects::endpoint_slices(topology));
+        pods.wake(Wake::All);
+    }
+}
+
+/// Runs `sink`'s watch on `api` for as long as the process lives.
+fn spawn_watch<K>(api: Api<K>, mut sink: Sink<K>)
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -146,43 +275,21 @@ where
         + Sync
         + 'static,
 {
-    let writer = reflector::store::Writer::new(());
-    let reader = writer.as_reader();
-    let events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(trim)
-        .reflect(writer);
+    let events = watcher(api, watcher::Config::default()).default_backoff();
     tokio::spawn(async move {
         let mut events = std::pin::pin!(events);
         while let Some(event) = events.next().await {
-            let event = match event {
-                Ok(event) => event,
+            match event {
+                Ok(event) => {
+                    let wake = sink.handle(event);
+                    sink.wake(wake);
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, ?kind, "Kubernetes watch failed; retrying");
-                    continue;
+                    tracing::warn!(error = %e, kind = ?sink.kind, "Kubernetes watch failed; retrying")
                 }
-            };
-            // The store has the event already: the woken streams read it.
-            let mut keys = Vec::new();
-            let relisted = {
-                let mut index = shared.index();
-                match &event {
-                    Event::Apply(o) => apply(&mut index, o, &mut keys),
-                    Event::Delete(o) => remove(&mut index, o, &mut keys),
-                    Event::Init => index.relist_started(kind),
-                    Event::InitApply(o) => apply(&mut index, o, &mut Vec::new()),
-                    Event::InitDone => index.relist_done(kind),
-                }
-                matches!(event, Event::InitDone)
-            };
-            if relisted {
-                shared.notifiers.notify_all();
-            } else {
-                shared.notifiers.notify(keys);
             }
         }
     });
-    reader
 }
 
 /// What no resolution reads, dropped before caching: most of a large
@@ -754,7 +861,8 @@ pub mod objects {
                 pod_ips: Some(vec![PodIP {
                     ip: p.ip.to_string(),
                 }]),
-                phase: Some("Running".into()),
+                // The local mesh's stopped processes are pods not running.
+                phase: Some(if p.ready { "Running" } else { "Pending" }.into()),
                 ..Default::default()
             }),
         }
@@ -838,99 +946,68 @@ pub mod objects {
 #[cfg(test)]
 mod tests {
     use super::{super::Topology, *};
-    use kube::runtime::watcher::Event;
 
-    fn store<K>(objects: Vec<K>) -> Store<K>
-    where
-        K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
-    {
-        let (reader, mut writer) = reflector::store();
-        writer.apply_watcher_event(&Event::Init);
-        for o in objects {
-            writer.apply_watcher_event(&Event::InitApply(o));
-        }
-        writer.apply_watcher_event(&Event::InitDone);
-        reader
-    }
-
-    fn topology() -> Topology {
-        serde_saphyr::from_str(
-            r#"
-services:
-  - {name: web, namespace: emojivoto, clusterIP: 10.96.0.80, selector: {app: web}, ports: [{port: 80, targetPort: http, name: http}, {port: 9090, targetPort: 9091, name: admin}]}
-  - {name: db, namespace: emojivoto, selector: {app: db}, ports: [{port: 5432}]}
-  - {name: search, namespace: emojivoto, externalName: search.example.com}
-  - {name: manual, namespace: emojivoto, ports: [{port: 80}]}
-pods:
-  - {name: web-1, namespace: emojivoto, ip: 10.0.0.1, labels: {app: web}, ports: {http: 8080}, meshed: true, owner: {kind: Deployment, name: web}, serviceAccount: web}
-  - {name: web-2, namespace: emojivoto, ip: 10.0.0.2, labels: {app: web}, ports: {http: 8081}, owner: {kind: StatefulSet, name: web}}
-  - {name: web-3, namespace: emojivoto, ip: 10.0.0.3, labels: {app: web}, ports: {http: 8080}, ready: false}
-  - {name: web-4, namespace: emojivoto, ip: 10.0.0.4, labels: {app: web}}
-  - {name: web-other, namespace: other, ip: 10.0.1.1, labels: {app: web}, ports: {http: 8080}}
-  - {name: db-0, namespace: emojivoto, ip: 10.0.0.9, labels: {app: db}, hostname: db-0, subdomain: db, meshed: true}
-  - {name: db-1, namespace: emojivoto, ip: 10.0.0.10, labels: {app: db}, hostname: db-1, subdomain: db}
-"#,
-        )
+    fn topology(pods: &str) -> Topology {
+        serde_saphyr::from_str(&format!(
+            "services: [{{name: web, namespace: ns, clusterIP: 10.96.0.80, selector: {{app: web}}, ports: [{{port: 80}}]}}]\npods: {pods}\n"
+        ))
         .unwrap()
     }
 
-    /// Both backends must give the same answer for the same world.
-    #[test]
-    fn resolves_as_the_local_backend_does() {
-        let t = topology();
-        let mut index = Index::default();
-        let mut keys = Vec::new();
-        for o in objects::services(&t) {
-            index.service(&o, &mut keys);
+    fn addrs(r: &Resolution) -> Vec<String> {
+        match r {
+            Resolution::Endpoints(e) => e.addrs.keys().map(|a| a.to_string()).collect(),
+            other => panic!("{other:?}"),
         }
-        for o in objects::endpoint_slices(&t) {
-            index.slice(&o, &mut keys);
-        }
-        for o in objects::pods(&t) {
-            index.pod(&o, &mut keys);
-        }
-        let services = store(objects::services(&t));
-        let slices = store(objects::endpoint_slices(&t));
-        let pods = store(objects::pods(&t));
-        let svc = |name: &str, port| Target::Service {
-            namespace: "emojivoto".into(),
-            name: name.into(),
-            port,
-        };
-        let targets = [
-            svc("web", 80),
-            svc("web", 9090),
-            svc("web", 81),
-            svc("db", 5432),
-            svc("search", 80),
-            svc("manual", 80),
-            svc("nope", 80),
-            Target::Hostname {
-                namespace: "emojivoto".into(),
-                service: "db".into(),
-                hostname: "db-1".into(),
-                port: 5432,
-            },
-            Target::Addr("10.96.0.80:80".parse().unwrap()),
-            Target::Addr("10.96.0.80:81".parse().unwrap()),
-            Target::Addr("10.0.0.3:7000".parse().unwrap()),
-            Target::Addr("10.0.0.9:5432".parse().unwrap()),
-            Target::Addr("10.9.9.9:80".parse().unwrap()),
-        ];
-        for target in targets {
-            assert_eq!(
-                resolve(&services, &slices, &pods, &index, &target),
-                t.resolve(&target),
-                "{target:?}"
-            );
-        }
-        let Resolution::Endpoints(web) = t.resolve(&svc("web", 80)) else {
-            panic!()
-        };
-        assert_eq!(
-            web.addrs.len(),
-            2,
-            "the comparison must cover real endpoints"
+    }
+
+    /// The local backend's edits reach open streams through the same
+    /// caches, index and wake-ups as the API's events.
+    #[tokio::test]
+    async fn a_fed_relist_updates_streams_and_forgets_what_is_gone() {
+        let two = topology(
+            "[{name: a, namespace: ns, ip: 10.0.0.1, labels: {app: web}}, {name: b, namespace: ns, ip: 10.0.0.2, labels: {app: web}, ready: false}]",
         );
+        let (cache, mut feed) = KubeDiscovery::fed(&two);
+        let mut by_name = cache.watch(&Target::Service {
+            namespace: "ns".into(),
+            name: "web".into(),
+            port: 80,
+        });
+        let mut by_ip = cache.watch(&Target::Addr("10.96.0.80:80".parse().unwrap()));
+        let mut pod_b = cache.watch(&Target::Addr("10.0.0.2:80".parse().unwrap()));
+        assert_eq!(addrs(&by_name.borrow_and_update()), ["10.0.0.1:80"]);
+        assert_eq!(addrs(&by_ip.borrow_and_update()), ["10.0.0.1:80"]);
+        assert_eq!(addrs(&pod_b.borrow_and_update()), ["10.0.0.2:80"]);
+        // A pod that is not ready is listed, but not running.
+        let running: Vec<_> = cache
+            .pods()
+            .into_iter()
+            .map(|w| (w.ip.to_string(), w.running))
+            .collect();
+        assert_eq!(
+            running,
+            [("10.0.0.1".to_string(), true), ("10.0.0.2".into(), false)]
+        );
+
+        feed.relist(&topology(
+            "[{name: b, namespace: ns, ip: 10.0.0.2, labels: {app: web}}]",
+        ));
+        for rx in [&mut by_name, &mut by_ip] {
+            tokio::time::timeout(std::time::Duration::from_secs(5), rx.changed())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(addrs(&rx.borrow_and_update()), ["10.0.0.2:80"]);
+        }
+        // Pod b's own address resolves as before: its stream hears nothing.
+        tokio::task::yield_now().await;
+        assert!(!pod_b.has_changed().unwrap());
+        feed.relist(&topology("[]"));
+        tokio::time::timeout(std::time::Duration::from_secs(5), pod_b.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*pod_b.borrow(), Resolution::NotFound);
     }
 }

@@ -2,9 +2,11 @@
 //! changes, whatever backend (a local file, or the Kubernetes API) feeds it.
 //!
 //! Backends describe the world as Kubernetes does (services with selectors and
-//! ports, pods with addresses, readiness and owners); [`Topology::resolve`]
-//! turns that into endpoints the way Kubernetes' endpoints controller would,
-//! so every backend answers the same question the same way.
+//! ports, pods with addresses, readiness and owners). Both resolve it with
+//! one implementation, `kubernetes`' caches: the Kubernetes backend fills
+//! them from the API's watches, the local one with the Services,
+//! EndpointSlices and Pods its topology implies, so every backend answers
+//! the same question the same way.
 
 pub mod kubernetes;
 pub mod local;
@@ -237,17 +239,6 @@ pub struct Endpoints {
     pub opaque: bool,
 }
 
-impl Endpoints {
-    fn of_service(svc: &Service) -> Self {
-        Self {
-            namespace: svc.namespace.clone(),
-            service: Some(svc.name.clone()),
-            addrs: BTreeMap::new(),
-            opaque: false,
-        }
-    }
-}
-
 /// Linkerd's annotation naming a workload's or service's opaque ports.
 pub const OPAQUE_PORTS: &str = "config.linkerd.io/opaque-ports";
 
@@ -441,134 +432,16 @@ fn default_service_account() -> String {
     "default".into()
 }
 
-impl Topology {
-    /// Every pod, as [`Discover::pods`] lists them.
-    pub fn workloads(&self) -> Vec<Workload> {
-        self.pods
-            .iter()
-            .map(|p| Workload {
-                ip: p.ip,
-                endpoint: p.endpoint(),
-                running: p.ready,
-                failed: false,
-            })
-            .collect()
-    }
-
-    /// Every service, as [`Discover::services`] lists them.
-    pub fn service_endpoints(&self) -> Vec<ServiceEndpoints> {
-        self.services
-            .iter()
-            .map(|svc| {
-                service_endpoints(
-                    &svc.namespace,
-                    &svc.name,
-                    svc.ports.first().map(|p| p.port),
-                    |t| self.resolve(t),
-                )
-            })
-            .collect()
-    }
-
-    /// Resolves `target` the way Kubernetes would route to it.
-    pub fn resolve(&self, target: &Target) -> Resolution {
-        if let Target::Addr(addr) = target {
-            return self.resolve_addr(*addr);
-        }
-        let Some((namespace, name, port)) = target.service() else {
-            return Resolution::NotFound;
-        };
-        match self
-            .services
-            .iter()
-            .find(|s| s.namespace == namespace && s.name == name)
-        {
-            Some(svc) => self.resolve_service(svc, port, target.hostname()),
-            None => Resolution::NotFound,
-        }
-    }
-
-    /// A cluster IP resolves as its service; a pod IP as that pod alone.
-    fn resolve_addr(&self, addr: SocketAddr) -> Resolution {
-        if let Some(svc) = self
-            .services
-            .iter()
-            .find(|s| s.cluster_ip == Some(addr.ip()))
-        {
-            return self.resolve_service(svc, addr.port(), None);
-        }
-        match self.pods.iter().find(|p| p.ip == addr.ip()) {
-            Some(pod) => Resolution::Endpoints(Endpoints {
-                namespace: pod.namespace.clone(),
-                service: None,
-                addrs: BTreeMap::from([(addr, pod.endpoint())]),
-                opaque: opaque_port(&pod.annotations, addr.port()),
-            }),
-            None => Resolution::NotFound,
-        }
-    }
-
-    fn resolve_service(&self, svc: &Service, port: u16, hostname: Option<&str>) -> Resolution {
-        if svc.external_name.is_some() {
-            return Resolution::ExternalName;
-        }
-        let Some(port) = svc.ports.iter().find(|p| p.port == port) else {
-            return Resolution::NotFound;
-        };
-        let mut endpoints = Endpoints::of_service(svc);
-        endpoints.opaque = opaque_port(&svc.annotations, port.port);
-        if svc.selector.is_empty() {
-            return Resolution::Endpoints(endpoints);
-        }
-        endpoints.addrs = self
-            .pods
-            .iter()
-            .filter(|pod| {
-                pod.namespace == svc.namespace
-                    && pod.ready
-                    && svc
-                        .selector
-                        .iter()
-                        .all(|(k, v)| pod.labels.get(k) == Some(v))
-            })
-            .filter(|pod| {
-                hostname.is_none_or(|hostname| {
-                    pod.hostname.as_deref() == Some(hostname)
-                        && pod.subdomain.as_deref() == Some(svc.name.as_str())
-                })
-            })
-            .filter_map(|pod| {
-                let pod_port = match &port.target_port {
-                    None => port.port,
-                    Some(TargetPort::Number(n)) => *n,
-                    // A pod without the named port is not an endpoint of it.
-                    Some(TargetPort::Name(name)) => *pod.ports.get(name)?,
-                };
-                Some((SocketAddr::new(pod.ip, pod_port), pod.endpoint()))
-            })
-            .collect();
-        Resolution::Endpoints(endpoints)
-    }
-}
-
-impl Pod {
-    fn endpoint(&self) -> Endpoint {
-        Endpoint {
-            namespace: self.namespace.clone(),
-            pod: Some(self.name.clone()),
-            owner: self
-                .owner
-                .as_ref()
-                .map(|o| (o.kind.to_ascii_lowercase(), o.name.clone())),
-            service_account: Some(self.service_account.clone()),
-            meshed: self.meshed,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Topology {
+        /// What the shared resolver answers for this topology.
+        fn resolve(&self, target: &Target) -> Resolution {
+            kubernetes::KubeDiscovery::fed(self).0.resolve(target)
+        }
+    }
 
     fn topology() -> Topology {
         serde_saphyr::from_str(

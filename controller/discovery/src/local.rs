@@ -11,7 +11,7 @@
 //!      owner: {kind: Deployment, name: web}, serviceAccount: web}
 //! ```
 
-use super::{Discover, Resolution, Target, Topology};
+use super::{Discover, Resolution, Target, Topology, kubernetes::KubeDiscovery};
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use std::{
     path::{Path, PathBuf},
@@ -32,12 +32,14 @@ pub enum LoadError {
     Parse { path: PathBuf, message: String },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LocalDiscovery {
     topology: watch::Receiver<Arc<Topology>>,
     /// Edits that could not be read or parsed and were ignored: what makes
     /// "a bad edit kept the last topology" observable.
     reload_errors: Counter,
+    /// The topology's objects, resolved as Kubernetes' are.
+    cache: KubeDiscovery,
 }
 
 impl LocalDiscovery {
@@ -49,7 +51,9 @@ impl LocalDiscovery {
     /// never empties the mesh.
     pub fn load(path: PathBuf, interval: Duration) -> Result<Self, LoadError> {
         let text = read(&path)?;
-        let (tx, rx) = watch::channel(Arc::new(parse(&path, &text)?));
+        let topology = parse(&path, &text)?;
+        let (cache, mut feed) = KubeDiscovery::fed(&topology);
+        let (tx, rx) = watch::channel(Arc::new(topology));
         let reload_errors = Counter::default();
         let errors = reload_errors.clone();
         tokio::spawn(async move {
@@ -80,6 +84,7 @@ impl LocalDiscovery {
                 match parse(&path, &text) {
                     Ok(topology) => {
                         tracing::info!(path = %path.display(), "topology updated");
+                        feed.relist(&topology);
                         tx.send_replace(Arc::new(topology));
                     }
                     Err(e) => {
@@ -93,6 +98,7 @@ impl LocalDiscovery {
         Ok(Self {
             topology: rx,
             reload_errors,
+            cache,
         })
     }
 
@@ -107,6 +113,14 @@ impl LocalDiscovery {
     /// The topology as it is now, and as it changes.
     pub fn topology(&self) -> watch::Receiver<Arc<Topology>> {
         self.topology.clone()
+    }
+}
+
+impl std::fmt::Debug for LocalDiscovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalDiscovery")
+            .field("topology", &self.topology.borrow())
+            .finish_non_exhaustive()
     }
 }
 
@@ -142,17 +156,15 @@ impl super::profile::Profiles for LocalDiscovery {
 
 impl Discover for LocalDiscovery {
     fn watch(&self, target: &Target) -> watch::Receiver<Resolution> {
-        super::follow(self.topology.clone(), target, |topology, target| {
-            topology.resolve(target)
-        })
+        self.cache.watch(target)
     }
 
     fn pods(&self) -> Vec<super::Workload> {
-        self.topology.borrow().workloads()
+        self.cache.pods()
     }
 
     fn services(&self) -> Vec<super::ServiceEndpoints> {
-        self.topology.borrow().service_endpoints()
+        self.cache.services()
     }
 }
 
