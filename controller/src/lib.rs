@@ -3,6 +3,7 @@
 //! same worlds the services see.
 
 pub mod destination;
+pub mod grpc;
 pub mod identity;
 pub mod injector;
 pub mod policy;

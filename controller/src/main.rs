@@ -752,15 +752,23 @@ async fn serve_grpc(
     what: &'static str,
     routes: tonic::service::Routes,
     (addr, admin_addr): (SocketAddr, SocketAddr),
-    registry: prometheus_client::registry::Registry,
+    mut registry: prometheus_client::registry::Registry,
     on_shutdown: impl FnOnce() + Send,
 ) -> anyhow::Result<()> {
     // Watching for signals before the first connection can be answered.
     let signalled = linkerd_admin::signalled();
     let grpc = linkerd_admin::bind(what, addr).await?;
     let admin = linkerd_admin::bind("admin", admin_addr).await?;
+    let limits = linkerd_controller::grpc::Limits::default();
+    let calls = linkerd_controller::grpc::Layer::new(&limits);
+    calls.register(&mut registry);
     tokio::spawn(Admin::new(registry).serve(admin));
     tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .timeout(limits.request_timeout)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .layer(calls)
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),

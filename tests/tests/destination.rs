@@ -94,6 +94,7 @@ linkerd_tests::on_both_backends!(
     get_profile_of_a_pod_address_is_its_endpoint,
     get_profile_says_which_ports_are_opaque,
     addresses_resolve_as_their_service_or_pod,
+    calls_are_counted_per_method_and_status,
 );
 
 async fn get_streams_endpoints_and_every_change(backend: Backend) {
@@ -229,6 +230,51 @@ async fn names_that_are_not_services_are_refused_with_the_right_status(backend: 
     }
     // The controller is unharmed and still answers.
     assert!(get(&ctl, WEB).await.is_ok());
+}
+
+/// Linkerd's `grpc_server_*` series: a stream counts from its request to
+/// its end, refusals by their code, a client's cancellation as `Canceled`.
+async fn calls_are_counted_per_method_and_status(backend: Backend) {
+    let ctl =
+        Controller::destination_with(backend, &topology(&[("web-1", "10.0.0.1", true)], true))
+            .await;
+    let get_labels = [
+        ("grpc_service", "io.linkerd.proxy.destination.Destination"),
+        ("grpc_method", "Get"),
+        ("grpc_type", "server_stream"),
+    ];
+    let mut stream = get(&ctl, WEB).await.unwrap();
+    assert!(matches!(next(&mut stream).await, Kind::Add(_)));
+    let refused = get(&ctl, "example.com:80").await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+
+    let m = ctl.metrics().await;
+    assert_eq!(m.sum("grpc_server_started_total", &get_labels), 2.0);
+    assert_eq!(m.sum("grpc_server_open_calls", &[]), 1.0);
+    let code = |c| {
+        let mut l = get_labels.to_vec();
+        l.push(("grpc_code", c));
+        l
+    };
+    assert_eq!(
+        m.sum("grpc_server_handled_total", &code("InvalidArgument")),
+        1.0
+    );
+    assert_eq!(m.sum("grpc_server_handled_total", &code("Canceled")), 0.0);
+
+    // The proxy goes away: its stream ends, cancelled by the client.
+    drop(stream);
+    let ended = eventually(Duration::from_secs(5), || async {
+        let m = ctl.metrics().await;
+        (m.sum("grpc_server_handled_total", &code("Canceled")) == 1.0).then_some(m)
+    })
+    .await
+    .expect("the cancelled stream was never counted");
+    assert_eq!(ended.sum("grpc_server_open_calls", &[]), 0.0);
+    assert_eq!(
+        ended.sum("grpc_server_handling_seconds_count", &get_labels),
+        2.0
+    );
 }
 
 /// A client that asked before the Service existed gets its endpoints when
