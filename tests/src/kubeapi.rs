@@ -20,6 +20,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 use tokio::{net::TcpListener, sync::mpsc};
 
@@ -53,6 +54,8 @@ struct State {
     tokens: BTreeMap<String, String>,
     /// The audiences each TokenReview asked for.
     reviewed_audiences: Vec<Vec<String>>,
+    /// How long TokenReviews take to answer, as an overloaded API server.
+    review_delay: Duration,
     /// Other objects (namespaces, config maps, ...), by their API path:
     /// answered to GETs of that path and lists of their collection.
     others: BTreeMap<String, Value>,
@@ -427,6 +430,10 @@ impl FakeApi {
                                 let path = req.uri().path().to_string();
                                 let body =
                                     req.into_body().collect().await.map(|b| b.to_bytes()).ok();
+                                if path == TOKEN_REVIEWS {
+                                    let delay = api.state.lock().unwrap().review_delay;
+                                    tokio::time::sleep(delay).await;
+                                }
                                 return Ok::<_, Infallible>(match path.as_str() {
                                     TOKEN_REVIEWS => api.token_review(body),
                                     ACCESS_REVIEWS => api.access_review(body),
@@ -893,6 +900,11 @@ impl FakeApi {
             .unwrap()
             .tokens
             .insert(token.to_string(), username.to_string());
+    }
+
+    /// Makes every TokenReview take `delay` before it is answered.
+    pub fn delay_token_reviews(&self, delay: Duration) {
+        self.state.lock().unwrap().review_delay = delay;
     }
 
     /// The audiences of every TokenReview so far.

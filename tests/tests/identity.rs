@@ -224,6 +224,42 @@ async fn the_lifetime_is_configurable() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A token the API authenticated is not reviewed again while it lasts; a
+/// review the API does not answer in time fails `Unavailable` (the proxy
+/// retries) instead of holding the call.
+#[tokio::test]
+async fn token_reviews_are_cached_and_time_out() {
+    let dir = certs("reviews", 30 * DAY, OffsetDateTime::now_utc());
+    let ctl = identity(Backend::Kubernetes, &dir, &[]).await;
+    let api = ctl.api().unwrap();
+    for _ in 0..3 {
+        certify(&ctl, WEB, "web-token", csr(&[WEB])).await.unwrap();
+    }
+    assert_eq!(
+        api.reviewed_audiences().len(),
+        1,
+        "the token was reviewed again"
+    );
+    // Refusals are not remembered: a bad token is reviewed each time.
+    for _ in 0..2 {
+        let err = certify(&ctl, WEB, "stolen", csr(&[WEB])).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    }
+    assert_eq!(api.reviewed_audiences().len(), 3);
+
+    api.delay_token_reviews(Duration::from_secs(60));
+    let started = std::time::Instant::now();
+    let err = certify(&ctl, DB, "db-token", csr(&[DB])).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("timed out"), "{err:?}");
+    assert!(took < Duration::from_secs(30), "the call was held {took:?}");
+    println!("an unanswered TokenReview failed after {took:?}");
+    // The cached token still works while the API hangs.
+    certify(&ctl, WEB, "web-token", csr(&[WEB])).await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The issuer's files are re-read: a new issuer signs from then on.
 #[tokio::test]
 async fn a_rotated_issuer_is_used_without_a_restart() {
