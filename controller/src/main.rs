@@ -360,7 +360,7 @@ async fn proxy_injector(args: ProxyInjectorArgs) -> anyhow::Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     let webhook = linkerd_controller::injector::Webhook::new(
-        linkerd_controller::injector::Kube::new(client, args.controller_namespace.clone()),
+        linkerd_controller::injector::Kube::start(client, args.controller_namespace.clone()).await,
         chart,
         args.controller_namespace,
         metrics,

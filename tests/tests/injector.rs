@@ -367,13 +367,53 @@ async fn leaves_pods_alone_and_never_blocks_them() {
     let (status, _) = w.post("GET", "").await;
     assert_eq!(status, 405);
 
-    // With the API down, pods are admitted as they came.
+    // Namespaces and linkerd-config are watched, not read per admission.
+    let reads = |w: &World| {
+        w.api
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.starts_with("GET ")
+                    && (r.ends_with("/namespaces/emojivoto")
+                        || r.contains("configmaps/linkerd-config"))
+            })
+            .count()
+    };
+    let before = reads(&w);
+    for _ in 0..5 {
+        let response = w.review("emojivoto", "CREATE", &web_pod(json!({}))).await;
+        assert!(response.get("patch").is_some(), "{response}");
+    }
+    assert_eq!(
+        reads(&w),
+        before,
+        "admissions read the API: {:?}",
+        w.api.requests()
+    );
+
+    // An edit of a namespace is seen from its watch.
+    w.api.put(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "plain", "annotations": {"linkerd.io/inject": "enabled"}},
+    }));
+    let injected = linkerd_tests::eventually(Duration::from_secs(5), || async {
+        let response = w.review("plain", "CREATE", &web_pod(json!({}))).await;
+        response.get("patch").is_some().then_some(())
+    })
+    .await;
+    assert!(
+        injected.is_some(),
+        "the namespace's new annotation was never seen"
+    );
+
+    // With the API down, what the caches hold still injects; a namespace
+    // they do not know is admitted as it came.
     w.api.set_down(true);
     let response = w.review("emojivoto", "CREATE", &web_pod(json!({}))).await;
+    assert!(response.get("patch").is_some(), "{response}");
+    let response = w.review("elsewhere", "CREATE", &web_pod(json!({}))).await;
     assert!(response.get("patch").is_none(), "{response}");
     w.api.set_down(false);
-    let response = w.review("emojivoto", "CREATE", &web_pod(json!({}))).await;
-    assert!(response.get("patch").is_some(), "{response}");
 }
 
 #[tokio::test]

@@ -13,14 +13,22 @@ pub mod admission;
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::core::{
-    DynamicObject,
-    admission::{AdmissionRequest, AdmissionResponse, AdmissionReview},
+use kube::{
+    core::{
+        DynamicObject,
+        admission::{AdmissionRequest, AdmissionResponse, AdmissionReview},
+    },
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, ObjectRef, Store},
+        watcher::{self, watcher},
+    },
 };
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::{counter::Counter, family::Family};
@@ -92,19 +100,105 @@ pub enum ClusterError {
     },
 }
 
-/// The Kubernetes API, through kube-rs.
+/// The Kubernetes API, followed rather than asked: namespaces and
+/// linkerd-config are watched, so an admission reads them from memory (no
+/// API request per pod, and pods are still injected while the API is
+/// unreachable). A namespace the cache has not seen yet (created a moment
+/// ago) and a missing linkerd-config are read from the API, as before.
 pub struct Kube {
     client: kube::Client,
     control_namespace: String,
+    namespaces: Store<Namespace>,
+    configs: Store<ConfigMap>,
+    /// linkerd-config's values, parsed once per resourceVersion.
+    parsed: std::sync::Mutex<Option<(Option<String>, Value)>>,
 }
 
+/// How long start-up waits for the caches' first lists before it serves
+/// (reading from the API until they arrive).
+const FIRST_LIST: Duration = Duration::from_secs(10);
+
 impl Kube {
-    pub fn new(client: kube::Client, control_namespace: String) -> Self {
+    pub async fn start(client: kube::Client, control_namespace: String) -> Self {
+        let namespaces = follow(
+            kube::Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+        );
+        // The Role grants linkerd-config alone, by name.
+        let configs = follow(
+            kube::Api::<ConfigMap>::namespaced(client.clone(), &control_namespace),
+            watcher::Config::default().fields("metadata.name=linkerd-config"),
+        );
+        let ready = async {
+            let _ = namespaces.wait_until_ready().await;
+            let _ = configs.wait_until_ready().await;
+        };
+        if tokio::time::timeout(FIRST_LIST, ready).await.is_err() {
+            tracing::warn!(
+                "no first list of namespaces and linkerd-config yet; reading them from the API until there is"
+            );
+        }
         Kube {
             client,
             control_namespace,
+            namespaces,
+            configs,
+            parsed: Default::default(),
         }
     }
+
+    fn config_what(&self) -> String {
+        format!("linkerd-config in namespace {}", self.control_namespace)
+    }
+
+    /// The values of `config`, parsed unless this version already was.
+    fn values_of(&self, config: &ConfigMap) -> Result<Value, ClusterError> {
+        let version = config.metadata.resource_version.clone();
+        let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((v, values)) = &*parsed
+            && *v == version
+            && version.is_some()
+        {
+            return Ok(values.clone());
+        }
+        let text = config
+            .data
+            .as_ref()
+            .and_then(|d| d.get("values"))
+            .ok_or_else(|| ClusterError::NoValues {
+                what: self.config_what(),
+            })?;
+        let values = values::from_yaml("linkerd-config's values", text)?;
+        *parsed = Some((version, values.clone()));
+        Ok(values)
+    }
+}
+
+/// A reflector on `api`, its objects cached without `managedFields`.
+fn follow<K>(api: kube::Api<K>, config: watcher::Config) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(|o| o.meta_mut().managed_fields = None)
+        .reflect(writer);
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, kind = %K::kind(&()), "Kubernetes watch failed; retrying");
+            }
+        }
+    });
+    reader
 }
 
 async fn timed<T>(
@@ -120,25 +214,33 @@ async fn timed<T>(
 
 impl Cluster for Kube {
     async fn namespace(&self, name: &str) -> Result<Value, ClusterError> {
-        let api: kube::Api<Namespace> = kube::Api::all(self.client.clone());
-        let ns = timed(format!("namespace {name}"), api.get(name)).await?;
-        serde_json::to_value(ns).map_err(|source| ClusterError::Json {
+        let cached = self.namespaces.get(&ObjectRef::new(name));
+        let ns = match cached {
+            Some(ns) => ns,
+            None => {
+                let api: kube::Api<Namespace> = kube::Api::all(self.client.clone());
+                Arc::new(timed(format!("namespace {name}"), api.get(name)).await?)
+            }
+        };
+        serde_json::to_value(&*ns).map_err(|source| ClusterError::Json {
             name: name.to_string(),
             source,
         })
     }
 
     async fn installed_values(&self) -> Result<Value, ClusterError> {
-        let api: kube::Api<ConfigMap> =
-            kube::Api::namespaced(self.client.clone(), &self.control_namespace);
-        let what = format!("linkerd-config in namespace {}", self.control_namespace);
-        let config = timed(what.clone(), api.get("linkerd-config")).await?;
-        let text = config
-            .data
-            .as_ref()
-            .and_then(|d| d.get("values"))
-            .ok_or(ClusterError::NoValues { what })?;
-        Ok(values::from_yaml("linkerd-config's values", text)?)
+        let cached = self
+            .configs
+            .get(&ObjectRef::new("linkerd-config").within(&self.control_namespace));
+        let config = match cached {
+            Some(config) => config,
+            None => {
+                let api: kube::Api<ConfigMap> =
+                    kube::Api::namespaced(self.client.clone(), &self.control_namespace);
+                Arc::new(timed(self.config_what(), api.get("linkerd-config")).await?)
+            }
+        };
+        self.values_of(&config)
     }
 }
 
