@@ -980,11 +980,13 @@ mod tests {
         assert_eq!(addrs(&by_ip.borrow_and_update()), ["10.0.0.1:80"]);
         assert_eq!(addrs(&pod_b.borrow_and_update()), ["10.0.0.2:80"]);
         // A pod that is not ready is listed, but not running.
-        let running: Vec<_> = cache
+        // The store is a hash map: its order is not part of the contract.
+        let mut running: Vec<_> = cache
             .pods()
             .into_iter()
             .map(|w| (w.ip.to_string(), w.running))
             .collect();
+        running.sort();
         assert_eq!(
             running,
             [("10.0.0.1".to_string(), true), ("10.0.0.2".into(), false)]
