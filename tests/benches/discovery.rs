@@ -12,111 +12,25 @@
 //! `BENCH_NAMESPACES`, `BENCH_SERVICES`, `BENCH_PODS` (per service),
 //! `BENCH_RATE` (pod replacements a second), `BENCH_SECONDS` scale it.
 
-use linkerd_discovery::{Topology, kubernetes::objects};
-use linkerd_tests::controller::{Backend, Controller};
+use linkerd_tests::{
+    controller::{Backend, Controller},
+    scale::{World, pct, proc_stats, setting},
+};
 use linkerd2_proxy_api::destination::{
     GetDestination, destination_client::DestinationClient, update::Update as Kind,
 };
-use serde_json::Value;
 use std::{
     collections::BTreeMap,
-    net::Ipv4Addr,
     time::{Duration, Instant},
 };
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// One service's pods as they are now: (name, IP).
-struct Svc {
-    namespace: String,
-    name: String,
-    pods: Vec<(String, Ipv4Addr)>,
-}
-
-impl Svc {
-    fn authority(&self) -> String {
-        format!("{}.{}.svc.cluster.local:80", self.name, self.namespace)
-    }
-
-    /// The service and its pods in a topology file's YAML.
-    fn yaml(&self, services: &mut String, pods: &mut String) {
-        services.push_str(&format!(
-            "  - {{name: {}, namespace: {}, selector: {{app: {}}}, ports: [{{port: 80, targetPort: 8080}}]}}\n",
-            self.name, self.namespace, self.name
-        ));
-        for (pod, ip) in &self.pods {
-            pods.push_str(&format!(
-                "  - {{name: {pod}, namespace: {}, ip: {ip}, labels: {{app: {}}}, meshed: true, owner: {{kind: Deployment, name: {}}}, serviceAccount: {}}}\n",
-                self.namespace, self.name, self.name, self.name
-            ));
-        }
-    }
-
-    /// Its EndpointSlice and pods, as Kubernetes holds them.
-    fn objects(&self) -> (Value, Vec<Value>) {
-        let (mut services, mut pods) = (String::new(), String::new());
-        self.yaml(&mut services, &mut pods);
-        let t: Topology = serde_saphyr::from_str(&format!("services:\n{services}pods:\n{pods}"))
-            .expect("a service's topology");
-        let slice = serde_json::to_value(&objects::endpoint_slices(&t)[0]).unwrap();
-        let pods = objects::pods(&t)
-            .iter()
-            .map(|p| serde_json::to_value(p).unwrap())
-            .collect();
-        (slice, pods)
-    }
-}
-
-fn ip(n: u32) -> Ipv4Addr {
-    Ipv4Addr::from(0x0a00_0000 + n)
-}
 
 /// What a stream received: its service, when, and how many addresses.
 struct Received {
     svc: usize,
     at: Instant,
     addrs: usize,
-}
-
-/// `/proc/PID/stat`'s utime+stime in seconds, and `VmRSS`/`VmHWM` in KiB.
-fn proc_stats(pid: u32) -> (f64, u64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15; `rest` starts at field 3.
-    let cpu = (ticks(11) + ticks(12)) as f64 / 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (cpu, kib("VmRSS:"), kib("VmHWM:"))
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() {
@@ -134,31 +48,11 @@ fn main() {
 }
 
 async fn run(namespaces: usize, services: usize, per_service: usize, rate: u64, seconds: u64) {
-    let mut next_ip = 1u32;
-    let mut svcs: Vec<Svc> = (0..services)
-        .map(|i| {
-            let name = format!("svc-{i}");
-            let pods = (0..per_service)
-                .map(|p| {
-                    next_ip += 1;
-                    (format!("{name}-{p}"), ip(next_ip))
-                })
-                .collect();
-            Svc {
-                namespace: format!("ns-{}", i % namespaces),
-                name,
-                pods,
-            }
-        })
-        .collect();
-    let (mut s_yaml, mut p_yaml) = (String::new(), String::new());
-    for s in &svcs {
-        s.yaml(&mut s_yaml, &mut p_yaml);
-    }
-    let world = format!("services:\n{s_yaml}pods:\n{p_yaml}");
+    let mut world = World::new(namespaces, services, per_service);
+    let yaml = world.yaml();
 
     let loading = Instant::now();
-    let ctl = Controller::destination_with(Backend::Kubernetes, &world).await;
+    let ctl = Controller::destination_with(Backend::Kubernetes, &yaml).await;
     let api = ctl.api().expect("the fake API").clone();
     println!(
         "{} pods in {services} services across {namespaces} namespaces; the controller started in {:.1?}",
@@ -175,7 +69,7 @@ async fn run(namespaces: usize, services: usize, per_service: usize, rate: u64, 
     }
     let opened = Instant::now();
     let mut tasks = Vec::new();
-    for (i, s) in svcs.iter().enumerate() {
+    for (i, s) in world.svcs.iter().enumerate() {
         let mut client = clients[i / 100].clone();
         let (tx, path) = (tx.clone(), s.authority());
         tasks.push(tokio::spawn(async move {
@@ -228,30 +122,18 @@ async fn run(namespaces: usize, services: usize, per_service: usize, rate: u64, 
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let churn_started = Instant::now();
-    let mut n: u64 = 0;
     let mut received: Vec<Received> = Vec::new();
     while churn_started.elapsed() < Duration::from_secs(seconds) {
         tick.tick().await;
-        n += 1;
-        let i = (n.wrapping_mul(2_654_435_761) % services as u64) as usize;
-        let svc = &mut svcs[i];
-        let slot = (n as usize / services) % per_service;
-        next_ip += 1;
-        let old = std::mem::replace(
-            &mut svc.pods[slot],
-            (format!("{}-r{n}", svc.name), ip(next_ip)),
-        );
-        let (slice, pods) = svc.objects();
-        api.upsert(pods[slot].clone());
+        let change = world.replace_next();
+        api.upsert(change.new_pod);
         // Timed from before the write: the watch event leaves during it,
         // and this thread may be descheduled before it could read a clock
         // after it.
         let at = Instant::now();
-        api.upsert(slice);
-        changes.push((i, at));
-        let mut gone = pods[slot].clone();
-        gone["metadata"]["name"] = Value::String(old.0);
-        api.remove(&gone);
+        api.upsert(change.slice);
+        changes.push((change.svc, at));
+        api.remove(&change.old_pod);
         while let Ok(r) = rx.try_recv() {
             received.push(r);
         }

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod netns;
 pub mod pods;
 pub mod proxy;
+pub mod scale;
 pub use linkerd_test_tools as tools;
 
 /// The gRPC service the tests call through the proxy.
