@@ -152,11 +152,21 @@ impl Controller {
     /// Starts tap on the Kubernetes backend `api` (filled by the caller
     /// first, as a cluster is before tap starts), with `extra` flags.
     pub async fn tap_on(api: FakeApi, extra: &[&str]) -> Self {
+        Self::on("tap", api, extra).await
+    }
+
+    /// Starts the destination service on the Kubernetes backend `api`, as
+    /// a replaced controller pod finds the cluster.
+    pub async fn destination_on(api: FakeApi) -> Self {
+        Self::on("destination", api, &[]).await
+    }
+
+    async fn on(service: &'static str, api: FakeApi, extra: &[&str]) -> Self {
         let dir = scratch_dir();
         let kubeconfig = api.write_kubeconfig(&dir);
-        let mut cmd = service_command("tap", "--kubeconfig", &kubeconfig);
+        let mut cmd = service_command(service, "--kubeconfig", &kubeconfig);
         cmd.args(extra);
-        Self::spawn("tap", cmd, Some(api), dir).await
+        Self::spawn(service, cmd, Some(api), dir).await
     }
 
     /// Starts the public API on `backend`, with `extra` flags (its
