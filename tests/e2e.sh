@@ -457,6 +457,19 @@ after=$(broken restart-after)
 echo "  failed requests: $before before, $after after"
 check "zero failed requests during the rolling restart" no_new_failures restart-before restart-after
 
+# ---------------------------------------------------------------- drills
+# The destination service's failure drills (tests/tests/drills.rs) against
+# this cluster's API server: a controller on this host reaches it through a
+# relay the drill cuts for 30 s under churn, and one is replaced while 2,000
+# streams reconnect. Each stream's endpoints must end equal to a fresh Get.
+step "failure drills against the real API server"
+drills() {
+  cargo test -q --locked -p linkerd-tests --test drills -- --ignored --nocapture
+}
+check "an API outage under churn and a controller restart with 2,000 streams" drills
+grep -e 'caught up' -e 'reconnected' "$LOG/last.out" | sed 's/^/  /'
+K delete namespace l5d-drill-outage l5d-drill-restart --wait=false >/dev/null 2>&1
+
 # ---------------------------------------------------------------- uninstall
 if [ "${E2E_KEEP:-0}" != 1 ]; then
   step "uninstall"

@@ -161,6 +161,13 @@ impl Controller {
         Self::on("destination", api, &[]).await
     }
 
+    /// Starts the destination service on the API server `kubeconfig`
+    /// names (a real cluster's).
+    pub async fn destination_at(kubeconfig: &Path) -> Self {
+        let cmd = service_command("destination", "--kubeconfig", kubeconfig);
+        Self::spawn("destination", cmd, None, scratch_dir()).await
+    }
+
     async fn on(service: &'static str, api: FakeApi, extra: &[&str]) -> Self {
         let dir = scratch_dir();
         let kubeconfig = api.write_kubeconfig(&dir);

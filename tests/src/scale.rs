@@ -49,12 +49,26 @@ impl Svc {
         }
     }
 
-    /// Its EndpointSlice and pods, as Kubernetes holds them.
-    fn objects(&self) -> (Value, Vec<Value>) {
+    fn topology(&self) -> Topology {
         let (mut services, mut pods) = (String::new(), String::new());
         self.yaml(&mut services, &mut pods);
-        let t: Topology = serde_saphyr::from_str(&format!("services:\n{services}pods:\n{pods}"))
-            .expect("a service's topology");
+        serde_saphyr::from_str(&format!("services:\n{services}pods:\n{pods}"))
+            .expect("a service's topology")
+    }
+
+    /// The Service, as Kubernetes holds it.
+    pub fn service(&self) -> Value {
+        serde_json::to_value(&objects::services(&self.topology())[0]).expect("a service")
+    }
+
+    /// Its EndpointSlice, as Kubernetes holds it.
+    pub fn slice(&self) -> Value {
+        self.objects().0
+    }
+
+    /// Its EndpointSlice and pods, as Kubernetes holds them.
+    fn objects(&self) -> (Value, Vec<Value>) {
+        let t = self.topology();
         let slice = serde_json::to_value(&objects::endpoint_slices(&t)[0]).expect("a slice");
         let pods = objects::pods(&t)
             .iter()
