@@ -560,6 +560,7 @@ async fn serve_identity<V: identity::tokens::Validate>(
     let metrics = identity::Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
+    metrics.follow_issuer(issuer.clone());
     let config = identity::Config {
         naming: args.naming.naming(),
         lifetime: args.issuance_lifetime,

@@ -278,6 +278,31 @@ async fn a_rotated_issuer_is_used_without_a_restart() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The issuer's expiry is exported as soon as it is loaded (an alert must
+/// not wait for the first proxy to ask) and follows a rotation.
+#[tokio::test]
+async fn the_issuers_expiry_is_exported_from_start_up_and_follows_rotation() {
+    let dir = certs("expiry", 30 * DAY, OffsetDateTime::now_utc());
+    let ctl = identity(Backend::Local, &dir, &[]).await;
+    let expiry = || async {
+        scrape(ctl.admin)
+            .await
+            .sum("identity_issuer_expiry_timestamp_seconds", &[])
+    };
+    let days_left = |at: f64| (at - OffsetDateTime::now_utc().unix_timestamp() as f64) / 86400.0;
+    let at_start = expiry().await;
+    assert!((days_left(at_start) - 30.0).abs() < 0.01, "{at_start}");
+
+    write_certs(&dir, 10 * DAY, OffsetDateTime::now_utc());
+    let rotated = linkerd_tests::eventually(Duration::from_secs(5), || async {
+        let at = expiry().await;
+        ((days_left(at) - 10.0).abs() < 0.01).then_some(at)
+    })
+    .await;
+    assert!(rotated.is_some(), "the gauge still says {}", expiry().await);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// An issuer that cannot sign valid certificates stops start-up with one
 /// line that says why.
 #[tokio::test]

@@ -64,6 +64,19 @@ impl Metrics {
         );
     }
 
+    /// Keeps `identity_issuer_expiry_timestamp_seconds` at the issuer's
+    /// expiry from the moment it is loaded and through every reload, so an
+    /// alert on it fires even before any proxy asks for a certificate.
+    pub fn follow_issuer(&self, mut issuer: watch::Receiver<Arc<Issuer>>) {
+        let gauge = self.issuer_expiry.clone();
+        gauge.set(issuer.borrow_and_update().not_after().unix_timestamp());
+        tokio::spawn(async move {
+            while issuer.changed().await.is_ok() {
+                gauge.set(issuer.borrow_and_update().not_after().unix_timestamp());
+            }
+        });
+    }
+
     fn refused(&self, reason: Refusal) {
         self.refused.get_or_create(&RefusedLabels { reason }).inc();
     }
@@ -225,9 +238,6 @@ impl<V: Validate> identity_server::Identity for Identity<V> {
     ) -> Result<Response<CertifyResponse>, Status> {
         let req = req.into_inner();
         let identity = req.identity.clone();
-        self.metrics
-            .issuer_expiry
-            .set(self.issuer.borrow().not_after().unix_timestamp());
         match Identity::certify(self, req).await {
             Ok(rsp) => {
                 self.metrics.issued.inc();
