@@ -100,6 +100,16 @@ injected() {
   [ "$(echo "$out" | grep -c 'init=linkerd-init exit=0 containers=.*linkerd-proxy')" = 4 ]
 }
 check "every demo pod has linkerd-init (exited 0) and linkerd-proxy" injected
+# The injector reads namespaces and linkerd-config from its watches (its
+# Role grants linkerd-config by name alone): a refused watch would show as
+# a warning, and injection would still work, reading the API per pod.
+injector_watches() {
+  local out
+  out=$(K logs -n linkerd deploy/linkerd-proxy-injector -c proxy-injector)
+  echo "$out" | grep -c 'admission review'
+  ! echo "$out" | grep -E 'watch failed|reading them from the API'
+}
+check "the injector answered from its watches (no refused watch, no per-pod reads)" injector_watches
 iptables_ran() {
   local pod
   pod=$(K get pods -n emojivoto -l app=web -o jsonpath='{.items[0].metadata.name}')
