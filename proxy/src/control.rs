@@ -21,7 +21,7 @@
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::{io, sync::Arc, time::Duration};
-use tokio::net::TcpStream;
+use tokio::{net::TcpStream, sync::watch};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 /// TLS to a control-plane service.
@@ -93,9 +93,78 @@ async fn connect_tls(
     Ok(TokioIo::new(tls))
 }
 
+/// The delay between a follower's failed calls: 100 ms, doubling to 10 s,
+/// back to 100 ms once the controller answers.
+pub(crate) struct Backoff(Duration);
+
+impl Backoff {
+    const MIN: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(10);
+
+    pub(crate) fn reset(&mut self) {
+        self.0 = Self::MIN;
+    }
+
+    /// Waits out the current delay and doubles the next; `false` when
+    /// nothing watches `tx` any more (the follower should end).
+    pub(crate) async fn wait<T>(&mut self, tx: &watch::Sender<T>) -> bool {
+        let delay = self.0;
+        self.0 = (delay * 2).min(Self::MAX);
+        unless_unwatched(tx, tokio::time::sleep(delay))
+            .await
+            .is_some()
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(Self::MIN)
+    }
+}
+
+/// `fut`'s output, or `None` once nothing watches `tx`: a follower of a
+/// control-plane stream stops as soon as its answer has no reader, even
+/// in the middle of a call.
+pub(crate) async fn unless_unwatched<T, F: Future>(
+    tx: &watch::Sender<T>,
+    fut: F,
+) -> Option<F::Output> {
+    tokio::select! {
+        out = fut => Some(out),
+        _ = tx.closed() => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::loopback;
+    use super::{Backoff, loopback};
+    use std::time::Duration;
+    use tokio::{sync::watch, time::Instant};
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_to_ten_seconds_and_ends_with_its_reader() {
+        let (tx, rx) = watch::channel(());
+        let mut backoff = Backoff::default();
+        let mut waited = Vec::new();
+        for _ in 0..9 {
+            let started = Instant::now();
+            assert!(backoff.wait(&tx).await);
+            waited.push(started.elapsed().as_millis());
+        }
+        assert_eq!(
+            waited,
+            [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]
+        );
+        backoff.reset();
+        let started = Instant::now();
+        assert!(backoff.wait(&tx).await);
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        // Nothing reads the answer any more: the wait ends at once.
+        drop(rx);
+        let started = Instant::now();
+        assert!(!backoff.wait(&tx).await);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
 
     #[test]
     fn loopback_services_are_local_and_plaintext() {

@@ -19,6 +19,7 @@
 use crate::{
     cache::IdleCache,
     config::{DestinationConfig, QueueConfig},
+    control::unless_unwatched,
     failfast::FailFast,
     http::{Checkin, Clients, Healthy, RequestBody, SendError, Target},
     identity::Local,
@@ -659,7 +660,7 @@ impl Resolver {
 /// Follows destination's answers for `path`, keeping the last endpoints
 /// through destination outages and reconnecting with backoff.
 async fn resolve(base: DestinationClient<Channel>, path: String, tx: watch::Sender<Resolution>) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = crate::control::Backoff::default();
     let mut endpoints = BTreeMap::new();
     loop {
         let req = GetDestination {
@@ -668,9 +669,8 @@ async fn resolve(base: DestinationClient<Channel>, path: String, tx: watch::Send
             context_token: String::new(),
         };
         let mut client = base.clone();
-        let stream = tokio::select! {
-            rsp = client.get(req) => rsp,
-            _ = tx.closed() => return,
+        let Some(stream) = unless_unwatched(&tx, client.get(req)).await else {
+            return;
         };
         let mut stream = match stream {
             Ok(rsp) => rsp.into_inner(),
@@ -681,23 +681,20 @@ async fn resolve(base: DestinationClient<Channel>, path: String, tx: watch::Send
             }
             Err(status) => {
                 tracing::info!(%path, error = %status.message(), "destination unavailable; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = tx.closed() => return,
+                if !backoff.wait(&tx).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         // After a reconnection, the first answer is the whole truth: what
         // was removed while the stream was down must not linger (as
         // linkerd2-proxy's resolution recovery turns it into a reset).
         let mut reset = !endpoints.is_empty();
         loop {
-            let msg = tokio::select! {
-                msg = stream.message() => msg,
-                _ = tx.closed() => return,
+            let Some(msg) = unless_unwatched(&tx, stream.message()).await else {
+                return;
             };
             let Ok(Some(update)) = msg else { break };
             if update.update.is_some() && std::mem::take(&mut reset) {

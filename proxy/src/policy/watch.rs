@@ -11,7 +11,11 @@
 //! being watched.
 
 use super::Server;
-use crate::{cache::IdleCache, config::PolicyConfig, control::ControlTls};
+use crate::{
+    cache::IdleCache,
+    config::PolicyConfig,
+    control::{Backoff, ControlTls, unless_unwatched},
+};
 use linkerd_proxy_api::inbound::{
     PortSpec, inbound_server_policies_client::InboundServerPoliciesClient,
 };
@@ -146,25 +150,23 @@ async fn follow(
     answered: Arc<AtomicBool>,
     unreachable: Arc<AtomicBool>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     loop {
         let mut client = base.clone();
-        let rsp = tokio::select! {
-            rsp = client.watch_port(spec.clone()) => rsp,
-            _ = tx.closed() => return,
+        let Some(rsp) = unless_unwatched(&tx, client.watch_port(spec.clone())).await else {
+            return;
         };
         match rsp {
             Ok(rsp) => {
                 let mut stream = rsp.into_inner();
                 loop {
-                    let msg = tokio::select! {
-                        msg = stream.message() => msg,
-                        _ = tx.closed() => return,
+                    let Some(msg) = unless_unwatched(&tx, stream.message()).await else {
+                        return;
                     };
                     match msg {
                         Ok(Some(msg)) => match Server::try_from(&msg) {
                             Ok(server) => {
-                                backoff = Duration::from_millis(100);
+                                backoff.reset();
                                 tracing::debug!(port = spec.port, server = %server.meta, "inbound policy");
                                 tx.send_replace(Arc::new(server));
                                 answered.store(true, Ordering::Release);
@@ -191,10 +193,8 @@ async fn follow(
                 );
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = tx.closed() => return,
+        if !backoff.wait(&tx).await {
+            return;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }

@@ -1,9 +1,12 @@
 //! Follows destination's `GetProfile` for a name or address.
 
 use super::{Profile, RouteMetrics};
-use crate::metrics::Direction;
+use crate::{
+    control::{Backoff, unless_unwatched},
+    metrics::Direction,
+};
 use linkerd_proxy_api::destination::{GetDestination, destination_client::DestinationClient};
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 use tokio::sync::watch;
 use tonic::{Code, transport::Channel};
 
@@ -27,7 +30,7 @@ pub(crate) async fn resolve(
         }
     };
     let dst: Arc<str> = path.as_str().into();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     loop {
         let req = GetDestination {
             scheme: "k8s".into(),
@@ -35,9 +38,8 @@ pub(crate) async fn resolve(
             context_token: String::new(),
         };
         let mut client = base.clone();
-        let stream = tokio::select! {
-            rsp = client.get_profile(req) => rsp,
-            _ = tx.closed() => return,
+        let Some(stream) = unless_unwatched(&tx, client.get_profile(req)).await else {
+            return;
         };
         let mut stream = match stream {
             Ok(rsp) => rsp.into_inner(),
@@ -48,19 +50,16 @@ pub(crate) async fn resolve(
             }
             Err(status) => {
                 tracing::debug!(%path, error = %status.message(), "profile unavailable; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = tx.closed() => return,
+                if !backoff.wait(&tx).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         loop {
-            let msg = tokio::select! {
-                msg = stream.message() => msg,
-                _ = tx.closed() => return,
+            let Some(msg) = unless_unwatched(&tx, stream.message()).await else {
+                return;
             };
             let Ok(Some(update)) = msg else { break };
             said(update.opaque_protocol);
