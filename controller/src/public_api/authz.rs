@@ -5,7 +5,7 @@
 //! `route_*` labels.
 
 use super::{
-    metrics::{Matcher, Query, Sample},
+    metrics::{Accumulate, Matcher, Query, Sample},
     stat::{Kind, covered_window, window_seconds},
 };
 use linkerd_proxy_api::{
@@ -129,21 +129,12 @@ impl Plan {
                 .denied_rate += s.value / secs;
         }
         for s in answer(2).iter().filter(|s| s.value.is_finite()) {
-            let st = stats.entry(route_of(s)).or_default();
-            match s.label("classification") {
-                "success" => st.success_count += s.value,
-                _ => st.failure_count += s.value,
-            }
+            stats.entry(route_of(s)).or_default().count(s);
         }
-        for (i, slot) in [2usize, 3, 4].into_iter().enumerate() {
-            for s in answer(3 + i).iter().filter(|s| s.value.is_finite()) {
+        for quantile in 0..3 {
+            for s in answer(3 + quantile).iter().filter(|s| s.value.is_finite()) {
                 if let Some(st) = stats.get_mut(&route_of(s)) {
-                    let q = match slot {
-                        2 => &mut st.latency_ms_p50,
-                        3 => &mut st.latency_ms_p95,
-                        _ => &mut st.latency_ms_p99,
-                    };
-                    *q = Some(s.value);
+                    *st.quantile(quantile) = Some(s.value);
                 }
             }
         }
@@ -151,7 +142,7 @@ impl Plan {
             .map(|mut r| {
                 if let Some(st) = stats.get(&(r.server.clone(), r.route.clone())) {
                     let mut st = *st;
-                    st.request_rate = (st.success_count + st.failure_count) / secs;
+                    st.rate_over(secs);
                     r.stats = Some(st);
                 }
                 r

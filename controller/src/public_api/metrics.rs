@@ -146,6 +146,48 @@ impl Sample {
     }
 }
 
+impl Sample {
+    /// Whether a `response_total` sample counts successes (its
+    /// `classification`), as `linkerd stat` reads them.
+    pub(crate) fn is_success(&self) -> bool {
+        self.label("classification") == "success"
+    }
+}
+
+/// How `stat`, `routes` and `authz` fill a row's stats from the answers to
+/// the same queries: counts by classification, three latency quantiles,
+/// and the rate those counts make over the window.
+pub(crate) trait Accumulate {
+    /// Adds a `response_total` sample to the successes or the failures.
+    fn count(&mut self, s: &Sample);
+    /// The latency quantile `i` of the queries' order: p50, p95, p99.
+    fn quantile(&mut self, i: usize) -> &mut Option<f64>;
+    /// Sets the request rate from the counts, over `secs`.
+    fn rate_over(&mut self, secs: f64);
+}
+
+impl Accumulate for linkerd_proxy_api::public_api::BasicStats {
+    fn count(&mut self, s: &Sample) {
+        if s.is_success() {
+            self.success_count += s.value;
+        } else {
+            self.failure_count += s.value;
+        }
+    }
+
+    fn quantile(&mut self, i: usize) -> &mut Option<f64> {
+        match i {
+            0 => &mut self.latency_ms_p50,
+            1 => &mut self.latency_ms_p95,
+            _ => &mut self.latency_ms_p99,
+        }
+    }
+
+    fn rate_over(&mut self, secs: f64) {
+        self.request_rate = (self.success_count + self.failure_count) / secs;
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot reach Prometheus at {url}: {reason}")]

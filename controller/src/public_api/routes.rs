@@ -9,7 +9,7 @@
 //! retries included).
 
 use super::{
-    metrics::{Matcher, Query, Sample},
+    metrics::{Accumulate, Matcher, Query, Sample},
     stat::{Kind, covered_window, window_seconds},
 };
 use linkerd_proxy_api::{
@@ -159,29 +159,22 @@ impl Plan {
                     route,
                     ..Default::default()
                 });
-            let st = row.stats.get_or_insert_with(BasicStats::default);
-            match s.label("classification") {
-                "success" => st.success_count += s.value,
-                _ => st.failure_count += s.value,
-            }
+            row.stats.get_or_insert_with(BasicStats::default).count(s);
         }
-        for (i, answer) in answers.iter().enumerate().skip(1).take(3) {
-            for s in answer.iter().filter(|s| s.value.is_finite()) {
+        for quantile in 0..3 {
+            for s in answer(1 + quantile).iter().filter(|s| s.value.is_finite()) {
                 if let Some(st) = rows.get_mut(&key(s)).and_then(|r| r.stats.as_mut()) {
-                    *match i {
-                        1 => &mut st.latency_ms_p50,
-                        2 => &mut st.latency_ms_p95,
-                        _ => &mut st.latency_ms_p99,
-                    } = Some(s.value);
+                    *st.quantile(quantile) = Some(s.value);
                 }
             }
         }
         if self.outbound {
             for s in answer(4).iter().filter(|s| s.value.is_finite()) {
                 if let Some(row) = rows.get_mut(&key(s)) {
-                    match s.label("classification") {
-                        "success" => row.actual_success_count += s.value,
-                        _ => row.actual_failure_count += s.value,
+                    if s.is_success() {
+                        row.actual_success_count += s.value;
+                    } else {
+                        row.actual_failure_count += s.value;
                     }
                 }
             }
@@ -203,7 +196,7 @@ impl Plan {
         rows.into_values()
             .map(|mut r| {
                 if let Some(st) = r.stats.as_mut() {
-                    st.request_rate = (st.success_count + st.failure_count) / secs;
+                    st.rate_over(secs);
                 }
                 r.actual_request_rate = (r.actual_success_count + r.actual_failure_count) / secs;
                 r

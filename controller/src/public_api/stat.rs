@@ -11,7 +11,7 @@
 //! quantiles from `response_latency_ms`, TCP from `tcp_*` with `peer="src"`
 //! inbound and `peer="dst"` outbound.
 
-use super::metrics::{Matcher, Query, Sample};
+use super::metrics::{Accumulate, Matcher, Query, Sample};
 use linkerd_discovery::{ServiceEndpoints, Workload};
 use linkerd_proxy_api::{
     public_api::{BasicStats, StatRow, TcpStats},
@@ -432,10 +432,7 @@ impl Plan {
             let stats = row(self, &mut rows, ns, name)
                 .stats
                 .get_or_insert_with(BasicStats::default);
-            match s.label("classification") {
-                "success" => stats.success_count += s.value,
-                _ => stats.failure_count += s.value,
-            }
+            stats.count(s);
         }
         for quantile in 0..3 {
             for s in next() {
@@ -446,12 +443,7 @@ impl Plan {
                 if !s.value.is_finite() {
                     continue;
                 }
-                let slot = match quantile {
-                    0 => &mut stats.latency_ms_p50,
-                    1 => &mut stats.latency_ms_p95,
-                    _ => &mut stats.latency_ms_p99,
-                };
-                *slot = Some(s.value);
+                *stats.quantile(quantile) = Some(s.value);
             }
         }
         if self.tcp {
@@ -485,7 +477,7 @@ impl Plan {
         let mut out: Vec<StatRow> = rows.into_values().collect();
         for r in &mut out {
             if let Some(stats) = r.stats.as_mut() {
-                stats.request_rate = (stats.success_count + stats.failure_count) / secs;
+                stats.rate_over(secs);
             }
         }
         if !matches!(self.direction, Direction::Inbound) {
