@@ -56,6 +56,12 @@ if [ ! -d "$tools/npm/node_modules/playwright-core" ]; then
   mkdir -p "$tools/npm"
   npm install --silent --no-save --no-audit --no-fund --prefix "$tools/npm" playwright-core@1.64.1 >/dev/null
 fi
+# cargo-deny (crates.io), for the licence, ban and source checks of
+# deny.toml; built once into target/tools (about 5 minutes on 2 cores).
+if [ ! -x "$tools/bin/cargo-deny" ]; then
+  echo "==> installing cargo-deny (crates.io)"
+  cargo install --quiet --locked --root "$tools" cargo-deny@0.20.2
+fi
 export PATH="$tools/bin:$PATH"
 # As root every tool above was installed: a test that finds one missing
 # fails rather than skips.
@@ -68,6 +74,11 @@ cargo fmt --all -- --check
 
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Advisories need the RustSec database, a download CI does not make: run
+# `cargo deny check advisories` by hand.
+echo "==> cargo deny check licenses bans sources"
+cargo deny check licenses bans sources
 
 echo "==> cargo build (binaries the end-to-end tests run)"
 cargo build --workspace --bins --locked
