@@ -474,7 +474,8 @@ check "zero failed requests during the rolling restart" no_new_failures restart-
 # streams reconnect. Each stream's endpoints must end equal to a fresh Get.
 step "failure drills against the real API server"
 drills() {
-  cargo test -q --locked -p linkerd-tests --test drills -- --ignored --nocapture
+  # --workspace: the features tests/run.sh built with, so nothing rebuilds.
+  cargo test -q --locked --workspace --test drills -- --ignored --nocapture
 }
 check "an API outage under churn and a controller restart with 2,000 streams" drills
 grep -e 'caught up' -e 'reconnected' "$LOG/last.out" | sed 's/^/  /'
