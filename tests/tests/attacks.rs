@@ -52,7 +52,20 @@ impl Recorder {
                         all.lock().unwrap().extend_from_slice(&buf[..n]);
                         let requests = count(&mine, b" HTTP/1.1\r\n");
                         for _ in answered..requests {
-                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+                            // A tunnel's 2xx has no body (RFC 9110 §9.3.6).
+                            // (Connections are pooled: the latest request
+                            // head is the one being answered.)
+                            let latest = String::from_utf8_lossy(&mine)
+                                .trim_end()
+                                .rsplit("\r\n\r\n")
+                                .next()
+                                .unwrap_or_default()
+                                .starts_with("CONNECT ");
+                            let ok: &[u8] = if latest {
+                                b"HTTP/1.1 200 OK\r\n\r\n"
+                            } else {
+                                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
+                            };
                             if conn.write_all(ok).await.is_err() {
                                 return;
                             }
@@ -219,6 +232,87 @@ async fn an_outside_clients_l5d_client_id_is_stripped_inbound() {
     let seen = backend.seen();
     assert!(seen.contains("get /whoami"), "{seen}");
     assert!(!seen.contains("l5d-client-id"), "{seen}");
+}
+
+/// Sends `request` to `addr` and returns the head of the answer (a
+/// tunnel's connection stays open after it).
+async fn response_head(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(request).await;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(n @ 1..) => out.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "no answer: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The proxy is no open proxy: a request naming another host, in an
+/// absolute-form URI, a `Host` that differs from it, or the authority form
+/// of CONNECT, goes where the connection was going (its original
+/// destination) or nowhere, never to the host it names. Outbound, where an
+/// application's requests leave the pod, and inbound, where the world's
+/// arrive. (No one check to delete here: the proxy routes by the
+/// connection's original destination unless the destination service
+/// knows the name, and none runs in this test; the test keeps it so. Per
+/// RFC 9112 §3.2.2 the absolute URI's authority replaces a differing
+/// `Host`, and the request leaves in origin-form.)
+#[tokio::test]
+async fn a_request_naming_another_host_goes_nowhere_else() {
+    let (meant, other) = (Recorder::start().await, Recorder::start().await);
+    let proxy = Proxy::builder()
+        .inbound_target(meant.addr)
+        .outbound_target(meant.addr)
+        .spawn()
+        .await;
+    let elsewhere = other.addr;
+    let requests = [
+        format!(
+            "GET http://{elsewhere}/absolute HTTP/1.1\r\nHost: {elsewhere}\r\nConnection: close\r\n\r\n"
+        ),
+        format!(
+            "GET http://{elsewhere}/mismatch HTTP/1.1\r\nHost: web.example\r\nConnection: close\r\n\r\n"
+        ),
+        format!("GET /host-only HTTP/1.1\r\nHost: {elsewhere}\r\nConnection: close\r\n\r\n"),
+        format!("CONNECT {elsewhere} HTTP/1.1\r\nHost: {elsewhere}\r\n\r\n"),
+    ];
+    for request in &requests {
+        let line = request.lines().next().unwrap_or_default();
+        for (side, answer) in [
+            (
+                "inbound",
+                response_head(proxy.inbound, request.as_bytes()).await,
+            ),
+            (
+                "outbound",
+                response_head(proxy.outbound, request.as_bytes()).await,
+            ),
+        ] {
+            assert!(
+                answer.starts_with("HTTP/1.1 "),
+                "{side} {line}: {answer:?}; the backend saw {:?}",
+                meant.seen()
+            );
+        }
+    }
+    assert_eq!(other.seen(), "", "a request reached the host it named");
+    let seen = meant.seen();
+    for path in ["/absolute", "/mismatch", "/host-only"] {
+        assert_eq!(count(seen.as_bytes(), path.as_bytes()), 2, "{path}: {seen}");
+    }
+    // Absolute-form is rewritten to origin-form for an HTTP/1 server.
+    assert!(!seen.contains(&format!("get http://{elsewhere}")), "{seen}");
 }
 
 /// HTTP/2 by hand, for what a well-behaved client library will not send.
