@@ -525,3 +525,229 @@ async fn an_hpack_bomb_is_refused_at_the_header_limit() {
         rss / 1024.0 / 1024.0
     );
 }
+
+/// TLS at a meshed proxy's inbound port, by hand: what a well-behaved
+/// client library will not send.
+mod tls {
+    use super::{Recorder, count};
+    use linkerd_tests::{
+        mesh::{Mesh, identity, ready},
+        proxy::Proxy,
+    };
+    use rustls::{ClientConnection, pki_types::ServerName};
+    use std::{sync::Arc, time::Duration};
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpStream,
+    };
+
+    const NS: &str = "emojivoto";
+
+    /// A meshed `web` proxy in front of a recording backend, and TLS
+    /// settings for a meshed client (`vote-bot`). `policy` is the default
+    /// inbound policy: with `all-unauthenticated` (Linkerd's default), TLS
+    /// that is not the mesh's is the application's and passes through;
+    /// with `all-authenticated` only mesh TLS is let in.
+    async fn web(policy: &str) -> (Mesh, Proxy, Recorder, Arc<rustls::ClientConfig>) {
+        let mesh = Mesh::start(&[(NS, "web"), (NS, "vote-bot")], &[]).await;
+        let backend = Recorder::start().await;
+        let proxy = mesh
+            .proxy(NS, "web")
+            .inbound_target(backend.addr)
+            .env("LINKERD2_PROXY_INBOUND_DETECT_TIMEOUT", "1s")
+            .env("LINKERD2_PROXY_INBOUND_DEFAULT_POLICY", policy)
+            .spawn()
+            .await;
+        ready(&proxy).await;
+        let client = mesh.client_tls(NS, "vote-bot").await;
+        (mesh, proxy, backend, client)
+    }
+
+    /// The TLS records of a client's first flight: its ClientHello.
+    fn client_hello(config: &Arc<rustls::ClientConfig>, sni: &str) -> (ClientConnection, Vec<u8>) {
+        let name = ServerName::try_from(sni.to_string()).unwrap();
+        let mut conn = ClientConnection::new(config.clone(), name).unwrap();
+        let mut hello = Vec::new();
+        conn.write_tls(&mut hello).unwrap();
+        (conn, hello)
+    }
+
+    /// The handshake message in `records` re-framed as records of at most
+    /// `size` bytes each, as TLS allows.
+    fn fragment(records: &[u8], size: usize) -> Vec<u8> {
+        let (version, body) = (&records[1..3], &records[5..]);
+        let mut out = Vec::new();
+        for chunk in body.chunks(size) {
+            out.push(0x16);
+            out.extend_from_slice(version);
+            out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+            out.extend_from_slice(chunk);
+        }
+        out
+    }
+
+    /// Drives `conn`'s handshake over `tcp` after its first flight was
+    /// sent; whether it completed.
+    async fn finish_handshake(conn: &mut ClientConnection, tcp: &mut TcpStream) -> bool {
+        let mut buf = vec![0u8; 16 * 1024];
+        for _ in 0..20 {
+            let mut out = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut out).unwrap();
+            }
+            if !out.is_empty() && tcp.write_all(&out).await.is_err() {
+                return false;
+            }
+            if !conn.is_handshaking() {
+                return true;
+            }
+            let n = match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await {
+                Ok(Ok(n @ 1..)) => n,
+                _ => return false,
+            };
+            if conn.read_tls(&mut &buf[..n]).is_err() || conn.process_new_packets().is_err() {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// Whether the proxy ends the connection within `limit`.
+    async fn closed_within(tcp: &mut TcpStream, limit: Duration) -> bool {
+        let mut sink = Vec::new();
+        tokio::time::timeout(limit, tcp.read_to_end(&mut sink))
+            .await
+            .is_ok()
+    }
+
+    /// A well-behaved meshed client still gets through.
+    async fn still_serves(proxy: &Proxy, client: &Arc<rustls::ClientConfig>) {
+        let mut tcp = TcpStream::connect(proxy.inbound).await.unwrap();
+        let (mut conn, hello) = client_hello(client, &identity(NS, "web"));
+        tcp.write_all(&hello).await.unwrap();
+        assert!(
+            finish_handshake(&mut conn, &mut tcp).await,
+            "a good client was refused"
+        );
+    }
+
+    /// A ClientHello naming someone else is the application's own TLS:
+    /// its bytes reach the application untouched, and the proxy never
+    /// answers it with its own certificate. (Checked by letting the proxy
+    /// take any name, in `tls.rs`'s `read_hello`: the backend then saw no
+    /// hello and this test failed.)
+    #[tokio::test]
+    async fn a_hello_for_another_name_passes_through_untouched() {
+        let (_mesh, proxy, backend, client) = web("all-unauthenticated").await;
+        let (mut conn, hello) = client_hello(&client, &identity(NS, "db"));
+        let mut tcp = TcpStream::connect(proxy.inbound).await.unwrap();
+        tcp.write_all(&hello).await.unwrap();
+        // The recorder is no TLS server: the handshake cannot complete.
+        assert!(!finish_handshake(&mut conn, &mut tcp).await);
+        let seen = backend.seen.lock().unwrap().clone();
+        assert!(
+            seen.starts_with(&hello),
+            "the application did not get the hello as sent ({} bytes)",
+            seen.len()
+        );
+        still_serves(&proxy, &client).await;
+    }
+
+    /// A ClientHello split into one-byte records (valid TLS, and a way to
+    /// slip past a parser that reads one record) is still recognised and
+    /// terminated; one that never ends is given up at the hello limit
+    /// (64 KiB) and, where only mesh TLS is let in, its connection ends
+    /// with nothing forwarded.
+    #[tokio::test]
+    async fn a_hello_split_over_many_records_is_read_whole_and_bounded() {
+        let (_mesh, proxy, backend, client) = web("all-authenticated").await;
+        let (mut conn, hello) = client_hello(&client, &identity(NS, "web"));
+        let split = fragment(&hello, 1);
+        assert!(count(&split, &[0x16]) >= hello.len() - 5);
+        let mut tcp = TcpStream::connect(proxy.inbound).await.unwrap();
+        tcp.write_all(&split).await.unwrap();
+        assert!(
+            finish_handshake(&mut conn, &mut tcp).await,
+            "a hello in {} records was not terminated",
+            hello.len() - 5
+        );
+
+        // Endless one-byte records of a hello that never completes.
+        let mut tcp = TcpStream::connect(proxy.inbound).await.unwrap();
+        let endless = fragment(&[&hello[..5], &vec![0x01; 200_000][..]].concat(), 1);
+        let mut sent = 0;
+        for chunk in endless.chunks(4096) {
+            if tcp.write_all(chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        assert!(
+            closed_within(&mut tcp, Duration::from_secs(5)).await,
+            "the proxy kept reading a hello of {} KiB",
+            sent / 1024
+        );
+        assert!(backend.seen().is_empty(), "{}", backend.seen());
+        still_serves(&proxy, &client).await;
+    }
+
+    /// A ClientHello cut short (the client stops, or half-closes) and a
+    /// record longer than TLS allows: where only mesh TLS is let in, each
+    /// is the end of its connection after at most the detect timeout, and
+    /// nothing reaches the application.
+    #[tokio::test]
+    async fn truncated_hellos_and_oversized_records_end_their_connection() {
+        let (_mesh, proxy, backend, client) = web("all-authenticated").await;
+        let (_, hello) = client_hello(&client, &identity(NS, "web"));
+
+        // Stalls half-way.
+        let mut stalled = TcpStream::connect(proxy.inbound).await.unwrap();
+        stalled.write_all(&hello[..hello.len() / 2]).await.unwrap();
+        // Half-closes half-way.
+        let mut half = TcpStream::connect(proxy.inbound).await.unwrap();
+        half.write_all(&hello[..hello.len() / 2]).await.unwrap();
+        half.shutdown().await.unwrap();
+        // A record of 65,535 bytes, over TLS's 16 KiB + 256.
+        let mut oversized = TcpStream::connect(proxy.inbound).await.unwrap();
+        let mut record = vec![0x16, 0x03, 0x01, 0xff, 0xff];
+        record.extend(std::iter::repeat_n(0x01, 65_535));
+        let _ = oversized.write_all(&record).await;
+
+        for (what, tcp) in [
+            ("a stalled hello", &mut stalled),
+            ("a half-closed hello", &mut half),
+            ("an oversized record", &mut oversized),
+        ] {
+            assert!(
+                closed_within(tcp, Duration::from_secs(5)).await,
+                "{what}: the connection stayed open"
+            );
+        }
+        assert!(backend.seen().is_empty(), "{}", backend.seen());
+        still_serves(&proxy, &client).await;
+    }
+
+    /// Where the application may take TLS of its own (the default policy),
+    /// a hello cut short is the application's to judge: after the detect
+    /// timeout its bytes go through exactly as sent, and the proxy has
+    /// held no more than them.
+    #[tokio::test]
+    async fn a_truncated_hello_is_the_applications_under_the_default_policy() {
+        let (_mesh, proxy, backend, client) = web("all-unauthenticated").await;
+        let (_, hello) = client_hello(&client, &identity(NS, "web"));
+        let half = &hello[..hello.len() / 2];
+        let mut stalled = TcpStream::connect(proxy.inbound).await.unwrap();
+        stalled.write_all(half).await.unwrap();
+        let through = linkerd_tests::eventually(Duration::from_secs(5), || async {
+            (backend.seen.lock().unwrap().as_slice() == half).then_some(())
+        })
+        .await;
+        assert!(
+            through.is_some(),
+            "the application got {} of the {} bytes sent",
+            backend.seen.lock().unwrap().len(),
+            half.len()
+        );
+        still_serves(&proxy, &client).await;
+    }
+}
