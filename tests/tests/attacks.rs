@@ -751,3 +751,114 @@ mod tls {
         still_serves(&proxy, &client).await;
     }
 }
+
+/// A backend whose every response is an endless body of 64 KiB chunks,
+/// counting the bytes it has been asked for: what back-pressure lets
+/// through.
+async fn firehose() -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    use futures_util::StreamExt as _;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let produced = Arc::new(AtomicU64::new(0));
+    let counter = produced.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: http::Request<_>| {
+                    let counter = counter.clone();
+                    // Bounded: 4 GiB for `/big`, far past any buffer; a
+                    // chunk for anything else.
+                    let n = if req.uri().path() == "/big" {
+                        65_536u32
+                    } else {
+                        1
+                    };
+                    let chunks = futures_util::stream::iter(0..n).map(move |_| {
+                        counter.fetch_add(64 * 1024, Ordering::Relaxed);
+                        Ok::<_, std::convert::Infallible>(Frame::data(bytes::Bytes::from_static(
+                            &[b'x'; 64 * 1024],
+                        )))
+                    });
+                    async move {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(StreamBody::new(
+                            chunks,
+                        )))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+            });
+        }
+    });
+    (addr, produced)
+}
+
+/// A client that asks for a response and never reads it (over HTTP/1 and
+/// over HTTP/2) holds the proxy to what flow control and socket buffers
+/// allow: the backend is asked for a bounded amount, the proxy's memory
+/// stays flat, and other clients are served meanwhile. (No one check to
+/// delete: the proxy streams bodies frame by frame, holding a frame until
+/// the client's side takes it; a layer that buffered whole bodies would
+/// fail this.)
+#[tokio::test]
+async fn a_client_that_never_reads_holds_bounded_memory() {
+    use std::sync::atomic::Ordering;
+    let (addr, produced) = firehose().await;
+    let proxy = Proxy::builder().inbound_target(addr).spawn().await;
+    let rss = |m: linkerd_tests::metrics::Scrape| m.sum("process_resident_memory_bytes", &[]);
+    let before = rss(proxy.metrics().await);
+
+    // HTTP/1: the request, then nothing read.
+    let mut h1 = TcpStream::connect(proxy.inbound).await.unwrap();
+    h1.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // HTTP/2: a stream opened, its body never polled.
+    let tcp = TcpStream::connect(proxy.inbound).await.unwrap();
+    let (mut h2, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("http://x/big").body(()).unwrap();
+    let (rsp, _) = h2.send_request(req, true).unwrap();
+    let _held = rsp.await.unwrap();
+
+    // Until the buffers are full (bounded), then two seconds more.
+    let mut first = produced.load(Ordering::Relaxed);
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = produced.load(Ordering::Relaxed);
+        if now == first && now > 0 {
+            break;
+        }
+        first = now;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = produced.load(Ordering::Relaxed);
+    let after = rss(proxy.metrics().await);
+    println!(
+        "the backend was asked for {} MiB, then {} MiB two seconds later; proxy RSS {:.1} MiB before, {:.1} MiB after",
+        first >> 20,
+        second >> 20,
+        before / 1048576.0,
+        after / 1048576.0
+    );
+    assert!(
+        second < 64 << 20,
+        "{} MiB went into the proxy",
+        second >> 20
+    );
+    assert_eq!(first, second, "the backend is still being read");
+    assert!(
+        after - before < 32.0 * 1048576.0,
+        "the proxy grew by {:.1} MiB",
+        (after - before) / 1048576.0
+    );
+    let (status, _) = linkerd_tests::backends::http1_request(proxy.inbound, "GET", "/").await;
+    assert_eq!(status, 200);
+}
