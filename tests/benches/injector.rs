@@ -23,10 +23,7 @@ use linkerd_tests::{
     scale::{pct, proc_stats, setting},
 };
 use serde_json::{Value, json};
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 const SERVICE: &str = "linkerd-proxy-injector.linkerd.svc";
 
@@ -102,24 +99,11 @@ async fn run(namespaces: u64, rate: u64, seconds: u64) {
     let pid = child.id().expect("the injector runs");
 
     // One connection, kept alive, as the API server's.
-    let mut roots = rustls::RootCertStore::empty();
-    {
-        use rustls::pki_types::{CertificateDer, pem::PemObject};
-        for cert in CertificateDer::pem_slice_iter(serving.ca_pem.as_bytes()) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-    }
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let client = linkerd_tests::tls_client_trusting(&serving.ca_pem);
     let tcp = tokio::net::TcpStream::connect(addrs["proxy-injector"])
         .await
         .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+    let tls = tokio_rustls::TlsConnector::from(client)
         .connect(
             rustls::pki_types::ServerName::try_from(SERVICE).unwrap(),
             tcp,

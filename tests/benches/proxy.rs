@@ -20,6 +20,7 @@ use linkerd_tests::{
     controller::Controller,
     mesh::{self, Mesh},
     proxy::Proxy,
+    scale::proc_stats,
 };
 use std::{
     net::SocketAddr,
@@ -198,29 +199,6 @@ async fn run(
     }
 }
 
-/// (VmRSS, VmHWM) in KiB and CPU seconds of a process, from /proc.
-fn proc_stats(pid: u32) -> (u64, u64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
-        .sum();
-    (kib("VmRSS:"), kib("VmHWM:"), ticks / 100.0)
-}
-
 /// A setting from the environment, or its default.
 fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -261,7 +239,7 @@ fn main() {
         // A pause, not a wait for an event: the idle figure is taken once
         // start-up's allocations have settled.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let (idle_rss, _, _) = proc_stats(proxy.pid());
+        let (_, idle_rss, _) = proc_stats(proxy.pid());
 
         println!(
             "linkerd-proxy benchmark: {secs}s per run; HTTP/1 on {CONNECTIONS} connections; HTTP/2 on one connection, {CONNECTIONS} streams at {rate} rps and {H2_STREAMS} at full speed; proxy cores {cores}"
@@ -403,7 +381,7 @@ fn main() {
                 println!("tap events read tapping every request: {seen}");
             }
         }
-        let (rss, peak, cpu) = proc_stats(proxy.pid());
+        let (cpu, rss, peak) = proc_stats(proxy.pid());
         println!(
             "\nproxy memory: idle RSS {:.1} MiB, RSS after load {:.1} MiB, peak RSS {:.1} MiB; total CPU {cpu:.2}s",
             idle_rss as f64 / 1024.0,
@@ -503,7 +481,7 @@ struct Paths {
 
 /// The CPU time `pids` used so far, in seconds.
 fn cpu_of(pids: &[u32]) -> f64 {
-    pids.iter().map(|pid| proc_stats(*pid).2).sum()
+    pids.iter().map(|pid| proc_stats(*pid).0).sum()
 }
 
 /// Runs `load` direct and proxied and prints both rows.
@@ -525,13 +503,13 @@ async fn measure(proto: Proto, load: Load, paths: &Paths, duration: Duration) {
         Duration::from_millis(500),
     )
     .await;
-    let (_, _, own_before) = proc_stats(std::process::id());
+    let (own_before, _, _) = proc_stats(std::process::id());
     let direct = run(proto, paths.direct, "bench.test", load, duration).await;
-    let (_, _, own_direct) = proc_stats(std::process::id());
+    let (own_direct, _, _) = proc_stats(std::process::id());
     let cpu_before = cpu_of(&paths.pids);
     let proxied = run(proto, paths.proxied, paths.authority, load, duration).await;
     let cpu_after = cpu_of(&paths.pids);
-    let (_, _, own_after) = proc_stats(std::process::id());
+    let (own_after, _, _) = proc_stats(std::process::id());
     let load_name = match load {
         Load::Rate(r) => format!("{r}rps"),
         Load::Max => "max".to_string(),

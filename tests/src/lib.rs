@@ -21,6 +21,24 @@ pub mod echo {
 
 use std::{future::Future, time::Duration};
 
+/// TLS settings for a client that trusts only the CA in `ca_pem` and shows
+/// no certificate: the API server calling a webhook, say.
+pub fn tls_client_trusting(ca_pem: &str) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("a PEM certificate")).expect("a CA");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("rustls' defaults")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
 /// Polls `check` until it returns `Some`, for at most `limit`: for state that
 /// settles asynchronously (a metric after a connection closes).
 pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>

@@ -15,7 +15,6 @@ use linkerd_tests::proxy::{bin, spawn_listening};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 const SERVICE: &str = "linkerd-proxy-injector.linkerd.svc";
@@ -89,20 +88,10 @@ impl World {
     /// POSTs `body` over TLS, trusting only the webhook's CA and naming its
     /// service, as the API server does; the status and body.
     async fn post(&self, method: &str, body: &str) -> (u16, String) {
-        use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        use rustls::pki_types::ServerName;
+        let config = linkerd_tests::tls_client_trusting(&self.ca_pem);
         let tcp = tokio::net::TcpStream::connect(self.webhook).await.unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        let tls = tokio_rustls::TlsConnector::from(config)
             .connect(ServerName::try_from(SERVICE).unwrap(), tcp)
             .await
             .expect("the webhook's certificate is valid for its service");
