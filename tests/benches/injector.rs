@@ -136,6 +136,12 @@ async fn run(namespaces: u64, rate: u64, seconds: u64) {
             .body(Full::new(Bytes::from(review.to_string())))
             .unwrap();
         let started = Instant::now();
+        // The connection takes the next request once it has finished the
+        // last (which it does on its own task).
+        sender
+            .ready()
+            .await
+            .expect("the webhook keeps the connection");
         let rsp = sender.send_request(req).await.expect("the webhook answers");
         let body = rsp.into_body().collect().await.unwrap().to_bytes();
         let took = started.elapsed();
