@@ -26,7 +26,7 @@ ok() { passed=$((passed + 1)); printf '  ok   %s\n' "$*"; }
 bad() { failed=$((failed + 1)); failures+=("$*"); printf '  FAIL %s\n' "$*"; }
 check() { # description, command...
   local what=$1; shift
-  if "$@" >"$LOG/last.out" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/       /' "$LOG/last.out" | tail -15; evidence; fi
+  if "$@" >"$LOG/last.out" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/       /' "$LOG/last.out" | tail -15; evidence; cluster_evidence; fi
 }
 # After a failed check: the meshed demo proxies' recent warnings and failed
 # requests, on screen (a few) and in $LOG/proxies-<n>.log (all), so a
@@ -38,6 +38,28 @@ evidence() {
     kubectl logs -n emojivoto "$pod" -c linkerd-proxy --since=5m 2>/dev/null | grep -v ' DEBUG \| TRACE ' | tail -100
   done >"$out" 2>&1
   grep -e '^==' -e 'WARN\|ERROR\|request failed' "$out" | grep -v 'not authorized' | grep -B1 -v '^==' | tail -12 | sed 's/^/       | /'
+}
+# Once, at the first failure where the cluster itself is unwell: the node's
+# pressure conditions, pods that are not ready, warning events and the
+# identity controller's log, since a mesh that never certifies a proxy
+# fails every later check for the same reason.
+cluster_evidence_shown=
+cluster_evidence() {
+  [ -n "$cluster_evidence_shown" ] && return
+  local notready
+  notready=$(kubectl get pods -A --no-headers 2>/dev/null | awk '{split($3, r, "/"); if (r[1] != r[2] && $4 != "Completed") print}')
+  [ -z "$notready" ] && return
+  cluster_evidence_shown=1
+  {
+    echo "node conditions:"
+    kubectl get nodes -o jsonpath='{range .items[*].status.conditions[*]}{.type}={.status} {.message}{"\n"}{end}'
+    echo "pods not ready:"; echo "$notready"
+    echo "warning events:"
+    kubectl get events -A --field-selector type=Warning --sort-by=.lastTimestamp 2>/dev/null | tail -8
+    echo "identity's log:"
+    kubectl logs -n linkerd deploy/linkerd-identity -c identity --tail=8 2>&1
+    echo "disk: $(df -h --output=avail,size . | tail -1)"
+  } 2>&1 | tail -40 | sed 's/^/       ! /'
 }
 # Retries a command every 2s for up to $1 seconds.
 eventually() {

@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A fresh clone gains nothing from incremental state (gigabytes in target/).
+if [ -n "${CI:-}" ]; then
+  export CARGO_INCREMENTAL=0
+fi
+# Disk space is the first suspect when a build or the cluster fails.
+echo "==> disk: $(df -h --output=avail,size . | tail -1 | awk '{print $1 " free of " $2}')"
+
 need_apt=()
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
@@ -119,6 +126,10 @@ for why in skipped:
     print(f"    skipped: {why}")
 if rc != 0 and failed == 0:
     print(f"    cargo test exited {rc} with no failing test: a build or a test binary failed")
+    # What cargo or the linker said, which the log's end may not hold.
+    for line in [l.rstrip() for l in open(log, errors="replace")
+                 if re.match(r"(error|warning: build failed|.*No space left|.*SIGKILL|.*signal: )", l)][-15:]:
+        print(f"    | {line}")
 # Tests that skipped returned early and libtest counted them as passed.
 with open("target/test-totals", "w") as f:
     f.write(f"{passed - len(skipped)} {failed} {len(skipped) + ignored}\n")
@@ -156,5 +167,6 @@ else
   echo "==> end-to-end tests on a real cluster: skipped (they need root, network namespaces and ../shared/k8s; tests/e2e.sh runs them against any cluster)"
   t_skipped=$((t_skipped + 1))
 fi
+echo "==> disk: $(df -h --output=avail,size . | tail -1 | awk '{print $1 " free of " $2}') at the end; target/ holds $(du -sh target 2>/dev/null | cut -f1)"
 echo "totals: $t_passed passed, $t_failed failed, $t_skipped skipped"
 [ "$rc" = 0 ] && [ "$e2e_rc" = 0 ]
