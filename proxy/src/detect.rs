@@ -14,7 +14,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// How much a client may send before detection decides. A request line
 /// longer than this is still HTTP/1 and left to the HTTP server to refuse.
-const CAPACITY: usize = 8 * 1024;
+pub(crate) const CAPACITY: usize = 8 * 1024;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Protocol {
@@ -30,12 +30,12 @@ const TLS_HANDSHAKE: u8 = 0x16;
 
 /// What the bytes so far say.
 #[derive(Debug, PartialEq, Eq)]
-enum Verdict {
+pub(crate) enum Verdict {
     Known(Protocol),
     NeedMore,
 }
 
-fn classify(buf: &[u8]) -> Verdict {
+pub(crate) fn classify(buf: &[u8]) -> Verdict {
     use Verdict::*;
     if buf[0] == TLS_HANDSHAKE {
         return Known(Protocol::Tls);
@@ -61,23 +61,24 @@ fn classify(buf: &[u8]) -> Verdict {
         return Known(Protocol::Opaque);
     }
     let line_end = buf.iter().position(|b| *b == b'\n');
-    let line = match line_end {
-        Some(end) => &buf[..end],
-        None if buf.len() >= CAPACITY => return Known(Protocol::Http1),
-        None => {
-            // Control bytes other than the line's own CR cannot be in a
-            // request line; say so now rather than wait for the timeout.
-            let rest = &buf[method_len..];
-            let bad = rest
-                .iter()
-                .any(|b| (*b < 0x20 && *b != b'\r') || *b == 0x7f);
-            return if bad {
-                Known(Protocol::Opaque)
-            } else {
-                NeedMore
-            };
-        }
-    };
+    let line = &buf[..line_end.unwrap_or(buf.len())];
+    // Control bytes other than CR cannot be in a request line: opaque as
+    // soon as one arrives, whether or not the line's end has, so that the
+    // verdict does not depend on how the bytes were segmented (the fuzzer
+    // found "GET /\x01 HTTP/1.1" opaque in two reads and HTTP in one).
+    if line[method_len..]
+        .iter()
+        .any(|b| (*b < 0x20 && *b != b'\r') || *b == 0x7f)
+    {
+        return Known(Protocol::Opaque);
+    }
+    if line_end.is_none() {
+        return if buf.len() >= CAPACITY {
+            Known(Protocol::Http1)
+        } else {
+            NeedMore
+        };
+    }
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0") {
         Known(Protocol::Http1)
@@ -197,6 +198,21 @@ mod tests {
             Known(Protocol::Opaque)
         );
         assert_eq!(classify(&[b'A'; 40]), Known(Protocol::Opaque));
+    }
+
+    /// Found by fuzz/fuzz_targets/detect.rs: a control byte in the request
+    /// line made it opaque when the line's end came in a later read, but
+    /// HTTP when the whole line came in one.
+    #[test]
+    fn a_control_byte_is_opaque_however_the_line_arrives() {
+        let line = b"POST /api/vote?choice=:\x01: HTTP/1.1\r\n";
+        for end in 24..=line.len() {
+            assert_eq!(classify(&line[..end]), Known(Protocol::Opaque), "{end}");
+        }
+        let mut long = b"GET /".to_vec();
+        long.push(0x01);
+        long.resize(CAPACITY, b'a');
+        assert_eq!(classify(&long), Known(Protocol::Opaque));
     }
 
     #[tokio::test]
