@@ -10,10 +10,18 @@ use std::{
     task::{Context, Poll},
 };
 
-/// A request whose authority cannot be written as its protocol needs.
+/// A request whose authority cannot be written as its protocol needs, or
+/// is ambiguous.
 #[derive(Debug, thiserror::Error)]
-#[error("the request's authority is not usable: {0}")]
-pub(crate) struct InvalidAuthority(#[source] pub(super) http::Error);
+pub(crate) enum InvalidAuthority {
+    #[error("the request's authority is not usable: {0}")]
+    Unusable(#[source] http::Error),
+    /// RFC 9112 §3.2: a server must refuse a request with more than one
+    /// `Host`; forwarded, the application might route by the other one
+    /// (the fuzzer found two passing through).
+    #[error("the request has {0} Host headers")]
+    Hosts(usize),
+}
 
 pub(crate) struct Normalize<S> {
     inner: S,
@@ -42,17 +50,23 @@ where
     }
 
     fn call(&mut self, mut out: Outgoing<B>) -> Self::Future {
+        let hosts = out.req.http.headers().get_all(HOST).iter().count();
         // A request's version is its upstream protocol's: an inbound HTTP/1
         // request a client proxy carried over HTTP/2 is HTTP/1 again here.
-        let normalized = match out.req.http.version() {
-            http::Version::HTTP_2 => absolute_uri(&mut out.req.http, self.target),
-            _ => origin_form(&mut out.req.http, self.target),
+        let normalized = if hosts > 1 {
+            Err(InvalidAuthority::Hosts(hosts))
+        } else {
+            match out.req.http.version() {
+                http::Version::HTTP_2 => absolute_uri(&mut out.req.http, self.target),
+                _ => origin_form(&mut out.req.http, self.target),
+            }
+            .map_err(InvalidAuthority::Unusable)
         };
         match normalized {
             Ok(()) => Either::Right(self.inner.call(out)),
             Err(e) => {
                 tracing::debug!(error = %e, "request has no usable authority");
-                Either::Left(ready(Err(InvalidAuthority(e).into())))
+                Either::Left(ready(Err(e.into())))
             }
         }
     }
@@ -137,8 +151,7 @@ mod tests {
                 let e = r.unwrap().expect_err("refused without reaching the inner service");
                 Err(e.to_string())
             }
-            next = handle.next_request() => {
-                let (out, send) = next.unwrap();
+            Some((out, send)) = handle.next_request() => {
                 send.send_response(Response::new(()));
                 Ok(out.req.http)
             }
@@ -167,6 +180,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(got.uri(), "db:5432", "CONNECT keeps authority-form");
+    }
+
+    /// Found by fuzz/fuzz_targets/http1_inbound.rs: two `Host` headers
+    /// reached the application.
+    #[tokio::test]
+    async fn two_hosts_are_refused() {
+        for uri in ["/a", "http://web.ns/a"] {
+            let req = Request::get(uri)
+                .header(HOST, "x")
+                .header("l5d-orig-proto", "HTTP/1.1")
+                .header(HOST, "y")
+                .body(())
+                .unwrap();
+            let got = normalized(req).await;
+            assert_eq!(got.unwrap_err(), "the request has 2 Host headers", "{uri}");
+        }
     }
 
     #[tokio::test]

@@ -508,9 +508,13 @@ mod tests {
                 (400, "invalid authority", false),
             ),
             (
-                Failure::InvalidAuthority(super::super::normalize::InvalidAuthority(
+                Failure::InvalidAuthority(super::super::normalize::InvalidAuthority::Unusable(
                     http::Error::from(http::Uri::try_from("http://[::1").unwrap_err()),
                 )),
+                (400, "invalid authority", false),
+            ),
+            (
+                Failure::InvalidAuthority(super::super::normalize::InvalidAuthority::Hosts(2)),
                 (400, "invalid authority", false),
             ),
             (
