@@ -36,7 +36,7 @@ pub fn parse(path: &str, cluster_domain: &str) -> Result<Target, PathError> {
         .ok_or_else(not_a_service)?
         .split('.')
         .collect();
-    if labels.iter().any(|l| l.is_empty()) {
+    if !labels.iter().all(|l| is_dns_label(l)) {
         return Err(not_a_service());
     }
     match labels.as_slice() {
@@ -53,6 +53,19 @@ pub fn parse(path: &str, cluster_domain: &str) -> Result<Target, PathError> {
         }),
         _ => Err(not_a_service()),
     }
+}
+
+/// An RFC 1123 label, as Kubernetes names services, namespaces and pod
+/// hostnames: anything else (the fuzzer found `w0:7]::\0` accepted as a
+/// service name) names nothing in the cluster.
+fn is_dns_label(l: &str) -> bool {
+    let b = l.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
 }
 
 #[cfg(test)]
@@ -116,6 +129,10 @@ mod tests {
             "a.b.c.d.svc.cluster.local",
             ".ns.svc.cluster.local",
             "web.ns.svc.other.local",
+            // Found by fuzz/fuzz_targets/destination_path.rs.
+            "w0:7]::\0.ns.svc.cluster.local",
+            "web_1.ns.svc.cluster.local",
+            "-web.ns.svc.cluster.local",
         ] {
             assert!(
                 matches!(
