@@ -123,7 +123,10 @@ fn string(s: &str, indent: usize, key: bool, out: &mut String) {
     if style == Style::Literal && (!a.block || key) {
         style = Style::Double;
     }
-    if style == Style::Single && !a.single {
+    // A line break in single quotes needs the block's indentation and a
+    // doubled break, which `folded` does not write: such keys (the fuzzer
+    // found one in a flow mapping) go in double quotes, escaped.
+    if style == Style::Single && (!a.single || s.contains('\n')) {
         style = Style::Double;
     }
     match style {
@@ -449,6 +452,18 @@ mod tests {
         );
         // Trailing spaces on a line rule a block out.
         assert_eq!(to_string(&json!({"k": "a \nb"})), "k: \"a \\nb\"\n");
+    }
+
+    /// Found by fuzz/fuzz_targets/inject_yaml.rs: a key with a line break
+    /// (a multi-line plain key in a flow mapping reads as one) was written
+    /// single-quoted with raw breaks, which no YAML parser reads back.
+    #[test]
+    fn keys_with_line_breaks_are_double_quoted() {
+        let v = json!({"metadata": {"annotations": {"a b\n\nc/d": "x"}}});
+        let out = to_string(&v);
+        assert_eq!(out, "metadata:\n  annotations:\n    \"a b\\n\\nc/d\": x\n");
+        let back: serde_json::Value = serde_saphyr::from_str(&out).unwrap();
+        assert_eq!(back, v);
     }
 
     #[test]
