@@ -25,6 +25,9 @@ pub(crate) enum Protocol {
     Opaque,
 }
 
+/// The longest method detection waits for.
+const MAX_METHOD: usize = 32;
+
 /// The first byte of a TLS handshake record; no HTTP request starts with it.
 const TLS_HANDSHAKE: u8 = 0x16;
 
@@ -49,13 +52,15 @@ pub(crate) fn classify(buf: &[u8]) -> Verdict {
         };
     }
     // method SP request-target SP HTTP/1.x CRLF
+    // No method is longer than 32 bytes: past that, opaque, whatever
+    // follows (the fuzzer found a 70-byte "method" opaque until its space
+    // arrived, then waiting for more).
     let method_len = buf.iter().take_while(|b| is_tchar(**b)).count();
+    if method_len > MAX_METHOD {
+        return Known(Protocol::Opaque);
+    }
     if method_len == buf.len() {
-        return if method_len <= 32 {
-            NeedMore
-        } else {
-            Known(Protocol::Opaque)
-        };
+        return NeedMore;
     }
     if method_len == 0 || buf[method_len] != b' ' {
         return Known(Protocol::Opaque);
@@ -213,6 +218,11 @@ mod tests {
         long.push(0x01);
         long.resize(CAPACITY, b'a');
         assert_eq!(classify(&long), Known(Protocol::Opaque));
+        // A method too long to be one stays opaque when its space comes.
+        let mut method = vec![b'D'; 40];
+        assert_eq!(classify(&method), Known(Protocol::Opaque));
+        method.extend_from_slice(b" * HTTP/1.1\r\n");
+        assert_eq!(classify(&method), Known(Protocol::Opaque));
     }
 
     #[tokio::test]
