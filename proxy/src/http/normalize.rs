@@ -21,6 +21,11 @@ pub(crate) enum InvalidAuthority {
     /// (the fuzzer found two passing through).
     #[error("the request has {0} Host headers")]
     Hosts(usize),
+    /// Authority-form (`host:port` as the target) is CONNECT's alone
+    /// (RFC 9112 §3.2.3); `POST tupload` was passing on as it came, its
+    /// Host replaced by "tupload" (the fuzzer found it).
+    #[error("{0} is not CONNECT, so it cannot name only an authority")]
+    AuthorityForm(http::Method),
 }
 
 pub(crate) struct Normalize<S> {
@@ -53,8 +58,14 @@ where
         let hosts = out.req.http.headers().get_all(HOST).iter().count();
         // A request's version is its upstream protocol's: an inbound HTTP/1
         // request a client proxy carried over HTTP/2 is HTTP/1 again here.
+        let req = &out.req.http;
         let normalized = if hosts > 1 {
             Err(InvalidAuthority::Hosts(hosts))
+        } else if req.uri().scheme().is_none()
+            && req.uri().authority().is_some()
+            && req.method() != Method::CONNECT
+        {
+            Err(InvalidAuthority::AuthorityForm(req.method().clone()))
         } else {
             match out.req.http.version() {
                 http::Version::HTTP_2 => absolute_uri(&mut out.req.http, self.target),
@@ -180,6 +191,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(got.uri(), "db:5432", "CONNECT keeps authority-form");
+    }
+
+    /// Found by fuzz/fuzz_targets/http1_inbound.rs: a POST in
+    /// authority-form reached the application as it came.
+    #[tokio::test]
+    async fn authority_form_is_connects_alone() {
+        let req = Request::post("tupload").body(()).unwrap();
+        assert_eq!(req.uri().authority().unwrap(), "tupload");
+        assert_eq!(
+            normalized(req).await.unwrap_err(),
+            "POST is not CONNECT, so it cannot name only an authority"
+        );
     }
 
     /// Found by fuzz/fuzz_targets/http1_inbound.rs: two `Host` headers
