@@ -327,8 +327,12 @@ impl Quantity {
     }
 }
 
-/// A Go duration: a sequence of numbers, each with a unit (`ns`, `us`,
-/// `µs`, `ms`, `s`, `m`, `h`): `100ms`, `1.5s`, `1m30s`.
+/// A Go duration (`time.ParseDuration`): a sequence of numbers, each with
+/// a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`): `100ms`, `1.5s`, `1m30s`.
+/// Counted in whole nanoseconds, as Go counts, up to Go's limit of about
+/// 292 years: in floating point, two spellings of one duration could
+/// differ by a nanosecond from the proxy's reading (the fuzzer found
+/// `5m050555555555555555s`).
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let mut rest = s.trim();
     if rest.is_empty() {
@@ -337,30 +341,48 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     if rest == "0" {
         return Some(Duration::ZERO);
     }
-    let mut total = 0f64;
+    let mut total: u128 = 0;
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         let (number, tail) = rest.split_at(digits);
-        let value: f64 = number.parse().ok()?;
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
+            return None;
+        }
         let unit_len = tail
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
-        let seconds = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
+        let nanos: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => return None,
         };
-        total += value * seconds;
+        let mut value = if whole.is_empty() {
+            0
+        } else {
+            whole.parse::<u128>().ok()?.checked_mul(nanos)?
+        };
+        // The fraction's digits, scaled, truncated as Go truncates.
+        let mut scale = nanos;
+        for d in fraction.bytes() {
+            scale /= 10;
+            value += u128::from(d - b'0') * scale;
+        }
+        total = total.checked_add(value)?;
+        if total > i64::MAX as u128 {
+            return None;
+        }
         rest = tail;
     }
-    Duration::try_from_secs_f64(total).ok()
+    let nanos = u64::try_from(total).ok()?;
+    Some(Duration::from_nanos(nanos))
 }
 
 #[cfg(test)]
@@ -445,6 +467,21 @@ spec:
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration(".5s"), Some(Duration::from_millis(500)));
+        assert_eq!(
+            parse_duration("1.0000000019s"),
+            Some(Duration::from_nanos(1_000_000_001))
+        );
+        // Found by the duration fuzz target: exact, as the proxy reads it.
+        assert_eq!(
+            parse_duration("5m050555555555555555s"),
+            None,
+            "past Go's 292 years"
+        );
+        assert_eq!(
+            parse_duration("5m5055555555s"),
+            Some(Duration::from_secs(5_055_555_855))
+        );
         for bad in ["", "10", "1x", "s", "-1s"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
