@@ -152,9 +152,9 @@ pub struct UninjectArgs {
 }
 
 /// One document read, with where it came from for error messages.
-struct Doc {
+pub(crate) struct Doc {
     source: String,
-    value: Value,
+    pub(crate) value: Value,
 }
 
 fn read_inputs(inputs: &[String]) -> Result<Vec<Doc>> {
@@ -205,7 +205,17 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn parse(source: &str, text: &str, docs: &mut Vec<Doc>) -> Result<()> {
+pub(crate) fn parse(source: &str, text: &str, docs: &mut Vec<Doc>) -> Result<()> {
+    // A stream of JSON objects, as `-o json` prints several (and kubectl
+    // reads them): YAML would need `---` between them. The fuzzer found
+    // `linkerd inject -o json` output that `linkerd inject` refused.
+    if text.trim_start().starts_with('{') {
+        let values = serde_json::Deserializer::from_str(text)
+            .into_iter::<Value>()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("{source} is not valid JSON: {e}"))?;
+        return add_docs(source, values, docs);
+    }
     let values: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| {
         let first = e.to_string();
         let line = first.lines().next().unwrap_or_default();
@@ -214,6 +224,10 @@ fn parse(source: &str, text: &str, docs: &mut Vec<Doc>) -> Result<()> {
             line.trim_start_matches("error: ")
         )
     })?;
+    add_docs(source, values, docs)
+}
+
+fn add_docs(source: &str, values: Vec<Value>, docs: &mut Vec<Doc>) -> Result<()> {
     for (i, value) in values.into_iter().enumerate() {
         if value.is_null() {
             continue;
@@ -233,6 +247,16 @@ fn parse(source: &str, text: &str, docs: &mut Vec<Doc>) -> Result<()> {
 }
 
 fn print_docs(docs: &[Doc], output: Output) -> Result<()> {
+    let out = render_docs(docs, output)?;
+    use std::io::Write;
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("cannot write the output")?;
+    Ok(())
+}
+
+pub(crate) fn render_docs(docs: &[Doc], output: Output) -> Result<String> {
     let mut out = String::new();
     for (i, doc) in docs.iter().enumerate() {
         match output {
@@ -248,12 +272,7 @@ fn print_docs(docs: &[Doc], output: Output) -> Result<()> {
             }
         }
     }
-    use std::io::Write;
-    std::io::stdout()
-        .lock()
-        .write_all(out.as_bytes())
-        .context("cannot write the output")?;
-    Ok(())
+    Ok(out)
 }
 
 fn print_reports(reports: &[Report]) {
@@ -333,4 +352,38 @@ pub fn uninject(args: UninjectArgs) -> Result<()> {
     print_docs(&docs, args.output)?;
     print_reports(&reports);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzz/fuzz_targets/inject_yaml.rs: `-o json` prints one
+    /// object after another, which read as YAML is one broken document.
+    #[test]
+    fn reads_back_what_it_prints_as_json() {
+        let docs = vec![
+            Doc {
+                source: "a".into(),
+                value: serde_json::json!({"kind": "Namespace", "metadata": {"name": "a"}}),
+            },
+            Doc {
+                source: "b".into(),
+                value: serde_json::json!({"kind": "Service", "metadata": {"name": "b"}}),
+            },
+        ];
+        for output in [Output::Yaml, Output::Json] {
+            let printed = render_docs(&docs, output).unwrap();
+            let mut again = Vec::new();
+            parse("printed", &printed, &mut again).unwrap();
+            let values: Vec<_> = again.iter().map(|d| &d.value).collect();
+            assert_eq!(values, [&docs[0].value, &docs[1].value], "{output:?}");
+        }
+        let mut none = Vec::new();
+        let e = parse("in.json", "{\"kind\": \"Pod\"} {", &mut none).unwrap_err();
+        assert!(
+            e.to_string().starts_with("in.json is not valid JSON: "),
+            "{e}"
+        );
+    }
 }
