@@ -1,4 +1,8 @@
 //! `linkerd`: the mesh's command line.
+//!
+//! A library only so that fuzz targets can reach its input parsers: the
+//! binary calls [`main`], and the `fuzz` module exists for `cargo fuzz`
+//! (`cfg(fuzzing)`) and the tests that replay its corpora.
 
 mod api;
 mod authz;
@@ -99,7 +103,11 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
+#[cfg(any(fuzzing, test))]
+pub mod fuzz;
+
+/// The `linkerd` command, from its arguments to its exit code.
+pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

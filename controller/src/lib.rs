@@ -3,6 +3,8 @@
 //! same worlds the services see.
 
 pub mod destination;
+#[cfg(any(fuzzing, test))]
+pub mod fuzz;
 pub mod grpc;
 pub mod identity;
 pub mod injector;

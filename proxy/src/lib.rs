@@ -1,4 +1,9 @@
 //! `linkerd-proxy`: the mesh's transparent sidecar proxy.
+//!
+//! A library only so that fuzz targets can reach its parsers: the binary
+//! (`main.rs`) calls [`main`], and the one other public item is the
+//! `fuzz` module, built by `cargo fuzz` (`cfg(fuzzing)`) and by the tests,
+//! which replay its corpora.
 
 mod app;
 mod cache;
@@ -21,13 +26,12 @@ mod transport;
 
 use std::process::ExitCode;
 
-/// jemalloc, as linkerd2-proxy: glibc's malloc keeps the memory of a burst
-/// (series, routes and connections since let go) resident for good, while
-/// jemalloc's background threads return it to the system as it decays.
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(any(fuzzing, test))]
+pub mod fuzz;
 
-fn main() -> ExitCode {
+/// The proxy's process: configuration from the environment, then the proxy
+/// until it is told to stop.
+pub fn main() -> ExitCode {
     let config = match config::Config::from_env(&config::SystemEnv) {
         Ok(config) => config,
         Err(e) => {

@@ -2,6 +2,8 @@
 //! renders it: the single source of the manifests `linkerd install` prints and
 //! of the proxy that `linkerd inject` and the proxy injector add to a pod.
 
+#[cfg(any(fuzzing, test))]
+pub mod fuzz;
 pub mod template;
 pub mod values;
 pub mod yaml;

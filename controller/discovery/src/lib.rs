@@ -8,6 +8,8 @@
 //! EndpointSlices and Pods its topology implies, so every backend answers
 //! the same question the same way.
 
+#[cfg(any(fuzzing, test))]
+pub mod fuzz;
 pub mod kubernetes;
 pub mod local;
 pub mod profile;

@@ -131,7 +131,7 @@ fn read(path: &Path) -> Result<String, LoadError> {
     })
 }
 
-fn parse(path: &Path, text: &str) -> Result<Topology, LoadError> {
+pub(crate) fn parse(path: &Path, text: &str) -> Result<Topology, LoadError> {
     serde_saphyr::from_str(text).map_err(|e| LoadError::Parse {
         path: path.to_path_buf(),
         // The parser's first line says what and where; the rest is a snippet.

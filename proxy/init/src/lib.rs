@@ -42,6 +42,19 @@ struct Args {
     simulate: bool,
 }
 
+impl From<&Args> for Firewall {
+    fn from(args: &Args) -> Self {
+        Firewall {
+            incoming_proxy_port: args.incoming_proxy_port,
+            outgoing_proxy_port: args.outgoing_proxy_port,
+            proxy_uid: args.proxy_uid,
+            inbound_ports_to_ignore: args.inbound_ports_to_ignore.clone(),
+            outbound_ports_to_ignore: args.outbound_ports_to_ignore.clone(),
+            subnets_to_ignore: args.subnets_to_ignore.clone(),
+        }
+    }
+}
+
 #[derive(Copy, Clone, Debug, ValueEnum)]
 enum Mode {
     Auto,
@@ -83,16 +96,13 @@ enum Error {
     },
 }
 
-fn main() -> ExitCode {
+#[cfg(any(fuzzing, test))]
+pub mod fuzz;
+
+/// The init container's program, from its flags to its exit code.
+pub fn main() -> ExitCode {
     let args = Args::parse();
-    let firewall = Firewall {
-        incoming_proxy_port: args.incoming_proxy_port,
-        outgoing_proxy_port: args.outgoing_proxy_port,
-        proxy_uid: args.proxy_uid,
-        inbound_ports_to_ignore: args.inbound_ports_to_ignore,
-        outbound_ports_to_ignore: args.outbound_ports_to_ignore,
-        subnets_to_ignore: args.subnets_to_ignore,
-    };
+    let firewall = Firewall::from(&args);
     if args.simulate {
         print!("{}", firewall.restore(Installed::default()));
         return ExitCode::SUCCESS;

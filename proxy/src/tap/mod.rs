@@ -11,7 +11,7 @@
 mod matcher;
 mod server;
 
-use self::matcher::Matcher;
+pub(crate) use self::matcher::Matcher;
 pub(crate) use self::{matcher::Facts, server::serve};
 use crate::metrics::Tls;
 use linkerd_proxy_api::{

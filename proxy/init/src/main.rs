@@ -1,0 +1,5 @@
+//! The `linkerd-proxy-init` binary; the program itself is the library.
+
+fn main() -> std::process::ExitCode {
+    linkerd_proxy_init::main()
+}
