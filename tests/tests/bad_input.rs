@@ -181,6 +181,12 @@ async fn reset_flood(proxy: &Proxy, limit: u32, delay: Duration) -> (u32, bool) 
 
 /// CVE-2023-44487 ("rapid reset"): streams reset before the proxy accepts
 /// them are bounded by h2's pending-accept limit.
+///
+/// Two defences each end it, checked by removing them: with
+/// `LINKERD2_PROXY_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS=1000000` it still
+/// passed (the proxy's own abandoned-request limit closed the connection);
+/// with that too removed (`ABANDON_LIMIT` = `u64::MAX` in a patched proxy)
+/// all 20,000 resets were accepted and this test failed.
 #[tokio::test]
 async fn http2_rapid_reset_flood_is_cut_off() {
     let (proxy, _) = http_proxy(&[]).await;
@@ -199,6 +205,10 @@ async fn http2_rapid_reset_flood_is_cut_off() {
 
 /// Streams the proxy accepted and started forwarding, then abandoned by the
 /// client: the connection is closed once most of its requests are abandoned.
+///
+/// Checked against its defence, the proxy's `ABANDON_LIMIT`
+/// (`proxy/src/http/mod.rs`): set to `u64::MAX` in a patched proxy, all
+/// 5,000 abandoned requests were accepted and this test failed.
 #[tokio::test]
 async fn http2_abandoned_requests_flood_is_cut_off() {
     let (proxy, _) = http_proxy(&[]).await;
