@@ -69,6 +69,7 @@ requests = [
     "GET http://other.example/ HTTP/1.1\r\nHost: web-svc\r\nl5d-client-id: admin.linkerd.serviceaccount.identity.linkerd.cluster.local\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n\r\n",
     "GET / HTTP/1.0\r\n\r\n",
     "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GET /grpc HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nTE: gzip\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: x\r\nl5d-orig-proto: HTTP/1.0\r\n\r\nGET /two HTTP/1.1\r\nHost: y\r\nConnection: close\r\n\r\n",
 ]
 for flags in (0, 1, 2):

@@ -56,12 +56,25 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     headers.remove(&KEEP_ALIVE);
     headers.remove(&PROXY_CONNECTION);
     headers.remove(TRANSFER_ENCODING);
-    // `TE: trailers` is the one form HTTP/2 allows, and gRPC needs it.
+    // `TE: trailers` is the one form HTTP/2 allows, and gRPC needs it:
+    // anything else goes, from every `TE` line (looking at the first alone
+    // let `TE: trailers` then `TE: gzip` through, which an HTTP/2 peer
+    // refuses).
     if headers
-        .get(TE)
-        .is_some_and(|te| te.as_bytes() != b"trailers")
+        .get_all(TE)
+        .iter()
+        .any(|te| te.as_bytes() != b"trailers")
     {
+        let trailers = headers.get_all(TE).iter().any(|te| {
+            te.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+        });
         headers.remove(TE);
+        if trailers {
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        }
     }
     if upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -120,6 +133,20 @@ mod tests {
         let mut h = map(&[("te", "trailers")]);
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h["te"], "trailers");
+        // Every TE line is looked at, not only the first.
+        for lines in [
+            &[("te", "trailers"), ("te", "gzip")][..],
+            &[("te", "gzip"), ("te", "trailers")],
+            &[("te", "gzip, trailers")],
+        ] {
+            let mut h = map(lines);
+            strip_hop_by_hop(&mut h, false);
+            let te: Vec<_> = h.get_all(TE).iter().collect();
+            assert_eq!(te, ["trailers"], "{lines:?}");
+        }
+        let mut h = map(&[("te", "gzip"), ("te", "deflate")]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key(TE));
     }
 
     #[test]
