@@ -10,7 +10,8 @@
 # RUSTC_BOOTSTRAP=1. New corpus entries are merged (minimised) back into
 # fuzz/corpus/<target>; a crash is kept in fuzz/artifacts/<target>/ and the
 # run says so. Each run appends one line per target to fuzz/results.tsv:
-# date, target, seconds, executions, corpus files, crashes.
+# date, target, seconds it ran (a crash ends it early), executions, corpus
+# files after the merge, crashes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-20}
@@ -42,7 +43,7 @@ echo "==> building ${#targets[@]} targets"
 "${fuzz[@]}" build --fuzz-dir fuzz >/dev/null
 
 run_one() {
-  local t=$1 secs=$((minutes * 60)) log scratch
+  local t=$1 secs=$((minutes * 60)) log scratch started=$SECONDS
   log=$CARGO_TARGET_DIR/logs/$t.log
   scratch=$CARGO_TARGET_DIR/corpus/$t
   mkdir -p "$(dirname "$log")" "$scratch" "fuzz/artifacts/$t"
@@ -51,6 +52,8 @@ run_one() {
   "${fuzz[@]}" run --fuzz-dir fuzz "$t" "$scratch" "fuzz/corpus/$t" -- \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1 || true
+  # A crash ends the run early: record the time it ran, not the time asked.
+  local ran=$((SECONDS - started))
   # libFuzzer's merge into an empty directory keeps the smallest set of
   # inputs with all the coverage of the kept corpus and the new one.
   local merged=$CARGO_TARGET_DIR/merged/$t
@@ -64,8 +67,8 @@ run_one() {
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || echo 0)
   corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
   crashes=$(find "fuzz/artifacts/$t" -type f | wc -l)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%F)" "$t" "$secs" "$execs" "$corpus" "$crashes" >>fuzz/results.tsv
-  printf '  %-18s %8s executions in %ss, corpus %s, crashes %s\n' "$t" "$execs" "$secs" "$corpus" "$crashes"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%F)" "$t" "$ran" "$execs" "$corpus" "$crashes" >>fuzz/results.tsv
+  printf '  %-18s %8s executions in %ss, corpus %s, crashes %s\n' "$t" "$execs" "$ran" "$corpus" "$crashes"
   if [ "$crashes" != 0 ]; then
     grep -m1 -A3 'panicked at\|ERROR: AddressSanitizer\|ERROR: libFuzzer' "$log" | sed 's/^/     | /'
   fi
