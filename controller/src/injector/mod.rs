@@ -247,12 +247,28 @@ impl Cluster for Kube {
 /// Why an AdmissionReview got no review back (a 400).
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
-    #[error("the body is not an AdmissionReview: {0}")]
+    #[error("the body is not an AdmissionReview: {}", one_line(.0))]
     Parse(#[source] serde_json::Error),
     #[error("the AdmissionReview has no request")]
     NoRequest,
     #[error("the answer cannot be written: {0}")]
     Write(#[source] serde_json::Error),
+}
+
+/// serde's message quotes the body (an unknown variant, say), which may hold
+/// line breaks: escaped, the error stays one line in the log and the
+/// answer (the fuzzer found a variant with a newline in it).
+fn one_line(e: &serde_json::Error) -> String {
+    e.to_string()
+        .chars()
+        .flat_map(|c| {
+            let escaped = c.is_control().then(|| c.escape_default());
+            escaped
+                .into_iter()
+                .flatten()
+                .chain((!c.is_control()).then_some(c))
+        })
+        .collect()
 }
 
 /// The review carrying `response`, as the API server reads it. kube-rs
@@ -437,5 +453,24 @@ async fn handle<C: Cluster>(req: Request<Incoming>, webhook: &Webhook<C>) -> Res
     match webhook.review(&body).await {
         Ok(answer) => reply(StatusCode::OK, answer.into()),
         Err(e) => reply(StatusCode::BAD_REQUEST, format!("{e}\n").into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReviewError;
+
+    /// Found by the admission_review fuzz target: serde's message quoted a
+    /// line break from the body.
+    #[test]
+    fn a_body_that_does_not_parse_is_a_one_line_error() {
+        let body = r#""C\nVs""#;
+        let e = serde_json::from_str::<kube::core::admission::Operation>(body).unwrap_err();
+        assert!(e.to_string().contains('\n'));
+        let message = ReviewError::Parse(e).to_string();
+        assert_eq!(
+            message,
+            "the body is not an AdmissionReview: unknown variant `C\\nVs`, expected one of `CREATE`, `UPDATE`, `DELETE`, `CONNECT` at line 1 column 7"
+        );
     }
 }
