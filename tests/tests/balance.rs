@@ -236,9 +236,13 @@ async fn http2_requests_are_balanced_too() {
 /// latency-aware balancer would favour the refusing one's fast failures.
 #[tokio::test]
 async fn a_refusing_endpoint_is_avoided_until_it_recovers() {
-    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A port that refuses connections, held (bound, never listening, and
+    // without SO_REUSEADDR) so that no other test's listener takes it
+    // meanwhile: once freed, a CI run saw it taken by the TCP test's echo
+    // backend, whose echoes became 502s here.
+    let dead = tokio::net::TcpSocket::new_v4().unwrap();
+    dead.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let dead_addr = dead.local_addr().unwrap();
-    drop(dead);
     let live = Duration::from_millis(40);
     let bs = [backend(live).await, backend(live).await, dead_addr];
     let (_ctl, proxy) = mesh(&bs).await;
@@ -254,6 +258,7 @@ async fn a_refusing_endpoint_is_avoided_until_it_recovers() {
     );
 
     // It comes back: a probe after its back-off (at most 500ms) finds it.
+    drop(dead);
     backends::http_on(TcpListener::bind(dead_addr).await.unwrap());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
