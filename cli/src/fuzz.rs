@@ -90,24 +90,7 @@ fn one_line(e: &impl std::fmt::Display) {
 
 #[cfg(test)]
 mod corpus {
-    /// Every input kept for `target` (its corpus and the inputs that once
-    /// failed), through it again: the fuzzers' findings stay fixed.
-    pub(super) fn replay(target: &str, run: fn(&[u8])) {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz");
-        let mut inputs = 0;
-        for kept in ["corpus", "regressions"] {
-            let Ok(dir) = std::fs::read_dir(format!("{root}/{kept}/{target}")) else {
-                continue;
-            };
-            for file in dir {
-                let path = file.expect("a directory entry").path();
-                eprintln!("{}", path.display());
-                run(&std::fs::read(&path).expect("an input"));
-                inputs += 1;
-            }
-        }
-        assert!(inputs > 0, "no inputs for {target} under {root}");
-    }
+    use linkerd_test_tools::fuzz_replay as replay;
 
     #[test]
     fn inject_yaml() {

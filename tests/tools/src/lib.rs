@@ -59,3 +59,29 @@ fn skipped(why: impl std::fmt::Display) {
         }
     }
 }
+
+/// Runs every input kept for the fuzz target `target` (its corpus in
+/// `fuzz/corpus/<target>` and the inputs that once failed, in
+/// `fuzz/regressions/<target>`) through `run`, the same entry point the
+/// fuzzer calls: so `cargo test` keeps each finding fixed without a fuzzer.
+/// Prints each path before running it, so a failure names its input.
+pub fn fuzz_replay(target: &str, run: impl Fn(&[u8])) {
+    let root = repo().join("fuzz");
+    let mut inputs = 0;
+    for kept in ["corpus", "regressions"] {
+        let Ok(dir) = std::fs::read_dir(root.join(kept).join(target)) else {
+            continue;
+        };
+        for file in dir {
+            let path = file.expect("a directory entry").path();
+            eprintln!("{}", path.display());
+            run(&std::fs::read(&path).expect("an input"));
+            inputs += 1;
+        }
+    }
+    assert!(
+        inputs > 0,
+        "no inputs for {target} under {}",
+        root.display()
+    );
+}
