@@ -9,8 +9,8 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use linkerd_format::{routes as routes_format, stat as stat_format, tap as tap_format};
 use linkerd_proxy_api::public_api::{
-    EdgesRequest, ListPodsRequest, ListServicesRequest, RoutesRequest, StatSummaryRequest,
-    VersionRequest, api_client::ApiClient, stat_summary_request::Outbound,
+    EdgesRequest, ListPodsRequest, ListServicesRequest, RoutesRequest, StatRangeRequest,
+    StatSummaryRequest, VersionRequest, api_client::ApiClient, stat_summary_request::Outbound,
 };
 use linkerd_proxy_api::tap_controller::{
     Resource, TapRequest, api as tap_api, canonical_kind,
@@ -83,6 +83,7 @@ pub(crate) async fn handle(route: &str, query: &str, web: &Web) -> Response<Body
             "grafana": web.grafana.is_some(),
         })),
         "stat" => stat(web, &params).await,
+        "stat_range" => stat_range(web, &params).await,
         "routes" => routes(web, &params).await,
         "edges" => edges(web, &params).await,
         "pods" => pods(web, &params).await,
@@ -197,7 +198,10 @@ async fn routes(web: &Web, params: &HashMap<String, String>) -> Result<Value, Pr
     Ok(j!({ "rows": rows }))
 }
 
-async fn stat(web: &Web, params: &HashMap<String, String>) -> Result<Value, Problem> {
+/// The stat request the parameters ask for: `kind` (and `name`) in
+/// `namespace`, over `window`, with `to` or `from` (each with its own
+/// namespace parameter, else `namespace`).
+fn stat_request(params: &HashMap<String, String>) -> Result<StatSummaryRequest, Problem> {
     let namespace = params.get("namespace").map(String::as_str).unwrap_or("");
     let mut selector = resource(required(params, "kind")?, namespace)?;
     if let Some(name) = params.get("name") {
@@ -221,20 +225,50 @@ async fn stat(web: &Web, params: &HashMap<String, String>) -> Result<Value, Prob
         (None, None) => None,
         (Some(_), Some(_)) => return Err(Problem::Bad("give to or from, not both".into())),
     };
-    let req = StatSummaryRequest {
+    Ok(StatSummaryRequest {
         selector: Some(selector),
         time_window: window.to_string(),
         outbound,
         skip_tcp_stats: false,
-    };
+    })
+}
+
+async fn stat(web: &Web, params: &HashMap<String, String>) -> Result<Value, Problem> {
+    let req = stat_request(params)?;
+    let window = req.time_window.clone();
     let rsp = call(web, "stat", client(web).stat_summary(req)).await?;
-    let secs = stat_format::window_seconds(window);
+    let secs = stat_format::window_seconds(&window);
     let rows: Vec<Value> = rsp
         .rows
         .iter()
         .filter_map(|r| stat_format::row_json(r, secs))
         .collect();
     Ok(j!({ "window": window, "rows": rows }))
+}
+
+/// The same selection as `stat`, over the last `range` seconds (300) every
+/// `step` seconds (10): the charts' lines, each point the stats over
+/// `window` ending then.
+async fn stat_range(web: &Web, params: &HashMap<String, String>) -> Result<Value, Problem> {
+    let number = |key: &str, default: u32| -> Result<u32, Problem> {
+        params.get(key).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| Problem::Bad(format!("{key} {v:?} is not a number of seconds")))
+        })
+    };
+    let req = StatRangeRequest {
+        request: Some(stat_request(params)?),
+        end: 0.0,
+        range_seconds: number("range", 300)?,
+        step_seconds: number("step", 10)?,
+    };
+    let rsp = call(web, "stat range", client(web).stat_range(req)).await?;
+    let series: Vec<Value> = rsp
+        .series
+        .iter()
+        .filter_map(stat_format::series_json)
+        .collect();
+    Ok(j!({ "timestamps": rsp.timestamps, "series": series }))
 }
 
 async fn edges(web: &Web, params: &HashMap<String, String>) -> Result<Value, Problem> {

@@ -154,6 +154,63 @@ impl Sample {
     }
 }
 
+/// The moments a range query evaluates at: `start`, `start + step`, ...,
+/// up to `end`, in seconds since the epoch (Prometheus' `query_range`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Range {
+    pub(crate) start: f64,
+    pub(crate) end: f64,
+    pub(crate) step: f64,
+}
+
+impl Range {
+    /// The most points a range may have: a chart needs a few hundred, and
+    /// Prometheus refuses more than 11,000.
+    pub(crate) const MAX_POINTS: u32 = 1000;
+
+    /// The last `range` seconds before `end`, every `step`, ending exactly
+    /// at `end` so that the last point is what an instant query says then.
+    pub(crate) fn ending(end: f64, range: u32, step: u32) -> Result<Self, String> {
+        if step == 0 || range == 0 {
+            return Err("a range needs range_seconds and step_seconds above 0".into());
+        }
+        if range / step > Self::MAX_POINTS {
+            return Err(format!(
+                "{range}s every {step}s is {} points; at most {} are served",
+                range / step,
+                Self::MAX_POINTS
+            ));
+        }
+        let (range, step) = (f64::from(range), f64::from(step));
+        let points = (range / step).floor();
+        Ok(Self {
+            start: end - points * step,
+            end,
+            step,
+        })
+    }
+
+    /// Every moment of the range, oldest first.
+    pub(crate) fn timestamps(&self) -> impl Iterator<Item = f64> + '_ {
+        let n = ((self.end - self.start) / self.step).round() as usize;
+        (0..=n).map(move |i| self.start + i as f64 * self.step)
+    }
+
+    /// The index of the moment `t` (a point a source answered for).
+    pub(crate) fn index(&self, t: f64) -> Option<usize> {
+        let i = ((t - self.start) / self.step).round();
+        (i >= 0.0 && self.start + i * self.step <= self.end + self.step / 2.0).then_some(i as usize)
+    }
+}
+
+/// One series of a range query's answer: its value at some of the range's
+/// moments (the others had none).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct RangeSeries {
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) points: Vec<(f64, f64)>,
+}
+
 /// How `stat`, `routes` and `authz` fill a row's stats from the answers to
 /// the same queries: counts by classification, three latency quantiles,
 /// and the rate those counts make over the window.
@@ -267,12 +324,36 @@ impl Prometheus {
     pub(crate) async fn query(&self, query: &Query) -> Result<Vec<Sample>, Error> {
         let promql = query.promql();
         let encoded: String = form_urlencoded::byte_serialize(promql.as_bytes()).collect();
-        let uri = format!("{}/api/v1/query?query={encoded}", self.base);
+        let (status, body) = self.get(format!("query?query={encoded}")).await?;
+        let data = parse(&self.base, &promql, status, &body)?;
+        vector(&self.base, data)
+    }
+
+    /// Runs a range query: the query's answer at each moment of `range`.
+    pub(crate) async fn query_range(
+        &self,
+        query: &Query,
+        range: Range,
+    ) -> Result<Vec<RangeSeries>, Error> {
+        let promql = query.promql();
+        let encoded: String = form_urlencoded::byte_serialize(promql.as_bytes()).collect();
+        let (status, body) = self
+            .get(format!(
+                "query_range?query={encoded}&start={:.3}&end={:.3}&step={}",
+                range.start, range.end, range.step
+            ))
+            .await?;
+        let data = parse(&self.base, &promql, status, &body)?;
+        matrix(&self.base, data)
+    }
+
+    /// `GET /api/v1/{what}`: the status and the body, within `TIMEOUT`.
+    async fn get(&self, what: String) -> Result<(http::StatusCode, Bytes), Error> {
         let unreachable = |reason: String| Error::Unreachable {
             url: self.base.clone(),
             reason,
         };
-        let req = http::Request::get(uri)
+        let req = http::Request::get(format!("{}/api/v1/{what}", self.base))
             .body(Empty::new())
             .map_err(|e| unreachable(e.to_string()))?;
         let fetch = async {
@@ -292,10 +373,9 @@ impl Prometheus {
                 .to_bytes();
             Ok::<_, Error>((status, body))
         };
-        let (status, body) = tokio::time::timeout(TIMEOUT, fetch)
+        tokio::time::timeout(TIMEOUT, fetch)
             .await
-            .map_err(|_| unreachable(format!("no answer within {TIMEOUT:?}")))??;
-        parse(&self.base, &promql, status, &body)
+            .map_err(|_| unreachable(format!("no answer within {TIMEOUT:?}")))?
     }
 }
 
@@ -308,25 +388,25 @@ struct Answer {
     data: Option<Data>,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Data {
     result_type: String,
     result: Vec<Series>,
 }
 
-#[derive(serde::Deserialize)]
+/// A series of an instant (`value`) or range (`values`) answer.
+#[derive(Debug, serde::Deserialize)]
 struct Series {
     metric: BTreeMap<String, String>,
-    value: (f64, String),
+    #[serde(default)]
+    value: Option<(f64, String)>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
 }
 
-fn parse(
-    url: &str,
-    query: &str,
-    status: http::StatusCode,
-    body: &[u8],
-) -> Result<Vec<Sample>, Error> {
+/// The answer's data, or why there is none.
+fn parse(url: &str, query: &str, status: http::StatusCode, body: &[u8]) -> Result<Data, Error> {
     let invalid = |reason: String| Error::Invalid {
         url: url.into(),
         reason,
@@ -345,27 +425,59 @@ fn parse(
             reason: answer.error.unwrap_or_else(|| format!("HTTP {status}")),
         });
     }
-    let data = answer
+    answer
         .data
-        .ok_or_else(|| invalid("a success without data".into()))?;
-    if data.result_type != "vector" {
-        return Err(invalid(format!(
-            "a {} where a vector was expected",
-            data.result_type
-        )));
+        .ok_or_else(|| invalid("a success without data".into()))
+}
+
+fn expect(url: &str, data: &Data, kind: &str) -> Result<(), Error> {
+    if data.result_type == kind {
+        return Ok(());
     }
+    Err(Error::Invalid {
+        url: url.into(),
+        reason: format!("a {} where a {kind} was expected", data.result_type),
+    })
+}
+
+/// Prometheus writes NaN and ±Inf as Go does; Rust parses those.
+fn number(url: &str, v: &str) -> Result<f64, Error> {
+    v.parse::<f64>().map_err(|_| Error::Invalid {
+        url: url.into(),
+        reason: format!("{v:?} is not a number"),
+    })
+}
+
+fn vector(url: &str, data: Data) -> Result<Vec<Sample>, Error> {
+    expect(url, &data, "vector")?;
     data.result
         .into_iter()
         .map(|s| {
-            // Prometheus writes NaN and ±Inf as Go does; Rust parses those.
-            let value = s
-                .value
-                .1
-                .parse::<f64>()
-                .map_err(|_| invalid(format!("{:?} is not a number", s.value.1)))?;
+            let (_, v) = s.value.ok_or_else(|| Error::Invalid {
+                url: url.into(),
+                reason: "a vector's sample without a value".into(),
+            })?;
             Ok(Sample {
                 labels: s.metric,
-                value,
+                value: number(url, &v)?,
+            })
+        })
+        .collect()
+}
+
+fn matrix(url: &str, data: Data) -> Result<Vec<RangeSeries>, Error> {
+    expect(url, &data, "matrix")?;
+    data.result
+        .into_iter()
+        .map(|s| {
+            let points = s
+                .values
+                .iter()
+                .map(|(t, v)| Ok((*t, number(url, v)?)))
+                .collect::<Result<_, Error>>()?;
+            Ok(RangeSeries {
+                labels: s.metric,
+                points,
             })
         })
         .collect()
@@ -409,7 +521,7 @@ mod tests {
         let ok = br#"{"status":"success","data":{"resultType":"vector","result":[
             {"metric":{"deployment":"web"},"value":[1700000000.1,"12.5"]},
             {"metric":{},"value":[1700000000.1,"NaN"]}]}}"#;
-        let samples = parse("u", "q", http::StatusCode::OK, ok).unwrap();
+        let samples = vector("u", parse("u", "q", http::StatusCode::OK, ok).unwrap()).unwrap();
         assert_eq!(samples[0].label("deployment"), "web");
         assert_eq!(samples[0].value, 12.5);
         assert!(samples[1].value.is_nan());
@@ -421,6 +533,35 @@ mod tests {
 
         let e = parse("u", "q", http::StatusCode::BAD_GATEWAY, b"<html>").unwrap_err();
         assert!(e.to_string().contains("502"), "{e}");
+    }
+
+    #[test]
+    fn range_answers() {
+        let ok = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"deployment":"web"},"values":[[1700000000,"1"],[1700000010,"NaN"]]}]}}"#;
+        let series = matrix("u", parse("u", "q", http::StatusCode::OK, ok).unwrap()).unwrap();
+        assert_eq!(series[0].labels["deployment"], "web");
+        assert_eq!(series[0].points[0], (1700000000.0, 1.0));
+        assert!(series[0].points[1].1.is_nan());
+        let e = vector("u", parse("u", "q", http::StatusCode::OK, ok).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("a matrix where a vector"), "{e}");
+    }
+
+    #[test]
+    fn ranges_end_at_their_end() {
+        let r = Range::ending(1000.0, 300, 10).unwrap();
+        let ts: Vec<f64> = r.timestamps().collect();
+        assert_eq!(ts.len(), 31);
+        assert_eq!((ts[0], ts[30]), (700.0, 1000.0));
+        assert_eq!(r.index(1000.0), Some(30));
+        assert_eq!(r.index(700.004), Some(0));
+        assert_eq!(r.index(1020.0), None);
+        assert!(
+            Range::ending(0.0, 3600, 1)
+                .unwrap_err()
+                .contains("3600 points")
+        );
+        assert!(Range::ending(0.0, 60, 0).is_err());
     }
 
     #[test]

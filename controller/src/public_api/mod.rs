@@ -24,8 +24,8 @@ use linkerd_proxy_api::{
     public_api::{
         AuthzRequest, AuthzResponse, EdgesRequest, EdgesResponse, ListPodsRequest,
         ListPodsResponse, ListServicesRequest, ListServicesResponse, Pod, RoutesRequest,
-        RoutesResponse, Service, StatSummaryRequest, StatSummaryResponse, VersionRequest,
-        VersionResponse,
+        RoutesResponse, Service, StatPoint, StatRangeRequest, StatRangeResponse, StatSeries,
+        StatSummaryRequest, StatSummaryResponse, VersionRequest, VersionResponse,
         api_server::{Api, ApiServer},
         stat_summary_request::Outbound,
     },
@@ -65,6 +65,17 @@ impl Metrics {
         match self {
             Self::Prometheus(p) => p.query(q).await,
             Self::Proxies(s) => s.query(q),
+        }
+    }
+
+    async fn query_range(
+        &self,
+        q: &metrics::Query,
+        range: metrics::Range,
+    ) -> Result<Vec<metrics::RangeSeries>, metrics::Error> {
+        match self {
+            Self::Prometheus(p) => p.query_range(q, range).await,
+            Self::Proxies(s) => s.query_range(q, range),
         }
     }
 
@@ -211,6 +222,30 @@ impl<D: Discover> PublicApi<D> {
 /// The default window of stats.
 const DEFAULT_WINDOW: &str = "1m";
 
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A stat request's selection, checked into its plan.
+fn stat_plan(req: StatSummaryRequest) -> Result<stat::Plan, Status> {
+    let selector = req
+        .selector
+        .ok_or_else(|| Status::invalid_argument("a resource type is required"))?;
+    let window = match req.time_window.as_str() {
+        "" => DEFAULT_WINDOW.to_string(),
+        w => w.to_string(),
+    };
+    let (to, from) = match req.outbound {
+        Some(Outbound::ToResource(r)) => (Some(r), None),
+        Some(Outbound::FromResource(r)) => (None, Some(r)),
+        None => (None, None),
+    };
+    stat::Plan::new(selector, window, to, from, !req.skip_tcp_stats)
+        .map_err(Status::invalid_argument)
+}
+
 #[tonic::async_trait]
 impl<D: Discover> Api for PublicApi<D> {
     async fn version(
@@ -287,29 +322,78 @@ impl<D: Discover> Api for PublicApi<D> {
         &self,
         req: Request<StatSummaryRequest>,
     ) -> Result<Response<StatSummaryResponse>, Status> {
-        let req = req.into_inner();
-        let selector = req
-            .selector
-            .ok_or_else(|| Status::invalid_argument("a resource type is required"))?;
-        let window = match req.time_window.as_str() {
-            "" => DEFAULT_WINDOW.to_string(),
-            w => w.to_string(),
-        };
-        let (to, from) = match req.outbound {
-            Some(Outbound::ToResource(r)) => (Some(r), None),
-            Some(Outbound::FromResource(r)) => (None, Some(r)),
-            None => (None, None),
-        };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let plan = stat::Plan::new(selector, window, to, from, !req.skip_tcp_stats)
-            .map_err(Status::invalid_argument)?
-            .with_data_since(self.metrics.data_since().await, now);
+        let plan =
+            stat_plan(req.into_inner())?.with_data_since(self.metrics.data_since().await, now());
         let answers = self.run(&plan.queries()).await?;
         let rows = plan.rows(&answers, &self.discovery.pods(), &self.discovery.services());
         tracing::debug!(window = plan.window(), rows = rows.len(), "stat summary");
         Ok(Response::new(StatSummaryResponse { rows }))
+    }
+
+    /// The stat summary at each step of a range: each point is the row a
+    /// `StatSummary` would have answered then (the same plan and queries,
+    /// asked as range queries), so a chart's last point is `linkerd stat`.
+    async fn stat_range(
+        &self,
+        req: Request<StatRangeRequest>,
+    ) -> Result<Response<StatRangeResponse>, Status> {
+        let req = req.into_inner();
+        let mut summary = req
+            .request
+            .ok_or_else(|| Status::invalid_argument("a stat request is required"))?;
+        // Charts draw HTTP stats; TCP's gauges would be more queries for nothing.
+        summary.skip_tcp_stats = true;
+        let plan = stat_plan(summary)?;
+        let end = if req.end > 0.0 { req.end } else { now() };
+        let range = metrics::Range::ending(end, req.range_seconds, req.step_seconds)
+            .map_err(Status::invalid_argument)?;
+        let answers = try_join_all(
+            plan.queries()
+                .iter()
+                .map(|q| self.metrics.query_range(q, range)),
+        )
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+        let timestamps: Vec<f64> = range.timestamps().collect();
+        // The answers by moment: each query's samples at each timestamp.
+        let mut at: Vec<Vec<Vec<metrics::Sample>>> =
+            vec![vec![Vec::new(); answers.len()]; timestamps.len()];
+        for (q, series) in answers.into_iter().enumerate() {
+            for s in series {
+                for (t, value) in s.points {
+                    if let Some(i) = range.index(t).filter(|&i| i < timestamps.len()) {
+                        at[i][q].push(metrics::Sample {
+                            labels: s.labels.clone(),
+                            value,
+                        });
+                    }
+                }
+            }
+        }
+        let (pods, services) = (self.discovery.pods(), self.discovery.services());
+        let mut series: BTreeMap<(String, String), StatSeries> = BTreeMap::new();
+        for (i, answers) in at.iter().enumerate() {
+            for row in plan.rows(answers, &pods, &services) {
+                let Some(resource) = row.resource else {
+                    continue;
+                };
+                let key = (resource.namespace.clone(), resource.name.clone());
+                let s = series.entry(key).or_insert_with(|| StatSeries {
+                    resource: Some(resource),
+                    points: vec![StatPoint::default(); timestamps.len()],
+                });
+                s.points[i].stats = row.stats;
+            }
+        }
+        tracing::debug!(
+            points = timestamps.len(),
+            series = series.len(),
+            "stat range"
+        );
+        Ok(Response::new(StatRangeResponse {
+            timestamps,
+            series: series.into_values().collect(),
+        }))
     }
 
     async fn authz(&self, req: Request<AuthzRequest>) -> Result<Response<AuthzResponse>, Status> {
@@ -321,12 +405,9 @@ impl<D: Discover> Api for PublicApi<D> {
             "" => DEFAULT_WINDOW.to_string(),
             w => w.to_string(),
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
         let plan = authz::Plan::new(&resource, window)
             .map_err(Status::invalid_argument)?
-            .with_data_since(self.metrics.data_since().await, now);
+            .with_data_since(self.metrics.data_since().await, now());
         let answers = self.run(&plan.queries()).await?;
         Ok(Response::new(AuthzResponse {
             rows: plan.rows(&answers),
@@ -345,12 +426,9 @@ impl<D: Discover> Api for PublicApi<D> {
             "" => DEFAULT_WINDOW.to_string(),
             w => w.to_string(),
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
         let plan = routes::Plan::new(&resource, req.to.as_ref(), window, &self.cluster_domain)
             .map_err(Status::invalid_argument)?
-            .with_data_since(self.metrics.data_since().await, now);
+            .with_data_since(self.metrics.data_since().await, now());
         let queries = plan.queries();
         let (answers, known) = tokio::join!(
             self.run(&queries),

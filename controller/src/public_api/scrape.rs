@@ -5,7 +5,7 @@
 //! (`increase` with its extrapolation, `histogram_quantile` with its
 //! interpolation), so `linkerd stat` means the same either way.
 
-use super::metrics::{Error, Matcher, Query, Sample};
+use super::metrics::{Error, Matcher, Query, Range, RangeSeries, Sample};
 use linkerd_discovery::Discover;
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -25,6 +25,7 @@ struct Series {
 struct Round {
     /// Seconds since the epoch.
     at: f64,
+    /// By series id, so that a series' value is a binary search away.
     values: Vec<(usize, f64)>,
 }
 
@@ -42,6 +43,9 @@ pub struct Scraper {
     interval: Duration,
     retention: Duration,
 }
+
+/// How far back a gauge's last value counts, as Prometheus' lookback.
+const LOOKBACK: f64 = 300.0;
 
 /// The proxies' admin port.
 const ADMIN_PORT: u16 = 4191;
@@ -82,9 +86,7 @@ impl Scraper {
             Some((w, text?))
         });
         let scraped = futures_util::future::join_all(fetches).await;
-        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        let mut values = Vec::new();
-        for (w, text) in scraped.into_iter().flatten() {
+        let scraped = scraped.into_iter().flatten().map(|(w, text)| {
             let ep = &w.endpoint;
             let mut target = BTreeMap::from([("namespace".to_string(), ep.namespace.clone())]);
             if let Some(pod) = &ep.pod {
@@ -95,20 +97,10 @@ impl Scraper {
                 let label = if kind == "job" { "k8s_job" } else { kind };
                 target.insert(label.to_string(), name.clone());
             }
-            for (name, mut labels, value) in parse(&text) {
-                for (k, v) in &target {
-                    labels.insert(k.clone(), v.clone());
-                }
-                let series = Arc::new(Series { name, labels });
-                let next = store.series.len();
-                let id = *store.ids.entry(series.clone()).or_insert(next);
-                if id == next {
-                    store.series.push(series);
-                }
-                values.push((id, value));
-            }
-        }
-        store.rounds.push_back(Round { at, values });
+            (target, text)
+        });
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        store.record(at, scraped);
         let oldest = at - self.retention.as_secs_f64();
         while store.rounds.front().is_some_and(|r| r.at < oldest) {
             store.rounds.pop_front();
@@ -123,7 +115,60 @@ impl Scraper {
 
     pub(crate) fn query(&self, query: &Query) -> Result<Vec<Sample>, Error> {
         let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        let now = now();
+        store.evaluate(query, now())
+    }
+
+    /// The query at each moment of `range`, as Prometheus' `query_range`:
+    /// a chart's lines from the same rounds `query` reads.
+    pub(crate) fn query_range(
+        &self,
+        query: &Query,
+        range: Range,
+    ) -> Result<Vec<RangeSeries>, Error> {
+        let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let mut series: BTreeMap<BTreeMap<String, String>, Vec<(f64, f64)>> = BTreeMap::new();
+        for at in range.timestamps() {
+            for s in store.evaluate(query, at)? {
+                series.entry(s.labels).or_default().push((at, s.value));
+            }
+        }
+        Ok(series
+            .into_iter()
+            .map(|(labels, points)| RangeSeries { labels, points })
+            .collect())
+    }
+}
+
+impl Store {
+    /// Keeps a round: each target's scrape, its series labelled with the
+    /// target's labels.
+    fn record(
+        &mut self,
+        at: f64,
+        scraped: impl Iterator<Item = (BTreeMap<String, String>, String)>,
+    ) {
+        let mut values = Vec::new();
+        for (target, text) in scraped {
+            for (name, mut labels, value) in parse(&text) {
+                for (k, v) in &target {
+                    labels.insert(k.clone(), v.clone());
+                }
+                let series = Arc::new(Series { name, labels });
+                let next = self.series.len();
+                let id = *self.ids.entry(series.clone()).or_insert(next);
+                if id == next {
+                    self.series.push(series);
+                }
+                values.push((id, value));
+            }
+        }
+        values.sort_unstable_by_key(|&(id, _)| id);
+        self.rounds.push_back(Round { at, values });
+    }
+
+    /// The query's answer at `now` (seconds since the epoch), from the
+    /// rounds scraped by then.
+    fn evaluate(&self, query: &Query, now: f64) -> Result<Vec<Sample>, Error> {
         Ok(match query {
             Query::Increase {
                 metric,
@@ -133,8 +178,8 @@ impl Scraper {
             } => {
                 let secs = window_secs(window)?;
                 let mut out = Groups::default();
-                for (id, series) in store.matching(metric, matchers) {
-                    if let Some(v) = increase(&store.samples(id, now - secs), now - secs, now) {
+                for (id, series) in self.matching(metric, matchers) {
+                    if let Some(v) = increase(&self.samples(id, now - secs, now), now - secs, now) {
                         out.add(series, by, v);
                     }
                 }
@@ -153,8 +198,8 @@ impl Scraper {
                 let mut with_le = by.clone();
                 with_le.push("le".into());
                 let mut rates = Groups::default();
-                for (id, series) in store.matching(&bucket, matchers) {
-                    if let Some(v) = increase(&store.samples(id, now - secs), now - secs, now) {
+                for (id, series) in self.matching(&bucket, matchers) {
+                    if let Some(v) = increase(&self.samples(id, now - secs, now), now - secs, now) {
                         rates.add(series, &with_le, v / secs);
                     }
                 }
@@ -181,9 +226,10 @@ impl Scraper {
                 by,
             } => {
                 let mut out = Groups::default();
-                if let Some(last) = store.rounds.back() {
+                let last = self.rounds.iter().rev().find(|r| r.at <= now);
+                if let Some(last) = last.filter(|r| now - r.at <= LOOKBACK) {
                     for &(id, v) in &last.values {
-                        let series = &store.series[id];
+                        let series = &self.series[id];
                         if series.name == *metric && matches(series, matchers) {
                             out.add(series, by, v);
                         }
@@ -193,9 +239,7 @@ impl Scraper {
             }
         })
     }
-}
 
-impl Store {
     fn matching<'a>(
         &'a self,
         metric: &'a str,
@@ -208,16 +252,15 @@ impl Store {
             .map(|(id, s)| (id, s.as_ref()))
     }
 
-    /// The series' samples after `from`, oldest first.
-    fn samples(&self, id: usize, from: f64) -> Vec<(f64, f64)> {
+    /// The series' samples in (`from`, `to`], oldest first.
+    fn samples(&self, id: usize, from: f64, to: f64) -> Vec<(f64, f64)> {
+        let first = self.rounds.partition_point(|r| r.at <= from);
+        let end = self.rounds.partition_point(|r| r.at <= to);
         self.rounds
-            .iter()
-            .filter(|r| r.at > from)
+            .range(first..end.max(first))
             .filter_map(|r| {
-                r.values
-                    .iter()
-                    .find(|(i, _)| *i == id)
-                    .map(|(_, v)| (r.at, *v))
+                let i = r.values.binary_search_by_key(&id, |&(i, _)| i).ok()?;
+                Some((r.at, r.values[i].1))
             })
             .collect()
     }
@@ -479,6 +522,62 @@ mod tests {
         let v = increase(&reset, 0.0, 30.0).unwrap();
         assert!((v - 23.0).abs() < 1e-9, "{v}");
         assert_eq!(increase(&[(1.0, 1.0)], 0.0, 60.0), None);
+    }
+
+    /// A range query's points are the instant query's answers at each
+    /// moment: a counter growing 1/s, then 3/s from t=300, scraped every
+    /// 10s, with a gauge that appears at t=200.
+    #[test]
+    fn ranges_are_instant_queries_at_each_moment() {
+        let mut store = Store::default();
+        let web = BTreeMap::from([("deployment".to_string(), "web".to_string())]);
+        let mut count = 0.0;
+        for i in 0..=60 {
+            let at = f64::from(i) * 10.0;
+            let mut text = format!("response_total{{classification=\"success\"}} {count}\n");
+            if at >= 200.0 {
+                text.push_str("tcp_open_connections 4\n");
+            }
+            store.record(at, std::iter::once((web.clone(), text)));
+            count += if at >= 300.0 { 30.0 } else { 10.0 };
+        }
+        let increase = Query::Increase {
+            metric: "response_total",
+            matchers: vec![Matcher::eq("classification", "success")],
+            by: vec!["deployment".into()],
+            window: "1m".into(),
+        };
+        let range = Range::ending(600.0, 600, 60).unwrap();
+        let scraper = Scraper {
+            store: Arc::new(Mutex::new(store)),
+            interval: Duration::from_secs(10),
+            retention: Duration::from_secs(3600),
+        };
+        let series = scraper.query_range(&increase, range).unwrap();
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].labels["deployment"], "web");
+        let points: Vec<(f64, f64)> = series[0]
+            .points
+            .iter()
+            .map(|&(t, v)| (t, v.round()))
+            .collect();
+        // No point at 0 (one sample); 60 a minute until 300, then 180.
+        assert_eq!(points[0], (60.0, 60.0));
+        assert_eq!(points[4], (300.0, 60.0));
+        assert_eq!(points[5], (360.0, 180.0));
+        assert_eq!(points.last(), Some(&(600.0, 180.0)));
+        let store = scraper.store.lock().unwrap();
+        for &(t, v) in &series[0].points {
+            assert_eq!(store.evaluate(&increase, t).unwrap()[0].value, v);
+        }
+        // A gauge is its last value by then, not one from the future.
+        let gauge = Query::Sum {
+            metric: "tcp_open_connections",
+            matchers: vec![],
+            by: vec![],
+        };
+        assert!(store.evaluate(&gauge, 190.0).unwrap().is_empty());
+        assert_eq!(store.evaluate(&gauge, 205.0).unwrap()[0].value, 4.0);
     }
 
     #[test]
