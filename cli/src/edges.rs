@@ -49,6 +49,7 @@ pub(crate) async fn run(args: EdgesArgs, api: &api::Target) -> anyhow::Result<()
     let edges = ApiClient::new(channel)
         .edges(EdgesRequest {
             selector: Some(selector),
+            time_window: String::new(),
         })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?

@@ -279,6 +279,7 @@ async fn edges(web: &Web, params: &HashMap<String, String>) -> Result<Value, Pro
         "edges",
         client(web).edges(EdgesRequest {
             selector: Some(selector),
+            time_window: params.get("window").cloned().unwrap_or_default(),
         }),
     )
     .await?;
@@ -299,6 +300,9 @@ async fn edges(web: &Web, params: &HashMap<String, String>) -> Result<Value, Pro
                 "serverId": e.server_id,
                 "noTlsReason": e.no_tls_reason,
                 "secured": !e.client_id.is_empty() || !e.server_id.is_empty(),
+                // The caller's requests on the edge over the window.
+                "success": e.stats.as_ref().and_then(stat_format::success_of),
+                "rps": e.stats.as_ref().map(|s| s.request_rate),
             })
         })
         .collect();

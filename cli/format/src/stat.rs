@@ -25,7 +25,8 @@ pub fn success(row: &StatRow) -> Option<f64> {
     success_of(row.stats.as_ref()?)
 }
 
-fn success_of(s: &BasicStats) -> Option<f64> {
+/// Successes over all responses; none without responses.
+pub fn success_of(s: &BasicStats) -> Option<f64> {
     let total = s.success_count + s.failure_count;
     (total > 0.0).then(|| s.success_count / total)
 }

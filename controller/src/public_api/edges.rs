@@ -5,8 +5,8 @@
 //! `edges`, an edge is listed from the caller's side and completed with the
 //! callee's.
 
-use super::metrics::{Matcher, Query, Sample};
-use super::stat::Kind;
+use super::metrics::{Accumulate, Matcher, Query, Sample};
+use super::stat::{Kind, window_seconds};
 use linkerd_proxy_api::{public_api::Edge, tap_controller::Resource};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,10 +17,13 @@ type Name = (String, String);
 pub(crate) struct Plan {
     kind: Kind,
     namespace: String,
+    /// The window of the edges' request stats.
+    window: String,
 }
 
 impl Plan {
-    pub(crate) fn new(selector: &Resource) -> Result<Self, String> {
+    pub(crate) fn new(selector: &Resource, window: String) -> Result<Self, String> {
+        window_seconds(&window)?;
         let kind = Kind::parse(&selector.r#type)?;
         if !kind.is_workload() {
             return Err(format!(
@@ -31,14 +34,23 @@ impl Plan {
         Ok(Self {
             kind,
             namespace: selector.namespace.clone(),
+            window,
         })
+    }
+
+    /// The window cut to the data there is, as `stat::Plan::with_data_since`.
+    pub(crate) fn with_data_since(mut self, since: Option<f64>, now: f64) -> Self {
+        self.window = super::stat::covered_window(&self.window, since, now);
+        self
     }
 
     fn labels(&self) -> (&'static str, &'static str) {
         (self.kind.label(), self.kind.dst_label())
     }
 
-    /// Outbound HTTP and TCP, then inbound HTTP and TCP.
+    /// Outbound HTTP and TCP, then inbound HTTP and TCP (the edges, by
+    /// the counters' presence), then the outbound requests' growth over
+    /// the window by classification (their stats).
     pub(crate) fn queries(&self) -> Vec<Query> {
         let (label, dst_label) = self.labels();
         let mut out_by = vec!["namespace".to_string(), "dst_namespace".to_string()];
@@ -47,6 +59,8 @@ impl Plan {
                 out_by.push(l.to_string());
             }
         }
+        let mut requests_by = out_by.clone();
+        requests_by.push("classification".into());
         out_by.extend(["tls", "server_id", "no_tls_reason"].map(String::from));
         let mut in_by = vec!["namespace".to_string()];
         if label != "namespace" {
@@ -82,11 +96,22 @@ impl Plan {
                 by: in_by.clone(),
             }
         };
+        let requests = Query::Increase {
+            metric: "response_total",
+            matchers: vec![
+                Matcher::eq("direction", "outbound"),
+                Matcher::Present(label.to_string()),
+                Matcher::Present(dst_label.to_string()),
+            ],
+            by: requests_by,
+            window: self.window.clone(),
+        };
         vec![
             outbound("response_total", None),
             outbound("tcp_open_total", Some("dst")),
             inbound("response_total", None),
             inbound("tcp_open_total", Some("src")),
+            requests,
         ]
     }
 
@@ -150,6 +175,16 @@ impl Plan {
                 };
             }
         }
+        // Each edge's requests over the window, as the caller counted them.
+        let secs = window_seconds(&self.window).unwrap_or(60.0);
+        for s in answers.get(4).into_iter().flatten() {
+            if let Some(edge) = edges.get_mut(&(src_of(s), dst_of(s))) {
+                edge.stats.get_or_insert_with(Default::default).count(s);
+            }
+        }
+        for stats in edges.values_mut().filter_map(|e| e.stats.as_mut()) {
+            stats.rate_over(secs);
+        }
         edges.into_values().collect()
     }
 
@@ -178,13 +213,20 @@ mod tests {
 
     #[test]
     fn secured_and_plain_edges() {
-        let plan = Plan::new(&Resource {
-            r#type: "deploy".into(),
-            namespace: "emojivoto".into(),
-            name: String::new(),
-        })
+        let plan = Plan::new(
+            &Resource {
+                r#type: "deploy".into(),
+                namespace: "emojivoto".into(),
+                name: String::new(),
+            },
+            "1m".into(),
+        )
         .unwrap();
         let q = plan.queries();
+        assert_eq!(
+            q[4].promql(),
+            r#"sum(increase(response_total{direction="outbound", deployment=~".+", dst_deployment=~".+"}[1m])) by (namespace, dst_namespace, deployment, dst_deployment, classification)"#
+        );
         assert_eq!(
             q[0].promql(),
             r#"sum(response_total{direction="outbound", deployment=~".+", dst_deployment=~".+"}) by (namespace, dst_namespace, deployment, dst_deployment, tls, server_id, no_tls_reason)"#
@@ -228,6 +270,19 @@ mod tests {
                 ("client_id", bot),
             ])],
             vec![],
+            // vote-bot -> web: 45 successes and 15 failures in the minute.
+            [("success", 45.0), ("failure", 15.0)]
+                .map(|(class, n)| Sample {
+                    value: n,
+                    ..sample(&[
+                        ("namespace", "emojivoto"),
+                        ("deployment", "vote-bot"),
+                        ("dst_namespace", "emojivoto"),
+                        ("dst_deployment", "web"),
+                        ("classification", class),
+                    ])
+                })
+                .to_vec(),
         ];
         let identities = BTreeMap::from([(
             ("emojivoto".to_string(), "vote-bot".to_string()),
@@ -250,5 +305,9 @@ mod tests {
             .unwrap();
         assert_eq!(to_db.no_tls_reason, "not_provided_by_service_discovery");
         assert!(to_db.server_id.is_empty());
+        let stats = to_web.stats.as_ref().unwrap();
+        assert_eq!((stats.success_count, stats.failure_count), (45.0, 15.0));
+        assert_eq!(stats.request_rate, 1.0);
+        assert_eq!(to_db.stats, None, "no requests counted on the edge");
     }
 }

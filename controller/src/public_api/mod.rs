@@ -370,9 +370,18 @@ impl<D: Discover> Api for PublicApi<D> {
                 }
             }
         }
+        // A point whose window reaches back before the data began would
+        // count a part of the window over all of it (and `increase`
+        // extrapolates): it is left out, where `StatSummary` cuts its window.
+        let since = self.metrics.data_since().await;
+        let window = stat::window_seconds(plan.window()).unwrap_or(60.0);
+        let partial = |t: f64| since.is_some_and(|since| t - window < since);
         let (pods, services) = (self.discovery.pods(), self.discovery.services());
         let mut series: BTreeMap<(String, String), StatSeries> = BTreeMap::new();
         for (i, answers) in at.iter().enumerate() {
+            if partial(timestamps[i]) {
+                continue;
+            }
             for row in plan.rows(answers, &pods, &services) {
                 let Some(resource) = row.resource else {
                     continue;
@@ -440,11 +449,17 @@ impl<D: Discover> Api for PublicApi<D> {
     }
 
     async fn edges(&self, req: Request<EdgesRequest>) -> Result<Response<EdgesResponse>, Status> {
+        let req = req.into_inner();
         let selector = req
-            .into_inner()
             .selector
             .ok_or_else(|| Status::invalid_argument("a resource type is required"))?;
-        let plan = edges::Plan::new(&selector).map_err(Status::invalid_argument)?;
+        let window = match req.time_window.as_str() {
+            "" => DEFAULT_WINDOW.to_string(),
+            w => w.to_string(),
+        };
+        let plan = edges::Plan::new(&selector, window)
+            .map_err(Status::invalid_argument)?
+            .with_data_since(self.metrics.data_since().await, now());
         let answers = self.run(&plan.queries()).await?;
         // Each workload's identities, to match the callee's `client_id`s.
         let kind = stat::Kind::parse(&selector.r#type).map_err(Status::invalid_argument)?;
