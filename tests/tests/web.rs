@@ -185,8 +185,128 @@ async fn the_dashboard_in_chromium_shows_what_stat_shows() {
             None => assert_eq!(shown["rps"], "-", "{name} had no traffic"),
         }
     }
-    // The local mesh has no Grafana: no links into one.
+    // The charts, read with the tables: a line per deployment with
+    // traffic, whose last point is what stat says (the same tolerances).
+    let charts = page["charts"].as_array().unwrap();
+    for want in stat.as_array().unwrap() {
+        let name = want["name"].as_str().unwrap();
+        let line = |chart: &str| {
+            charts
+                .iter()
+                .find(|c| c["chart"] == chart && c["name"] == name)
+                .unwrap_or_else(|| panic!("no {chart} line for {name}: {page:#}"))
+        };
+        let Some(s) = want["success"].as_f64() else {
+            assert!(
+                !charts.iter().any(|c| c["name"] == name),
+                "{name} had no traffic, but has a line: {page:#}"
+            );
+            continue;
+        };
+        let success = line("success");
+        assert!(success["points"].as_u64().unwrap() >= 1, "{success}");
+        let last = success["last"].as_f64().unwrap();
+        assert!(
+            (last - s).abs() * 100.0 < 3.0,
+            "{name}: chart {last}, stat {s}"
+        );
+        let (last, want) = (
+            line("rps")["last"].as_f64().unwrap(),
+            want["rps"].as_f64().unwrap(),
+        );
+        assert!(
+            (last - want).abs() <= want * 0.15 + 0.15,
+            "{name}: chart {last} rps, stat {want}"
+        );
+        line("latency");
+    }
+    // The traffic graph: a node per deployment, an arrow per edge that
+    // `linkerd edges` lists, each with the caller's traffic on it.
+    let (code, out, err) = demo.linkerd(&["edges", "deploy", "-n", "emojivoto", "-o", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let edges: Value = serde_json::from_str(&out).unwrap();
+    let mut want: Vec<String> = edges
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} -> {}",
+                e["src"].as_str().unwrap(),
+                e["dst"].as_str().unwrap()
+            )
+        })
+        .collect();
+    want.sort();
+    let drawn = page["graph"]["edges"].as_array().unwrap();
+    let mut got: Vec<String> = drawn
+        .iter()
+        .map(|e| {
+            format!(
+                "{} -> {}",
+                e["src"].as_str().unwrap(),
+                e["dst"].as_str().unwrap()
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, want, "{page:#}");
+    assert_eq!(
+        want,
+        ["vote-bot -> web", "web -> emoji", "web -> voting"],
+        "the demo's calls"
+    );
+    for e in drawn {
+        let rps: f64 = e["rps"].as_str().unwrap().parse().unwrap();
+        assert!(rps > 0.0, "{e}");
+    }
+    let mut nodes: Vec<&str> = page["graph"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["emoji", "vote-bot", "voting", "web"], "{page:#}");
+    // The local mesh has no Grafana: no links into one, but to the
+    // dashboard's own charts of each deployment.
     assert_eq!(page["grafanaLinks"], json!([]), "{page:#}");
+    assert_eq!(
+        page["chartLinks"],
+        json!([
+            "#/namespaces/emojivoto/deployment/emoji?charts",
+            "#/namespaces/emojivoto/deployment/vote-bot?charts",
+            "#/namespaces/emojivoto/deployment/voting?charts",
+            "#/namespaces/emojivoto/deployment/web?charts"
+        ]),
+        "{page:#}"
+    );
+    // web's page: vote-bot calls it, it calls emoji and voting, in its
+    // graph and its charts.
+    let detail = &page["detail"];
+    assert_eq!(
+        detail["graph"]["edges"],
+        json!([
+            "in:emojivoto/vote-bot -> deploy/web",
+            "deploy/web -> out:emojivoto/emoji",
+            "deploy/web -> out:emojivoto/voting"
+        ]),
+        "{page:#}"
+    );
+    for line in [
+        "success web",
+        "rps web",
+        "latency P50",
+        "latency P99",
+        "callers-rps vote-bot",
+        "callees-success voting",
+        "callees-rps emoji",
+    ] {
+        assert!(
+            detail["charts"].as_array().unwrap().contains(&json!(line)),
+            "no {line:?} on web's page: {page:#}"
+        );
+    }
     // The detail page: vote-bot calls web, web calls emoji and voting, over mTLS.
     let detail: Vec<&str> = page["detail"]["stat"]
         .as_array()
@@ -240,11 +360,12 @@ async fn the_dashboard_in_chromium_shows_what_stat_shows() {
     for p in page["tapPlaceholders"].as_array().unwrap() {
         assert!(p.as_str().unwrap().starts_with("e.g. "), "{page:#}");
     }
-    assert_eq!(page["overflow"], json!([]), "panels wider than 1366px");
+    assert_eq!(page["overflow"], json!([]), "panels wider than the 1280px window");
     assert!(!page["top"].as_array().unwrap().is_empty());
     for shot in [
         "namespaces",
         "namespace",
+        "namespace-charts",
         "deployment",
         "tap",
         "top",

@@ -81,11 +81,16 @@ function rps(v) { return v === null || v === undefined ? "-" : `${v.toFixed(1)}r
 
 function num(v, col) { return h("td", { class: v === "-" ? "num muted" : "num", "data-col": col }, v); }
 
-// A link to the resource's Grafana dashboard; nothing where the mesh has no
-// Grafana (the local mesh), rather than a link that answers 503.
+// A link to the resource's Grafana dashboard (`linkerd-<kind>`, its
+// variables set) where the mesh has a Grafana; where it has none (the local
+// mesh), to the dashboard's own charts of the resource instead of a link
+// that would answer 503.
 function grafanaLink(kind, name, namespace) {
-  if (!config.grafana) return h("td", {});
   const k = kindOf(kind);
+  if (k === "authority") return h("td", {});
+  if (!config.grafana) {
+    return h("td", {}, h("a", { href: `${detailHref(k, name, namespace)}?charts`, class: "charts-link", title: "Its success rate, RPS and latency over time" }, "Charts"));
+  }
   let url = `/grafana/d/linkerd-${k}?var-${k}=${encodeURIComponent(name)}`;
   if (namespace) url += `&var-namespace=${encodeURIComponent(namespace)}`;
   if (k === "namespace") url = `/grafana/d/linkerd-namespace?var-namespace=${encodeURIComponent(name)}`;
@@ -111,7 +116,7 @@ function statTable(rows, opts) {
     h("th", { class: "num" }, "P99"), h("th", { class: "num" }, "TCP"),
     denied ? h("th", { class: "num", title: "requests a second its authorization policy denied" }, "Denied") : null,
     opts.tls ? h("th", {}, "mTLS") : null,
-    config.grafana ? h("th", {}, "") : null);
+    h("th", {}, ""));
   const body = rows.map((r) => {
     const kind = kindOf(r.kind);
     const linkable = kind !== "authority";
@@ -127,7 +132,7 @@ function statTable(rows, opts) {
       num(r.tcp_open_connections === null ? "-" : String(Math.round(r.tcp_open_connections)), "tcp"),
       denied ? deniedCell(r.denied_rps) : null,
       opts.tls ? tlsCell(opts.tls(r)) : null,
-      config.grafana ? grafanaLink(kind, r.name, r.namespace) : null);
+      grafanaLink(kind, r.name, r.namespace));
   });
   return h("div", { class: "panel" }, h("table", { class: "stat" }, h("thead", {}, head), h("tbody", {}, body)));
 }
@@ -163,6 +168,92 @@ function refreshing(render) {
   cleanups.push(() => { stopped = true; clearInterval(timer); });
 }
 
+// ---- charts ----
+
+// What a chart can span: [seconds, seconds between points, label]. Each
+// point is the stats over the minute before it, as `linkerd stat` says.
+const RANGES = [[300, 10, "5 min"], [900, 15, "15 min"], [3600, 60, "60 min"]];
+const QUANTILES = [["latency_ms_p50", "P50"], ["latency_ms_p95", "P95"], ["latency_ms_p99", "P99"]];
+let chartRange = Number(localStorage.getItem("linkerd.chartRange")) || 300;
+let chartQuantile = localStorage.getItem("linkerd.chartQuantile") || "latency_ms_p95";
+
+function percent(v) { return `${Number((v * 100).toFixed(v > 0.999 || v < 0.001 ? 0 : 1))}%`; }
+function perSecond(v) { return v >= 10 ? v.toFixed(0) : String(Number(v.toFixed(2))); }
+
+// One chart of a stat range: `figure` is success, rps, latency (one line
+// per resource at the chosen quantile) or quantiles (P50, P95 and P99 of
+// the one resource).
+function drawChart(c, answer) {
+  const ts = answer.timestamps;
+  let lines, format, bounds = {}, title = c.title;
+  switch (c.figure) {
+    case "success":
+      lines = answer.series.map((s) => ({ name: s.name, values: s.success }));
+      format = percent;
+      bounds = { floor: 0.9, ceiling: 1 };
+      break;
+    case "rps":
+      lines = answer.series.map((s) => ({ name: s.name, values: s.rps }));
+      format = perSecond;
+      break;
+    case "latency": {
+      const [key, label] = QUANTILES.find(([k]) => k === chartQuantile) || QUANTILES[1];
+      lines = answer.series.map((s) => ({ name: s.name, values: s[key] }));
+      format = ms;
+      title = `${title} (${label})`;
+      break;
+    }
+    default: {
+      const s = answer.series[0];
+      lines = s ? QUANTILES.map(([key, label]) => ({ name: label, values: s[key] })) : [];
+      format = ms;
+    }
+  }
+  return lineChart(Object.assign({ id: c.id, title, timestamps: ts, lines, format, empty: c.empty }, bounds));
+}
+
+// Scrolls to the charts when the link asked for them (`?charts`: where a
+// Grafana link would be, in a mesh without Grafana).
+function showCharts(charts) {
+  if (new URLSearchParams(location.hash.split("?")[1] || "").has("charts")) charts.el.scrollIntoView();
+}
+
+// A section of charts with its range buttons: `groups` are stat_range
+// requests, each with the charts drawn from its answer. `refresh` asks
+// again and draws them all; the page calls it with its tables.
+function chartsSection(groups) {
+  const grid = h("div", { id: "charts" }, h("div", { class: "panel empty" }, "Loading…"));
+  let refresh;
+  const buttons = RANGES.map(([secs, , label]) => h("button", {
+    type: "button", "data-range": secs, class: secs === chartRange ? "active" : null,
+    onclick: () => {
+      chartRange = secs;
+      localStorage.setItem("linkerd.chartRange", String(secs));
+      for (const b of buttons) b.classList.toggle("active", Number(b.dataset.range) === secs);
+      refresh().catch(showError);
+    },
+  }, label));
+  const latency = groups.some((g) => g.charts.some((c) => c.figure === "latency"));
+  const quantile = latency ? h("select", {
+    "aria-label": "Latency quantile",
+    onchange: (e) => {
+      chartQuantile = e.target.value;
+      localStorage.setItem("linkerd.chartQuantile", chartQuantile);
+      refresh().catch(showError);
+    },
+  }, QUANTILES.map(([k, label]) => h("option", { value: k, selected: k === chartQuantile }, label))) : null;
+  refresh = async () => {
+    const [secs, step] = RANGES.find((r) => r[0] === chartRange) || RANGES[0];
+    const answers = await Promise.all(groups.map((g) => api("stat_range", Object.assign({}, g.request, { range: secs, step }))));
+    // A grid per row: a resource's own charts, then its callers' and callees'.
+    const rows = [];
+    groups.forEach((g, i) => (rows[g.row || 0] ||= []).push(...g.charts.map((c) => drawChart(c, answers[i]))));
+    grid.replaceChildren(...rows.filter(Boolean).map((charts) => h("div", { class: "charts" }, charts)));
+  };
+  const el = h("div", {}, h("div", { class: "charts-bar" }, h("h2", {}, "Over time"), buttons, quantile), grid);
+  return { el, refresh };
+}
+
 // ---- pages ----
 
 function namespacesPage(view) {
@@ -183,18 +274,78 @@ function namespacePage(view, ns) {
     return { kind, title, holder, box: h("div", {}, h("h2", {}, title), holder) };
   });
   const edges = h("div", {}, h("div", { class: "panel empty" }, "Loading…"));
-  view.replaceChildren(h("h1", {}, `Namespace ${ns}`), ...sections.map((s) => s.box),
-    h("h2", {}, "Edges"), edges);
+  const charts = chartsSection([{
+    request: { kind: "deployment", namespace: ns },
+    charts: [
+      { id: "success", title: "Success rate", figure: "success" },
+      { id: "rps", title: "Requests per second", figure: "rps" },
+      { id: "latency", title: "Latency", figure: "latency" },
+    ],
+  }]);
+  const graph = h("div", { id: "graph" }, h("div", { class: "panel empty" }, "Loading…"));
+  view.replaceChildren(h("h1", {}, `Namespace ${ns}`), charts.el, h("h2", {}, "Traffic graph"), graph,
+    ...sections.map((s) => s.box), h("h2", {}, "Edges"), edges);
+  showCharts(charts);
   refreshing(async () => {
-    const results = await Promise.all(sections.map((s) => api("stat", { kind: s.kind, namespace: ns })));
+    const [results, { edges: list }] = await Promise.all([
+      Promise.all(sections.map((s) => api("stat", { kind: s.kind, namespace: ns }))),
+      api("edges", { kind: "deployment", namespace: ns }),
+      charts.refresh(),
+    ]);
     sections.forEach((s, i) => {
       const rows = results[i].rows;
       s.box.hidden = !rows.length && s.kind !== "deployment";
       s.holder.replaceChildren(statTable(rows, { empty: `No ${s.title.toLowerCase()} in ${ns}.` }));
     });
-    const { edges: list } = await api("edges", { kind: "deployment", namespace: ns });
+    graph.replaceChildren(namespaceGraph(ns, results[0].rows, list));
     edges.replaceChildren(edgeTable(list));
   });
+}
+
+// The namespace's deployments as nodes (each with its own success rate and
+// RPS), and its edges as arrows; a workload of another namespace at an
+// edge's end is a node too, named with its namespace.
+function namespaceGraph(ns, rows, list) {
+  const id = (r) => (r.namespace === ns ? r.name : `${r.namespace}/${r.name}`);
+  const nodes = new Map();
+  const add = (r, stats) => {
+    const key = id(r);
+    if (nodes.has(key)) return;
+    nodes.set(key, {
+      id: key, label: key, href: detailHref("deployment", r.name, r.namespace),
+      success: stats ? stats.success : null,
+      detail: stats && stats.success !== null ? `${percent(stats.success)} · ${rps(stats.rps)}` : "no requests in",
+    });
+  };
+  for (const r of rows) add(r, r);
+  for (const e of list) { add(e.src); add(e.dst); }
+  if (!nodes.size) return h("div", { class: "panel empty" }, `No deployments in ${ns}.`);
+  const edges = list.map((e) => ({
+    from: id(e.src), to: id(e.dst), success: e.success, rps: e.rps, secured: e.secured,
+    tlsTitle: e.secured ? `${e.clientId} → ${e.serverId}` : e.noTlsReason,
+  }));
+  return trafficGraph([...nodes.values()], edges, { success: percent, rps });
+}
+
+// A resource with its callers to the left and its callees to the right
+// (Linkerd's "octopus"), each arrow the traffic `linkerd stat --to/--from`
+// counts, with mTLS where the edges say.
+function resourceGraph(kind, name, ns, me, ins, outs, edge) {
+  const self = { id: `${SHORT[kind] || kind}/${name}`, label: `${SHORT[kind] || kind}/${name}`, layer: 1, focus: true,
+    success: me ? me.success : null, detail: me && me.success !== null ? `${percent(me.success)} · ${rps(me.rps)}` : "no requests in" };
+  const nodes = [self], edges = [];
+  const peer = (r, layer, dir) => {
+    const nodeId = `${dir}:${r.namespace}/${r.name}`;
+    nodes.push({ id: nodeId, label: r.namespace === ns ? r.name : `${r.namespace}/${r.name}`, layer, href: detailHref(r.kind, r.name, r.namespace),
+      success: r.success, detail: r.success !== null ? `${percent(r.success)} · ${rps(r.rps)}` : "" });
+    const e = dir === "in" ? edge(r, { name, namespace: ns }) : edge({ name, namespace: ns }, r);
+    const tls = e ? { secured: e.secured, tlsTitle: e.secured ? `${e.clientId} → ${e.serverId}` : e.noTlsReason } : {};
+    edges.push(Object.assign(dir === "in" ? { from: nodeId, to: self.id } : { from: self.id, to: nodeId }, { success: r.success, rps: r.rps }, tls));
+  };
+  for (const r of ins) peer(r, 0, "in");
+  for (const r of outs) peer(r, 2, "out");
+  if (!ins.length && !outs.length) return h("div", { class: "panel empty" }, "No traffic to or from it in the last minute.");
+  return trafficGraph(nodes, edges, { success: percent, rps });
 }
 
 function edgeTable(list) {
@@ -233,18 +384,52 @@ function resourcePage(view, ns, kind, name) {
   const calls = h("div", {}, h("div", { class: "panel empty" }, "Waiting for requests…"));
   const routes = h("div", {}, h("div", { class: "panel empty" }, "Waiting for requests it serves…"));
   const profileRoutes = h("div", {}, loading());
-  const grafana = grafanaLink(kind, name, ns).firstChild;
+  // Its Grafana dashboard, where there is one: the charts below otherwise.
+  const grafana = config.grafana ? grafanaLink(kind, name, ns).firstChild : null;
   if (grafana) grafana.classList.add("title-link");
+  const self = `${kind}/${name}`;
+  const groups = [
+    {
+      request: { kind, namespace: ns, name },
+      charts: [
+        { id: "success", title: "Success rate", figure: "success" },
+        { id: "rps", title: "Requests per second", figure: "rps" },
+        { id: "latency", title: "Latency", figure: "quantiles" },
+      ],
+    },
+    {
+      request: { kind: "deployment", to: self, toNamespace: ns },
+      row: 1,
+      charts: [
+        { id: "callers-success", title: "Callers: success rate", figure: "success", empty: "Nothing called it in this range." },
+        { id: "callers-rps", title: "Callers: requests per second", figure: "rps", empty: "Nothing called it in this range." },
+      ],
+    },
+  ];
+  if (kind !== "service") {
+    groups.push({
+      request: { kind: "deployment", from: self, fromNamespace: ns },
+      row: 1,
+      charts: [
+        { id: "callees-success", title: "Callees: success rate", figure: "success", empty: "It called nothing in this range." },
+        { id: "callees-rps", title: "Callees: requests per second", figure: "rps", empty: "It called nothing in this range." },
+      ],
+    });
+  }
+  const charts = chartsSection(groups);
+  const graph = h("div", { id: "graph" }, loading());
   view.replaceChildren(
     h("h1", {}, `${SHORT[kind] || kind}/${name} `, grafana),
     cards,
+    h("h2", {}, "Traffic graph"), graph,
+    charts.el,
     h("h2", {}, "Inbound: who calls it"), inbound,
     h("h2", {}, "Outbound: whom it calls"), outbound,
     kind === "pod" || kind === "service" ? null : h("h2", {}, "Pods"), kind === "pod" || kind === "service" ? null : pods,
     h("h2", {}, "Routes (from its ServiceProfile)"), profileRoutes,
     kind === "service" ? null : h("h2", {}, "Top routes (since this page opened)"), kind === "service" ? null : routes,
     kind === "service" ? null : h("h2", {}, "Live calls"), kind === "service" ? null : calls);
-  const self = `${kind}/${name}`;
+  showCharts(charts);
   refreshing(async () => {
     const [mine, ins, outs, edgeList, served] = await Promise.all([
       api("stat", { kind, namespace: ns, name }),
@@ -252,6 +437,7 @@ function resourcePage(view, ns, kind, name) {
       kind === "service" ? Promise.resolve({ rows: [] }) : api("stat", { kind: "deployment", from: self, fromNamespace: ns }),
       kind === "deployment" ? api("edges", { kind: "deployment", namespace: "" }) : Promise.resolve({ edges: [] }),
       api("routes", { resource: self, namespace: ns }).catch(() => ({ rows: [] })),
+      charts.refresh(),
     ]);
     profileRoutes.replaceChildren(routesTable(served.rows));
     const r = mine.rows[0];
@@ -268,6 +454,7 @@ function resourcePage(view, ns, kind, name) {
     const edge = (src, dst) => edgeList.edges.find((e) => e.src.name === src.name && e.src.namespace === src.namespace && e.dst.name === dst.name && e.dst.namespace === dst.namespace);
     const me = { name, namespace: ns };
     const withTraffic = (rows) => rows.filter((x) => x.rps !== null);
+    graph.replaceChildren(resourceGraph(kind, name, ns, r, withTraffic(ins.rows), withTraffic(outs.rows), edge));
     inbound.replaceChildren(statTable(withTraffic(ins.rows), { namespaceColumn: true, empty: "Nothing called it in the last minute.", tls: kind === "deployment" ? (x) => edge(x, me) : null }));
     outbound.replaceChildren(statTable(withTraffic(outs.rows), { namespaceColumn: true, empty: "It called nothing in the last minute.", tls: kind === "deployment" ? (x) => edge(me, x) : null }));
     if (kind !== "pod" && kind !== "service") {

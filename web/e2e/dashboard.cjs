@@ -22,7 +22,7 @@ async function main() {
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
-  const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   const problems = [];
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
@@ -40,13 +40,28 @@ async function main() {
   out.namespaces = await cells("table.stat tbody tr");
   await shot("namespaces");
 
-  // The namespace's deployments, once Prometheus has their traffic.
+  // The namespace's deployments, once Prometheus has their traffic, and
+  // its charts, once they have a point (a minute of data: a point's window
+  // reaching before the data began is left out).
   await page.goto(`${url}/#/namespaces/${NS}`);
   await page.waitForFunction(() => {
     const cell = document.querySelector('#section-deployment tr[data-name="web"] td[data-col="success"]');
-    return cell && cell.textContent.endsWith("%");
-  }, null, { timeout: 90000 });
-  out.deployments = await cells("#section-deployment table.stat tbody tr");
+    const line = document.querySelector('[data-chart="success"] path.line[data-name="web"]');
+    return cell && cell.textContent.endsWith("%") && line;
+  }, null, { timeout: 180000 });
+  // The tables and the charts of one refresh, read together.
+  [out.deployments, out.charts] = await Promise.all([
+    cells("#section-deployment table.stat tbody tr"),
+    page.$$eval("#charts path.line", (ps) => ps.map((p) => ({
+      chart: p.closest(".chart").dataset.chart, name: p.dataset.name, last: Number(p.dataset.last),
+      points: (p.getAttribute("d").match(/[ML]/g) || []).length,
+    }))),
+  ]);
+  out.graph = {
+    nodes: await page.$$eval("#graph g.node", (gs) => gs.map((g) => g.dataset.name)),
+    edges: await page.$$eval("#graph path.edge", (ps) => ps.map((p) => ({ src: p.dataset.src, dst: p.dataset.dst, success: p.dataset.success, rps: p.dataset.rps }))),
+  };
+  out.chartLinks = await page.$$eval("#section-deployment a.charts-link", (as) => as.map((a) => a.getAttribute("href")));
   // Tells the test to run `linkerd stat` now, over the same window.
   process.stdout.write(JSON.stringify({ event: "deployments" }) + "\n");
   out.grafanaLinks = await page.$$eval("#section-deployment a[href^='/grafana/']", (as) => as.map((a) => a.getAttribute("href")));
@@ -56,8 +71,17 @@ async function main() {
     .filter((p) => p.scrollWidth > p.clientWidth + 1).map((p) => p.textContent.slice(0, 60)));
   await shot("namespace");
 
-  // A deployment: who calls it, whom it calls, and its live calls.
-  await page.goto(`${url}/#/namespaces/${NS}/deployment/web`);
+  // Each range redraws the charts from its own range query.
+  for (const range of ["900", "3600", "300"]) {
+    await page.click(`.charts-bar button[data-range="${range}"]`);
+    await page.waitForFunction((r) => document.querySelector(`.charts-bar button[data-range="${r}"]`).classList.contains("active")
+      && document.querySelector('[data-chart="rps"] path.line[data-name="web"]'), range, { timeout: 15000 });
+  }
+  await shot("namespace-charts");
+
+  // A deployment: who calls it, whom it calls, and its live calls; its
+  // charts link (where Grafana's would be) opens its page at the charts.
+  await page.goto(`${url}/${out.chartLinks.find((h) => h.endsWith("/web?charts")) || `#/namespaces/${NS}/deployment/web`}`);
   await page.waitForSelector("table.calls tbody tr", { timeout: 30000 });
   await page.waitForSelector("table.routes tbody tr", { timeout: 30000 });
   // Callers and callees come once Prometheus has their traffic.
@@ -65,7 +89,13 @@ async function main() {
     const names = [...document.querySelectorAll("table.stat tr[data-name]")].map((r) => r.dataset.name);
     return ["vote-bot", "emoji", "voting"].every((n) => names.includes(n));
   }, null, { timeout: 60000 });
+  await page.waitForSelector('[data-chart="callees-rps"] path.line', { timeout: 60000 });
   out.detail = {
+    graph: {
+      nodes: await page.$$eval("#graph g.node", (gs) => gs.map((g) => g.dataset.name)),
+      edges: await page.$$eval("#graph path.edge", (ps) => ps.map((p) => `${p.dataset.src} -> ${p.dataset.dst}`)),
+    },
+    charts: await page.$$eval("#charts path.line", (ps) => ps.map((p) => `${p.closest(".chart").dataset.chart} ${p.dataset.name}`)),
     stat: await cells("table.stat tbody tr"),
     calls: await page.$$eval("table.calls tbody tr", (rows) => rows.map((r) => [...r.children].map((td) => td.textContent))),
     secured: await page.$$eval("td.secured", (tds) => tds.length),
