@@ -358,7 +358,7 @@ fn print_sample(s: &Sample, header: bool) {
             "failed",
             names
                 .iter()
-                .map(|n| format!("{:>18}", format!("{n} MiB/fds")))
+                .map(|n| format!("{:>24}", format!("{n} MiB/fds")))
                 .collect::<String>()
         );
     }
@@ -369,7 +369,7 @@ fn print_sample(s: &Sample, header: bool) {
         s.failed,
         s.procs
             .values()
-            .map(|(rss, fd)| format!("{:>18}", format!("{:.1}/{fd}", *rss as f64 / 1024.0)))
+            .map(|(rss, fd)| format!("{:>24}", format!("{:.1}/{fd}", *rss as f64 / 1024.0)))
             .collect::<String>(),
         s.series
             .values()
