@@ -347,6 +347,34 @@ async fn the_dashboard_in_chromium_shows_what_stat_shows() {
     assert_eq!(vote[1], "web-svc", "{vote}");
     assert!(vote[3].as_str().unwrap().ends_with("rps"), "{vote}");
     assert_eq!(routes[0][3], "-", "no traffic on /api/list: {page:#}");
+    // The routes vote-bot calls, by web-svc's profile: every route of
+    // it, the vote route with its traffic, effective beside actual.
+    let called = page["calledRoutes"].as_array().unwrap();
+    let names: Vec<&str> = called
+        .iter()
+        .map(|r| r["route"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "GET /api/list",
+            "GET /api/results",
+            "GET /api/vote",
+            "[DEFAULT]"
+        ],
+        "{page:#}"
+    );
+    let vote = &called[2];
+    assert_eq!(vote["service"], "web-svc", "{vote}");
+    for col in ["effective_success", "actual_success"] {
+        assert!(vote[col].as_str().unwrap().ends_with('%'), "{col}: {vote}");
+    }
+    for col in ["effective_rps", "actual_rps"] {
+        assert!(
+            vote[col].as_str().unwrap().ends_with("rps"),
+            "{col}: {vote}"
+        );
+    }
     // Tap showed live requests, and stopped.
     let tap = page["tap"].as_array().unwrap();
     assert!(tap.len() >= 5, "{page:#}");
@@ -360,13 +388,18 @@ async fn the_dashboard_in_chromium_shows_what_stat_shows() {
     for p in page["tapPlaceholders"].as_array().unwrap() {
         assert!(p.as_str().unwrap().starts_with("e.g. "), "{page:#}");
     }
-    assert_eq!(page["overflow"], json!([]), "panels wider than the 1280px window");
+    assert_eq!(
+        page["overflow"],
+        json!([]),
+        "panels wider than the 1280px window"
+    );
     assert!(!page["top"].as_array().unwrap().is_empty());
     for shot in [
         "namespaces",
         "namespace",
         "namespace-charts",
         "deployment",
+        "vote-bot",
         "tap",
         "top",
         "controlplane",

@@ -64,11 +64,11 @@ function grpcStatus(code) { return GRPC_STATUS[code] || `gRPC ${code}`; }
 // The namespace the user last looked at: where tap and top start.
 let lastNamespace = "";
 
-function successCell(v) {
-  if (v === null || v === undefined) return h("td", { class: "num muted" }, "-");
+function successCell(v, col) {
+  if (v === null || v === undefined) return h("td", { class: "num muted", "data-col": col || "success" }, "-");
   const pct = v * 100;
   const cls = pct >= 99 ? "sr-good" : pct >= 95 ? "sr-warn" : "sr-bad";
-  return h("td", { class: `num ${cls}`, "data-col": "success" }, `${pct.toFixed(2)}%`);
+  return h("td", { class: `num ${cls}`, "data-col": col || "success" }, `${pct.toFixed(2)}%`);
 }
 
 function ms(v) {
@@ -384,6 +384,7 @@ function resourcePage(view, ns, kind, name) {
   const calls = h("div", {}, h("div", { class: "panel empty" }, "Waiting for requests…"));
   const routes = h("div", {}, h("div", { class: "panel empty" }, "Waiting for requests it serves…"));
   const profileRoutes = h("div", {}, loading());
+  const calledRoutes = h("div", {}, loading());
   // Its Grafana dashboard, where there is one: the charts below otherwise.
   const grafana = config.grafana ? grafanaLink(kind, name, ns).firstChild : null;
   if (grafana) grafana.classList.add("title-link");
@@ -427,6 +428,7 @@ function resourcePage(view, ns, kind, name) {
     h("h2", {}, "Outbound: whom it calls"), outbound,
     kind === "pod" || kind === "service" ? null : h("h2", {}, "Pods"), kind === "pod" || kind === "service" ? null : pods,
     h("h2", {}, "Routes (from its ServiceProfile)"), profileRoutes,
+    kind === "service" ? null : h("h2", {}, "Routes it calls (from its callees' ServiceProfiles)"), kind === "service" ? null : calledRoutes,
     kind === "service" ? null : h("h2", {}, "Top routes (since this page opened)"), kind === "service" ? null : routes,
     kind === "service" ? null : h("h2", {}, "Live calls"), kind === "service" ? null : calls);
   showCharts(charts);
@@ -440,6 +442,7 @@ function resourcePage(view, ns, kind, name) {
       charts.refresh(),
     ]);
     profileRoutes.replaceChildren(routesTable(served.rows));
+    if (kind !== "service") calledRoutes.replaceChildren(calledRoutesTable(await routesItCalls(self, ns)));
     const r = mine.rows[0];
     cards.replaceChildren(
       card("Success rate", r && r.success !== null ? `${(r.success * 100).toFixed(2)}%` : "-",
@@ -480,6 +483,33 @@ function routesTable(rows) {
     successCell(r.success), num(rps(r.rps), "rps"),
     num(ms(r.latency_ms_p50), "p50"), num(ms(r.latency_ms_p95), "p95"), num(ms(r.latency_ms_p99), "p99")));
   return h("div", { class: "panel" }, h("table", { class: "profile-routes" }, h("thead", {}, head), h("tbody", {}, body)));
+}
+
+// The routes of the services `self` called in the last minute, by their
+// profiles, as the caller saw them (effective: after retries) and as its
+// proxy sent them (actual: every attempt), as `linkerd routes --to -o wide`.
+async function routesItCalls(self, ns) {
+  const { rows: services } = await api("stat", { kind: "service", from: self, fromNamespace: ns });
+  const called = services.filter((s) => s.rps !== null);
+  const answers = await Promise.all(called.map((s) =>
+    api("routes", { resource: self, namespace: ns, to: `svc/${s.name}`, toNamespace: s.namespace }).catch(() => ({ rows: [] }))));
+  // A service without a profile has only its default route, and no route
+  // metrics: nothing to show.
+  return answers.filter((a) => a.rows.length > 1 || a.rows.some((r) => r.effective_rps !== null)).flatMap((a) => a.rows);
+}
+
+function calledRoutesTable(rows) {
+  if (!rows.length) return h("div", { class: "panel empty" }, "It called no service with a ServiceProfile in the last minute.");
+  const head = h("tr", {}, h("th", {}, "Route"), h("th", {}, "Service"),
+    h("th", { class: "num", title: "what the caller saw, after retries" }, "Effective success"), h("th", { class: "num" }, "Effective RPS"),
+    h("th", { class: "num", title: "every attempt its proxy sent" }, "Actual success"), h("th", { class: "num" }, "Actual RPS"),
+    h("th", { class: "num" }, "P50"), h("th", { class: "num" }, "P95"), h("th", { class: "num" }, "P99"));
+  const body = rows.map((r) => h("tr", { "data-route": r.route, "data-service": r.authority.split(/[.:]/)[0] },
+    h("td", {}, r.route), h("td", { class: "muted" }, r.authority.split(/[.:]/)[0]),
+    successCell(r.effective_success, "effective_success"), num(rps(r.effective_rps), "effective_rps"),
+    successCell(r.actual_success, "actual_success"), num(rps(r.actual_rps), "actual_rps"),
+    num(ms(r.latency_ms_p50), "p50"), num(ms(r.latency_ms_p95), "p95"), num(ms(r.latency_ms_p99), "p99")));
+  return h("div", { class: "panel" }, h("table", { class: "called-routes" }, h("thead", {}, head), h("tbody", {}, body)));
 }
 
 // Live calls of a resource: tap, aggregated by route as `linkerd top` does.

@@ -108,7 +108,22 @@ async function main() {
     return vote && vote.textContent !== "-";
   }, null, { timeout: 60000 });
   out.detail.profileRoutes = await page.$$eval("table.profile-routes tbody tr", (rows) => rows.map((r) => [...r.children].map((td) => td.textContent)));
+
   await shot("deployment");
+
+  // The routes vote-bot calls, by web-svc's profile: what it saw
+  // (effective) beside what its proxy sent (actual).
+  await page.goto(`${url}/#/namespaces/${NS}/deployment/vote-bot`);
+  await page.waitForFunction(() => {
+    const cell = document.querySelector('table.called-routes tr[data-route="GET /api/vote"] td[data-col="actual_rps"]');
+    return cell && cell.textContent !== "-";
+  }, null, { timeout: 60000 });
+  out.calledRoutes = await page.$$eval("table.called-routes tbody tr", (rows) => rows.map((r) => {
+    const o = { route: r.dataset.route, service: r.dataset.service };
+    for (const td of r.querySelectorAll("td[data-col]")) o[td.dataset.col] = td.textContent;
+    return o;
+  }));
+  await shot("vote-bot");
 
   // Tap without parameters starts in the namespace just looked at, and its
   // placeholders say they are examples.
