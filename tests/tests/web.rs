@@ -144,6 +144,16 @@ async fn the_dashboard_in_chromium_shows_what_stat_shows() {
                     demo.linkerd(&["stat", "deploy", "-n", "emojivoto", "-o", "json"]);
                 assert_eq!(code, Some(0), "{err}");
                 stat = Some(serde_json::from_str::<Value>(&out).unwrap());
+            } else if v["event"] == "inject" || v["event"] == "restore" {
+                // The demo's flag, given while it runs, changes its rate.
+                let rate = if v["event"] == "inject" {
+                    "0.75"
+                } else {
+                    "0.15"
+                };
+                let (code, out, err) = demo.linkerd(&["demo", "--failure-rate", rate]);
+                assert_eq!(code, Some(0), "{err}");
+                assert!(out.contains("voting now fails"), "{out}");
             } else if v.is_object() {
                 result = Some(v);
             }
@@ -220,6 +230,18 @@ async fn the_dashboard_in_chromium_shows_what_stat_shows() {
         );
         line("latency");
     }
+    // Voting's failures raised from 15% to 75%: its success line dropped
+    // at the first redraw after Prometheus scraped them (the redraw under
+    // way when they began may have read before).
+    let failure = &page["failure"];
+    assert!(
+        failure["timedOut"].is_null(),
+        "no drop in the chart: {failure}"
+    );
+    assert!(
+        failure["redraws"].as_u64().unwrap() <= 2,
+        "the drop took more than one refresh: {failure}"
+    );
     // The traffic graph: a node per deployment, an arrow per edge that
     // `linkerd edges` lists, each with the caller's traffic on it.
     let (code, out, err) = demo.linkerd(&["edges", "deploy", "-n", "emojivoto", "-o", "json"]);

@@ -71,6 +71,33 @@ async function main() {
     .filter((p) => p.scrollWidth > p.clientWidth + 1).map((p) => p.textContent.slice(0, 60)));
   await shot("namespace");
 
+  // A failure injected into the demo (the test raises voting's failure
+  // rate when told) shows as a drop of voting's success line: counted in
+  // the chart redraws it takes, the first of which may have begun before
+  // Prometheus scraped a failure.
+  const votingLine = () => document.querySelector('[data-chart="success"] path.line[data-name="voting"]');
+  const before = await page.evaluate(() => Number(document.querySelector('[data-chart="success"] path.line[data-name="voting"]').dataset.last));
+  process.stdout.write(JSON.stringify({ event: "inject" }) + "\n");
+  const injectedAt = Date.now();
+  out.failure = await page.evaluate(async ([before]) => {
+    let seen = document.querySelector('[data-chart="success"] path.line[data-name="voting"]');
+    let redraws = 0;
+    for (let i = 0; i < 200; i++) {
+      await new Promise((r) => setTimeout(r, 150));
+      const line = document.querySelector('[data-chart="success"] path.line[data-name="voting"]');
+      if (line && line !== seen) {
+        seen = line;
+        redraws += 1;
+        const last = Number(line.dataset.last);
+        if (last < before - 0.02) return { before, after: last, redraws };
+      }
+    }
+    return { before, after: Number(seen.dataset.last), redraws, timedOut: true };
+  }, [before]);
+  out.failure.seconds = (Date.now() - injectedAt) / 1000;
+  await shot("namespace-failure");
+  process.stdout.write(JSON.stringify({ event: "restore" }) + "\n");
+
   // Each range redraws the charts from its own range query.
   for (const range of ["900", "3600", "300"]) {
     await page.click(`.charts-bar button[data-range="${range}"]`);

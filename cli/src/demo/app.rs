@@ -98,9 +98,28 @@ pub(crate) async fn serve_emoji(
     serve(listener, stop, move |io| serve_grpc(io, grpc.clone())).await
 }
 
+/// The share of votes `voting` fails, changeable while it serves (a local
+/// demo's `linkerd demo --failure-rate` while it runs).
+#[derive(Clone)]
+pub(crate) struct FailureRate(Arc<AtomicU64>);
+
+impl FailureRate {
+    pub(crate) fn new(rate: f64) -> Self {
+        Self(Arc::new(AtomicU64::new(rate.to_bits())))
+    }
+
+    pub(crate) fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Relaxed))
+    }
+
+    pub(crate) fn set(&self, rate: f64) {
+        self.0.store(rate.to_bits(), Relaxed);
+    }
+}
+
 /// `voting`: counts votes, and fails `failure_rate` of them, evenly spread.
 struct Votes {
-    failure_rate: f64,
+    failure_rate: FailureRate,
     calls: AtomicU64,
     counts: std::sync::Mutex<std::collections::BTreeMap<String, i32>>,
 }
@@ -109,7 +128,7 @@ impl Votes {
     /// Whether the `n`th call fails: exactly `failure_rate` of any run of
     /// calls, spread out, so short windows show the configured rate too.
     fn fails(&self, n: u64) -> bool {
-        let r = self.failure_rate;
+        let r = self.failure_rate.get();
         ((n + 1) as f64 * r).floor() > (n as f64 * r).floor()
     }
 }
@@ -124,7 +143,7 @@ impl VotingService for Votes {
         if self.fails(n) {
             return Err(Status::unavailable(format!(
                 "the demo's voting service fails {:.0}% of votes",
-                self.failure_rate * 100.0
+                self.failure_rate.get() * 100.0
             )));
         }
         let code = req.into_inner().shortcode;
@@ -156,7 +175,7 @@ impl VotingService for Votes {
 
 pub(crate) async fn serve_voting(
     listener: TcpListener,
-    failure_rate: f64,
+    failure_rate: FailureRate,
     stop: watch::Receiver<bool>,
 ) {
     let grpc = VotingServiceServer::new(Votes {
@@ -456,7 +475,7 @@ mod tests {
     #[test]
     fn failures_are_exactly_the_rate() {
         let votes = Votes {
-            failure_rate: 0.15,
+            failure_rate: FailureRate::new(0.15),
             calls: AtomicU64::new(0),
             counts: Default::default(),
         };
@@ -465,7 +484,7 @@ mod tests {
         // Spread out: any 20 calls in a row fail 3 times.
         assert!((0..980).all(|s| (s..s + 20).filter(|n| votes.fails(*n)).count() == 3));
         let none = Votes {
-            failure_rate: 0.0,
+            failure_rate: FailureRate::new(0.0),
             ..votes
         };
         assert!((0..100).all(|n| !none.fails(n)));

@@ -15,17 +15,31 @@ pub(crate) struct Settings {
     /// Votes a second that vote-bot sends (0: none; send your own).
     #[arg(long, default_value_t = 10.0)]
     pub(crate) rps: f64,
-    /// The share of votes the voting service fails (0 to 1).
-    #[arg(long, default_value_t = 0.15)]
-    pub(crate) failure_rate: f64,
+    /// The share of votes the voting service fails, 0 to 1 (default 0.15).
+    /// With a local demo running, changes its voting service's rate while
+    /// it runs, as applying the changed manifest does on a cluster.
+    #[arg(long)]
+    failure_rate: Option<f64>,
     /// How long the emoji service takes to answer.
     #[arg(long, default_value = "25ms", value_parser = linkerd_duration::parse)]
     pub(crate) emoji_delay: Duration,
 }
 
+/// The voting service's failure rate when none is given.
+const DEFAULT_FAILURE_RATE: f64 = 0.15;
+
 impl Settings {
+    pub(crate) fn failure_rate(&self) -> f64 {
+        self.failure_rate.unwrap_or(DEFAULT_FAILURE_RATE)
+    }
+
+    /// The failure rate, if the command line gave one.
+    pub(crate) fn failure_rate_given(&self) -> Option<f64> {
+        self.failure_rate
+    }
+
     pub(crate) fn check(&self) -> anyhow::Result<()> {
-        if !(0.0..=1.0).contains(&self.failure_rate) {
+        if !(0.0..=1.0).contains(&self.failure_rate()) {
             anyhow::bail!("--failure-rate must be between 0 and 1");
         }
         if !self.rps.is_finite() || self.rps < 0.0 || self.rps > 1000.0 {
@@ -81,7 +95,7 @@ pub(crate) fn manifest(settings: &Settings, image: Option<&str>) -> String {
                 "--emoji-delay".into(),
                 format!("{}ms", settings.emoji_delay.as_millis()),
             ]),
-            "voting" => args.extend(["--failure-rate".into(), settings.failure_rate.to_string()]),
+            "voting" => args.extend(["--failure-rate".into(), settings.failure_rate().to_string()]),
             "vote-bot" => args.extend(["--rps".into(), settings.rps.to_string()]),
             _ => {}
         }
@@ -147,7 +161,7 @@ pub(crate) async fn run_app(args: AppArgs) -> anyhow::Result<()> {
             app::serve_emoji(l, args.app.emoji_delay, stop).await;
         }),
         (Role::Voting, Some(l)) => tokio::spawn(async move {
-            app::serve_voting(l, args.app.failure_rate, stop).await;
+            app::serve_voting(l, app::FailureRate::new(args.app.failure_rate()), stop).await;
         }),
         _ => {
             let counts = std::sync::Arc::new(app::BotCounts::default());

@@ -437,8 +437,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(other) = state::running() {
+        if let Some(rate) = args.app.failure_rate_given() {
+            return change_failure_rate(&other, rate).await;
+        }
         anyhow::bail!(
-            "a demo is already running (pid {}, public API at {}); stop it first (Ctrl-C in its terminal, or `kill {}`)",
+            "a demo is already running (pid {}, public API at {}); stop it first (Ctrl-C in its terminal, or `kill {}`); `linkerd demo --failure-rate R` changes its voting service's failure rate",
             other.pid,
             other.api_addr,
             other.pid
@@ -724,6 +727,7 @@ async fn start_and_wait(
 
     println!("==> starting the demo application (namespace {NAMESPACE}), each pod with its proxy");
     let bot_counts = Arc::new(app::BotCounts::default());
+    let failure_rate = app::FailureRate::new(args.app.failure_rate());
     for pod in pods {
         let step = Step::start(&format!("{} at {}", pod.name(), pod.ip));
         let listener = TcpListener::bind(pod.at(APP_PORT)).await;
@@ -739,7 +743,7 @@ async fn start_and_wait(
                 tokio::spawn(app::serve_emoji(l, args.app.emoji_delay, stop.clone()));
             }
             ("voting", Ok(l)) => {
-                tokio::spawn(app::serve_voting(l, args.app.failure_rate, stop.clone()));
+                tokio::spawn(app::serve_voting(l, failure_rate.clone(), stop.clone()));
             }
             (_, Ok(_)) => {}
             (_, Err(e)) => anyhow::bail!("cannot listen on {}: {e}", pod.at(APP_PORT)),
@@ -897,12 +901,15 @@ async fn start_and_wait(
     // Until Ctrl-C, SIGTERM, or a part of the mesh dies.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut changed =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
     let mut check = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             _ = hup.recv() => break,
+            _ = changed.recv() => take_failure_rate(&dir, &failure_rate),
             _ = check.tick() => running.check()?,
         }
     }
@@ -913,6 +920,63 @@ async fn start_and_wait(
         println!("vote-bot sent {sent} votes, {failed} failed");
     }
     Ok(())
+}
+
+/// Where `linkerd demo --failure-rate` leaves a new rate for the running
+/// demo, in its directory, before signalling it (SIGUSR1).
+fn failure_rate_file(dir: &Path) -> PathBuf {
+    dir.join("failure-rate")
+}
+
+/// Gives the running demo a new failure rate for its voting service and
+/// waits for it to take it (it removes the file), as `kubectl apply` of a
+/// changed manifest does on a cluster.
+async fn change_failure_rate(demo: &state::State, rate: f64) -> anyhow::Result<()> {
+    let file = failure_rate_file(&demo.dir);
+    let tmp = file.with_extension("new");
+    std::fs::write(&tmp, rate.to_string())
+        .and_then(|()| std::fs::rename(&tmp, &file))
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+    let pid = nix::unistd::Pid::from_raw(demo.pid as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1)
+        .map_err(|e| anyhow::anyhow!("cannot signal the running demo (pid {}): {e}", demo.pid))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while file.exists() {
+        if Instant::now() > deadline {
+            let _ = std::fs::remove_file(&file);
+            anyhow::bail!(
+                "the running demo (pid {}) did not take the new failure rate within 5s",
+                demo.pid
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "the running demo (pid {}): voting now fails {:.0}% of votes",
+        demo.pid,
+        rate * 100.0
+    );
+    Ok(())
+}
+
+/// The running demo's side: the new rate, if the file holds one (the
+/// sender has checked it), then the file removed to say it was taken.
+fn take_failure_rate(dir: &Path, rate: &app::FailureRate) {
+    let file = failure_rate_file(dir);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return;
+    };
+    match text.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => {
+            rate.set(r);
+            println!("voting now fails {:.0}% of votes", r * 100.0);
+        }
+        _ => eprintln!(
+            "ignored {}: {text:?} is not a rate between 0 and 1",
+            file.display()
+        ),
+    }
+    let _ = std::fs::remove_file(&file);
 }
 
 fn print_summary(
@@ -937,7 +1001,10 @@ fn print_summary(
         let role = match pod.deployment {
             "web" => "HTTP/1 front end; calls emoji and voting over gRPC".to_string(),
             "emoji" => format!("gRPC; answers after {:?}", args.app.emoji_delay),
-            "voting" => format!("gRPC; fails {:.0}% of votes", args.app.failure_rate * 100.0),
+            "voting" => format!(
+                "gRPC; fails {:.0}% of votes",
+                args.app.failure_rate() * 100.0
+            ),
             _ => format!("votes through web, {} a second", args.app.rps),
         };
         println!(
@@ -948,7 +1015,7 @@ fn print_summary(
     println!(
         "\nEvery call between them goes app -> outbound proxy -> mTLS -> inbound proxy -> app.\n\
          Expect web and voting at about {:.0}% success, emoji at 100% and {:?} latency.\n",
-        (1.0 - args.app.failure_rate) * 100.0,
+        (1.0 - args.app.failure_rate()) * 100.0,
         args.app.emoji_delay
     );
     println!("Try, in another terminal (Prometheus needs a scrape or two first):");
