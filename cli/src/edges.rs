@@ -141,7 +141,7 @@ mod tests {
                 client_id: "vote-bot.emojivoto.serviceaccount.identity.linkerd.cluster.local"
                     .into(),
                 server_id: "web.emojivoto.serviceaccount.identity.linkerd.cluster.local".into(),
-                no_tls_reason: String::new(),
+                ..Default::default()
             },
             Edge {
                 src: r("web"),

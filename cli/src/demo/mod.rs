@@ -909,7 +909,7 @@ async fn start_and_wait(
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             _ = hup.recv() => break,
-            _ = changed.recv() => take_failure_rate(&dir, &failure_rate),
+            _ = changed.recv() => take_failure_rate(dir, &failure_rate),
             _ = check.tick() => running.check()?,
         }
     }
