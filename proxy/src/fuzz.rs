@@ -210,7 +210,9 @@ fn inbound(version: Version, tls: Tls, bytes: Vec<u8>) {
             // The request as hyper parsed it, before any layer ran.
             let seen = seen.clone();
             move |req: Request<hyper::body::Incoming>| {
-                seen.lock().unwrap().push(req.headers().clone());
+                seen.lock()
+                    .unwrap()
+                    .push((req.uri().clone(), req.headers().clone()));
                 req
             }
         })
@@ -264,7 +266,7 @@ fn inbound(version: Version, tls: Tls, bytes: Vec<u8>) {
 struct Application {
     tls: Tls,
     version: Version,
-    seen: Arc<Mutex<Vec<HeaderMap>>>,
+    seen: Arc<Mutex<Vec<(http::Uri, HeaderMap)>>>,
 }
 
 impl tower::Service<Outgoing> for Application {
@@ -278,7 +280,7 @@ impl tower::Service<Outgoing> for Application {
 
     fn call(&mut self, out: Outgoing) -> Self::Future {
         let req = &out.req.http;
-        let original = self
+        let (original_uri, original) = self
             .seen
             .lock()
             .unwrap()
@@ -296,6 +298,22 @@ impl tower::Service<Outgoing> for Application {
             .map(str::trim)
         {
             let upgrade = out.req.upgrade && listed.eq_ignore_ascii_case("upgrade");
+            // `Host` is end to end whatever Connection says: it reaches the
+            // application (as the client sent it, or as an absolute-form
+            // URI's authority replaced it).
+            if listed.eq_ignore_ascii_case("host") {
+                if let Some(host) = original.get(header::HOST) {
+                    if original_uri.authority().is_none() && req.version() != http::Version::HTTP_2
+                    {
+                        assert_eq!(
+                            headers.get(header::HOST),
+                            Some(host),
+                            "Host, named by Connection, was not the client's"
+                        );
+                    }
+                }
+                continue;
+            }
             if !upgrade && !listed.is_empty() {
                 assert!(
                     !headers.contains_key(listed),

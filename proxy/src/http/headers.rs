@@ -3,7 +3,7 @@
 
 use http::{
     HeaderMap, HeaderName, HeaderValue,
-    header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE},
+    header::{CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE},
 };
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -47,6 +47,11 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         let named: Vec<HeaderName> = connection_tokens(headers)
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .filter(|n| !(upgrade && n == UPGRADE))
+            // `Host` is the request's authority, for every recipient (RFC
+            // 9110 §7.2): a Connection option cannot make it hop-by-hop.
+            // Removed, it would be replaced by the target's address, and
+            // the application would see a request the client did not send.
+            .filter(|n| n != HOST)
             .collect();
         for name in named {
             headers.remove(name);
@@ -86,6 +91,18 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `http1_inbound` fuzz target: `Connection: Host` took
+    /// the client's `Host` away, and the proxy put the target's address in
+    /// its place.
+    #[test]
+    fn connection_cannot_name_host() {
+        let mut h = map(&[("host", "y"), ("connection", "Host, x1.0"), ("x1.0", "1")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.get("host").unwrap(), "y");
+        assert!(!h.contains_key("x1.0"));
+        assert!(!h.contains_key("connection"));
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         pairs
