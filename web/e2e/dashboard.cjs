@@ -26,6 +26,11 @@ async function main() {
   const problems = [];
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
+  // The dashboard works with no network: every request is to itself.
+  page.on("request", (r) => {
+    const u = r.url();
+    if (!u.startsWith(url) && !u.startsWith("data:")) problems.push(`request to another origin: ${u}`);
+  });
   const out = {};
   const shot = (name) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
   const cells = (rowSelector) => page.$$eval(rowSelector, (rows) => rows.map((r) => {

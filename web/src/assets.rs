@@ -59,3 +59,17 @@ pub(crate) fn serve(path: &str) -> Response<Body> {
     );
     rsp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::FILES;
+
+    /// The whole UI, charts and graph included, is the few files the
+    /// binary holds (the browser test checks that a page asks nothing of
+    /// any other origin), and it stays small.
+    #[test]
+    fn the_ui_stays_under_300_kib() {
+        let total: usize = FILES.iter().map(|(_, _, body)| body.len()).sum();
+        assert!(total < 300 * 1024, "{total} bytes");
+    }
+}
