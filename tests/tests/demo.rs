@@ -395,6 +395,39 @@ async fn without_prometheus_the_api_scrapes_the_proxies() {
     send_votes(&demo).await;
     let rows = stat_rows(&demo).await;
     check_rows(&rows);
+
+    // The charts' range queries, answered from the same scrape rounds: a
+    // point per second over the last minute, each over the 5s before it
+    // (a minute-long window would reach back before the first round).
+    let (status, body) = backends::http1_get(
+        demo.addr(1, 8084),
+        "localhost",
+        "/api/stat_range?kind=deployment&namespace=emojivoto&range=60&step=1&window=5s",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let range: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(range["timestamps"].as_array().unwrap().len(), 61, "{range}");
+    let web = range["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "web")
+        .unwrap_or_else(|| panic!("no series for web: {range}"));
+    let points: Vec<(f64, f64)> = web["rps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(web["success"].as_array().unwrap())
+        .filter_map(|(rps, success)| Some((rps.as_f64()?, success.as_f64()?)))
+        .filter(|(rps, _)| *rps > 1.0)
+        .collect();
+    assert!(!points.is_empty(), "no point with web's votes: {web}");
+    // voting fails a fifth of the votes, evenly spread.
+    for (_, success) in &points {
+        assert!((0.7..=0.9).contains(success), "{web}");
+    }
+
     let (code, edges, stderr) = demo.linkerd(&["edges", "deploy", "-n", "emojivoto"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
