@@ -302,15 +302,15 @@ impl tower::Service<Outgoing> for Application {
             // application (as the client sent it, or as an absolute-form
             // URI's authority replaced it).
             if listed.eq_ignore_ascii_case("host") {
-                if let Some(host) = original.get(header::HOST) {
-                    if original_uri.authority().is_none() && req.version() != http::Version::HTTP_2
-                    {
-                        assert_eq!(
-                            headers.get(header::HOST),
-                            Some(host),
-                            "Host, named by Connection, was not the client's"
-                        );
-                    }
+                if let Some(host) = original.get(header::HOST)
+                    && original_uri.authority().is_none()
+                    && req.version() != http::Version::HTTP_2
+                {
+                    assert_eq!(
+                        headers.get(header::HOST),
+                        Some(host),
+                        "Host, named by Connection, was not the client's"
+                    );
                 }
                 continue;
             }
