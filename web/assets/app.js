@@ -209,7 +209,12 @@ function drawChart(c, answer) {
       format = ms;
     }
   }
-  return lineChart(Object.assign({ id: c.id, title, timestamps: ts, lines, format, empty: c.empty }, bounds));
+  // A young metrics source has no point yet: each needs a whole window of data.
+  const age = answer.dataSince ? Date.now() / 1000 - answer.dataSince : Infinity;
+  const empty = age < answer.window
+    ? `Warming up: a point needs ${Math.round(answer.window)}s of data; the metrics go back ${Math.max(0, Math.round(age))}s.`
+    : c.empty;
+  return lineChart(Object.assign({ id: c.id, title, timestamps: ts, lines, format, empty }, bounds));
 }
 
 // Scrolls to the charts when the link asked for them (`?charts`: where a

@@ -268,7 +268,14 @@ async fn stat_range(web: &Web, params: &HashMap<String, String>) -> Result<Value
         .iter()
         .filter_map(stat_format::series_json)
         .collect();
-    Ok(j!({ "timestamps": rsp.timestamps, "series": series }))
+    Ok(j!({
+        "timestamps": rsp.timestamps,
+        "series": series,
+        "window": stat_format::window_seconds(
+            params.get("window").map(String::as_str).unwrap_or("1m")
+        ),
+        "dataSince": (rsp.data_since > 0.0).then_some(rsp.data_since),
+    }))
 }
 
 async fn edges(web: &Web, params: &HashMap<String, String>) -> Result<Value, Problem> {

@@ -402,6 +402,7 @@ impl<D: Discover> Api for PublicApi<D> {
         Ok(Response::new(StatRangeResponse {
             timestamps,
             series: series.into_values().collect(),
+            data_since: since.unwrap_or(0.0),
         }))
     }
 
