@@ -108,12 +108,29 @@ async fn the_dashboard_in_chromium_shows_what_stat_shows() {
     let (_dashboard, url) = dashboard(&["--port", &port], Some(&demo.state)).await;
     assert_eq!(url, format!("http://localhost:{port}"));
 
+    // A second dashboard on the demo's public API, with a (stand-in)
+    // Grafana, for the links a mesh with Grafana has.
+    let grafana = grafana().await;
+    let api = demo.addr(1, 8085).to_string();
+    let (_with_grafana, with_grafana, _) = web(&[
+        "--addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--api-addr",
+        &api,
+        "--grafana-addr",
+        &grafana.to_string(),
+    ])
+    .await;
+
     let shots = repo().join("target/web-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let mut browser = tokio::process::Command::new(node)
         .arg(repo().join("web/e2e/dashboard.cjs"))
         .env("NODE_PATH", &modules)
         .env("DASHBOARD_URL", &url)
+        .env("GRAFANA_DASHBOARD_URL", format!("http://{with_grafana}"))
         .env("SCREENSHOTS", &shots)
         .env("CHROMIUM", &chromium)
         .stdout(Stdio::piped())
@@ -301,6 +318,26 @@ async fn the_dashboard_in_chromium_shows_what_stat_shows() {
             "#/namespaces/emojivoto/deployment/voting?charts",
             "#/namespaces/emojivoto/deployment/web?charts"
         ]),
+        "{page:#}"
+    );
+    // Where there is a Grafana, each row links to its linkerd-<kind>
+    // dashboard with the variables set, and none to the charts; following
+    // one reaches Grafana through the dashboard, the path unchanged.
+    let with = &page["withGrafana"];
+    assert_eq!(
+        with["links"],
+        json!([
+            "/grafana/d/linkerd-deployment?var-deployment=emoji&var-namespace=emojivoto",
+            "/grafana/d/linkerd-deployment?var-deployment=vote-bot&var-namespace=emojivoto",
+            "/grafana/d/linkerd-deployment?var-deployment=voting&var-namespace=emojivoto",
+            "/grafana/d/linkerd-deployment?var-deployment=web&var-namespace=emojivoto"
+        ]),
+        "{page:#}"
+    );
+    assert_eq!(with["chartLinks"], 0, "{page:#}");
+    assert_eq!(
+        with["followed"],
+        "grafana saw /grafana/d/linkerd-deployment?var-deployment=web&var-namespace=emojivoto",
         "{page:#}"
     );
     // web's page: vote-bot calls it, it calls emoji and voting, in its

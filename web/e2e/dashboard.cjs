@@ -29,7 +29,8 @@ async function main() {
   // The dashboard works with no network: every request is to itself.
   page.on("request", (r) => {
     const u = r.url();
-    if (!u.startsWith(url) && !u.startsWith("data:")) problems.push(`request to another origin: ${u}`);
+    const own = [url, process.env.GRAFANA_DASHBOARD_URL].filter(Boolean).some((o) => u.startsWith(o));
+    if (!own && !u.startsWith("data:")) problems.push(`request to another origin: ${u}`);
   });
   const out = {};
   const shot = (name) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
@@ -193,6 +194,24 @@ async function main() {
     lines: await page.$$eval("ul.checks li", (lis) => lis.map((li) => `${li.dataset.result} ${li.textContent}`)),
   };
   await shot("controlplane");
+
+  // A dashboard with a Grafana (GRAFANA_DASHBOARD_URL, the same public
+  // API): its links go to the matching linkerd-<kind> dashboard with the
+  // variables set, and Grafana is reached through the dashboard.
+  const grafanaUrl = process.env.GRAFANA_DASHBOARD_URL;
+  if (grafanaUrl) {
+    await page.goto(`${grafanaUrl}/#/namespaces/${NS}`);
+    await page.waitForSelector("#section-deployment a[href^='/grafana/']", { timeout: 30000 });
+    out.withGrafana = {
+      links: await page.$$eval("#section-deployment a[href^='/grafana/']", (as) => as.map((a) => a.getAttribute("href"))),
+      chartLinks: await page.$$eval("a.charts-link", (as) => as.length),
+    };
+    await page.goto(`${grafanaUrl}/#/namespaces/${NS}/deployment/web`);
+    await page.waitForSelector("h1 a.title-link", { timeout: 30000 });
+    const title = await page.getAttribute("h1 a.title-link", "href");
+    out.withGrafana.title = title;
+    out.withGrafana.followed = await page.evaluate(async (href) => (await fetch(href)).text(), title);
+  }
 
   out.problems = problems;
   await browser.close();
