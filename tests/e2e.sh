@@ -261,6 +261,32 @@ assert r["success"] and not bad, bad
   return $rc
 }
 check "dashboard: pages, API, live tap (through the API server, as the dashboard's ServiceAccount), and its linkerd check all passing with the dashboard's RBAC" dashboard_ok
+dashboard_charts_ok() {
+  local port=50752 pid rc=1
+  "$L" dashboard --show url --port $port >"$LOG/dashboard-charts.txt" 2>&1 &
+  pid=$!
+  # Prometheus' range queries through the public API: web's line has points
+  # (once Prometheus holds a minute of data), and each edge its traffic.
+  for _ in $(seq 90); do
+    if curl -sf "http://localhost:$port/api/stat_range?kind=deployment&namespace=emojivoto&range=300&step=15" >"$LOG/dashboard-range.json" 2>/dev/null \
+      && curl -sf "http://localhost:$port/api/edges?kind=deployment&namespace=emojivoto" >"$LOG/dashboard-edges.json" 2>/dev/null \
+      && python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+web = [s for s in r["series"] if s["name"] == "web"][0]
+assert any(v and v > 0 for v in web["rps"]), web
+e = json.load(open(sys.argv[2]))["edges"]
+assert e and all(x["rps"] and x["rps"] > 0 for x in e if x["src"]["name"] == "vote-bot"), e
+' "$LOG/dashboard-range.json" "$LOG/dashboard-edges.json" 2>/dev/null; then
+      rc=0
+      break
+    fi
+    sleep 1
+  done
+  kill $pid 2>/dev/null; wait $pid 2>/dev/null
+  return $rc
+}
+check "dashboard: charts from Prometheus' range queries, edges with their traffic" dashboard_charts_ok
 check "linkerd check --proxy passes" "$L" check --proxy -n emojivoto --wait 1m
 
 step "service profiles: what linkerd profile writes passes the API server's validation"
