@@ -347,13 +347,12 @@ impl<D: Discover> Api for PublicApi<D> {
         let end = if req.end > 0.0 { req.end } else { now() };
         let range = metrics::Range::ending(end, req.range_seconds, req.step_seconds)
             .map_err(Status::invalid_argument)?;
-        let answers = try_join_all(
-            plan.queries()
-                .iter()
-                .map(|q| self.metrics.query_range(q, range)),
-        )
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
+        let queries = plan.queries();
+        let (answers, since) = tokio::join!(
+            try_join_all(queries.iter().map(|q| self.metrics.query_range(q, range))),
+            self.metrics.data_since()
+        );
+        let answers = answers.map_err(|e| Status::unavailable(e.to_string()))?;
         let timestamps: Vec<f64> = range.timestamps().collect();
         // The answers by moment: each query's samples at each timestamp.
         let mut at: Vec<Vec<Vec<metrics::Sample>>> =
@@ -373,7 +372,6 @@ impl<D: Discover> Api for PublicApi<D> {
         // A point whose window reaches back before the data began would
         // count a part of the window over all of it (and `increase`
         // extrapolates): it is left out, where `StatSummary` cuts its window.
-        let since = self.metrics.data_since().await;
         let window = stat::window_seconds(plan.window()).unwrap_or(60.0);
         let partial = |t: f64| since.is_some_and(|since| t - window < since);
         let (pods, services) = (self.discovery.pods(), self.discovery.services());
