@@ -20,6 +20,16 @@ function layers(nodes, edges) {
     }
     if (!moved) break;
   }
+  // Workloads with no traffic go to the right, six to a column, rather
+  // than making the first column as tall as the namespace.
+  const linked = new Set(edges.flatMap((e) => [e.from, e.to]));
+  const idle = nodes.filter((n) => !linked.has(n.id));
+  if (idle.length && idle.length < nodes.length) {
+    const after = Math.max(...nodes.filter((n) => linked.has(n.id)).map((n) => layer.get(n.id))) + 1;
+    idle.forEach((n, i) => layer.set(n.id, after + Math.floor(i / 6)));
+  } else if (idle.length) {
+    idle.forEach((n, i) => layer.set(n.id, Math.floor(i / 6)));
+  }
   return layer;
 }
 
