@@ -95,7 +95,7 @@ async function main() {
         seen = line;
         redraws += 1;
         const last = Number(line.dataset.last);
-        if (last < before - 0.02) return { before, after: last, redraws };
+        if (last < before - 0.005) return { before, after: last, redraws };
       }
     }
     return { before, after: Number(seen.dataset.last), redraws, timedOut: true };
