@@ -141,8 +141,9 @@ struct PublicApiArgs {
     #[arg(long, default_value = "10s", value_parser = linkerd_duration::parse)]
     scrape_interval: Duration,
     /// How much history is kept, with --scrape-proxies: the longest
-    /// window stats can cover.
-    #[arg(long, default_value = "1h", value_parser = linkerd_duration::parse)]
+    /// window stats can cover. The dashboard's longest chart is an hour of
+    /// points, each over the minute before it.
+    #[arg(long, default_value = "65m", value_parser = linkerd_duration::parse)]
     scrape_retention: Duration,
     /// The tap service, which taps are handed to.
     #[arg(long, default_value = "linkerd-tap.linkerd.svc.cluster.local:8088")]
