@@ -234,6 +234,29 @@ async fn an_outside_clients_l5d_client_id_is_stripped_inbound() {
     assert!(!seen.contains("l5d-client-id"), "{seen}");
 }
 
+/// Hop-by-hop abuse: `Connection` names the headers a hop must drop, and
+/// an attacker names the ones the next hop relies on. What it names goes
+/// (here `X-Forwarded-For`), but never `Host`, the request's authority for
+/// every recipient: removed, the proxy would have put the pod's address in
+/// its place (the `http1_inbound` fuzz target's finding). Checked by taking
+/// the `Host` exception out of `strip_hop_by_hop`: the application then saw
+/// `host: 127.0.0.1:<port>`.
+#[tokio::test]
+async fn connection_cannot_take_host_away() {
+    let (proxy, backend) = proxy().await;
+    let answer = exchange(
+        &proxy,
+        b"GET /hop HTTP/1.1\r\nHost: web.example\r\nX-Forwarded-For: 198.18.0.9\r\nConnection: Host, X-Forwarded-For, close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = backend.seen();
+    assert!(seen.contains("get /hop"), "{seen}");
+    assert!(seen.contains("\r\nhost: web.example\r\n"), "{seen}");
+    assert!(!seen.contains("x-forwarded-for"), "{seen}");
+    still_serves(&proxy).await;
+}
+
 /// Sends `request` to `addr` and returns the head of the answer (a
 /// tunnel's connection stays open after it).
 async fn response_head(addr: SocketAddr, request: &[u8]) -> String {
