@@ -472,7 +472,9 @@ cp_refuses() { # pod, address, command...
   out=$(timeout 30 kubectl exec -n emojivoto "deploy/$pod" -c "$pod" -- linkerd --api-addr "$addr" "$@" 2>&1)
   local rc=$?
   echo "$pod: rc=$rc: $out" | head -3
-  [ $rc != 0 ] && ! echo "$out" | grep -q '^req ' && echo "$out" | grep -qi 'permission\|denied\|unauthorized\|forbidden'
+  # Here-strings, not pipes: under pipefail, grep -q leaving at its first
+  # match made a long output's echo die of SIGPIPE, failing a refusal.
+  [ $rc != 0 ] && ! grep -q '^req ' <<<"$out" && grep -qi 'permission\|denied\|unauthorized\|forbidden' <<<"$out"
 }
 for pod in intruder outsider; do
   check "$pod: tap's gRPC port refuses it, no events" cp_refuses $pod linkerd-tap.linkerd.svc.cluster.local:8088 tap deploy/web -n emojivoto
