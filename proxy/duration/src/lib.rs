@@ -19,7 +19,10 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
     // a word (`0.00000800005m` was 480µs, where Go's parser, which service
     // profiles use, reads 480.003µs): more digits are refused instead.
     let fraction = |f: &str| f.bytes().take_while(u8::is_ascii_digit).count();
-    if s.split('.').skip(1).any(|f| fraction(f) > MAX_FRACTION_DIGITS) {
+    if s.split('.')
+        .skip(1)
+        .any(|f| fraction(f) > MAX_FRACTION_DIGITS)
+    {
         return Err(DurationError {
             value: s.to_string(),
             reason: format!("at most {MAX_FRACTION_DIGITS} digits after a decimal point"),
