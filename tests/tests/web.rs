@@ -71,6 +71,21 @@ async fn dashboard(
     (child, url[1].clone())
 }
 
+/// `src -> dst` of each edge, as `linkerd edges -o json` and the page's
+/// graph both name them.
+fn edge_pairs(edges: &[Value]) -> Vec<String> {
+    edges
+        .iter()
+        .map(|e| {
+            format!(
+                "{} -> {}",
+                e["src"].as_str().unwrap(),
+                e["dst"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 fn pct(cell: &str) -> Option<f64> {
     cell.strip_suffix('%')?.parse().ok()
 }
@@ -261,30 +276,10 @@ async fn the_dashboard_in_chromium_shows_what_stat_shows() {
     let (code, out, err) = demo.linkerd(&["edges", "deploy", "-n", "emojivoto", "-o", "json"]);
     assert_eq!(code, Some(0), "{err}");
     let edges: Value = serde_json::from_str(&out).unwrap();
-    let mut want: Vec<String> = edges
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            format!(
-                "{} -> {}",
-                e["src"].as_str().unwrap(),
-                e["dst"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let mut want = edge_pairs(edges.as_array().unwrap());
     want.sort();
     let drawn = page["graph"]["edges"].as_array().unwrap();
-    let mut got: Vec<String> = drawn
-        .iter()
-        .map(|e| {
-            format!(
-                "{} -> {}",
-                e["src"].as_str().unwrap(),
-                e["dst"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let mut got = edge_pairs(drawn);
     got.sort();
     assert_eq!(got, want, "{page:#}");
     assert_eq!(

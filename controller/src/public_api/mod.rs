@@ -222,6 +222,14 @@ impl<D: Discover> PublicApi<D> {
 /// The default window of stats.
 const DEFAULT_WINDOW: &str = "1m";
 
+/// The request's window, or the default one when it gives none.
+fn window_or_default(window: &str) -> String {
+    match window {
+        "" => DEFAULT_WINDOW.to_string(),
+        w => w.to_string(),
+    }
+}
+
 fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -233,10 +241,7 @@ fn stat_plan(req: StatSummaryRequest) -> Result<stat::Plan, Status> {
     let selector = req
         .selector
         .ok_or_else(|| Status::invalid_argument("a resource type is required"))?;
-    let window = match req.time_window.as_str() {
-        "" => DEFAULT_WINDOW.to_string(),
-        w => w.to_string(),
-    };
+    let window = window_or_default(&req.time_window);
     let (to, from) = match req.outbound {
         Some(Outbound::ToResource(r)) => (Some(r), None),
         Some(Outbound::FromResource(r)) => (None, Some(r)),
@@ -409,10 +414,7 @@ impl<D: Discover> Api for PublicApi<D> {
         let resource = req
             .resource
             .ok_or_else(|| Status::invalid_argument("a workload is required"))?;
-        let window = match req.time_window.as_str() {
-            "" => DEFAULT_WINDOW.to_string(),
-            w => w.to_string(),
-        };
+        let window = window_or_default(&req.time_window);
         let plan = authz::Plan::new(&resource, window)
             .map_err(Status::invalid_argument)?
             .with_data_since(self.metrics.data_since().await, now());
@@ -430,10 +432,7 @@ impl<D: Discover> Api for PublicApi<D> {
         let resource = req
             .resource
             .ok_or_else(|| Status::invalid_argument("a resource is required"))?;
-        let window = match req.time_window.as_str() {
-            "" => DEFAULT_WINDOW.to_string(),
-            w => w.to_string(),
-        };
+        let window = window_or_default(&req.time_window);
         let plan = routes::Plan::new(&resource, req.to.as_ref(), window, &self.cluster_domain)
             .map_err(Status::invalid_argument)?
             .with_data_since(self.metrics.data_since().await, now());
@@ -452,10 +451,7 @@ impl<D: Discover> Api for PublicApi<D> {
         let selector = req
             .selector
             .ok_or_else(|| Status::invalid_argument("a resource type is required"))?;
-        let window = match req.time_window.as_str() {
-            "" => DEFAULT_WINDOW.to_string(),
-            w => w.to_string(),
-        };
+        let window = window_or_default(&req.time_window);
         let plan = edges::Plan::new(&selector, window)
             .map_err(Status::invalid_argument)?
             .with_data_since(self.metrics.data_since().await, now());
